@@ -1,0 +1,262 @@
+"""Building blocks shared by the generators and critics, for 2-D and 3-D alike.
+
+Everything here takes ``spatial_dims`` (2 or 3) so one class serves slices and volumes. Tensors are
+``[B, C, *S]`` with ``S`` = ``(H, W)`` or ``(D, H, W)``.
+
+The conditioning follows openai/guided-diffusion (``unet.py``): a metadata embedding ``emb [B, E]`` enters
+every :class:`ConditionalResBlock` through its own learnable ``SiLU -> Linear`` projection, applied as a
+per-channel scale and shift after the block's second normalisation; the block's last convolution is
+zero-initialised so that an untrained block is the identity (up to its skip projection).
+:class:`EmbedSequential` routes ``emb`` only to the blocks that take it.
+
+:class:`LocalAttention` is the local attention block (LAB) of seed 000: every voxel attends to the
+``window^d`` voxels around it (3 x 3 x 3 in 3-D, 3 x 3 in 2-D).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from abc import abstractmethod
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vce_core.errors import VCEInputError
+
+__all__ = [
+    "ConditionalResBlock",
+    "EmbedBlock",
+    "EmbedSequential",
+    "LocalAttention",
+    "MetadataEmbedding",
+    "Upsample",
+    "check_spatial_dims",
+    "conv_nd",
+    "group_norm",
+    "max_pool_nd",
+    "zero_module",
+]
+
+
+def check_spatial_dims(spatial_dims: int) -> int:
+    """Return ``spatial_dims`` if it is 2 or 3, else raise :class:`VCEInputError`."""
+    if spatial_dims not in (2, 3):
+        raise VCEInputError(f"spatial_dims is {spatial_dims!r}", expected="2 (slices) or 3 (volumes)")
+    return spatial_dims
+
+
+def conv_nd(spatial_dims: int, in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Module:
+    """A ``Conv2d``/``Conv3d`` with "same" padding (odd ``kernel_size``), stride 1."""
+    cls = {2: nn.Conv2d, 3: nn.Conv3d}[check_spatial_dims(spatial_dims)]
+    return cls(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+
+
+def max_pool_nd(spatial_dims: int, ceil_mode: bool = False) -> nn.Module:
+    """2x max-pooling in every spatial axis (``ceil_mode`` keeps odd sizes instead of dropping a row)."""
+    cls = {2: nn.MaxPool2d, 3: nn.MaxPool3d}[check_spatial_dims(spatial_dims)]
+    return cls(kernel_size=2, stride=2, ceil_mode=ceil_mode)
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with ``gcd(channels, 8)`` groups (12 channels -> 4 groups of 3, 24 -> 8 groups of 3).
+
+    Normalisation is per sample, so it is compatible with the per-sample gradient penalty of WGAN-GP
+    (batch norm is not).
+    """
+    return nn.GroupNorm(math.gcd(channels, 8), channels)
+
+
+def zero_module(module: nn.Module) -> nn.Module:
+    """Set every parameter of ``module`` to zero and return it (guided-diffusion's last-conv init)."""
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class EmbedBlock(nn.Module):
+    """A block whose ``forward`` takes ``(x, emb)``; :class:`EmbedSequential` passes ``emb`` to it."""
+
+    @abstractmethod
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:  # pragma: no cover - interface
+        """``x [B, C, *S]``, ``emb [B, E]`` -> ``[B, C', *S]``."""
+
+
+class EmbedSequential(nn.Sequential):
+    """``nn.Sequential`` that routes the embedding to :class:`EmbedBlock` children only."""
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:  # type: ignore[override]
+        for layer in self:
+            x = layer(x, emb) if isinstance(layer, EmbedBlock) else layer(x)
+        return x
+
+
+class MetadataEmbedding(nn.Module):
+    """Two-layer MLP embedding of the metadata ``(dose, field strength)`` (seed 000, supplementary).
+
+    ``m = (dose, (B - 2.25) / 0.75)`` (so 1.5 T -> -1 and 3 T -> +1) goes through
+    ``Linear(2, F) -> SiLU -> Linear(F, F)``.
+
+    Parameters
+    ----------
+    features:
+        Width ``F`` of the embedding (128 in the paper).
+    """
+
+    FIELD_CENTRE_T = 2.25
+    FIELD_HALF_RANGE_T = 0.75
+
+    def __init__(self, features: int = 128):
+        super().__init__()
+        self.features = features
+        self.mlp = nn.Sequential(nn.Linear(2, features), nn.SiLU(), nn.Linear(features, features))
+
+    def forward(self, dose: Tensor, field_strength: Tensor) -> Tensor:
+        """``dose [B]`` (fraction of the standard dose), ``field_strength [B]`` (tesla) -> ``[B, F]``."""
+        b = (field_strength - self.FIELD_CENTRE_T) / self.FIELD_HALF_RANGE_T
+        meta = torch.stack([dose, b], dim=1).to(self.mlp[0].weight.dtype)
+        return self.mlp(meta)
+
+
+class ConditionalResBlock(EmbedBlock):
+    """Conditional residual block (CRB): the guided-diffusion ``ResBlock`` with scale/shift conditioning.
+
+    ``h = conv(SiLU(GN(x)))``; ``h = GN(h) * (1 + scale) + shift`` with ``(scale, shift) =
+    Linear(SiLU(emb))``; ``out = skip(x) + conv0(dropout(SiLU(h)))`` where ``conv0`` starts at zero and
+    ``skip`` is the identity or a 1x1 convolution when the channel count changes.
+
+    Parameters
+    ----------
+    spatial_dims:
+        2 or 3.
+    in_channels, out_channels:
+        Channels of ``x`` and of the output.
+    emb_features:
+        Width ``E`` of the embedding it receives.
+    dropout:
+        Dropout probability before the last convolution.
+
+    Shapes: ``x [B, in_channels, *S]``, ``emb [B, E]`` -> ``[B, out_channels, *S]``.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        emb_features: int,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        self.in_layers = nn.Sequential(
+            group_norm(in_channels), nn.SiLU(), conv_nd(spatial_dims, in_channels, out_channels)
+        )
+        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_features, 2 * out_channels))
+        self.out_norm = group_norm(out_channels)
+        self.out_layers = nn.Sequential(
+            nn.SiLU(),
+            nn.Dropout(dropout),
+            zero_module(conv_nd(spatial_dims, out_channels, out_channels)),
+        )
+        self.skip = (
+            nn.Identity()
+            if in_channels == out_channels
+            else conv_nd(spatial_dims, in_channels, out_channels, kernel_size=1)
+        )
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = self.in_layers(x)
+        scale, shift = self.emb_layers(emb).to(h.dtype).chunk(2, dim=1)
+        view = (h.shape[0], h.shape[1]) + (1,) * (h.ndim - 2)
+        h = self.out_norm(h) * (1 + scale.reshape(view)) + shift.reshape(view)
+        return self.skip(x) + self.out_layers(h)
+
+
+class LocalAttention(nn.Module):
+    """Local attention block (LAB): multi-head self-attention inside a ``window^d`` neighbourhood.
+
+    Each voxel's query attends to the keys of the ``window^d`` voxels centred on it (3 x 3 x 3 in 3-D,
+    3 x 3 in 2-D), plus a learned relative-position bias per head and offset; neighbours outside the
+    image are masked out (not zero-padded into the softmax). The result goes through a zero-initialised
+    1x1 projection and is added to the input, so an untrained block is the identity.
+
+    The neighbourhood is gathered with ``window^d`` shifted views of the padded keys and values (the
+    same numbers as ``F.unfold`` in 2-D, which has no 3-D counterpart), so memory is
+    ``O(window^d * B * C * |S|)``.
+
+    Parameters
+    ----------
+    spatial_dims:
+        2 or 3.
+    channels:
+        Channels ``C`` of the input; must be divisible by ``head_channels``.
+    window:
+        Odd window width (3 in the paper).
+    head_channels:
+        Channels per attention head (``C // head_channels`` heads).
+
+    Shapes: ``x [B, C, *S]`` -> ``[B, C, *S]``.
+    """
+
+    def __init__(self, spatial_dims: int, channels: int, window: int = 3, head_channels: int = 12):
+        super().__init__()
+        check_spatial_dims(spatial_dims)
+        if window < 1 or window % 2 == 0:
+            raise VCEInputError(f"attention window is {window}", expected="an odd window width (e.g. 3)")
+        if channels % head_channels:
+            raise VCEInputError(
+                f"{channels} channels cannot be split into heads of {head_channels} channels",
+                expected="channels divisible by head_channels",
+            )
+        self.spatial_dims = spatial_dims
+        self.window = window
+        self.num_heads = channels // head_channels
+        self.head_channels = head_channels
+        self.norm = group_norm(channels)
+        self.qkv = conv_nd(spatial_dims, channels, 3 * channels, kernel_size=1)
+        self.proj_out = zero_module(conv_nd(spatial_dims, channels, channels, kernel_size=1))
+        self.position_bias = nn.Parameter(torch.zeros(self.num_heads, window**spatial_dims))
+
+    def _shifted(self, t: Tensor, spatial: tuple[int, ...]) -> list[Tensor]:
+        """All ``window^d`` shifted views of the padded ``t [..., *(S + 2r)]``, each ``[..., *S]``."""
+        views = []
+        for offset in itertools.product(range(self.window), repeat=self.spatial_dims):
+            index = tuple(slice(o, o + s) for o, s in zip(offset, spatial, strict=True))
+            views.append(t[(..., *index)])
+        return views
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, *spatial = x.shape
+        spatial_t = tuple(spatial)
+        r = self.window // 2
+        pad = (r, r) * self.spatial_dims
+        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.num_heads, self.head_channels, *spatial)
+        q, k, v = qkv.unbind(1)  # each [B, heads, dh, *S]
+        keys = self._shifted(F.pad(k, pad), spatial_t)
+        values = self._shifted(F.pad(v, pad), spatial_t)
+        inside = self._shifted(
+            F.pad(torch.ones(spatial_t, dtype=torch.bool, device=x.device), pad), spatial_t
+        )
+
+        scale = self.head_channels**-0.5
+        logits = torch.stack([(q * kk).sum(2) for kk in keys], dim=2) * scale  # [B, heads, W, *S]
+        logits = logits + self.position_bias.reshape(1, self.num_heads, -1, *([1] * self.spatial_dims))
+        logits = logits.masked_fill(~torch.stack(inside, dim=0), float("-inf"))
+        attn = logits.softmax(dim=2)
+        out = sum(attn[:, :, w].unsqueeze(2) * vv for w, vv in enumerate(values))  # [B, heads, dh, *S]
+        return x + self.proj_out(out.reshape(b, c, *spatial))
+
+
+class Upsample(nn.Module):
+    """2x nearest-neighbour upsampling followed by a 3x3(x3) convolution (guided-diffusion ``Upsample``).
+
+    Shapes: ``[B, in_channels, *S]`` -> ``[B, out_channels, *(2S)]``.
+    """
+
+    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = conv_nd(spatial_dims, in_channels, out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))

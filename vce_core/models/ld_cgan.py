@@ -1,0 +1,387 @@
+"""The low-dose conditional GAN of seed 000 (Pinetz et al., noise-preserving conditional GANs).
+
+``ld_cgan_generator`` (:class:`LowDoseGenerator`) predicts the residual ``ŷ_LD`` of a low-dose image
+(``x̂_LD = x_NA + ŷ_LD``) from the native image ``x_NA``, the standard-dose image ``x_SD`` and a noise
+image ``z ~ N(0, Id)``, conditioned on the dose ``d̂`` (fraction of the standard dose) and the field
+strength ``B`` (tesla). ``ld_cgan_critic`` (:class:`LowDoseCritic`) scores a residual given the same
+conditions (WGAN critic, one unbounded score per sample).
+
+Architecture (paper's supplementary, Fig. 5, and the choices made where it is silent):
+
+* Metadata ``(d̂, (B - 2.25) / 0.75)`` -> two-layer MLP with 128 features -> a learnable
+  ``SiLU -> Linear`` projection into every conditional residual block (scale/shift, guided-diffusion).
+  The critic has its own embedding (not shared: the paper's Table 3 ablation).
+* U-Net with 4 scales; 12 channels at the finest scale, doubled after each 2x max-pooling; all
+  convolutions 3x3x3 (3x3 in 2-D). Per scale ``num_res_blocks`` CRBs on the encoding side and as many on
+  the decoding side (chosen: 2, guided-diffusion's default); local attention blocks (self-attention in a
+  3x3x3 window) after every CRB of the coarser scales (all but the finest). Decoder: nearest upsampling +
+  3x3 conv, concatenation with the encoder features of that scale (chosen, standard U-Net).
+* Normalisation: GroupNorm (chosen; per-sample, so compatible with the critic's gradient penalty).
+* Output heads ``GN -> SiLU -> conv`` at the finest ``output_heads`` decoder scales (full, 1/2, 1/4 by
+  default) for the multi-scale noise-preserving loss; index 0 is the prediction used at inference.
+* Inputs are channel-concatenated ``[x_NA, x_SD, z]``. For 2.5-D models (``spatial_dims=2``,
+  ``in_slices = k`` odd) native and standard dose each bring ``k`` adjacent slices as channels and the
+  output is the centre slice (``out_channels=1``); ``z`` is always one channel.
+* Critic: the encoding side with 5 scales and no attention, input ``[ŷ, x_NA, x_SD]``, then
+  ``GN -> SiLU -> global average -> Linear`` to one score. Pooling uses ``ceil_mode`` so any size works.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from vce_core.errors import VCEInputError
+from vce_core.models import register_model
+from vce_core.models.blocks import (
+    ConditionalResBlock,
+    EmbedSequential,
+    LocalAttention,
+    MetadataEmbedding,
+    Upsample,
+    check_spatial_dims,
+    conv_nd,
+    group_norm,
+    max_pool_nd,
+)
+
+__all__ = ["LowDoseCritic", "LowDoseGenerator"]
+
+
+def _positive_int(name: str, value: object, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise VCEInputError(f"{name} is {value!r}", expected=f"an integer >= {minimum}")
+    return value
+
+
+def _check_in_slices(in_slices: object) -> int:
+    in_slices = _positive_int("in_slices", in_slices)
+    if in_slices % 2 == 0:
+        raise VCEInputError(
+            f"in_slices is {in_slices}", expected="an odd number of adjacent slices (1, 3, 5, ...)"
+        )
+    return in_slices
+
+
+def _per_sample(name: str, value: Tensor | float, batch: int, like: Tensor) -> Tensor:
+    """``value`` (a number, a 0-d tensor or ``[B]``) as a float tensor ``[B]`` on ``like``'s device."""
+    t = torch.as_tensor(value, device=like.device)
+    if not t.is_floating_point():
+        t = t.to(torch.float32)
+    if t.ndim == 0:
+        t = t.expand(batch)
+    if t.shape != (batch,):
+        raise VCEInputError(
+            f"{name} has shape {tuple(t.shape)}", expected=f"one value per sample, shape ({batch},)"
+        )
+    if not bool(torch.isfinite(t).all()):
+        raise VCEInputError(f"{name} contains non-finite values", expected="finite numbers")
+    return t
+
+
+def _check_images(
+    spatial_dims: int, channels: int, native: Tensor, standard_dose: Tensor
+) -> tuple[int, tuple[int, ...]]:
+    """Check ``native``/``standard_dose`` are ``[B, channels, *S]`` alike; return ``(B, S)``."""
+    for name, t in (("native", native), ("standard_dose", standard_dose)):
+        if not isinstance(t, Tensor) or t.ndim != spatial_dims + 2 or t.shape[1] != channels:
+            shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+            raise VCEInputError(
+                f"{name} has shape {shape}",
+                expected=f"a tensor [B, {channels}, " + ", ".join("S" * spatial_dims) + "]",
+            )
+    if native.shape != standard_dose.shape:
+        raise VCEInputError(
+            f"native {tuple(native.shape)} and standard_dose {tuple(standard_dose.shape)} differ in shape",
+            expected="images on the same grid",
+        )
+    return native.shape[0], tuple(native.shape[2:])
+
+
+@register_model("ld_cgan_generator")
+class LowDoseGenerator(nn.Module):
+    """Conditional U-Net generator of residual low-dose images (seed 000, Fig. 5).
+
+    Parameters
+    ----------
+    spatial_dims:
+        3 for volumes (the paper), 2 for slices / 2.5-D stacks.
+    in_slices:
+        Channels of ``native`` and of ``standard_dose`` each (odd; > 1 only for 2.5-D).
+    out_channels:
+        Channels of the predicted residual (1: the centre slice or the volume).
+    base_channels:
+        Channels at the finest scale (12), doubled at every coarser scale; also the attention head width.
+    num_scales:
+        Number of U-Net scales (4); spatial sizes must be divisible by ``2 ** (num_scales - 1)``.
+    num_res_blocks:
+        Conditional residual blocks per scale on each side of the U-Net.
+    emb_features:
+        Width of the metadata embedding (128).
+    attention_window:
+        Window of the local attention blocks (3 -> 3x3x3), used at every scale but the finest.
+    output_heads:
+        Number of output scales (1 <= output_heads <= num_scales): full, 1/2, 1/4, ...
+    dropout:
+        Dropout in the residual blocks.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 3,
+        in_slices: int = 1,
+        out_channels: int = 1,
+        base_channels: int = 12,
+        num_scales: int = 4,
+        num_res_blocks: int = 2,
+        emb_features: int = 128,
+        attention_window: int = 3,
+        output_heads: int = 3,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        check_spatial_dims(spatial_dims)
+        in_slices = _check_in_slices(in_slices)
+        for name, value in (
+            ("out_channels", out_channels),
+            ("base_channels", base_channels),
+            ("num_res_blocks", num_res_blocks),
+            ("emb_features", emb_features),
+        ):
+            _positive_int(name, value)
+        _positive_int("num_scales", num_scales, minimum=2)
+        if not isinstance(output_heads, int) or not 1 <= output_heads <= num_scales:
+            raise VCEInputError(
+                f"output_heads is {output_heads!r}", expected=f"an integer in [1, {num_scales}]"
+            )
+        if not 0.0 <= float(dropout) < 1.0:
+            raise VCEInputError(f"dropout is {dropout!r}", expected="a probability in [0, 1)")
+        self.config = {
+            "spatial_dims": spatial_dims,
+            "in_slices": in_slices,
+            "out_channels": out_channels,
+            "base_channels": base_channels,
+            "num_scales": num_scales,
+            "num_res_blocks": num_res_blocks,
+            "emb_features": emb_features,
+            "attention_window": attention_window,
+            "output_heads": output_heads,
+            "dropout": float(dropout),
+        }
+        self.spatial_dims = spatial_dims
+        self.in_slices = in_slices
+        self.out_channels = out_channels
+        self.num_scales = num_scales
+        d = spatial_dims
+        widths = [base_channels * 2**s for s in range(num_scales)]
+
+        def level(in_ch: int, ch: int, scale: int) -> nn.ModuleList:
+            blocks = nn.ModuleList()
+            for i in range(num_res_blocks):
+                layers: list[nn.Module] = [
+                    ConditionalResBlock(d, in_ch if i == 0 else ch, ch, emb_features, dropout)
+                ]
+                if scale > 0:
+                    layers.append(LocalAttention(d, ch, attention_window, head_channels=base_channels))
+                blocks.append(EmbedSequential(*layers))
+            return blocks
+
+        self.embedding = MetadataEmbedding(emb_features)
+        self.input_conv = conv_nd(d, 2 * in_slices + 1, base_channels)
+        self.encoder = nn.ModuleList(level(widths[max(s - 1, 0)], widths[s], s) for s in range(num_scales))
+        self.pool = max_pool_nd(d)
+        self.upsample = nn.ModuleList(Upsample(d, widths[s + 1], widths[s]) for s in range(num_scales - 1))
+        self.decoder = nn.ModuleList(level(2 * widths[s], widths[s], s) for s in range(num_scales - 1))
+        self.heads = nn.ModuleList(
+            nn.Sequential(group_norm(widths[s]), nn.SiLU(), conv_nd(d, widths[s], out_channels))
+            for s in range(output_heads)
+        )
+
+    @property
+    def size_multiple(self) -> int:
+        """Every spatial size must be a multiple of this (``2 ** (num_scales - 1)``)."""
+        return 2 ** (self.num_scales - 1)
+
+    def forward(
+        self,
+        native: Tensor,
+        standard_dose: Tensor,
+        dose: Tensor | float,
+        field_strength: Tensor | float,
+        noise: Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> list[Tensor]:
+        """Predict residual low-dose images at every output scale.
+
+        Parameters
+        ----------
+        native, standard_dose:
+            ``[B, in_slices, *S]`` float images (normalised units), ``S`` divisible by
+            :attr:`size_multiple` (8 with the default 4 scales).
+        dose:
+            ``[B]`` (or one number for all) dose as a fraction of the standard dose (0.1 = 10 %).
+        field_strength:
+            ``[B]`` (or one number) field strength in tesla (1.5 or 3).
+        noise:
+            ``[B, 1, *S]`` noise image ``z``; drawn from ``N(0, 1)`` when ``None`` (with ``generator``
+            when given, for reproducible samples).
+
+        Returns
+        -------
+        list[Tensor]
+            ``output_heads`` residual predictions ``ŷ_LD``: index 0 ``[B, out_channels, *S]``, then
+            ``[B, out_channels, *S/2]``, ``[B, out_channels, *S/4]``, ...
+        """
+        batch, spatial = _check_images(self.spatial_dims, self.in_slices, native, standard_dose)
+        bad = [s for s in spatial if s % self.size_multiple]
+        if bad:
+            raise VCEInputError(
+                f"spatial size {spatial} is not divisible by {self.size_multiple}",
+                expected=f"every spatial size a multiple of {self.size_multiple} (pad or crop the input)",
+            )
+        dose_t = _per_sample("dose", dose, batch, native)
+        field_t = _per_sample("field_strength", field_strength, batch, native)
+        if noise is None:
+            noise = torch.randn(
+                (batch, 1, *spatial), generator=generator, device=native.device, dtype=native.dtype
+            )
+        elif tuple(noise.shape) != (batch, 1, *spatial):
+            raise VCEInputError(
+                f"noise has shape {tuple(noise.shape)}", expected=f"shape {(batch, 1, *spatial)}"
+            )
+
+        emb = self.embedding(dose_t, field_t)
+        h = self.input_conv(torch.cat([native, standard_dose, noise.to(native.dtype)], dim=1))
+        skips = []
+        for s, blocks in enumerate(self.encoder):
+            if s > 0:
+                h = self.pool(h)
+            for block in blocks:
+                h = block(h, emb)
+            skips.append(h)
+
+        outputs: list[Tensor | None] = [None] * len(self.heads)
+        coarsest = self.num_scales - 1
+        if coarsest < len(self.heads):
+            outputs[coarsest] = self.heads[coarsest](h)
+        for s in reversed(range(self.num_scales - 1)):
+            h = torch.cat([self.upsample[s](h), skips[s]], dim=1)
+            for block in self.decoder[s]:
+                h = block(h, emb)
+            if s < len(self.heads):
+                outputs[s] = self.heads[s](h)
+        return [o for o in outputs if o is not None]
+
+
+@register_model("ld_cgan_critic")
+class LowDoseCritic(nn.Module):
+    """Conditional WGAN critic (seed 000): the generator's encoding side, 5 scales, no attention.
+
+    Parameters
+    ----------
+    spatial_dims, in_slices, out_channels, base_channels, num_res_blocks, emb_features, dropout:
+        As for :class:`LowDoseGenerator` (the paper uses identical hyperparameters).
+    num_scales:
+        Number of scales (5); pooling uses ``ceil_mode``, so any spatial size is accepted.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 3,
+        in_slices: int = 1,
+        out_channels: int = 1,
+        base_channels: int = 12,
+        num_scales: int = 5,
+        num_res_blocks: int = 2,
+        emb_features: int = 128,
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        check_spatial_dims(spatial_dims)
+        in_slices = _check_in_slices(in_slices)
+        for name, value in (
+            ("out_channels", out_channels),
+            ("base_channels", base_channels),
+            ("num_scales", num_scales),
+            ("num_res_blocks", num_res_blocks),
+            ("emb_features", emb_features),
+        ):
+            _positive_int(name, value)
+        if not 0.0 <= float(dropout) < 1.0:
+            raise VCEInputError(f"dropout is {dropout!r}", expected="a probability in [0, 1)")
+        self.config = {
+            "spatial_dims": spatial_dims,
+            "in_slices": in_slices,
+            "out_channels": out_channels,
+            "base_channels": base_channels,
+            "num_scales": num_scales,
+            "num_res_blocks": num_res_blocks,
+            "emb_features": emb_features,
+            "dropout": float(dropout),
+        }
+        self.spatial_dims = spatial_dims
+        self.in_slices = in_slices
+        self.out_channels = out_channels
+        d = spatial_dims
+        widths = [base_channels * 2**s for s in range(num_scales)]
+        self.embedding = MetadataEmbedding(emb_features)
+        self.input_conv = conv_nd(d, out_channels + 2 * in_slices, base_channels)
+        self.encoder = nn.ModuleList(
+            EmbedSequential(
+                *(
+                    ConditionalResBlock(
+                        d, widths[max(s - 1, 0)] if i == 0 else widths[s], widths[s], emb_features, dropout
+                    )
+                    for i in range(num_res_blocks)
+                )
+            )
+            for s in range(num_scales)
+        )
+        self.pool = max_pool_nd(d, ceil_mode=True)
+        self.out = nn.Sequential(group_norm(widths[-1]), nn.SiLU())
+        self.score = nn.Linear(widths[-1], 1)
+
+    def forward(
+        self,
+        residual: Tensor,
+        native: Tensor,
+        standard_dose: Tensor,
+        dose: Tensor | float,
+        field_strength: Tensor | float,
+    ) -> Tensor:
+        """Score residual images under their conditions.
+
+        Parameters
+        ----------
+        residual:
+            ``[B, out_channels, *S]`` real ``y_LD`` or generated ``ŷ_LD`` residual.
+        native, standard_dose:
+            ``[B, in_slices, *S]`` conditioning images.
+        dose:
+            ``[B]`` (or one number) dose, fraction of the standard dose (smoothed for real samples).
+        field_strength:
+            ``[B]`` (or one number) field strength in tesla.
+
+        Returns
+        -------
+        Tensor
+            ``[B]`` unbounded critic scores (higher = judged real).
+        """
+        batch, spatial = _check_images(self.spatial_dims, self.in_slices, native, standard_dose)
+        if not isinstance(residual, Tensor) or tuple(residual.shape) != (batch, self.out_channels, *spatial):
+            shape = tuple(residual.shape) if isinstance(residual, Tensor) else type(residual).__name__
+            raise VCEInputError(
+                f"residual has shape {shape}", expected=f"shape {(batch, self.out_channels, *spatial)}"
+            )
+        emb = self.embedding(
+            _per_sample("dose", dose, batch, native),
+            _per_sample("field_strength", field_strength, batch, native),
+        )
+        h = self.input_conv(torch.cat([residual, native, standard_dose], dim=1))
+        for s, blocks in enumerate(self.encoder):
+            if s > 0:
+                h = self.pool(h)
+            h = blocks(h, emb)
+        h = self.out(h).flatten(2).mean(2)
+        return self.score(h).squeeze(1)
