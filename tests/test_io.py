@@ -502,3 +502,12 @@ def test_iter_case_folders(tmp_path: Path) -> None:
         tmp_path / "train" / "b",
     ]
     assert [load_case(f).meta["case_id"] for f in found][1:] == ["phantom-0007", "phantom-0007"]
+
+
+def test_int16_label_map_reloads_exactly(tmp_path):
+    labels = np.zeros((6, 5, 4), dtype=np.float32)
+    labels[1:3, 1:4, 1:3] = 6
+    labels[4, 2, 2] = 13
+    path = save_nifti(Volume(labels), tmp_path / "labels.nii.gz", dtype="int16")
+    back = load_volume(path).data
+    np.testing.assert_array_equal(back, labels)

@@ -335,6 +335,13 @@ def _load_nifti(path: Path) -> Volume:
     return Volume(data=data, affine=np.array(canonical.affine, dtype=np.float64), spacing=zooms, meta=meta)  # type: ignore[arg-type]
 
 
+def _fits_int16_exactly(data: np.ndarray) -> bool:
+    """True when every voxel is an integer in the int16 range (label maps, masks)."""
+    if data.size == 0 or data.min() < -32768 or data.max() > 32767:
+        return False
+    return bool(np.array_equal(data, np.round(data)))
+
+
 def save_nifti(
     volume: Volume, path: str | PathLike, *, dtype: Literal["float32", "int16"] = "float32"
 ) -> Path:
@@ -342,7 +349,8 @@ def save_nifti(
 
     The affine is stored as both sform and qform (code 1, scanner); ``dtype="float32"`` stores the voxels
     exactly, ``dtype="int16"`` stores them as int16 with ``scl_slope``/``scl_inter`` chosen by nibabel
-    from the data range (error at most half a slope). The file is written to a temporary name in the same
+    from the data range (error at most half a slope); integer-valued volumes (labels, masks) are stored
+    with slope 1 and intercept 0 and reload exactly. The file is written to a temporary name in the same
     folder and renamed into place, so a failure leaves no partial file. Returns the path written.
     """
     path = Path(path)
@@ -361,7 +369,15 @@ def save_nifti(
     image.header.set_xyzt_units("mm")
     image.set_sform(affine, code=1)
     image.set_qform(affine, code=1)
-    image.set_data_dtype(np.float32 if dtype == "float32" else np.int16)
+    if dtype == "int16" and _fits_int16_exactly(data):
+        # label maps and masks: store the integers as they are (slope 1, intercept 0), so they reload exactly
+        image = nib.Nifti1Image(data.astype(np.int16), affine)
+        image.header.set_xyzt_units("mm")
+        image.set_sform(affine, code=1)
+        image.set_qform(affine, code=1)
+        image.header.set_slope_inter(1.0, 0.0)
+    else:
+        image.set_data_dtype(np.float32 if dtype == "float32" else np.int16)
     description = str(volume.meta.get("series_description", ""))[:79]
     image.header["descrip"] = description.encode("ascii", "replace")
     path.parent.mkdir(parents=True, exist_ok=True)
