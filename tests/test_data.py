@@ -1,0 +1,135 @@
+"""Datasets over case folders: shapes, dtypes, residual definition, split by case, brain slices, inversion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vce_core.data import (
+    PatchDataset,
+    ResumableSampler,
+    SliceDataset,
+    apply_normalization,
+    find_case_folders,
+    fit_normalization,
+    invert_normalization,
+    prepare_case,
+    split_by_case,
+)
+from vce_core.errors import VCEInputError
+from vce_core.io import Case, Volume, load_case, save_case
+
+SHAPE = (24, 24, 12)
+DOSES = (0.1, 0.33)
+
+
+def write_tiny_cases(root: Path, n: int, shape: tuple[int, int, int] = SHAPE, seed: int = 0) -> list[Path]:
+    """Write ``n`` small synthetic cases (ellipsoid brain, one enhancing blob, noisy low doses) under root."""
+    rng = np.random.default_rng(seed)
+    i, j, k = np.meshgrid(*(np.linspace(-1, 1, s) for s in shape), indexing="ij")
+    folders = []
+    for c in range(n):
+        brain = (i / 0.8) ** 2 + (j / 0.8) ** 2 + (k / 0.7) ** 2 < 1
+        native = np.where(brain, 100 + 20 * np.sin(3 * i + c) + rng.normal(0, 2, shape), 0).astype(np.float32)
+        enh = 80 * np.exp(-((i - 0.2) ** 2 + (j + 0.1) ** 2 + k**2) / 0.05) * brain
+        sd = (native + enh + rng.normal(0, 2, shape) * brain).astype(np.float32)
+        lows = {
+            d: Volume((native + d * enh + rng.normal(0, 2, shape) * brain).astype(np.float32)) for d in DOSES
+        }
+        case = Case(
+            native=Volume(native),
+            standard_dose=Volume(sd),
+            low_doses=lows,
+            field_strength=3.0 if c % 2 == 0 else 1.5,
+            meta={"case_id": f"tiny-{c:02d}"},
+        )
+        folder = root / f"tiny-{c:02d}"
+        save_case(case, folder)
+        folders.append(folder)
+    return folders
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return write_tiny_cases(tmp_path_factory.mktemp("cases"), 3)
+
+
+def test_normalization_is_affine_and_inverts(cases: list[Path]) -> None:
+    case = load_case(cases[0])
+    native = case.native.data
+    brain = native > 50
+    for method in ("percentile", "zscore"):
+        params = fit_normalization(native, brain, method)
+        y = apply_normalization(case.standard_dose.data, params)
+        np.testing.assert_allclose(
+            invert_normalization(y, params), case.standard_dose.data, rtol=1e-5, atol=1e-3
+        )
+    with pytest.raises(VCEInputError):
+        fit_normalization(native, brain, "sigmoid")
+
+
+def test_slice_dataset_shapes_residual_and_brain_slices(cases: list[Path]) -> None:
+    ds = SliceDataset(cases, crop=16, dtype="float32", flips=False)
+    s = ds[0]
+    assert s["native"].shape == (1, 16, 16) and s["native"].dtype == torch.float32
+    assert s["standard_dose"].shape == (1, 16, 16) and s["residual"].shape == (1, 16, 16)
+    assert s["brain"].dtype == torch.bool and s["dose"].dtype == torch.float32 and s["dose"].ndim == 0
+    assert min(abs(float(s["dose"]) - d) for d in DOSES) < 1e-6 and float(s["field_strength"]) in (1.5, 3.0)
+    # every indexed slice is a brain slice, and there are (doses × brain slices) items per case
+    for ci, _dose, k in ds.items:
+        prep = ds.case(ci)
+        assert prep.brain[:, :, k].mean() > ds.brain_fraction
+    # y_LD = x_LD − x_NA in normalised units (full slices, float32 cache)
+    full = SliceDataset(cases[:1], crop=None, dtype="float32")
+    case = load_case(cases[0])
+    prep = full.case(0)
+    ci, dose, k = full.items[len(full.items) // 2]
+    s = full[len(full.items) // 2]
+    (i0, i1), (j0, j1), (k0, _) = prep.bbox
+    x_na = apply_normalization(case.native.data[i0:i1, j0:j1, k0 + k], prep.params)
+    x_ld = apply_normalization(case.low_doses[dose].data[i0:i1, j0:j1, k0 + k], prep.params)
+    h, w = x_na.shape
+    assert s["native"].shape[1] % 8 == 0 and s["native"].shape[2] % 8 == 0
+    np.testing.assert_allclose(s["residual"][0, :h, :w].numpy(), x_ld - x_na, atol=1e-5)
+    np.testing.assert_allclose(s["native"][0, :h, :w].numpy(), x_na, atol=1e-6)
+
+
+def test_stack_and_patch_datasets(cases: list[Path]) -> None:
+    stack = SliceDataset(cases[:1], context=1, crop=8, flips=True)
+    s = stack[(3, 123)]
+    assert s["native"].shape == (3, 8, 8) and s["residual"].shape == (1, 8, 8)
+    # a sample is a pure function of its key
+    assert torch.equal(stack[(3, 123)]["native"], s["native"])
+    patches = PatchDataset(cases[:1], crop=16, patches_per_case=2)
+    p = patches[0]
+    assert p["native"].shape == (1, 16, 16, 16) and p["residual"].shape == (1, 16, 16, 16)
+    assert len(patches) == 2 * len(DOSES)
+    with pytest.raises(VCEInputError):
+        SliceDataset(cases[:1], crop=12)
+
+
+def test_split_by_case_and_sampler(cases: list[Path], tmp_path: Path) -> None:
+    folders = find_case_folders(cases[0].parent)
+    assert len(folders) == 3
+    train, val = split_by_case(folders, 0.34, seed=1)
+    assert len(val) == 1 and not set(train) & set(val)
+    ds = SliceDataset(val, crop=8)
+    assert set(ds.case_ids) == {load_case(val[0]).meta["case_id"]}
+    with pytest.raises(VCEInputError):
+        find_case_folders(tmp_path / "missing")
+    # resumable sampler: restarting at t continues the same stream; ranks are disjoint within an epoch
+    full = list(zip(range(10), ResumableSampler(7, seed=3), strict=False))
+    restarted = list(zip(range(4), ResumableSampler(7, seed=3, start=6), strict=False))
+    assert [k for _, k in full[6:]] == [k for _, k in restarted]
+    r0 = [k[0] for _, k in zip(range(3), ResumableSampler(6, rank=0, world_size=2), strict=False)]
+    r1 = [k[0] for _, k in zip(range(3), ResumableSampler(6, rank=1, world_size=2), strict=False)]
+    assert sorted(r0 + r1) == list(range(6))
+
+
+def test_prepare_case_float16_cache(cases: list[Path]) -> None:
+    prep = prepare_case(cases[1])
+    assert prep.native.dtype == np.float16 and prep.brain.dtype == bool
+    assert prep.shape[0] <= SHAPE[0] and set(prep.residuals) == set(DOSES)

@@ -1,0 +1,204 @@
+"""Synthesizer: checkpoint round trip, zero model at dose 0, slice == volume slice, baseline, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from test_data import write_tiny_cases
+
+from vce_core.errors import VCEInputError, VCEModelError
+from vce_core.io import load_case, load_volume
+from vce_core.models import build_model
+from vce_core.synthesis import Synthesizer, linear_baseline, list_checkpoints, main
+
+SMALL = {
+    "spatial_dims": 2,
+    "base_channels": 4,
+    "num_res_blocks": 1,
+    "num_scales": 2,
+    "output_heads": 1,
+    "emb_features": 8,
+}
+
+
+def write_checkpoint(folder: Path, config: dict, *, zero: bool = False, **card_extra: object) -> Path:
+    """A checkpoint folder as vce_core.train writes it (card.json + weights.safetensors)."""
+    torch.manual_seed(0)
+    model = build_model("ld_cgan_generator", **config)
+    if zero:
+        for head in model.heads:
+            for p in head[-1].parameters():
+                torch.nn.init.zeros_(p)
+    folder.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "weights.safetensors"))
+    card = {
+        "format": "vce-model-card",
+        "version": 1,
+        "name": folder.name,
+        "display_name": folder.name,
+        "model": "ld_cgan_generator",
+        "config": model.config,
+        "data_mode": "2d",
+        "context": 0,
+        "patch_size": 16,
+        "normalization": {"method": "percentile"},
+        **card_extra,
+    }
+    (folder / "card.json").write_text(json.dumps(card))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def volumes(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, np.ndarray, Path]:
+    folder = write_tiny_cases(tmp_path_factory.mktemp("synth"), 1, shape=(21, 19, 6))[0]
+    case = load_case(folder)
+    return case.native.data, case.standard_dose.data, folder
+
+
+def test_round_trip_shape_and_zero_model(volumes: tuple, tmp_path: Path) -> None:
+    native, sd, _ = volumes
+    synth = Synthesizer.from_checkpoint(write_checkpoint(tmp_path / "zero", SMALL, zero=True), device="cpu")
+    assert synth.name == "zero" and synth.card["model"] == "ld_cgan_generator"
+    out = synth.synthesize(native, sd, 0.0, 3.0, seed=1)
+    assert out.shape == native.shape and out.dtype == np.float32
+    np.testing.assert_array_equal(out, native)  # zero residual → exactly the native image
+    calls: list[tuple[int, int]] = []
+    synth.batch_size = 4
+    synth.synthesize(native, sd, 0.3, 1.5, seed=1, progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (2, 2)
+
+
+def test_slice_equals_volume_slice_and_seeds(volumes: tuple, tmp_path: Path) -> None:
+    native, sd, _ = volumes
+    synth = Synthesizer.from_checkpoint(write_checkpoint(tmp_path / "m", SMALL), device="cpu")
+    vol = synth.synthesize(native, sd, 0.2, 3.0, seed=7)
+    prep = synth.prepare(native, sd)
+    for k in (0, 3, 5):
+        sl = synth.synthesize_slice(prep, 0.2, 3.0, plane="axial", index=k, seed=7)
+        np.testing.assert_allclose(sl, vol[:, :, k], rtol=1e-5, atol=1e-3)
+    cor = synth.synthesize_slice(prep, 0.2, 3.0, plane="coronal", index=4, seed=7)
+    np.testing.assert_allclose(cor, vol[:, 4, :], rtol=1e-5, atol=1e-3)
+    assert synth.synthesize_slice(prep, 0.2, 3.0, plane="sagittal", index=2, seed=7).shape == (19, 6)
+    assert not np.array_equal(vol, synth.synthesize(native, sd, 0.2, 3.0, seed=8))
+
+
+@pytest.mark.parametrize("mode", ["2.5d", "3d"])
+def test_stack_and_sliding_window_models(mode: str, volumes: tuple, tmp_path: Path) -> None:
+    native, sd, _ = volumes
+    config = {**SMALL, "spatial_dims": 3 if mode == "3d" else 2, "in_slices": 3 if mode == "2.5d" else 1}
+    folder = write_checkpoint(
+        tmp_path / "m", config, data_mode=mode, context=1 if mode == "2.5d" else 0, patch_size=8
+    )
+    synth = Synthesizer.from_checkpoint(folder, device="cpu")
+    vol = synth.synthesize(native, sd, 0.3, 3.0, seed=3)
+    assert vol.shape == native.shape and np.isfinite(vol).all()
+    prep = synth.prepare(native, sd)
+    for plane, index, ref in (
+        ("axial", 2, vol[:, :, 2]),
+        ("coronal", 7, vol[:, 7, :]),
+        ("sagittal", 20, vol[20]),
+    ):
+        sl = synth.synthesize_slice(prep, 0.3, 3.0, plane=plane, index=index, seed=3)
+        np.testing.assert_allclose(sl, ref, rtol=1e-5, atol=1e-3)
+
+
+def test_linear_baseline_exact(volumes: tuple) -> None:
+    native, sd, _ = volumes
+    np.testing.assert_array_equal(linear_baseline(native, sd, 0.0), native)
+    np.testing.assert_allclose(linear_baseline(native, sd, 0.25), native + 0.25 * (sd - native), rtol=1e-6)
+
+
+def test_bad_input(volumes: tuple, tmp_path: Path) -> None:
+    native, sd, _ = volumes
+    synth = Synthesizer.from_checkpoint(write_checkpoint(tmp_path / "m", SMALL), device="cpu")
+    for dose in (-0.1, 1.5, float("nan"), "x"):
+        with pytest.raises(VCEInputError):
+            synth.synthesize(native, sd, dose, 3.0)
+    with pytest.raises(VCEInputError):
+        linear_baseline(native, sd, 2.0)
+    with pytest.raises(VCEInputError):
+        synth.synthesize(native, sd[:-1], 0.2, 3.0)
+    bad = native.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(VCEInputError):
+        synth.synthesize(bad, sd, 0.2, 3.0)
+    with pytest.raises(VCEInputError):
+        synth.synthesize(native[:, :, 0], sd[:, :, 0], 0.2, 3.0)
+    prep = synth.prepare(native, sd)
+    with pytest.raises(VCEInputError):
+        synth.synthesize_slice(prep, 0.2, 3.0, plane="axial", index=99)
+    with pytest.raises(VCEInputError):
+        synth.synthesize_slice(prep, 0.2, 3.0, plane="oblique", index=0)
+    with pytest.raises(VCEModelError):
+        Synthesizer.from_checkpoint(tmp_path / "missing")
+    (tmp_path / "nocard").mkdir()
+    with pytest.raises(VCEInputError):
+        Synthesizer.from_checkpoint(tmp_path / "nocard")
+    wrong = write_checkpoint(tmp_path / "wrong", SMALL)
+    card = json.loads((wrong / "card.json").read_text())
+    card["config"]["base_channels"] = 8
+    (wrong / "card.json").write_text(json.dumps(card))
+    with pytest.raises(VCEModelError):
+        Synthesizer.from_checkpoint(wrong)
+
+
+def test_list_checkpoints_and_cli(volumes: tuple, tmp_path: Path) -> None:
+    _, _, case_folder = volumes
+    models = tmp_path / "models"
+    write_checkpoint(models / "b", SMALL)
+    write_checkpoint(models / "a", SMALL)
+    (models / "junk").mkdir()
+    assert [p.name for p in list_checkpoints(models)] == ["a", "b"]
+    assert list_checkpoints(tmp_path / "none") == []
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "--model",
+                str(models / "a"),
+                "--case",
+                str(case_folder),
+                "--dose",
+                "0.25",
+                "--dose",
+                "0.1",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    files = sorted(out.glob("*.nii.gz"))
+    assert [f.name for f in files] == ["tiny-00_a_dose010.nii.gz", "tiny-00_a_dose025.nii.gz"]
+    assert load_volume(files[0]).shape == load_case(case_folder).native.shape
+    assert (
+        main(
+            [
+                "--model",
+                str(models / "a"),
+                "--case",
+                str(case_folder),
+                "--dose",
+                "0.2",
+                "--out",
+                str(out),
+                "--format",
+                "dicom",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    assert len(list((out / "tiny-00_a_dose020").iterdir())) == 6
+    assert (
+        main(["--model", str(models / "a"), "--case", str(case_folder), "--dose", "1.2", "--out", str(out)])
+        == 2
+    )

@@ -1,0 +1,179 @@
+"""Trainer: config parsing, a few CPU steps writing a run, bit-exact resume, DDP (gloo, 2 processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_data import write_tiny_cases
+
+from vce_core.errors import VCEInputError
+from vce_core.train import TrainConfig, config_from_dict, load_config, main, train
+
+TINY = {
+    "name": "tiny",
+    "crop": 16,
+    "batch_size": 2,
+    "n_critic": 2,
+    "iterations": 4,
+    "generator_kwargs": {
+        "base_channels": 4,
+        "num_res_blocks": 1,
+        "num_scales": 2,
+        "output_heads": 2,
+        "emb_features": 8,
+    },
+    "critic_kwargs": {"base_channels": 4, "num_res_blocks": 1, "num_scales": 2, "emb_features": 8},
+    "val_every": 0,
+    "val_slices": 1,
+    "ckpt_every": 0,
+    "log_every": 1,
+    "cache_dtype": "float32",
+    "threads": 1,  # one thread: no OpenMP spinning on the shared test machine
+}
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads() -> object:
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    root = tmp_path_factory.mktemp("train_cases")
+    folders = write_tiny_cases(root, 3, shape=(20, 20, 8))
+    return {"data": [str(f) for f in folders[:2]], "val_data": [str(folders[2])]}
+
+
+def test_config_overrides_and_errors(tmp_path: Path) -> None:
+    cfg = config_from_dict(
+        {"crop": 32}, ["lr_g=2e-4", "flips=false", "generator_kwargs.base_channels=8", "data=[a, b]"]
+    )
+    assert cfg.lr_g == 2e-4 and cfg.flips is False and cfg.generator_kwargs == {"base_channels": 8}
+    assert cfg.data == ["a", "b"] and cfg.crop == 32 and isinstance(cfg.lr_d, float)
+    with pytest.raises(VCEInputError, match="did you mean 'n_critic'"):
+        config_from_dict({"n_critics": 3})
+    with pytest.raises(VCEInputError):
+        config_from_dict({}, ["crop=12"])
+    with pytest.raises(VCEInputError):
+        config_from_dict({}, ["iterations=abc"])
+    path = tmp_path / "c.yaml"
+    path.write_text("content_loss: l1\nbatch_size: 4\n")
+    assert load_config(path).content_loss == "l1"
+    assert TrainConfig().n_critic == 5 and TrainConfig().lambda_gp == 100.0
+
+
+@pytest.mark.slow
+def test_train_writes_run_and_resume_is_bit_exact(data: dict[str, list[str]], tmp_path: Path) -> None:
+    base = {**TINY, **data}
+    straight = train(config_from_dict(base, ["iterations=2", "val_every=1"]), run_dir=tmp_path / "straight")
+    for name in ("weights.safetensors", "card.json", "resume.pt", "log.csv", "val.csv"):
+        assert (tmp_path / "straight" / name).is_file()
+    card = json.loads((tmp_path / "straight" / "card.json").read_text())
+    assert card["model"] == "ld_cgan_generator" and card["config"]["base_channels"] == 4
+    assert card["training"]["iterations"] == 2 and card["data"]["train"]["count"] == 2
+    assert card["data"]["val"]["case_ids"] == ["tiny-02"] and card["training"]["hardware"]["cpu"]
+    assert {"psnr", "ssim", "mae_ce", "mae_sigma"} <= set(card["validation"])
+    assert straight["normalization"]["method"] == "percentile"
+
+    train(config_from_dict(base, ["iterations=1", "val_every=1"]), run_dir=tmp_path / "halves")
+    assert main(["--resume", str(tmp_path / "halves"), "--set", "iterations=2"]) == 0
+    a = torch.load(tmp_path / "straight" / "resume.pt", weights_only=False)
+    b = torch.load(tmp_path / "halves" / "resume.pt", weights_only=False)
+    assert b["step"] == 2 and b["batches_drawn"] == a["batches_drawn"] == 2 * 3
+    for key in ("generator", "critic", "ema"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), f"{key}.{name} differs after resume"
+    wa = load_file(str(tmp_path / "straight" / "weights.safetensors"))
+    wb = load_file(str(tmp_path / "halves" / "weights.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_content_only_l1_and_max_minutes(data: dict[str, list[str]], tmp_path: Path) -> None:
+    cfg = config_from_dict(
+        {**TINY, **data}, ["critic=", "content_loss=l1", "iterations=1000", "max_minutes=0.001"]
+    )
+    card = train(cfg, run_dir=tmp_path / "run")
+    assert card["training"]["stopped_by"] == "max_minutes" and card["critic"] is None
+    assert 1 <= card["training"]["iterations"] < 1000 and (tmp_path / "run" / "resume.pt").is_file()
+
+
+DDP_SCRIPT = """
+import sys, torch, torch.distributed as dist
+from vce_core.train import Trainer, config_from_dict
+import json
+cfg = config_from_dict(json.loads(sys.argv[1]))
+trainer = Trainer(cfg, run_dir=sys.argv[2])
+trainer.fit()
+torch.save(trainer.generator.state_dict(), f"{sys.argv[2]}/rank{dist.get_rank()}.pt")
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_gloo_identical_weights(data: dict[str, list[str]], tmp_path: Path) -> None:
+    script = tmp_path / "ddp_train.py"
+    script.write_text(textwrap.dedent(DDP_SCRIPT))
+    cfg = {**TINY, **data, "iterations": 2, "device": "cpu", "threads": 1, "val_data": []}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        str(script),
+        json.dumps(cfg),
+        str(tmp_path),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0 = torch.load(tmp_path / "rank0.pt")
+    r1 = torch.load(tmp_path / "rank1.pt")
+    assert all(torch.equal(r0[k], r1[k]) for k in r0)
+    card = json.loads((tmp_path / "card.json").read_text())
+    assert card["training"]["world_size"] == 2
+
+
+@pytest.mark.parametrize("mode", ["2.5d", "3d"])
+def test_stack_and_volume_modes_train(mode: str, data: dict[str, list[str]], tmp_path: Path) -> None:
+    cfg = config_from_dict(
+        {**TINY, **data}, [f"mode={mode}", "iterations=1", "n_critic=1", "batch_size=1", "crop=8"]
+    )
+    card = train(cfg, run_dir=tmp_path / mode)
+    assert card["data_mode"] == mode and card["config"]["spatial_dims"] == (3 if mode == "3d" else 2)
+    assert card["config"]["in_slices"] == (3 if mode == "2.5d" else 1) and card["context"] == (
+        1 if mode == "2.5d" else 0
+    )
+
+
+def test_interrupt_saves_before_exit(
+    data: dict[str, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vce_core.train import Trainer
+
+    trainer = Trainer(
+        config_from_dict({**TINY, **data}, ["iterations=5", "critic="]), run_dir=tmp_path / "run"
+    )
+    original = trainer.generator_step
+
+    def interrupting(batch: dict, adversarial: bool) -> dict:
+        if trainer.step == 2:
+            raise KeyboardInterrupt
+        return original(batch, adversarial)
+
+    monkeypatch.setattr(trainer, "generator_step", interrupting)
+    card = trainer.fit()
+    assert card["training"]["stopped_by"] == "interrupted" and card["training"]["iterations"] == 2
+    assert torch.load(tmp_path / "run" / "resume.pt", weights_only=False)["step"] == 2

@@ -1,0 +1,949 @@
+"""One training loop for every registered generator (+ critic): CPU or GPU, bf16, resume, DDP via torchrun.
+
+Usage::
+
+    python -m vce_core.train --config configs/ld_cgan_2d_np.yaml [--set key=value ...] [--resume RUN_DIR]
+    torchrun --nproc_per_node 4 -m vce_core.train --config configs/ld_cgan_3d_np.yaml
+
+The objective is seed 000's (eq. 1): WGAN critic loss + λ_GP · gradient penalty (images *and* doses
+interpolated) for the critic, ``n_critic`` critic updates per generator update, and for the generator
+``λ_C · content(g(z, c), y_LD) + λ_adv · (−f(g(z, ĉ), ĉ))``: the content term compares residuals generated
+at the *acquired* doses with the real ones (every output head against the average-pooled target), the
+adversarial term scores residuals generated at *random* doses ``d̂ ~ U[dose_range]``. Real doses shown to the
+critic are label-smoothed (``+ N(0, 0.05²)``). Both generator passes run as one batch of ``2B``.
+
+Content losses follow the paper's definitions: ``np`` = Σ over patches of the per-patch Wasserstein distance
+(:func:`vce_core.losses.np_loss`), ``l1`` = ``‖ŷ − y‖₁`` summed over the image; both averaged over the batch
+and summed over the output heads. The ``l1`` run differs from the ``np`` run only in this term.
+
+A run directory holds ``weights.safetensors`` (EMA generator), ``card.json`` (everything needed to rebuild
+and to cite the model), ``resume.pt`` (bit-exact continuation), ``log.csv`` and ``val.csv``. Ctrl-C, SIGTERM
+and ``max_minutes`` stop cleanly after writing all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import difflib
+import json
+import math
+import os
+import platform
+import random
+import shlex
+import signal
+import sys
+import time
+import typing
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch import Tensor, nn
+
+from vce_core.data import (
+    CaseDataset,
+    ResumableSampler,
+    build_dataset,
+    find_case_folders,
+    split_by_case,
+)
+from vce_core.errors import VCEInputError, VCEModelError
+
+CARD_FORMAT = "vce-model-card"
+CARD_VERSION = 1
+
+
+# ============================================================================================== config
+@dataclass
+class TrainConfig:
+    """Every training setting; defaults are seed 000's where the paper states them."""
+
+    # run
+    name: str = "ld_cgan"  # run / model name (folder name under assets/models when published)
+    display_name: str = ""  # label in reports, e.g. "noise-preserving loss"
+    out_dir: str = ""  # run directory; default runs/<name>
+    seed: int = 0
+    deviations: list[str] = field(default_factory=list)  # deviations from seed 000, copied into the card
+    # data
+    data: list[str] = field(default_factory=lambda: ["data/phantom/train"])  # case folders or roots
+    val_data: list[str] = field(default_factory=list)  # held-out cases; empty → split off val_fraction
+    val_fraction: float = 0.1
+    mode: str = "2d"  # 2d | 2.5d | 3d
+    context: int = 1  # 2.5d: slices on each side of the centre slice
+    crop: int = 96  # training crop edge (2-D: crop², 3-D: crop³), multiple of 8
+    normalization: str = "percentile"  # percentile | zscore, fitted per case on the native brain
+    brain_fraction: float = 0.1  # 2-D: keep axial slices whose brain fraction exceeds this
+    patches_per_case: int = 16  # 3-D: index entries per (case, dose) and epoch
+    flips: bool = True
+    cache_size: int = 64  # cases kept in memory per process
+    cache_dtype: str = "float16"
+    num_workers: int = 0
+    # models
+    generator: str = "ld_cgan_generator"
+    generator_kwargs: dict[str, Any] = field(default_factory=dict)
+    critic: str = "ld_cgan_critic"  # "" → content-only training (no adversarial term)
+    critic_kwargs: dict[str, Any] = field(default_factory=dict)
+    # objective
+    content_loss: str = "np"  # np | l1
+    content_loss_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"method": "ipot"} for np
+    lambda_content: float = 1.0
+    lambda_adv: float = 1.0
+    lambda_gp: float = 100.0
+    n_critic: int = 5
+    dose_range: list[float] = field(default_factory=lambda: [0.05, 0.5])  # d̂ ~ U[lo, hi] for fakes
+    dose_label_std: float = 0.05  # label smoothing of real doses
+    warmup_iterations: int = 0  # content-only generator iterations first (a deviation when > 0)
+    # optimisation
+    iterations: int = 100_000  # generator updates
+    batch_size: int = 12  # global batch (split over DDP ranks)
+    lr_g: float = 1e-4
+    lr_d: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
+    grad_clip: float = 0.0  # max global grad norm per optimiser, 0 = off
+    ema_decay: float = 0.999
+    # system
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | off
+    compile: bool = False  # torch.compile the generator (the critic needs double backward: not compiled)
+    threads: int = 0  # torch CPU threads, 0 = torch default
+    max_minutes: float = 0.0  # wall-time budget, 0 = none; stops cleanly with a checkpoint
+    # logging
+    log_every: int = 10
+    val_every: int = 500  # 0 = only at the end
+    val_slices: int = 8  # 2-D: slices per (validation case, dose); 3-D: whole bounding-box volumes
+    ckpt_every: int = 1000  # 0 = only at the end
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.mode in ("2d", "2.5d", "3d"), "mode", "2d, 2.5d or 3d"),
+            (self.crop > 0 and self.crop % 8 == 0, "crop", "a positive multiple of 8"),
+            (self.content_loss in ("np", "l1"), "content_loss", "np or l1"),
+            (self.n_critic >= 1, "n_critic", "at least 1"),
+            (self.iterations >= 0, "iterations", ">= 0"),
+            (self.batch_size >= 1, "batch_size", ">= 1"),
+            (
+                len(self.dose_range) == 2 and 0 <= self.dose_range[0] <= self.dose_range[1] <= 1,
+                "dose_range",
+                "[lo, hi] within [0, 1]",
+            ),
+            (len(self.betas) == 2, "betas", "two numbers"),
+            (0.0 <= self.ema_decay < 1.0, "ema_decay", "in [0, 1)"),
+            (self.amp in ("auto", "bf16", "off"), "amp", "auto, bf16 or off"),
+            (self.max_minutes >= 0, "max_minutes", ">= 0"),
+        ]
+        for ok, key, expected in checks:
+            if not ok:
+                raise VCEInputError(
+                    f"config value {key}={getattr(self, key)!r} is invalid", expected=expected
+                )
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Coerce a YAML/CLI value to the dataclass field type ``hint``; VCEInputError if impossible."""
+    origin = typing.get_origin(hint) or hint
+    try:
+        if origin is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+                return value.lower() in ("true", "yes", "1")
+            raise TypeError
+        if origin is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
+        if origin is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if origin is str:
+            return "" if value is None else str(value)
+        if origin is list:
+            if isinstance(value, str | int | float):
+                value = [value]
+            (item,) = typing.get_args(hint) or (Any,)
+            return [v if item is Any else _coerce(key, v, item) for v in value]
+        if origin is dict:
+            if value is None:
+                return {}
+            if not isinstance(value, dict):
+                raise TypeError
+            return dict(value)
+    except (TypeError, ValueError) as err:
+        raise VCEInputError(
+            f"config value {key}={value!r} does not fit the type {getattr(hint, '__name__', hint)}",
+            expected=f"a {getattr(origin, '__name__', origin)}",
+        ) from err
+    return value
+
+
+def config_from_dict(values: dict[str, Any], overrides: Sequence[str] = ()) -> TrainConfig:
+    """Build a :class:`TrainConfig` from a dict plus ``key=value`` overrides (``a.b=v`` sets a dict entry).
+
+    Values of overrides are parsed as YAML (``lr_g=2e-4``, ``flips=false``, ``data=[a, b]``) and coerced to
+    the field's type. Unknown keys raise :class:`VCEInputError` naming the closest valid key.
+    """
+    hints = typing.get_type_hints(TrainConfig)
+    merged = dict(values)
+    for item in overrides:
+        if "=" not in item:
+            raise VCEInputError(f"override {item!r} has no '='", expected="key=value, e.g. iterations=2000")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        parsed = yaml.safe_load(raw) if raw.strip() else ""
+        if "." in key:
+            top, sub = key.split(".", 1)
+            if hints.get(top) is None or (typing.get_origin(hints[top]) or hints[top]) is not dict:
+                raise VCEInputError(
+                    f"override {key!r}: {top!r} is not a dict setting",
+                    expected="e.g. generator_kwargs.base_channels=8",
+                )
+            merged[top] = {**(merged.get(top) or {}), sub: parsed}
+        else:
+            merged[key] = parsed
+    unknown = [k for k in merged if k not in hints]
+    if unknown:
+        hint = "; ".join(
+            f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, hints, 1)) else repr(k)
+            for k in unknown
+        )
+        raise VCEInputError(
+            f"unknown config key(s): {hint}", expected=f"keys of TrainConfig: {', '.join(hints)}"
+        )
+    return TrainConfig(**{k: _coerce(k, v, hints[k]) for k, v in merged.items()})
+
+
+def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a YAML config (a mapping of :class:`TrainConfig` keys) and apply overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise VCEInputError("the config file does not exist", path=path, expected="a YAML file")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise VCEInputError(f"the config is not valid YAML ({err})", path=path) from err
+        if not isinstance(values, dict):
+            raise VCEInputError("the config is not a mapping", path=path, expected="key: value lines")
+    return config_from_dict(values, overrides)
+
+
+# ============================================================================================== helpers
+def model_kwargs(cfg: TrainConfig, which: str) -> dict[str, Any]:
+    """Generator/critic kwargs with ``spatial_dims`` and ``in_slices`` derived from the data mode."""
+    kwargs = dict(cfg.generator_kwargs if which == "generator" else cfg.critic_kwargs)
+    kwargs.setdefault("spatial_dims", 3 if cfg.mode == "3d" else 2)
+    kwargs.setdefault("in_slices", 2 * cfg.context + 1 if cfg.mode == "2.5d" else 1)
+    return kwargs
+
+
+def hardware() -> dict[str, Any]:
+    """CPU model, threads and GPU name of this machine (for the card)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_count"] = torch.cuda.device_count()
+    return info
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch (CPU + CUDA) RNG states of this process."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _save_weights(model: nn.Module, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    _atomic_write(path, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+
+
+def _content(cfg: TrainConfig, preds: list[Tensor], target: Tensor) -> Tensor:
+    """Content loss of the generator heads vs. the full-resolution target residual (paper's definitions)."""
+    from vce_core.losses import l1_loss, multiscale_loss, np_loss
+
+    if cfg.content_loss == "np":
+        return np_loss(preds, target, **cfg.content_loss_kwargs)
+    return multiscale_loss(lambda p, t: l1_loss(p, t) * p[0].numel(), preds, target)  # ‖ŷ − y‖₁ per sample
+
+
+class _Stop(Exception):
+    """Raised by the SIGTERM handler; handled like KeyboardInterrupt."""
+
+
+# ============================================================================================== trainer
+class Trainer:
+    """Holds models, optimisers, EMA, data and state; :meth:`fit` is the loop.
+
+    The object is small on purpose: :meth:`critic_step` and :meth:`generator_step` are the two updates of
+    eq. (1), :meth:`fit` orders them (``n_critic`` critic steps, then one generator step), and the rest is
+    bookkeeping (validation, checkpoints, resume, DDP).
+    """
+
+    def __init__(
+        self, cfg: TrainConfig, *, run_dir: str | os.PathLike | None = None, command: str | None = None
+    ):
+        self.cfg = cfg
+        self.command = command or shlex.join(
+            [Path(sys.executable).name, "-m", "vce_core.train", *sys.argv[1:]]
+        )
+        # --- distributed / device
+        self.ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        if self.ddp and not dist.is_initialized():
+            dist.init_process_group(
+                backend="nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo"
+            )
+        self.rank = dist.get_rank() if self.ddp else 0
+        self.world = dist.get_world_size() if self.ddp else 1
+        self.master = self.rank == 0
+        if cfg.device == "auto":
+            self.device = torch.device(
+                f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+            )
+        else:
+            self.device = torch.device(cfg.device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
+        self.autocast = (
+            (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if use_amp else nullcontext
+        )
+        self.amp_dtype = "bf16" if use_amp else "off"
+        if cfg.batch_size % self.world:
+            raise VCEInputError(
+                f"batch_size {cfg.batch_size} is not divisible by {self.world} processes",
+                expected="a multiple of the world size",
+            )
+        self.batch = cfg.batch_size // self.world
+        self.run_dir = Path(run_dir or cfg.out_dir or Path("runs") / cfg.name)
+
+        # --- models (same seed on every rank → same init; DDP broadcasts anyway)
+        torch.manual_seed(cfg.seed)
+        from vce_core.models import build_model
+
+        self.generator = build_model(cfg.generator, **model_kwargs(cfg, "generator")).to(self.device)
+        self.critic = (
+            build_model(cfg.critic, **model_kwargs(cfg, "critic")).to(self.device) if cfg.critic else None
+        )
+        self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
+        self.opt_d = (
+            torch.optim.Adam(self.critic.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
+            if self.critic
+            else None
+        )
+        self.g_train: nn.Module = self.generator
+        self.d_train: nn.Module | None = self.critic
+        if self.ddp:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.g_train = DDP(self.generator, device_ids=ids)
+            self.d_train = DDP(self.critic, device_ids=ids) if self.critic else None
+        if cfg.compile:
+            self.g_train = torch.compile(self.g_train)
+
+        # --- state
+        self.step = 0  # generator updates done
+        self.batches_drawn = 0  # batches this rank has taken from its sampler
+        self.elapsed = 0.0  # training wall time (s), accumulated over resumes
+        self.val_history: list[dict[str, Any]] = []
+        torch.manual_seed(cfg.seed + 1000 * self.rank)  # per-rank noise / dose streams
+        np.random.seed(cfg.seed + 1000 * self.rank)
+        random.seed(cfg.seed + 1000 * self.rank)
+
+        # --- data (split by case, never by slice)
+        folders = find_case_folders(cfg.data)
+        if cfg.val_data:
+            train_folders, val_folders = folders, find_case_folders(cfg.val_data)
+            overlap = {f.resolve() for f in train_folders} & {f.resolve() for f in val_folders}
+            if overlap:
+                raise VCEInputError(
+                    f"{len(overlap)} case folder(s) are in both data and val_data",
+                    expected="disjoint training and validation cases",
+                )
+        else:
+            train_folders, val_folders = split_by_case(folders, cfg.val_fraction, cfg.seed)
+        common = dict(
+            context=cfg.context,
+            normalization=cfg.normalization,
+            brain_fraction=cfg.brain_fraction,
+            cache_size=cfg.cache_size,
+            dtype=cfg.cache_dtype,
+            patches_per_case=cfg.patches_per_case,
+        )
+        self.train_set: CaseDataset = build_dataset(
+            cfg.mode, train_folders, crop=cfg.crop, flips=cfg.flips, **common
+        )
+        self.val_set: CaseDataset | None = (
+            build_dataset(cfg.mode, val_folders, crop=None, flips=False, **common)
+            if val_folders and self.master
+            else None
+        )
+        self._batches: Iterator[dict[str, Any]] | None = None
+
+    # ------------------------------------------------------------------------------------------ data
+    def next_batch(self) -> dict[str, Any]:
+        """The next training batch of this rank, moved to the device (the stream is resumable)."""
+        if self._batches is None:
+            sampler = ResumableSampler(
+                len(self.train_set),
+                seed=self.cfg.seed,
+                rank=self.rank,
+                world_size=self.world,
+                start=self.batches_drawn * self.batch,
+            )
+            loader = torch.utils.data.DataLoader(
+                self.train_set,
+                batch_size=self.batch,
+                sampler=sampler,
+                num_workers=self.cfg.num_workers,
+                pin_memory=self.device.type == "cuda",
+                persistent_workers=self.cfg.num_workers > 0,
+                # the loader draws its worker base seed from this generator, not from the global torch RNG
+                generator=torch.Generator().manual_seed(self.cfg.seed + self.rank),
+            )
+            self._batches = iter(loader)
+        batch = next(self._batches)
+        self.batches_drawn += 1
+        return {
+            k: v.to(self.device, non_blocking=True) if isinstance(v, Tensor) else v for k, v in batch.items()
+        }
+
+    # ------------------------------------------------------------------------------------------ updates
+    def _noise(self, like: Tensor, n: int) -> Tensor:
+        return torch.randn((n, 1, *like.shape[2:]), device=self.device)
+
+    def _sample_doses(self, n: int) -> Tensor:
+        from vce_core.losses import sample_generated_doses
+
+        lo, hi = self.cfg.dose_range
+        return sample_generated_doses(n, lo, hi).to(self.device)
+
+    def critic_step(self, b: dict[str, Any]) -> dict[str, float]:
+        """One critic update: WGAN loss on (real y_LD, smoothed d) vs (g(z, ĉ), d̂) + λ_GP · GP."""
+        from vce_core.losses import gradient_penalty, smooth_dose_labels, wgan_critic_loss
+
+        assert self.d_train is not None and self.opt_d is not None
+        nat, sd, res, fs = b["native"], b["standard_dose"], b["residual"], b["field_strength"]
+        n = nat.shape[0]
+        fake_dose = self._sample_doses(n)
+        with torch.no_grad(), self.autocast():
+            fake = self.generator(nat, sd, fake_dose, fs, self._noise(nat, n))[0].float()
+        real_dose = smooth_dose_labels(b["dose"], self.cfg.dose_label_std)
+        with self.autocast():
+            # real and fake scored in one pass (one DDP forward per backward)
+            scores = self.d_train(
+                torch.cat([res, fake]),
+                torch.cat([nat, nat]),
+                torch.cat([sd, sd]),
+                torch.cat([real_dose, fake_dose]),
+                torch.cat([fs, fs]),
+            ).float()
+            gp = gradient_penalty(
+                self.critic, res, fake, (nat, sd, real_dose, fs), (nat, sd, fake_dose, fs), self.cfg.lambda_gp
+            )
+        wgan = wgan_critic_loss(scores[:n], scores[n:])
+        loss = wgan + gp.float()
+        self.opt_d.zero_grad(set_to_none=True)
+        # The penalty ran through the unwrapped critic; autograd sums both uses of a parameter before its
+        # gradient-accumulation hook fires once, so DDP still averages the complete critic gradient.
+        loss.backward()
+        if self.cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.critic.parameters(), self.cfg.grad_clip)
+        self.opt_d.step()
+        return {"loss_d": loss.item(), "wasserstein": -wgan.item(), "gp": gp.item()}
+
+    def generator_step(self, b: dict[str, Any], adversarial: bool) -> dict[str, float]:
+        """One generator update: λ_C · content at acquired doses (+ λ_adv · −f(g(z, ĉ), ĉ), random doses)."""
+        from vce_core.losses import wgan_generator_loss
+
+        nat, sd, res, dose, fs = (
+            b["native"],
+            b["standard_dose"],
+            b["residual"],
+            b["dose"],
+            b["field_strength"],
+        )
+        n = nat.shape[0]
+        if adversarial:
+            fake_dose = self._sample_doses(n)
+            inputs = (
+                torch.cat([nat, nat]),
+                torch.cat([sd, sd]),
+                torch.cat([dose, fake_dose]),
+                torch.cat([fs, fs]),
+            )
+        else:
+            inputs = (nat, sd, dose, fs)
+        with self.autocast():
+            preds = self.g_train(*inputs, self._noise(nat, inputs[0].shape[0]))
+        preds = [p.float() for p in preds]
+        content = _content(self.cfg, [p[:n] for p in preds], res)
+        loss = self.cfg.lambda_content * content
+        out = {"content": content.item()}
+        if adversarial:
+            assert self.critic is not None
+            self.critic.requires_grad_(False)  # unwrapped critic: no DDP reduction, no critic grads
+            with self.autocast():
+                adv = wgan_generator_loss(self.critic(preds[0][n:], nat, sd, fake_dose, fs).float())
+            self.critic.requires_grad_(True)
+            loss = loss + self.cfg.lambda_adv * adv
+            out["adv"] = adv.item()
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.generator.parameters(), self.cfg.grad_clip)
+        self.opt_g.step()
+        self._update_ema()
+        out["loss_g"] = loss.item()
+        return out
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
+        for e, p in zip(self.ema.parameters(), self.generator.parameters(), strict=False):
+            e.lerp_(p.detach(), 1.0 - decay)
+        for e, p in zip(self.ema.buffers(), self.generator.buffers(), strict=False):
+            e.copy_(p)
+
+    # ------------------------------------------------------------------------------------------ loop
+    def fit(self) -> dict[str, Any]:
+        """Train to ``iterations`` generator updates (or ``max_minutes``, Ctrl-C, SIGTERM); write the run."""
+        cfg = self.cfg
+        if self.master:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
+        previous = signal.getsignal(signal.SIGTERM) if _main_thread() else None
+
+        def on_term(signum: int, frame: Any) -> None:
+            raise _Stop()
+
+        if _main_thread():
+            signal.signal(signal.SIGTERM, on_term)
+        log = _CsvLog(self.run_dir / "log.csv", self.master)
+        tb = _tensorboard(self.run_dir) if self.master else None
+        start_step, t0 = self.step, time.perf_counter()
+        elapsed0 = self.elapsed
+        stop = "iterations"
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=cfg.iterations,
+            initial=self.step,
+            disable=not self.master,
+            dynamic_ncols=True,
+            desc=cfg.name,
+        )
+        try:
+            while self.step < cfg.iterations:
+                adversarial = self.critic is not None and self.step >= cfg.warmup_iterations
+                stats: dict[str, float] = {}
+                if adversarial:
+                    for _ in range(cfg.n_critic):
+                        stats = self.critic_step(self.next_batch())
+                stats |= self.generator_step(self.next_batch(), adversarial)
+                self.step += 1
+                self.elapsed = elapsed0 + time.perf_counter() - t0
+                rate = (self.step - start_step) / max(time.perf_counter() - t0, 1e-9)
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.iterations:
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in stats.items()} | {"it/s": f"{rate:.3g}"})
+                    log.write(
+                        {
+                            "step": self.step,
+                            "elapsed_s": round(self.elapsed, 2),
+                            "it_per_s": round(rate, 4),
+                            **stats,
+                        }
+                    )
+                    if tb is not None:
+                        for k, v in stats.items():
+                            tb.add_scalar(f"train/{k}", v, self.step)
+                if cfg.val_every and self.step % cfg.val_every == 0 and self.step < cfg.iterations:
+                    self._validate_and_log(tb)
+                if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.iterations:
+                    self.save(rate, stop="checkpoint")
+                if cfg.max_minutes and self.elapsed - elapsed0 >= 60 * cfg.max_minutes:
+                    stop = "max_minutes"
+                    break
+        except (KeyboardInterrupt, _Stop):
+            stop = "interrupted"
+            if self.master:
+                print(f"\ninterrupted at step {self.step}: saving to {self.run_dir}", file=sys.stderr)
+        finally:
+            bar.close()
+            if _main_thread() and previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        rate = (self.step - start_step) / max(time.perf_counter() - t0, 1e-9)
+        if stop != "interrupted":
+            self._validate_and_log(tb)
+        card = self.save(rate, stop=stop)
+        log.close()
+        if tb is not None:
+            tb.close()
+        return card
+
+    # ------------------------------------------------------------------------------------------ validation
+    def _validate_and_log(self, tb: Any) -> None:
+        if not self.master or self.val_set is None:
+            return
+        metrics = validate(self.ema, self.val_set, self.cfg, self.device, self.autocast)
+        metrics = {"step": self.step, **metrics}
+        self.val_history.append(metrics)
+        _CsvLog(self.run_dir / "val.csv", True).write(metrics, close=True)
+        if tb is not None:
+            for k, v in metrics.items():
+                if k != "step" and isinstance(v, float) and math.isfinite(v):
+                    tb.add_scalar(f"val/{k}", v, self.step)
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-for-bit (RNG states of every rank included)."""
+        rngs = [rng_state()]
+        if self.ddp:
+            rngs = [None] * self.world
+            dist.all_gather_object(rngs, rng_state())
+        return {
+            "config": asdict(self.cfg),
+            "step": self.step,
+            "batches_drawn": self.batches_drawn,
+            "elapsed": self.elapsed,
+            "world_size": self.world,
+            "generator": self.generator.state_dict(),
+            "critic": self.critic.state_dict() if self.critic else None,
+            "ema": self.ema.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict() if self.opt_d else None,
+            "scaler": None,  # bf16 autocast needs no loss scaling
+            "rng": rngs,
+            "val_history": self.val_history,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["world_size"] != self.world:
+            raise VCEInputError(
+                f"the run was trained with {state['world_size']} processes, resumed with {self.world}",
+                expected="the same number of processes to resume bit-for-bit",
+            )
+        self.generator.load_state_dict(state["generator"])
+        if self.critic is not None:
+            self.critic.load_state_dict(state["critic"])
+            self.opt_d.load_state_dict(state["opt_d"])  # type: ignore[union-attr]
+        self.ema.load_state_dict(state["ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.step, self.batches_drawn, self.elapsed = state["step"], state["batches_drawn"], state["elapsed"]
+        self.val_history = list(state.get("val_history", []))
+        set_rng_state(state["rng"][self.rank])
+        self._batches = None
+
+    def card(self, rate: float, stop: str) -> dict[str, Any]:
+        """The model card (card.json)."""
+        cfg = self.cfg
+        latest = self.val_history[-1] if self.val_history else {}
+        deviations = list(cfg.deviations)
+        if cfg.warmup_iterations:
+            deviations.append(
+                f"content-only warm-up for the first {cfg.warmup_iterations} generator iterations"
+            )
+        return {
+            "format": CARD_FORMAT,
+            "version": CARD_VERSION,
+            "name": cfg.name,
+            "display_name": cfg.display_name or cfg.name,
+            "model": cfg.generator,
+            "config": self.generator.config,
+            "critic": {"model": cfg.critic, "config": self.critic.config} if self.critic else None,
+            "data_mode": cfg.mode,
+            "context": cfg.context if cfg.mode == "2.5d" else 0,
+            "patch_size": cfg.crop,
+            "normalization": {
+                "method": cfg.normalization,
+                "fit_on": "native",
+                "mask": "brain_mask",
+                "applied_to": ["native", "standard_dose", "low_dose"],
+                "per_case": True,
+            },
+            "content_loss": cfg.content_loss,
+            "dose_range": list(cfg.dose_range),
+            "weights": "weights.safetensors",
+            "weights_are": "EMA of the generator" if cfg.ema_decay > 0 else "generator",
+            "training": {
+                "config": asdict(cfg),
+                "command": self.command,
+                "iterations": self.step,
+                "target_iterations": cfg.iterations,
+                "stopped_by": stop,
+                "wall_time_s": round(self.elapsed, 1),
+                "it_per_s": round(rate, 4),
+                "world_size": self.world,
+                "device": str(self.device),
+                "amp": self.amp_dtype,
+                "hardware": hardware(),
+                "deviations": deviations,
+                "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+            "data": {
+                "train": self.train_set.describe(),
+                "val": self.val_set.describe() if self.val_set else None,
+            },
+            "validation": latest,
+            "validation_history": self.val_history,
+        }
+
+    def save(self, rate: float, stop: str) -> dict[str, Any]:
+        """Write resume.pt, weights.safetensors (EMA) and card.json (rank 0); returns the card."""
+        state = self.state_dict()  # collective under DDP: every rank calls it
+        card = self.card(rate, stop)
+        if self.master:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            _atomic_write(self.run_dir / "resume.pt", lambda p: torch.save(state, p))
+            _save_weights(self.ema, self.run_dir / "weights.safetensors")
+            _atomic_write(
+                self.run_dir / "card.json",
+                lambda p: p.write_text(json.dumps(card, indent=2, default=_json_default)),
+            )
+        return card
+
+
+# ============================================================================================== validation
+@torch.no_grad()
+def validate(
+    model: nn.Module,
+    dataset: CaseDataset,
+    cfg: TrainConfig,
+    device: torch.device,
+    autocast: Any = nullcontext,
+) -> dict[str, Any]:
+    """PSNR, SSIM, MAE_CE, MAE_σ of ``x̂_LD = x_NA + ŷ_LD`` vs. the real low dose, in normalised units.
+
+    2-D/2.5-D: ``cfg.val_slices`` evenly spaced brain slices per (case, dose), full (bounding-box) slices;
+    3-D: whole bounding-box volumes. Metrics inside the brain mask; the CE mask is
+    :func:`vce_core.preprocess.ce_mask` of the real native/standard dose (threshold 0.1), MAE_σ on
+    brain ∖ CE. Noise comes from a fixed generator, so validation never touches the training RNG streams.
+    Slices on which a metric is undefined (e.g. no CE voxel) are skipped for that metric.
+    """
+    from vce_core.evaluate import case_metrics
+    from vce_core.preprocess import ce_mask
+
+    gen = torch.Generator(device="cpu").manual_seed(12345)
+    groups: dict[tuple[int, float], list[int]] = {}
+    for i, (ci, dose, _) in enumerate(dataset.items):
+        groups.setdefault((ci, dose), []).append(i)
+    chosen: list[int] = []
+    for idx in groups.values():
+        if dataset.spatial_dims == 2 and len(idx) > cfg.val_slices:
+            idx = [idx[int(round(j))] for j in np.linspace(0, len(idx) - 1, cfg.val_slices)]
+        chosen.extend(idx)
+    values: dict[str, list[float]] = {"psnr": [], "ssim": [], "mae_ce": [], "mae_sigma": []}
+    was_training = model.training
+    model.eval()
+    centre = getattr(dataset, "context", 0)
+    for i in chosen:
+        s = dataset[i]
+        nat, sd = s["native"][None].to(device), s["standard_dose"][None].to(device)
+        noise = torch.randn((1, 1, *nat.shape[2:]), generator=gen).to(device)
+        with autocast():
+            pred = model(nat, sd, s["dose"][None].to(device), s["field_strength"][None].to(device), noise)[
+                0
+            ].float()
+        x_na = s["native"][centre].numpy()
+        x_sd = s["standard_dose"][centre].numpy()
+        real = x_na + s["residual"][0].numpy()
+        fake = x_na + pred[0, 0].cpu().numpy()
+        brain = s["brain"][0].numpy()
+        if brain.sum() < 50:
+            continue
+        ce = np.asarray(ce_mask(x_na, x_sd, 0.1, mask=brain), dtype=bool)
+        for key, v in case_metrics(fake, real, brain, ce).items():
+            if math.isfinite(v):
+                values[key].append(v)
+    model.train(was_training)
+    out: dict[str, Any] = {k: float(np.mean(v)) if v else float("nan") for k, v in values.items()}
+    out["n_images"] = len(chosen)
+    out["units"] = "normalised"
+    return out
+
+
+# ======================================================================================== small utilities
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.floating | np.integer):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+
+
+class _CsvLog:
+    """Append-only CSV with a header written once (rank 0 only)."""
+
+    def __init__(self, path: Path, active: bool):
+        self.path, self.active, self._file, self._writer = path, active, None, None
+
+    def write(self, row: dict[str, Any], close: bool = False) -> None:
+        if not self.active:
+            return
+        if self._file is None:
+            new = not self.path.exists()
+            self._file = self.path.open("a", newline="")
+            fields = list(row)
+            if not new:
+                with self.path.open() as f:
+                    fields = next(csv.reader(f), fields) or fields
+            self._writer = csv.DictWriter(self._file, fieldnames=fields, extrasaction="ignore")
+            if new:
+                self._writer.writeheader()
+        self._writer.writerow(row)  # type: ignore[union-attr]
+        self._file.flush()
+        if close:
+            self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file, self._writer = None, None
+
+
+def _tensorboard(run_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+# ============================================================================================== CLI
+def train(
+    cfg: TrainConfig,
+    *,
+    run_dir: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Train (or continue) a run and return its card. ``resume`` is a run directory holding ``resume.pt``."""
+    trainer = Trainer(cfg, run_dir=run_dir or resume, command=command)
+    if resume is not None:
+        trainer.load_state_dict(_load_resume(Path(resume)))
+    try:
+        return trainer.fit()
+    finally:
+        if trainer.ddp and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+def _load_resume(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "resume.pt"
+    if not path.is_file():
+        raise VCEModelError(
+            "no resume.pt in the run directory",
+            path=run_dir,
+            expected="a run directory written by vce_core.train",
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means an unusable checkpoint
+        raise VCEModelError(f"resume.pt cannot be read ({err})", path=path) from err
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vce_core.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="YAML config (keys of TrainConfig)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable), e.g. --set iterations=2000 "
+        "--set generator_kwargs.base_channels=8",
+    )
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (its config + --set overrides)"
+    )
+    parser.add_argument(
+        "--out", metavar="RUN_DIR", help="run directory (default: out_dir of the config, else runs/<name>)"
+    )
+    args = parser.parse_args(argv)
+    command = shlex.join(
+        [Path(sys.executable).name, "-m", "vce_core.train", *(sys.argv[1:] if argv is None else argv)]
+    )
+    try:
+        if args.resume:
+            state_cfg = _load_resume(Path(args.resume))["config"]
+            cfg = config_from_dict(state_cfg, args.overrides)
+        elif args.config:
+            cfg = load_config(args.config, args.overrides)
+        else:
+            parser.error("give --config (new run) or --resume RUN_DIR")
+        card = train(cfg, run_dir=args.out, resume=args.resume, command=command)
+    except VCEInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if card["training"]["stopped_by"] == "interrupted":
+        return 130
+    if int(os.environ.get("RANK", "0")) == 0:
+        v = card.get("validation") or {}
+        print(
+            f"{card['name']}: {card['training']['iterations']} iterations "
+            f"in {card['training']['wall_time_s']:.0f} s "
+            f"({card['training']['it_per_s']:.3g} it/s, stopped by {card['training']['stopped_by']}); "
+            f"val PSNR {v.get('psnr', float('nan')):.2f}, SSIM {v.get('ssim', float('nan')):.4f}, "
+            f"MAE_CE {v.get('mae_ce', float('nan')):.4f}, MAE_sigma {v.get('mae_sigma', float('nan')):.4f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
