@@ -133,3 +133,31 @@ def test_prepare_case_float16_cache(cases: list[Path]) -> None:
     prep = prepare_case(cases[1])
     assert prep.native.dtype == np.float16 and prep.brain.dtype == bool
     assert prep.shape[0] <= SHAPE[0] and set(prep.residuals) == set(DOSES)
+
+
+def test_ce_focus_centres_crops_on_enhancement(cases: list[Path]) -> None:
+    """With ce_focus=1 every crop that can be centred on enhancement shows it; uniform crops often miss it."""
+
+    def enhancing_share(ds: SliceDataset) -> float:
+        hits = 0
+        for idx in range(len(ds.items)):
+            s = ds[idx]
+            enh = (s["standard_dose"][0] - s["native"][0]).numpy()
+            hits += bool((enh > 0.3).any())
+        return hits / len(ds.items)
+
+    uniform = SliceDataset(cases, crop=8, dtype="float32", flips=False, ce_focus=0.0)
+    focused = SliceDataset(cases, crop=8, dtype="float32", flips=False, ce_focus=1.0)
+    with_enhancement = sum(
+        bool(
+            (
+                (focused.case(ci).standard_dose[:, :, k] - focused.case(ci).native[:, :, k]).astype(np.float32)
+                > 0.3
+            ).any()
+        )
+        for ci, _d, k in focused.items
+    ) / len(focused.items)
+    assert enhancing_share(focused) >= 0.9 * with_enhancement
+    assert enhancing_share(focused) > enhancing_share(uniform) + 0.1
+    with pytest.raises(VCEInputError):
+        SliceDataset(cases, crop=8, ce_focus=1.5)

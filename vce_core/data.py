@@ -467,13 +467,16 @@ class SliceDataset(CaseDataset):
         *,
         context: int = 0,
         brain_fraction: float = 0.1,
+        ce_focus: float = 0.0,
         **kwargs: Any,
     ):
         if context < 0:
             raise VCEInputError(
                 f"context {context} is negative", expected="0 (2-D) or a positive half-width (2.5-D)"
             )
-        self.context, self.brain_fraction = context, brain_fraction
+        if not 0.0 <= ce_focus <= 1.0:
+            raise VCEInputError(f"ce_focus {ce_focus} is outside [0, 1]", expected="a probability")
+        self.context, self.brain_fraction, self.ce_focus = context, brain_fraction, ce_focus
         super().__init__(folders, **kwargs)
 
     def _index_case(self, ci: int, case: PreparedCase) -> list[tuple[int, float, int]]:
@@ -491,16 +494,43 @@ class SliceDataset(CaseDataset):
         H, W = case.shape[:2]
         if self.crop is not None:
             size = (self.crop, self.crop)
-            starts = [
-                int(rng.integers(min(0, n - s), max(0, n - s) + 1))
-                for n, s in zip((H, W), size, strict=False)
-            ]
+            centre = self._ce_centre(case, pos, rng) if rng.random() < self.ce_focus else None
+            if centre is not None:
+                starts = [
+                    int(c) - s // 2 + int(rng.integers(-(s // 4), s // 4 + 1))
+                    for c, s in zip(centre, size, strict=True)
+                ]
+            else:
+                starts = [
+                    int(rng.integers(min(0, n - s), max(0, n - s) + 1))
+                    for n, s in zip((H, W), size, strict=False)
+                ]
         else:
             size = (padded_size(H), padded_size(W))
             starts = [0, 0]
         return tuple(
             _crop([native, sd, res, brain], starts, size, [case.background, case.background, 0.0, False])
         )
+
+
+    @staticmethod
+    def _ce_centre(case: PreparedCase, pos: int, rng: np.random.Generator) -> tuple[int, int] | None:
+        """A random contrast-enhancing voxel of axial slice ``pos`` (seed 000's CE criterion), or None.
+
+        Enhancing tissue is a small fraction of the brain, so uniformly placed crops rarely show the model
+        what it must learn (the dose response of enhancement); ``ce_focus`` centres that share of the
+        training crops on CE voxels instead.
+        """
+        native = np.asarray(case.native[:, :, pos], dtype=np.float32)
+        brain = case.brain[:, :, pos]
+        if not brain.any():
+            return None
+        enhancement = np.asarray(case.standard_dose[:, :, pos], dtype=np.float32) - native
+        candidates = np.argwhere((enhancement >= 0.1 * float(np.quantile(native[brain], 0.95))) & brain)
+        if len(candidates) == 0:
+            return None
+        i, j = candidates[int(rng.integers(len(candidates)))]
+        return int(i), int(j)
 
 
 class PatchDataset(CaseDataset):
@@ -553,13 +583,16 @@ def build_dataset(
     cache_size: int = 32,
     dtype: str = "float16",
     patches_per_case: int = 16,
+    ce_focus: float = 0.0,
 ) -> CaseDataset:
     """The dataset of a mode: ``2d`` / ``2.5d`` → :class:`SliceDataset`, ``3d`` → :class:`PatchDataset`."""
     common = dict(normalization=normalization, crop=crop, flips=flips, cache_size=cache_size, dtype=dtype)
     if mode == "2d":
-        return SliceDataset(folders, context=0, brain_fraction=brain_fraction, **common)
+        return SliceDataset(folders, context=0, brain_fraction=brain_fraction, ce_focus=ce_focus, **common)
     if mode == "2.5d":
-        return SliceDataset(folders, context=context, brain_fraction=brain_fraction, **common)
+        return SliceDataset(
+            folders, context=context, brain_fraction=brain_fraction, ce_focus=ce_focus, **common
+        )
     if mode == "3d":
         return PatchDataset(folders, patches_per_case=patches_per_case, **common)
     raise VCEInputError(f"unknown data mode {mode!r}", expected=" or ".join(MODES))

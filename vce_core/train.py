@@ -82,6 +82,7 @@ class TrainConfig:
     crop: int = 96  # training crop edge (2-D: crop², 3-D: crop³), multiple of 8
     normalization: str = "percentile"  # percentile | zscore, fitted per case on the native brain
     brain_fraction: float = 0.1  # 2-D: keep axial slices whose brain fraction exceeds this
+    ce_focus: float = 0.0  # 2-D/2.5-D: share of training crops centred on a contrast-enhancing voxel
     patches_per_case: int = 16  # 3-D: index entries per (case, dose) and epoch
     flips: bool = True
     cache_size: int = 64  # cases kept in memory per process
@@ -418,7 +419,7 @@ class Trainer:
             patches_per_case=cfg.patches_per_case,
         )
         self.train_set: CaseDataset = build_dataset(
-            cfg.mode, train_folders, crop=cfg.crop, flips=cfg.flips, **common
+            cfg.mode, train_folders, crop=cfg.crop, flips=cfg.flips, ce_focus=cfg.ce_focus, **common
         )
         self.val_set: CaseDataset | None = (
             build_dataset(cfg.mode, val_folders, crop=None, flips=False, **common)
