@@ -1,0 +1,119 @@
+"""End to end in a real browser: the dose slider moved with the keyboard ends at the final dose.
+
+Drives Debian's Chromium (``/usr/bin/chromium``) with Playwright against the studio launched in the test
+(one 2 mm phantom case, a tiny untrained generator). Without Chromium the test is skipped, or fails with
+a clear message when the environment variable ``CI`` is set. A screenshot is written to ``test-output/``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_app import GENERATOR, copy_case, explorer_of, free_port, phantom_case, write_tiny_checkpoint
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
+
+pytestmark = pytest.mark.browser
+
+
+def _require_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    message = f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    _require_chromium()
+    import app
+
+    root = tmp_path_factory.mktemp("browser")
+    case_dir = copy_case(phantom_case(tmp_path_factory), root / "data")
+    write_tiny_checkpoint(root / "models" / GENERATOR)
+    demo = app.build_app(root / "data", root / "models", None, reader_study=False)
+    _, url, _ = app.launch(demo, "127.0.0.1", free_port(), prevent_thread_lock=True, quiet=True)
+    try:
+        yield {"demo": demo, "url": url, "case_id": f"demo/{case_dir.name}"}
+    finally:
+        demo.close()
+
+
+def _png_from(page: Any, src: str) -> np.ndarray:
+    response = page.request.get(src)
+    assert response.ok, f"GET {src} -> {response.status}"
+    with Image.open(io.BytesIO(response.body())) as im:
+        assert im.format == "PNG"
+        arr = np.asarray(im)
+    return arr if arr.ndim == 2 else arr[..., 0]
+
+
+def test_keyboard_dose_changes_end_at_the_final_dose(studio: dict[str, Any]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from studio.explorer import View
+    from studio.render import Window
+
+    explorer = explorer_of(studio["demo"])
+    case_id = studio["case_id"]
+    index = explorer.default_index(case_id, "axial")
+    presses, start = 7, 33
+    final = start + presses
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1400})
+            page.goto(studio["url"])
+            panel = page.locator("#synthetic-panel")
+            panel.locator("img").first.wait_for(timeout=60_000)
+            page.wait_for_function(
+                "document.querySelector('#synthetic-panel').innerText.includes('33 % dose')", timeout=60_000
+            )
+            first_src = panel.locator("img").first.get_attribute("src")
+
+            slider = page.locator("#dose-slider input[type=range]")
+            slider.focus()
+            for _ in range(presses):
+                page.keyboard.press("ArrowRight")
+                time.sleep(0.05)
+            page.wait_for_function(
+                f"document.querySelector('#synthetic-panel').innerText.includes('{final} % dose')",
+                timeout=60_000,
+            )
+            assert slider.input_value() == str(final)
+            page.wait_for_timeout(1500)  # anything still in flight would land now
+            assert f"{final} % dose" in panel.inner_text()
+            src = panel.locator("img").first.get_attribute("src")
+            assert src and src != first_src
+
+            level = float(page.locator("#level-slider input[type=number]").input_value())
+            width = float(page.locator("#width-slider input[type=number]").input_value())
+            shown = _png_from(page, src)
+            expected = explorer.synthetic_panel(
+                View(case_id, GENERATOR, final, "axial", index), Window(level, width)
+            )
+            np.testing.assert_array_equal(shown, expected)
+
+            OUTPUT.mkdir(exist_ok=True)
+            page.screenshot(path=str(OUTPUT / "browser_dose_explorer.png"), full_page=True)
+        finally:
+            browser.close()
