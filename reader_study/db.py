@@ -1,0 +1,170 @@
+"""Engine and sessions: SQLite by default (WAL, foreign keys, busy timeout), any SQLAlchemy URL otherwise.
+
+The URL comes from, in order: the ``url`` argument (CLI ``--db``), the environment variable
+``VCE_DB_URL``, else ``sqlite:///<data dir>/reader_study.db`` with the data directory ``VCE_DATA_DIR`` or
+``data/`` under the repository root.
+
+SQLite specifics live only in the ``connect``/``begin`` event handlers below: every connection turns on
+``journal_mode=WAL``, ``foreign_keys=ON`` and ``busy_timeout``; transactions opened through
+:meth:`Database.write` start with ``BEGIN IMMEDIATE`` so that two writers queue on the busy timeout instead of
+failing with "database is locked" when a read transaction tries to upgrade to a write. Other databases get
+plain SQLAlchemy transactions.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+
+from vce_core.errors import VCEInputError
+
+from .models import SCHEMA_VERSION, Base, SchemaVersion
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUSY_TIMEOUT_MS = 30_000
+
+
+class SchemaVersionError(RuntimeError):
+    """The database was written by another schema version of reader_study."""
+
+
+def data_dir() -> Path:
+    """The data directory: ``$VCE_DATA_DIR`` or ``<repo>/data``."""
+    return Path(os.environ.get("VCE_DATA_DIR") or REPO_ROOT / "data")
+
+
+def default_url() -> str:
+    """``$VCE_DB_URL`` or the SQLite file ``<data dir>/reader_study.db``."""
+    env = os.environ.get("VCE_DB_URL")
+    if env:
+        return env
+    return f"sqlite:///{data_dir() / 'reader_study.db'}"
+
+
+def _sqlite_events(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy (not pysqlite) emit BEGIN, so BEGIN IMMEDIATE and SAVEPOINTs behave.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get("vce_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class Database:
+    """An engine plus session factories; thread-safe (one session per call).
+
+    Use ``with db.read() as s:`` for queries and ``with db.write() as s:`` for changes (committed on
+    success, rolled back on error).
+    """
+
+    def __init__(self, url: str | None = None, *, echo: bool = False) -> None:
+        url = url or default_url()
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise VCEInputError(
+                f"{url!r} is not a database URL", expected="an SQLAlchemy URL such as sqlite:///x.db"
+            ) from exc
+        self.url = parsed
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.is_sqlite:
+            db_path = parsed.database
+            if db_path and db_path != ":memory:" and not db_path.startswith("file:"):
+                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine = create_engine(parsed, **kwargs)
+        if self.is_sqlite:
+            _sqlite_events(self.engine)
+        self._write_lock = threading.Lock() if self.is_sqlite else None
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(self.engine.execution_options(vce_write=True), expire_on_commit=False)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for queries; its transaction is released (not committed) when the block ends."""
+        with self._read() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session whose transaction commits when the block ends without an exception.
+
+        On SQLite, writers of this process queue on a lock first (fair and without the busy handler's
+        sleep-and-retry, which inflates latency when many threads write at once); other processes still
+        wait on the busy timeout.
+        """
+        if self._write_lock is None:
+            with self._write() as session, session.begin():
+                yield session
+            return
+        with self._write_lock, self._write() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def _where(db: Database) -> str:
+    return db.url.render_as_string(hide_password=True)
+
+
+def open_database(url: str | None = None, *, create: bool = True, echo: bool = False) -> Database:
+    """Open (and with ``create``, initialise) the reader-study database and check its schema version.
+
+    Raises
+    ------
+    SchemaVersionError
+        The database holds reader-study tables of another schema version (or none recorded).
+    VCEInputError
+        Bad URL, or an empty database with ``create=False``.
+    """
+    db = Database(url, echo=echo)
+    tables = set(inspect(db.engine).get_table_names())
+    if "schema_version" not in tables:
+        ours = {t.name for t in Base.metadata.sorted_tables}
+        if tables & ours:
+            raise SchemaVersionError(
+                f"{_where(db)} has reader-study tables but no schema_version; "
+                "it was written by an incompatible version. Use a new database or migrate it."
+            )
+        if not create:
+            raise VCEInputError(
+                "the database has no reader-study tables",
+                path=str(db.url),
+                expected="an initialised database",
+            )
+        Base.metadata.create_all(db.engine)
+        with db.write() as s:
+            s.add(SchemaVersion(version=SCHEMA_VERSION))
+        return db
+    with db.read() as s:
+        versions = list(s.scalars(select(SchemaVersion.version)))
+    if versions != [SCHEMA_VERSION]:
+        db.dispose()
+        raise SchemaVersionError(
+            f"{_where(db)} has schema version {versions or 'none'}, this code "
+            f"needs {SCHEMA_VERSION}. Use a new database or migrate it."
+        )
+    return db

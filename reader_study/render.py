@@ -1,0 +1,300 @@
+"""Items → blinded uint8 images.
+
+Every image a reader sees is made here, once, when a study is created:
+
+1. the slices of a case are chosen (the ``count`` slices with the most contrast-enhancing voxels, the central
+   ones, or explicit indices);
+2. each condition of the case is rendered to float slices in image units (acquired volumes are sliced;
+   synthetic low dose comes from :class:`vce_core.synthesis.Synthesizer`; the linear baseline from
+   :func:`vce_core.synthesis.linear_baseline`);
+3. one display window per case — the 0.5 and 99.5 percentiles of the standard-dose image inside the brain
+   mask of the chosen slices — maps every condition of the case to uint8, so conditions differ only by
+   their content, never by their windowing;
+4. slices are oriented for display (radiological convention: anterior up, patient's right on the left)
+   and encoded as greyscale PNG from numpy, with no text chunks (no file name, no metadata).
+
+Readers adjust window/level *on the stored uint8 image* with :func:`apply_window` (server-side).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from vce_core.errors import VCEInputError
+from vce_core.preprocess import brain_mask, ce_mask
+
+from .models import CONDITIONS
+
+PLANES = ("axial", "coronal", "sagittal")
+_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}
+
+
+class SynthesizerLike(Protocol):
+    """What rendering needs from :class:`vce_core.synthesis.Synthesizer`.
+
+    When the object also has ``prepare`` and ``synthesize_slice`` (the real Synthesizer does), only the
+    shown slices are synthesized.
+    """
+
+    name: str
+
+    def synthesize(
+        self,
+        native: np.ndarray,
+        standard_dose: np.ndarray,
+        dose: float,
+        field_strength: float,
+        seed: int | None = None,
+    ) -> np.ndarray: ...
+
+
+def take_slice(volume: np.ndarray, plane: str, index: int) -> np.ndarray:
+    """2-D slice of a (I, J, K) array: axial ``[:, :, k]``, coronal ``[:, j, :]``, sagittal ``[i, :, :]``."""
+    if plane not in _AXIS:
+        raise VCEInputError(f"unknown plane {plane!r}", expected=f"one of {', '.join(PLANES)}")
+    axis = _AXIS[plane]
+    if not 0 <= index < volume.shape[axis]:
+        raise VCEInputError(f"slice {index} is outside 0..{volume.shape[axis] - 1} of the {plane} plane")
+    return np.take(volume, index, axis=axis)
+
+
+def choose_slices(
+    native: np.ndarray, standard_dose: np.ndarray, spec: dict[str, Any] | None
+) -> tuple[str, list[int]]:
+    """Pick the slices shown for a case.
+
+    Parameters
+    ----------
+    native, standard_dose:
+        float volumes (I, J, K) of the case, same grid.
+    spec:
+        ``{"select": "most_enhancing" | "center", "count": n, "plane": "axial"}`` or
+        ``{"indices": [k1, k2, ...], "plane": "axial"}``; None means 5 most enhancing axial slices.
+        ``most_enhancing`` ranks slices by the number of contrast-enhanced voxels
+        (:func:`vce_core.preprocess.ce_mask` inside the brain mask); ties and enhancement-free cases fall
+        back to the slices with the most brain.
+
+    Returns
+    -------
+    (plane, ascending slice indices).
+    """
+    spec = dict(spec or {})
+    plane = str(spec.get("plane", "axial"))
+    if plane not in _AXIS:
+        raise VCEInputError(
+            f"unknown plane {plane!r} in the slices spec", expected=f"one of {', '.join(PLANES)}"
+        )
+    axis = _AXIS[plane]
+    n = native.shape[axis]
+    if "indices" in spec:
+        indices = spec["indices"]
+        if (
+            not isinstance(indices, list)
+            or not indices
+            or not all(isinstance(i, int) and not isinstance(i, bool) for i in indices)
+        ):
+            raise VCEInputError(
+                f"slices.indices {indices!r} is not a list of integers", expected="e.g. [40, 44, 48]"
+            )
+        for i in indices:
+            if not 0 <= i < n:
+                raise VCEInputError(f"slice index {i} is outside 0..{n - 1} of the {plane} plane")
+        return plane, sorted(set(indices))
+    select = spec.get("select", "most_enhancing")
+    count = spec.get("count", 5)
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise VCEInputError(f"slices.count {count!r} is not a positive integer")
+    count = min(count, n)
+    axes = tuple(a for a in range(3) if a != axis)
+    if select == "center":
+        start = max(0, n // 2 - count // 2)
+        return plane, list(range(start, min(n, start + count)))
+    if select != "most_enhancing":
+        raise VCEInputError(
+            f"unknown slice selection {select!r}", expected="most_enhancing, center or indices"
+        )
+    brain = brain_mask(standard_dose)
+    enhancing = ce_mask(native, standard_dose, mask=brain)
+    score = enhancing.sum(axis=axes).astype(np.float64) + brain.sum(axis=axes) / (brain.size + 1.0)
+    order = np.argsort(-score, kind="stable")[:count]
+    return plane, sorted(int(i) for i in order)
+
+
+def case_window(standard_dose: np.ndarray, plane: str, slices: Sequence[int]) -> tuple[float, float]:
+    """Display window (low, high) of a case: 0.5/99.5 percentiles of the standard dose in the brain."""
+    stack = np.stack([take_slice(standard_dose, plane, k) for k in slices])
+    try:
+        mask = brain_mask(stack.astype(np.float32))
+        values = stack[mask] if mask.any() else stack.ravel()
+    except VCEInputError:
+        values = stack.ravel()
+    low, high = (float(v) for v in np.percentile(values, [0.5, 99.5]))
+    if not high > low:
+        high = low + 1.0
+    return low, high
+
+
+def to_display(slice2d: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Window a 2-D float slice to uint8 and orient it for display.
+
+    ``(i, j)`` slice → rows anterior/superior first, columns from the patient's right to left
+    (radiological convention). Values ≤ low → 0, ≥ high → 255.
+    """
+    x = np.asarray(slice2d, dtype=np.float64)
+    if not np.isfinite(x).all():
+        raise VCEInputError("the rendered slice contains NaN or infinite values")
+    scaled = np.clip((x - low) / (high - low), 0.0, 1.0) * 255.0
+    return np.ascontiguousarray(np.rot90(np.rint(scaled).astype(np.uint8))[:, ::-1])
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Lossless greyscale PNG of a 2-D uint8 array, without any text/metadata chunk."""
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8 or arr.ndim != 2:
+        raise VCEInputError(
+            f"cannot encode an array of dtype {arr.dtype} and shape {arr.shape}", expected="2-D uint8"
+        )
+    buffer = io.BytesIO()
+    Image.fromarray(arr, mode="L").save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """2-D uint8 array from PNG bytes (through numpy, so no PIL metadata travels on)."""
+    with Image.open(io.BytesIO(data)) as img:
+        return np.array(img.convert("L"), dtype=np.uint8)
+
+
+def apply_window(image: np.ndarray, level: float, width: float) -> np.ndarray:
+    """Reader-side window/level on a stored uint8 image (display units 0–255).
+
+    ``level`` is the centre and ``width`` the span of grey values stretched to 0–255; level 127.5 and
+    width 255 return the image unchanged.
+    """
+    width = max(float(width), 1.0)
+    low = float(level) - width / 2.0
+    out = (image.astype(np.float64) - low) * (255.0 / width)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _low_dose_volume(case: Any, dose: float) -> np.ndarray:
+    for d, vol in case.low_doses.items():
+        if abs(float(d) - dose) < 1e-6:
+            return np.asarray(vol.data, dtype=np.float32)
+    have = ", ".join(f"{float(d):g}" for d in sorted(case.low_doses)) or "none"
+    raise VCEInputError(
+        f"case {case.meta.get('case_id', '?')} has no acquired low dose {dose:g} (it has: {have})",
+        expected="a dose listed in the case's case.json",
+    )
+
+
+def render_condition(
+    case: Any,
+    condition: str,
+    dose: float | None,
+    synthesizer: SynthesizerLike | None,
+    plane: str,
+    slices: Sequence[int],
+    *,
+    seed: int = 0,
+) -> list[np.ndarray]:
+    """Float slices (image units) of one case under one condition.
+
+    Conditions: ``real_standard_dose``, ``native``, ``real_low_dose`` (acquired dose from the case folder),
+    ``synthetic_low_dose`` (generator at ``dose``), ``linear_baseline`` (``linear_baseline`` at ``dose``),
+    ``virtual_contrast`` (the case's extra volume ``virtual_contrast``).
+    """
+    native = np.asarray(case.native.data, dtype=np.float32)
+    standard = np.asarray(case.standard_dose.data, dtype=np.float32)
+    if condition == "real_standard_dose":
+        volume = standard
+    elif condition == "native":
+        volume = native
+    elif condition == "real_low_dose":
+        volume = _low_dose_volume(case, _need_dose(condition, dose))
+    elif condition == "linear_baseline":
+        from vce_core.synthesis import linear_baseline
+
+        volume = np.asarray(linear_baseline(native, standard, _need_dose(condition, dose)), dtype=np.float32)
+    elif condition == "synthetic_low_dose":
+        if synthesizer is None:
+            raise VCEInputError(
+                "condition synthetic_low_dose needs a generator", expected="generator: <checkpoint folder>"
+            )
+        d, field = _need_dose(condition, dose), float(case.field_strength)
+        if hasattr(synthesizer, "prepare") and hasattr(synthesizer, "synthesize_slice"):
+            # only the shown slices (equal to slicing the synthesized volume with the same seed)
+            prepared = synthesizer.prepare(native, standard)
+            return [
+                np.asarray(
+                    synthesizer.synthesize_slice(prepared, d, field, plane=plane, index=k, seed=seed),
+                    np.float32,
+                )
+                for k in slices
+            ]
+        volume = np.asarray(synthesizer.synthesize(native, standard, d, field, seed=seed), dtype=np.float32)
+    elif condition == "virtual_contrast":
+        if "virtual_contrast" not in case.extra:
+            raise VCEInputError(
+                f"case {case.meta.get('case_id', '?')} has no virtual_contrast volume",
+                expected="an extra volume named virtual_contrast in case.json",
+            )
+        volume = np.asarray(case.extra["virtual_contrast"].data, dtype=np.float32)
+    else:
+        raise VCEInputError(
+            f"unknown condition {condition!r}",
+            expected="one of " + ", ".join(CONDITIONS),
+        )
+    if volume.shape != native.shape:
+        raise VCEInputError(
+            f"condition {condition} rendered shape {volume.shape}, the case grid is {native.shape}"
+        )
+    return [take_slice(volume, plane, k) for k in slices]
+
+
+def _need_dose(condition: str, dose: float | None) -> float:
+    if dose is None or not 0.0 <= float(dose) <= 1.0:
+        raise VCEInputError(f"condition {condition} needs a dose in [0, 1], got {dose!r}")
+    return float(dose)
+
+
+def render_stack(slices: Sequence[np.ndarray], window: tuple[float, float]) -> list[bytes]:
+    """PNG bytes of each slice under the case window."""
+    return [encode_png(to_display(s, *window)) for s in slices]
+
+
+def resolve_generator(name: str, models_dir: str | Path) -> Path:
+    """Checkpoint folder of generator ``name`` under ``models_dir``; ``"default"`` is the first one listed."""
+    models_dir = Path(models_dir)
+    from vce_core.synthesis import list_checkpoints
+
+    folders = [Path(p) for p in list_checkpoints(models_dir)]
+    if name == "default":
+        if not folders:
+            raise VCEInputError(
+                "no trained generator found",
+                path=models_dir,
+                expected="a checkpoint folder (weights + card.json)",
+            )
+        return sorted(folders)[0]
+    for folder in folders:
+        if folder.name == name:
+            return folder
+    known = ", ".join(sorted(f.name for f in folders)) or "none"
+    raise VCEInputError(f"no generator named {name!r} (available: {known})", path=models_dir)
+
+
+def load_generator(name: str, models_dir: str | Path) -> SynthesizerLike:
+    """A ready :class:`vce_core.synthesis.Synthesizer` for generator ``name``."""
+    from vce_core.synthesis import Synthesizer
+
+    return Synthesizer.from_checkpoint(resolve_generator(name, models_dir))
+
+
+GeneratorLoader = Callable[[str], SynthesizerLike]

@@ -1,0 +1,149 @@
+"""The mounted Gradio tabs: direct endpoint calls are refused without login; readers receive nothing that
+reveals the condition, dose, generator, case or file; the admin tab computes results and exports."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+import pytest
+from gradio_client import Client
+from test_reader_common import FakeGenerator, make_service, spec_dict, write_cases
+
+from reader_study.render import decode_png
+from reader_study.service import SYSTEM
+from reader_study.ui import MAX_QUESTIONS, READER_JS, mount_reader_study
+
+# ("33%" is not listed: the progress bar after 2 of 6 items is legitimately "width:33%")
+FORBIDDEN = [
+    "real_standard_dose",
+    "real_low_dose",
+    "synthetic_low_dose",
+    "linear_baseline",
+    "0.33",
+    "33 %",
+    FakeGenerator.name,
+    "fakegen",
+    "phantom-",
+    "case.json",
+    ".nii",
+    "low_dose",
+    "standard_dose",
+]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("rs-ui")
+    write_cases(root, 2)
+    svc = make_service(root)
+    out = svc.create_study(SYSTEM, spec_dict(root, readers=2))
+    _, admin_token = svc.create_admin(SYSTEM, "Admin")
+    with gr.Blocks() as demo:
+        mount_reader_study(svc)
+    _, url, _ = demo.launch(prevent_thread_lock=True, js=READER_JS, quiet=True)
+    yield {"svc": svc, "url": url, "readers": [r["token"] for r in out["readers"]], "admin": admin_token}
+    demo.close()
+
+
+def _empty() -> list[object]:
+    values: list[object] = []
+    for _ in range(MAX_QUESTIONS):
+        values += [None, None, ""]
+    return values
+
+
+def _answers(likert: str = "4") -> list[object]:
+    values = _empty()
+    values[0] = values[3] = values[6] = likert
+    values[9], values[10] = "synthetic", "3"
+    return values
+
+
+def test_endpoints_refuse_callers_without_login(app) -> None:
+    client = Client(app["url"], verbose=False)
+    calls = [
+        ("/r_submit", _empty()),
+        ("/r_view", [1]),
+        ("/r_reset", []),
+        ("/r_back", []),
+        ("/r_study", [None]),
+        ("/a_refresh", [None]),
+        ("/a_results", [None, None]),
+        ("/a_export", [None, "long"]),
+        ("/a_create", ["name: x"]),
+        ("/a_enroll", [None, "Mallory"]),
+        ("/a_open", [None]),
+        ("/a_close", [None]),
+    ]
+    for api, args in calls:
+        with pytest.raises(Exception, match="log in"):
+            client.predict(*args, api_name=api)
+    with pytest.raises(Exception, match="not an admin token"):
+        client.predict(app["readers"][0], api_name="/a_login")
+    with pytest.raises(Exception, match="not a reader token"):
+        client.predict(app["admin"], api_name="/r_login")
+    with pytest.raises(Exception, match="not valid"):
+        client.predict("guess-guess-guess", api_name="/r_login")
+    # a reader logged in on another client does not unlock this one
+    other = Client(app["url"], verbose=False)
+    other.predict(app["readers"][1], api_name="/r_login")
+    with pytest.raises(Exception, match="log in"):
+        client.predict(*_empty(), api_name="/r_submit")
+    with pytest.raises(Exception, match="not in the list of choices"):  # this session has no question yet
+        client.predict(*_answers(), api_name="/r_submit")
+    with pytest.raises(Exception, match="log in"):  # a reader session cannot call admin endpoints
+        other.predict(None, "long", api_name="/a_export")
+    assert app["svc"].progress(SYSTEM, "t-study", reader_id=2)["done"] == 0
+
+
+def test_reader_sees_nothing_that_unblinds(app) -> None:
+    svc = app["svc"]
+    client = Client(app["url"], verbose=False)
+    seen: list[str] = []
+    images: list[str] = []
+
+    def record(result: object) -> None:
+        seen.append(json.dumps(result, default=str))
+        for value in result if isinstance(result, tuple) else [result]:
+            if isinstance(value, str) and value.endswith(".png"):
+                images.append(value)
+
+    record(client.predict(app["readers"][0], api_name="/r_login"))
+    record(client.predict(2, api_name="/r_view"))
+    record(client.predict(api_name="/r_reset"))
+    for k in range(6):
+        result = client.predict(*_answers(str(1 + k % 5)), api_name="/r_submit")
+        record(result)
+    assert "All items are answered" in seen[-1]
+    with urllib.request.urlopen(app["url"] + "config") as r:
+        seen.append(r.read().decode())
+    seen.append(json.dumps(client.view_api(print_info=False, return_format="dict")))
+    text = "\n".join(seen)
+    for word in FORBIDDEN:
+        assert word not in text, word
+    public_ids = set(svc.answers_frame(SYSTEM, "t-study")["item"])
+    assert public_ids and not any(p in text for p in public_ids)
+    assert len(images) >= 7 and {Path(p).name for p in images} == {"image.png"}
+    for path in images:
+        data = Path(path).read_bytes()
+        assert not any(chunk in data for chunk in (b"tEXt", b"zTXt", b"iTXt", b"eXIf"))
+        assert decode_png(data).ndim == 2
+    answers = svc.answers_frame(SYSTEM, "t-study")
+    mine = answers[answers["reader"] == "Reader 1"]
+    assert len(mine) == 6 * 4 and mine.groupby("item").size().eq(4).all()
+
+
+def test_admin_tab_results_and_export(app) -> None:
+    client = Client(app["url"], verbose=False)
+    client.predict(app["admin"], api_name="/a_login")
+    results = client.predict("t-study", None, api_name="/a_results")
+    assert "answers" in results[-1]
+    path = client.predict("t-study", "long", api_name="/a_export")
+    long = pd.read_csv(path)
+    assert {"condition", "dose", "generator"} <= set(long.columns) and len(long) > 0
+    token = client.predict("t-study", "New reader", api_name="/a_enroll")[0]
+    assert len(token) > 20 and app["svc"].authenticate(token).display_name == "New reader"
