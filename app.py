@@ -27,6 +27,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
+from reader_study.ui import READER_JS  # noqa: E402
 from studio.explorer import (  # noqa: E402
     CaseLibrary,
     Explorer,
@@ -777,6 +778,7 @@ def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, **kwargs:
         server_name=host,
         server_port=port,
         css=getattr(demo, "vce_css", CSS),
+        js=READER_JS,  # reader tab keyboard: 1-5 answer, Enter submits (inactive outside that tab)
         footer_links=[],
         allowed_paths=getattr(demo, "vce_allowed_paths", None),
         show_error=True,
