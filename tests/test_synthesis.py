@@ -154,6 +154,9 @@ def test_list_checkpoints_and_cli(volumes: tuple, tmp_path: Path) -> None:
     write_checkpoint(models / "a", SMALL)
     (models / "junk").mkdir()
     assert [p.name for p in list_checkpoints(models)] == ["a", "b"]
+    card = json.loads((models / "b" / "card.json").read_text())
+    (models / "b" / "card.json").write_text(json.dumps({**card, "default": True}))
+    assert [p.name for p in list_checkpoints(models)] == ["b", "a"]  # the card marked default comes first
     assert list_checkpoints(tmp_path / "none") == []
     out = tmp_path / "out"
     assert (

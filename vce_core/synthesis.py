@@ -128,20 +128,32 @@ def linear_baseline(native: Any, standard_dose: Any, dose: float) -> np.ndarray:
 
 
 def list_checkpoints(models_dir: str | PathLike) -> list[Path]:
-    """Checkpoint folders (``card.json`` + ``weights.safetensors``) directly below ``models_dir``, sorted.
+    """Checkpoint folders (``card.json`` + ``weights.safetensors``) directly below ``models_dir``.
 
-    A missing ``models_dir`` has no checkpoints (``[]``); a path that is a file raises VCEInputError.
+    The checkpoint whose card says ``"default": true`` comes first (the app's and the demo study's default
+    generator), the others follow sorted by folder name. A missing ``models_dir`` has no checkpoints
+    (``[]``); a path that is a file raises VCEInputError.
     """
     root = Path(models_dir)
     if not root.exists():
         return []
     if not root.is_dir():
         raise VCEInputError("is not a folder", path=root, expected="a folder of model checkpoints")
-    return sorted(
+    folders = [
         p
         for p in root.iterdir()
         if p.is_dir() and (p / "card.json").is_file() and (p / "weights.safetensors").is_file()
-    )
+    ]
+    return sorted(folders, key=lambda p: (not _card_is_default(p), p.name))
+
+
+def _card_is_default(folder: Path) -> bool:
+    """Whether ``folder/card.json`` marks the checkpoint as the default (unreadable cards are not)."""
+    try:
+        card = json.loads((folder / "card.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(card, dict) and card.get("default") is True
 
 
 # ======================================================================================== prepared inputs
