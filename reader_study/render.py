@@ -270,7 +270,8 @@ def render_stack(slices: Sequence[np.ndarray], window: tuple[float, float]) -> l
 
 
 def resolve_generator(name: str, models_dir: str | Path) -> Path:
-    """Checkpoint folder of generator ``name`` under ``models_dir``; ``"default"`` is the first one listed."""
+    """Checkpoint folder of generator ``name`` under ``models_dir``; ``"default"`` is the first one listed
+    (the card marked ``"default": true``, see :func:`vce_core.synthesis.list_checkpoints`)."""
     models_dir = Path(models_dir)
     from vce_core.synthesis import list_checkpoints
 
@@ -282,7 +283,7 @@ def resolve_generator(name: str, models_dir: str | Path) -> Path:
                 path=models_dir,
                 expected="a checkpoint folder (weights + card.json)",
             )
-        return sorted(folders)[0]
+        return folders[0]
     for folder in folders:
         if folder.name == name:
             return folder
