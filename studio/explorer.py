@@ -155,7 +155,12 @@ def card_summary(card: dict[str, Any]) -> str:
     for key in ("held_out", "test", "evaluation"):
         held_out = _metrics_line(card.get(key))
         if held_out:
-            lines.append(f"Held-out metrics ({key.replace('_', '-')}): {held_out}")
+            figures = card[key]
+            scope = ""
+            if figures.get("doses") and figures.get("cases"):
+                doses = ", ".join(f"{float(d) * 100:.0f} %" for d in figures["doses"])
+                scope = f", mean over {figures['cases']} test cases at {doses} dose"
+            lines.append(f"Held-out metrics ({key.replace('_', '-')}{scope}): {held_out}")
             break
     if not held_out:
         validation = _metrics_line(card.get("validation"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,7 @@ def test_evaluate_writes_table_1_report(tmp_path: Path) -> None:
                 str(out),
                 "--device",
                 "cpu",
+                "--update-cards",
             ]
         )
         == 0
@@ -59,6 +61,13 @@ def test_evaluate_writes_table_1_report(tmp_path: Path) -> None:
     assert "| linear baseline |" in report and "p (noise-preserving loss vs L1 content loss)" in report
     assert "dose 0.2 not acquired" in report
     assert cases and "plotly" in (out / "report.html").read_text()[:100000].lower()
+    # --update-cards: each card's held-out figures are the mean of its own rows in results.csv
+    for folder, method in ((a, "L1 content loss"), (b, "noise-preserving loss")):
+        held_out = json.loads((folder / "card.json").read_text())["held_out"]
+        mine = [float(r["value"]) for r in rows if r["method"] == method and r["metric"] == "mae_ce"]
+        assert held_out["mae_ce"] == pytest.approx(sum(mine) / len(mine))
+        assert held_out["doses"] == [0.1, 0.33] and held_out["cases"] == 2
+        assert "--update-cards" in held_out["command"]
 
 
 def test_evaluate_bad_input(tmp_path: Path) -> None:

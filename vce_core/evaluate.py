@@ -38,7 +38,7 @@ import numpy as np
 from vce_core.data import apply_normalization, find_case_folders, fit_normalization
 from vce_core.errors import VCEInputError
 
-__all__ = ["METRICS", "evaluate", "main"]
+__all__ = ["METRICS", "evaluate", "main", "update_card"]
 
 METRICS = ("psnr", "ssim", "mae_ce", "mae_sigma")
 LABELS = {"psnr": "PSNR", "ssim": "SSIM", "mae_ce": "MAE_CE", "mae_sigma": "MAE_σ"}
@@ -328,6 +328,40 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> Non
         writer.writerows(rows)
 
 
+def update_card(
+    folder: str | PathLike, method: str, result: dict[str, Any], command: str, report: str | PathLike
+) -> None:
+    """Record a model's held-out figures (``method``: its row in ``result``) in its ``card.json``.
+
+    ``held_out`` holds each metric's mean over every evaluated case and dose, the per-dose means, the
+    doses, the number of cases, the report folder and the command that produced the figures.
+    """
+    import json
+
+    folder = Path(folder)
+    card_path = folder / "card.json"
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    rows = [r for r in result["results"] if r["method"] == method and math.isfinite(r["value"])]
+    doses = sorted({r["dose"] for r in rows})
+    card["held_out"] = {
+        **{m: float(np.mean([r["value"] for r in rows if r["metric"] == m])) for m in METRICS},
+        "by_dose": {
+            f"{d:g}": {
+                m: float(np.mean([r["value"] for r in rows if r["metric"] == m and r["dose"] == d]))
+                for m in METRICS
+            }
+            for d in doses
+        },
+        "doses": doses,
+        "cases": len(result["cases"]),
+        "report": str(report),
+        "command": command,
+    }
+    tmp = card_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(card, indent=2), encoding="utf-8")
+    tmp.replace(card_path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vce_core.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -338,6 +372,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="report folder")
     parser.add_argument("--seed", type=int, default=0, help="noise seed of the generators")
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--update-cards",
+        action="store_true",
+        help="write each model's held-out figures (mean over cases and doses) into its card.json",
+    )
     args = parser.parse_args(argv)
     command = shlex.join(["python", "-m", "vce_core.evaluate", *(sys.argv[1:] if argv is None else argv)])
     try:
@@ -347,6 +386,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VCEInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.update_cards:
+        for folder, method in zip(args.models, result["methods"][1:], strict=True):
+            update_card(folder, method, result, command, args.out)
     print((Path(args.out) / "report.md").read_text())
     print(f"{len(result['results'])} results for {len(result['cases'])} cases written to {args.out}")
     return 0
