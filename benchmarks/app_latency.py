@@ -11,7 +11,7 @@ Starts ``python app.py`` (a separate process, like a real deployment), then, in 
 
 Prints p50/p95 of each and the ratio p50(dose) / p50(echo) (target ≤ 2).
 
-    python benchmarks/app_latency.py [--data DIR] [--models DIR] [--n 40] [--port 7871]
+    python -m benchmarks.app_latency [--data DIR] [--models DIR] [--n 40] [--port 7871]
 """
 
 from __future__ import annotations

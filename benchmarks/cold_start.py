@@ -7,7 +7,7 @@ Run it after the demo cases exist (``python app.py`` once builds them). Each run
 * *synthetic*: then, through gradio_client, the first ``/dose`` round trip at the page's dose (the
   synthetic panel that the page's load event fills in).
 
-    python benchmarks/cold_start.py [--runs 3] [--port 7872] [-- extra app.py arguments]
+    python -m benchmarks.cold_start [--runs 3] [--port 7872] [-- extra app.py arguments]
 """
 
 from __future__ import annotations

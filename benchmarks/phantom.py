@@ -1,4 +1,4 @@
-"""Time and memory of the phantom: ``python benchmarks/phantom.py [--repeats N]``.
+"""Time and memory of the phantom: ``python -m benchmarks.phantom [--repeats N]``.
 
 Prints wall and CPU time (CPU time is the honest figure on a shared machine) to build one 1 mm case
 (native, standard dose, three low doses, T2, FLAIR, ADC, labels, CE truth) and one 2 mm case with the

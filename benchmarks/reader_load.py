@@ -1,8 +1,8 @@
 """Load test of the reader study over HTTP: N concurrent readers answer every item through gradio_client.
 
-    python benchmarks/reader_load.py                      # 20 readers × 52 items, prints the figures
-    python benchmarks/reader_load.py --readers 5 --cases 4
-    python benchmarks/reader_load.py --kill               # kill -9 the server mid-load, restart, verify
+    python -m benchmarks.reader_load                      # 20 readers × 52 items, prints the figures
+    python -m benchmarks.reader_load --readers 5 --cases 4
+    python -m benchmarks.reader_load --kill               # kill -9 the server mid-load, restart, verify
 
 A temporary SQLite database gets a study of ``--cases`` small synthetic cases × 4 conditions (standard dose
 and acquired 10/20/33 % doses), one Likert and one real-vs-synthetic question, and ``--readers`` readers.

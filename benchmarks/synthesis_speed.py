@@ -1,6 +1,6 @@
 """Synthesis speed: one 197×233 axial slice (p50 over repeats) and one full 1 mm volume 197×233×189.
 
-    python benchmarks/synthesis_speed.py [--model assets/models/<name>] [--config configs/ld_cgan_2d_np.yaml]
+    python -m benchmarks.synthesis_speed [--model assets/models/<name>] [--config configs/ld_cgan_2d_np.yaml]
         [--threads 2] [--repeats 20] [--device cpu] [--no-volume]
 
 With ``--model`` the checkpoint is timed; otherwise a freshly initialised generator built from the config's

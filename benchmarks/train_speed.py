@@ -1,6 +1,6 @@
 """Training speed (generator iterations per second) of a config, with the real trainer code.
 
-    python benchmarks/train_speed.py --config configs/ld_cgan_2d_np.yaml [--set key=value ...]
+    python -m benchmarks.train_speed --config configs/ld_cgan_2d_np.yaml [--set key=value ...]
         [--device cpu|cuda] [--threads 1] [--iterations 10] [--warmup 2] [--data <case folders>]
 
 Without ``--data`` it writes a few synthetic cases (ellipsoid "brain", an enhancing blob, noisy low doses at
