@@ -41,6 +41,8 @@ MAX_QUESTIONS = 8
 DEFAULT_LEVEL = 127.5
 DEFAULT_WIDTH = 255.0
 
+DISPLAY_PIXELS = 512  # long side of a reader image on screen, reached by integer pixel replication
+
 READER_JS = """
 () => {
   if (window.__rsKeys) return;
@@ -170,12 +172,22 @@ def _view(service: ReaderStudyService, state: dict[str, Any], slice_no: float, l
         return None, None
     stack = service.item_images(actor, state["study"], item["public_id"])
     k = int(np.clip(round(slice_no or 1) - 1, 0, len(stack) - 1))
-    image = apply_window(stack[k], level, width)
+    image = _enlarge(apply_window(stack[k], level, width))
     reference = None
     if state.get("show_reference"):
         ref = service.reference_images(actor, state["study"], item["public_id"])
-        reference = apply_window(ref[min(k, len(ref) - 1)], level, width)
+        reference = _enlarge(apply_window(ref[min(k, len(ref) - 1)], level, width))
     return image, reference
+
+
+def _enlarge(image: np.ndarray, target: int = DISPLAY_PIXELS) -> np.ndarray:
+    """Integer nearest-neighbour enlargement so the long side is close to ``target`` pixels.
+
+    Browsers show a small PNG at its own size; 1 mm brain slices (~200 px) would be read as thumbnails.
+    Pixel replication keeps every grey value exact (no interpolation a reader could mistake for texture).
+    """
+    factor = max(1, target // max(image.shape))
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1) if factor > 1 else image
 
 
 def mount_reader_study(service: ReaderStudyService) -> None:

@@ -8,6 +8,7 @@ import urllib.request
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import pandas as pd
 import pytest
 from gradio_client import Client
@@ -147,3 +148,15 @@ def test_admin_tab_results_and_export(app) -> None:
     assert {"condition", "dose", "generator"} <= set(long.columns) and len(long) > 0
     token = client.predict("t-study", "New reader", api_name="/a_enroll")[0]
     assert len(token) > 20 and app["svc"].authenticate(token).display_name == "New reader"
+
+
+def test_reader_images_are_enlarged_by_exact_pixel_replication() -> None:
+    from reader_study.ui import _enlarge
+
+    small = np.arange(200 * 150, dtype=np.uint8).reshape(200, 150)
+    big = _enlarge(small)
+    assert big.shape == (400, 300) and big.dtype == np.uint8
+    np.testing.assert_array_equal(big[::2, ::2], small)
+    np.testing.assert_array_equal(big[1::2, 1::2], small)
+    large = np.zeros((600, 500), np.uint8)
+    assert _enlarge(large) is large
