@@ -1285,23 +1285,9 @@ class ReaderStudyService:
             if a.position != first_open:
                 raise StudyStateError("Please answer the items in the order they are shown.")
             now = utcnow()
-            served = _aware(a.served_at)
-            duration = None if served is None else max(0, int((now - served).total_seconds() * 1000))
-            for qid, (value, confidence) in values.items():
-                s.add(
-                    Answer(
-                        study_id=st.id,
-                        reader_id=reader.id,
-                        item_id=item.id,
-                        question_id=qid,
-                        assignment_id=a.id,
-                        iteration=a.iteration,
-                        value=value,
-                        confidence=confidence,
-                        created_at=now,
-                        duration_ms=duration,
-                    )
-                )
+            duration = _time_on_task(a, now)
+            for qid, answer in values.items():
+                s.add(_answer_row(st, reader, item, a, qid, answer, now, duration))
             a.completed_at = now
             s.add(
                 AuditEvent(
@@ -1325,8 +1311,7 @@ class ReaderStudyService:
         values: dict[int, tuple[str, int | None]],
     ) -> SubmitResult:
         now = utcnow()
-        served = _aware(a.served_at)
-        duration = None if served is None else max(0, int((now - served).total_seconds() * 1000))
+        duration = _time_on_task(a, now)
         changed = 0
         rows = {
             r.question_id: r
@@ -1346,20 +1331,7 @@ class ReaderStudyService:
                 rows[qid].value, rows[qid].confidence = values[qid]
                 rows[qid].created_at, rows[qid].duration_ms = now, duration
             else:
-                s.add(
-                    Answer(
-                        study_id=st.id,
-                        reader_id=reader.id,
-                        item_id=item.id,
-                        question_id=qid,
-                        assignment_id=a.id,
-                        iteration=a.iteration,
-                        value=values[qid][0],
-                        confidence=values[qid][1],
-                        created_at=now,
-                        duration_ms=duration,
-                    )
-                )
+                s.add(_answer_row(st, reader, item, a, qid, values[qid], now, duration))
         s.add(
             AuditEvent(
                 actor_id=reader.id,
@@ -1533,3 +1505,35 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)
+
+
+def _time_on_task(a: Assignment, now: datetime) -> int | None:
+    """Milliseconds from serving assignment ``a`` to ``now`` (None if it was never served)."""
+    served = _aware(a.served_at)
+    return None if served is None else max(0, int((now - served).total_seconds() * 1000))
+
+
+def _answer_row(
+    st: Study,
+    reader: Reader,
+    item: Item,
+    a: Assignment,
+    question_id: int,
+    answer: tuple[str, int | None],
+    now: datetime,
+    duration: int | None,
+) -> Answer:
+    """A new Answer row for one question of assignment ``a``: ``answer`` is (value, confidence)."""
+    value, confidence = answer
+    return Answer(
+        study_id=st.id,
+        reader_id=reader.id,
+        item_id=item.id,
+        question_id=question_id,
+        assignment_id=a.id,
+        iteration=a.iteration,
+        value=value,
+        confidence=confidence,
+        created_at=now,
+        duration_ms=duration,
+    )
