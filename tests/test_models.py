@@ -109,6 +109,35 @@ def test_generator_rejects_bad_inputs() -> None:
         build_model("ld_cgan_critic", spatial_dims=2)(torch.zeros(2, 1, 8, 8), native, sd, dose, field)
 
 
+@pytest.mark.parametrize(("spatial_dims", "in_slices", "spatial"), CASES)
+def test_linear_base_starts_as_the_linear_baseline(spatial_dims, in_slices, spatial) -> None:  # noqa: ANN001
+    model = build_model(
+        "ld_cgan_generator", spatial_dims=spatial_dims, in_slices=in_slices, num_res_blocks=1, base="linear"
+    )
+    native, sd, dose, field = _inputs(in_slices, spatial)
+    c = in_slices // 2
+    # independent reference: d (x_SD - x_NA) of the centre slice, average-pooled by hand for the coarse heads
+    expected = dose.view(-1, *[1] * (spatial_dims + 1)) * (sd[:, c : c + 1] - native[:, c : c + 1])
+    outputs = model(native, sd, dose, field)
+    for k, out in enumerate(outputs):
+        f = 2**k
+        ref = expected.reshape(
+            *expected.shape[:2], *itertools.chain.from_iterable((s // f, f) for s in spatial)
+        ).mean(dim=tuple(range(3, 3 + 2 * spatial_dims, 2)))
+        torch.testing.assert_close(out, ref)  # the untrained generator is exactly the baseline, every head
+    # trained (perturbed) weights add a correction that depends on the noise input; the base stays
+    _perturb(model)
+    out = model(native, sd, dose, field, torch.zeros(2, 1, *spatial))[0]
+    assert not torch.allclose(out, expected, atol=1e-3)
+    with torch.no_grad():
+        for head in model.heads:
+            zero_module(head[-1])
+    torch.testing.assert_close(model(native, sd, dose, field)[0], expected)
+    assert model.config["base"] == "linear"
+    with pytest.raises(VCEInputError, match="base"):
+        build_model("ld_cgan_generator", spatial_dims=2, base="standard_dose")
+
+
 @pytest.mark.parametrize(("spatial_dims", "spatial", "num_res_blocks"), [(2, (16, 16), 2), (3, (8, 8, 8), 1)])
 def test_dose_reaches_every_residual_block_and_the_output(spatial_dims, spatial, num_res_blocks) -> None:  # noqa: ANN001
     torch.manual_seed(0)

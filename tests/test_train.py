@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 from test_data import write_tiny_cases
 
@@ -177,3 +178,39 @@ def test_interrupt_saves_before_exit(
     card = trainer.fit()
     assert card["training"]["stopped_by"] == "interrupted" and card["training"]["iterations"] == 2
     assert torch.load(tmp_path / "run" / "resume.pt", weights_only=False)["step"] == 2
+
+
+def test_content_space_image_compares_low_dose_images() -> None:
+    from vce_core.losses import np_loss
+    from vce_core.train import _content
+
+    gen = torch.Generator().manual_seed(0)
+    native = torch.rand(2, 3, 16, 16, generator=gen)  # a 2.5-D stack: the centre slice is the base
+    preds = [torch.randn(2, 1, 16, 16, generator=gen), torch.randn(2, 1, 8, 8, generator=gen)]
+    target = torch.randn(2, 1, 16, 16, generator=gen)
+    centre = native[:, 1:2]
+    l1_res = _content(TrainConfig(content_loss="l1"), preds, target, native)
+    l1_img = _content(TrainConfig(content_loss="l1", content_space="image"), preds, target, native)
+    torch.testing.assert_close(l1_img, l1_res)  # |x̂ − x| = |ŷ − y|: the space does not matter for L1
+
+    kwargs = {"patch_size": 4, "offset": False}
+    np_img = _content(TrainConfig(content_space="image", content_loss_kwargs=kwargs), preds, target, native)
+    pooled = F.avg_pool2d(centre, 2)
+    reference = np_loss([preds[0] + centre, preds[1] + pooled], target + centre, **kwargs)
+    torch.testing.assert_close(np_img, reference)
+    np_res = _content(TrainConfig(content_loss_kwargs=kwargs), preds, target, native)
+    assert abs(np_img.item() - np_res.item()) > 1e-3  # W1 of patch values is not shift-invariant per voxel
+    with pytest.raises(VCEInputError, match="content_space"):
+        config_from_dict({"content_space": "pixels"})
+
+
+def test_validation_reports_the_linear_baseline(data: dict[str, list[str]], tmp_path: Path) -> None:
+    # a base="linear" generator that never moves (lr 0) *is* the baseline: its metrics must equal linear_*
+    base = {**TINY, **data, "generator_kwargs": {**TINY["generator_kwargs"], "base": "linear"}}
+    card = train(
+        config_from_dict(base, ["iterations=1", "val_every=1", "lr_g=0", "critic="]), run_dir=tmp_path / "r"
+    )
+    val = card["validation"]
+    for key in ("psnr", "ssim", "mae_ce", "mae_sigma"):
+        assert val[key] == pytest.approx(val[f"linear_{key}"], rel=1e-5, abs=1e-7), key
+    assert val["mae_ce"] > 0

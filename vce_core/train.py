@@ -96,6 +96,9 @@ class TrainConfig:
     # objective
     content_loss: str = "np"  # np | l1
     content_loss_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"method": "ipot"} for np
+    # residual: content(ŷ_LD, y_LD) (the paper); image: content(x_NA + ŷ_LD, x_LD), the same for l1, but the
+    # np loss then matches the noise of the low-dose *image* rather than of the residual x_LD − x_NA
+    content_space: str = "residual"
     lambda_content: float = 1.0
     lambda_adv: float = 1.0
     lambda_gp: float = 100.0
@@ -128,6 +131,7 @@ class TrainConfig:
             (self.mode in ("2d", "2.5d", "3d"), "mode", "2d, 2.5d or 3d"),
             (self.crop > 0 and self.crop % 8 == 0, "crop", "a positive multiple of 8"),
             (self.content_loss in ("np", "l1"), "content_loss", "np or l1"),
+            (self.content_space in ("residual", "image"), "content_space", "residual or image"),
             (self.n_critic >= 1, "n_critic", "at least 1"),
             (self.iterations >= 0, "iterations", ">= 0"),
             (self.batch_size >= 1, "batch_size", ">= 1"),
@@ -300,10 +304,19 @@ def _save_weights(model: nn.Module, path: Path) -> None:
     _atomic_write(path, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
 
 
-def _content(cfg: TrainConfig, preds: list[Tensor], target: Tensor) -> Tensor:
-    """Content loss of the generator heads vs. the full-resolution target residual (paper's definitions)."""
-    from vce_core.losses import l1_loss, multiscale_loss, np_loss
+def _content(cfg: TrainConfig, preds: list[Tensor], target: Tensor, native: Tensor) -> Tensor:
+    """Content loss of the generator heads vs. the full-resolution target residual (paper's definitions).
 
+    With ``content_space: image`` the centre slice of ``native`` (average-pooled to each head) is added to
+    heads and target first, so the loss compares low-dose images ``x̂_LD`` with ``x_LD``.
+    """
+    from vce_core.losses import downsample_like, l1_loss, multiscale_loss, np_loss
+
+    if cfg.content_space == "image":
+        c = native.shape[1] // 2 if target.shape[1] == 1 else slice(None)
+        base = native[:, c : c + 1] if isinstance(c, int) else native
+        preds = [p + downsample_like(base, p) for p in preds]
+        target = target + base
     if cfg.content_loss == "np":
         return np_loss(preds, target, **cfg.content_loss_kwargs)
     return multiscale_loss(lambda p, t: l1_loss(p, t) * p[0].numel(), preds, target)  # ‖ŷ − y‖₁ per sample
@@ -525,7 +538,7 @@ class Trainer:
         with self.autocast():
             preds = self.g_train(*inputs, self._noise(nat, inputs[0].shape[0]))
         preds = [p.float() for p in preds]
-        content = _content(self.cfg, [p[:n] for p in preds], res)
+        content = _content(self.cfg, [p[:n] for p in preds], res, nat)
         loss = self.cfg.lambda_content * content
         out = {"content": content.item()}
         if adversarial:
@@ -711,6 +724,7 @@ class Trainer:
                 "per_case": True,
             },
             "content_loss": cfg.content_loss,
+            "content_space": cfg.content_space,
             "dose_range": list(cfg.dose_range),
             "weights": "weights.safetensors",
             "weights_are": "EMA of the generator" if cfg.ema_decay > 0 else "generator",
@@ -763,6 +777,9 @@ def validate(
 ) -> dict[str, Any]:
     """PSNR, SSIM, MAE_CE, MAE_σ of ``x̂_LD = x_NA + ŷ_LD`` vs. the real low dose, in normalised units.
 
+    The same four metrics of the linear baseline ``x_NA + d (x_SD − x_NA)`` on the same images are returned as
+    ``linear_psnr`` … ``linear_mae_sigma``, so the log shows whether the generator beats it.
+
     2-D/2.5-D: ``cfg.val_slices`` evenly spaced brain slices per (case, dose), full (bounding-box) slices;
     3-D: whole bounding-box volumes. Metrics inside the brain mask; the CE mask is
     :func:`vce_core.preprocess.ce_mask` of the real native/standard dose (threshold 0.1), MAE_σ on
@@ -781,7 +798,9 @@ def validate(
         if dataset.spatial_dims == 2 and len(idx) > cfg.val_slices:
             idx = [idx[int(round(j))] for j in np.linspace(0, len(idx) - 1, cfg.val_slices)]
         chosen.extend(idx)
-    values: dict[str, list[float]] = {"psnr": [], "ssim": [], "mae_ce": [], "mae_sigma": []}
+    keys = ("psnr", "ssim", "mae_ce", "mae_sigma")
+    values: dict[str, list[float]] = {k: [] for k in keys}
+    baseline: dict[str, list[float]] = {k: [] for k in keys}
     was_training = model.training
     model.eval()
     centre = getattr(dataset, "context", 0)
@@ -801,11 +820,15 @@ def validate(
         if brain.sum() < 50:
             continue
         ce = np.asarray(ce_mask(x_na, x_sd, 0.1, mask=brain), dtype=bool)
-        for key, v in case_metrics(fake, real, brain, ce).items():
-            if math.isfinite(v):
-                values[key].append(v)
+        linear = x_na + float(s["dose"]) * (x_sd - x_na)
+        for store, x in ((values, fake), (baseline, linear)):
+            for key, v in case_metrics(x, real, brain, ce).items():
+                if math.isfinite(v):
+                    store[key].append(v)
     model.train(was_training)
     out: dict[str, Any] = {k: float(np.mean(v)) if v else float("nan") for k, v in values.items()}
+    # the linear baseline x_NA + d (x_SD - x_NA) on the same images: the figure a generator has to beat
+    out.update({f"linear_{k}": float(np.mean(v)) if v else float("nan") for k, v in baseline.items()})
     out["n_images"] = len(chosen)
     out["units"] = "normalised"
     return out

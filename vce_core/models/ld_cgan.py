@@ -19,6 +19,11 @@ Architecture (paper's supplementary, Fig. 5, and the choices made where it is si
 * Normalisation: GroupNorm (chosen; per-sample, so compatible with the critic's gradient penalty).
 * Output heads ``GN -> SiLU -> conv`` at the finest ``output_heads`` decoder scales (full, 1/2, 1/4 by
   default) for the multi-scale noise-preserving loss; index 0 is the prediction used at inference.
+* ``base="linear"`` (our option, not in the paper): every head predicts a correction to the linear
+  baseline's residual, ``ŷ_LD = d̂ · (x_SD − x_NA) + G(·)`` (average-pooled for the coarser heads), with
+  the heads' last convolutions zero-initialised, so the untrained generator *is* the linear baseline and
+  training only has to learn the non-linear dose response and the noise. ``base="native"`` (default, the
+  paper) predicts ``ŷ_LD`` from scratch.
 * Inputs are channel-concatenated ``[x_NA, x_SD, z]``. For 2.5-D models (``spatial_dims=2``,
   ``in_slices = k`` odd) native and standard dose each bring ``k`` adjacent slices as channels and the
   output is the centre slice (``out_channels=1``); ``z`` is always one channel.
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from vce_core.errors import VCEInputError
 from vce_core.models import register_model
@@ -43,6 +49,7 @@ from vce_core.models.blocks import (
     conv_nd,
     group_norm,
     max_pool_nd,
+    zero_module,
 )
 
 __all__ = ["LowDoseCritic", "LowDoseGenerator"]
@@ -124,6 +131,10 @@ class LowDoseGenerator(nn.Module):
         Number of output scales (1 <= output_heads <= num_scales): full, 1/2, 1/4, ...
     dropout:
         Dropout in the residual blocks.
+    base:
+        ``"native"`` (the paper): the heads predict the residual ``ŷ_LD`` itself. ``"linear"``: the heads
+        predict a correction that is added to the linear baseline's residual ``d̂ · (x_SD − x_NA)`` (centre
+        slice for 2.5-D); the heads' last convolutions start at zero, so training starts from the baseline.
     """
 
     def __init__(
@@ -138,10 +149,18 @@ class LowDoseGenerator(nn.Module):
         attention_window: int = 3,
         output_heads: int = 3,
         dropout: float = 0.0,
+        base: str = "native",
     ):
         super().__init__()
         check_spatial_dims(spatial_dims)
         in_slices = _check_in_slices(in_slices)
+        if base not in ("native", "linear"):
+            raise VCEInputError(f"base is {base!r}", expected='"native" or "linear"')
+        if base == "linear" and out_channels not in (1, in_slices):
+            raise VCEInputError(
+                f'base "linear" with out_channels {out_channels} and in_slices {in_slices}',
+                expected="out_channels 1 (the centre slice) or equal to in_slices",
+            )
         for name, value in (
             ("out_channels", out_channels),
             ("base_channels", base_channels),
@@ -167,7 +186,9 @@ class LowDoseGenerator(nn.Module):
             "attention_window": attention_window,
             "output_heads": output_heads,
             "dropout": float(dropout),
+            "base": base,
         }
+        self.base = base
         self.spatial_dims = spatial_dims
         self.in_slices = in_slices
         self.out_channels = out_channels
@@ -196,6 +217,9 @@ class LowDoseGenerator(nn.Module):
             nn.Sequential(group_norm(widths[s]), nn.SiLU(), conv_nd(d, widths[s], out_channels))
             for s in range(output_heads)
         )
+        if base == "linear":
+            for head in self.heads:
+                zero_module(head[-1])
 
     @property
     def size_multiple(self) -> int:
@@ -271,7 +295,22 @@ class LowDoseGenerator(nn.Module):
                 h = block(h, emb)
             if s < len(self.heads):
                 outputs[s] = self.heads[s](h)
-        return [o for o in outputs if o is not None]
+        heads = [o for o in outputs if o is not None]
+        if self.base == "linear":
+            heads = [o + self._linear_residual(native, standard_dose, dose_t, o) for o in heads]
+        return heads
+
+    def _linear_residual(self, native: Tensor, standard_dose: Tensor, dose: Tensor, like: Tensor) -> Tensor:
+        """The linear baseline's residual ``d̂ · (x_SD − x_NA)``, average-pooled to ``like``'s size."""
+        if self.out_channels == 1 and self.in_slices > 1:
+            c = self.in_slices // 2
+            native, standard_dose = native[:, c : c + 1], standard_dose[:, c : c + 1]
+        lin = dose.to(native.dtype).view(-1, *([1] * (native.ndim - 1))) * (standard_dose - native)
+        factor = lin.shape[-1] // like.shape[-1]
+        if factor > 1:
+            pool = F.avg_pool2d if self.spatial_dims == 2 else F.avg_pool3d
+            lin = pool(lin, factor)
+        return lin
 
 
 @register_model("ld_cgan_critic")
