@@ -105,6 +105,7 @@ def test_content_only_l1_and_max_minutes(data: dict[str, list[str]], tmp_path: P
     )
     card = train(cfg, run_dir=tmp_path / "run")
     assert card["training"]["stopped_by"] == "max_minutes" and card["critic"] is None
+    assert any(d.startswith("content-only training") for d in card["training"]["deviations"])
     assert 1 <= card["training"]["iterations"] < 1000 and (tmp_path / "run" / "resume.pt").is_file()
 
 
