@@ -151,7 +151,9 @@ def test_ce_focus_centres_crops_on_enhancement(cases: list[Path]) -> None:
     with_enhancement = sum(
         bool(
             (
-                (focused.case(ci).standard_dose[:, :, k] - focused.case(ci).native[:, :, k]).astype(np.float32)
+                (focused.case(ci).standard_dose[:, :, k] - focused.case(ci).native[:, :, k]).astype(
+                    np.float32
+                )
                 > 0.3
             ).any()
         )

@@ -512,7 +512,6 @@ class SliceDataset(CaseDataset):
             _crop([native, sd, res, brain], starts, size, [case.background, case.background, 0.0, False])
         )
 
-
     @staticmethod
     def _ce_centre(case: PreparedCase, pos: int, rng: np.random.Generator) -> tuple[int, int] | None:
         """A random contrast-enhancing voxel of axial slice ``pos`` (seed 000's CE criterion), or None.

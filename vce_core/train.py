@@ -702,7 +702,9 @@ class Trainer:
         latest = self.val_history[-1] if self.val_history else {}
         deviations = list(cfg.deviations)
         if not cfg.critic or cfg.lambda_adv == 0:
-            deviations.append("content-only training: no critic, no adversarial term (the paper trains a GAN)")
+            deviations.append(
+                "content-only training: no critic, no adversarial term (the paper trains a GAN)"
+            )
         if cfg.warmup_iterations:
             deviations.append(
                 f"content-only warm-up for the first {cfg.warmup_iterations} generator iterations"
