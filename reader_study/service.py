@@ -659,15 +659,7 @@ class ReaderStudyService:
             if st.status == "closed":
                 raise StudyStateError(f"study {study!r} is closed")
             reader, token = self._new_reader(s, display_name, "reader", token)
-            self._enroll(s, st, reader)
-            s.add(
-                AuditEvent(
-                    actor_id=me and me.id,
-                    study_id=st.id,
-                    action="reader_enrolled",
-                    detail={"reader_id": reader.id},
-                )
-            )
+            self._enroll_audited(s, me, st, reader)
             return reader.id, token
 
     @_audit_denials
@@ -681,15 +673,20 @@ class ReaderStudyService:
                 raise VCEInputError(f"there is no reader with id {reader_id}")
             if s.get(Enrollment, (st.id, reader.id)) is not None:
                 return
-            self._enroll(s, st, reader)
-            s.add(
-                AuditEvent(
-                    actor_id=me and me.id,
-                    study_id=st.id,
-                    action="reader_enrolled",
-                    detail={"reader_id": reader.id},
-                )
+            self._enroll_audited(s, me, st, reader)
+
+    @classmethod
+    def _enroll_audited(cls, s: Session, me: Reader | None, study: Study, reader: Reader) -> None:
+        """:meth:`_enroll` by an administrator (None: the system), with a ``reader_enrolled`` audit event."""
+        cls._enroll(s, study, reader)
+        s.add(
+            AuditEvent(
+                actor_id=me and me.id,
+                study_id=study.id,
+                action="reader_enrolled",
+                detail={"reader_id": reader.id},
             )
+        )
 
     @staticmethod
     def _enroll(s: Session, study: Study, reader: Reader) -> None:

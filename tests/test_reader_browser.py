@@ -7,48 +7,22 @@ arrive in the database exactly as typed. Skipped without Chromium, a failure whe
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import gradio as gr
 import pytest
 from test_browser import CHROMIUM, CHROMIUM_ARGS, OUTPUT, _require_chromium
-from test_reader_common import make_service, spec_dict, write_cases
-
-from reader_study.service import SYSTEM
-from reader_study.ui import READER_JS, mount_reader_study
+from test_reader_ui import app  # noqa: F401  (the reader tab with READER_JS, its own instance here)
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def reader_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    _require_chromium()
-    root = tmp_path_factory.mktemp("rs-browser")
-    write_cases(root, 2)
-    svc = make_service(root)
-    out = svc.create_study(SYSTEM, spec_dict(root, readers=1))
-    _, admin = svc.create_admin(SYSTEM, "Admin")
-    with gr.Blocks() as demo:
-        mount_reader_study(svc)
-    _, url, _ = demo.launch(prevent_thread_lock=True, js=READER_JS, quiet=True)
-    try:
-        yield {
-            "svc": svc,
-            "url": url,
-            "study": out["study"],
-            "token": out["readers"][0]["token"],
-            "admin": admin,
-        }
-    finally:
-        demo.close()
-
-
-def test_reader_answers_with_keys_and_enter(reader_app: dict[str, Any]) -> None:
+def test_reader_answers_with_keys_and_enter(app: dict[str, Any]) -> None:  # noqa: F811
     from playwright.sync_api import sync_playwright
 
-    svc, study = reader_app["svc"], reader_app["study"]
-    admin = svc.authenticate(reader_app["admin"])
+    _require_chromium()
+
+    svc, study = app["svc"], app["study"]
+    admin = svc.authenticate(app["admin"])
     questions = svc.questions(admin, study)
     # one key per radio group, in screen order: Likert value, or real/synthetic then its confidence
     keys: list[str] = []
@@ -67,8 +41,8 @@ def test_reader_answers_with_keys_and_enter(reader_app: dict[str, Any]) -> None:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1200})
-            page.goto(reader_app["url"])
-            page.get_by_label("Access token").fill(reader_app["token"])
+            page.goto(app["url"])
+            page.get_by_label("Access token").fill(app["readers"][0])
             page.get_by_role("button", name="Log in").first.click()
             page.locator("#rs-reading").wait_for(state="visible", timeout=60_000)
             page.locator("#rs-reading .rs-q input[type=radio]").first.wait_for(timeout=60_000)

@@ -46,7 +46,13 @@ def app(tmp_path_factory: pytest.TempPathFactory):
     with gr.Blocks() as demo:
         mount_reader_study(svc)
     _, url, _ = demo.launch(prevent_thread_lock=True, js=READER_JS, quiet=True)
-    yield {"svc": svc, "url": url, "readers": [r["token"] for r in out["readers"]], "admin": admin_token}
+    yield {
+        "svc": svc,
+        "url": url,
+        "study": out["study"],
+        "readers": [r["token"] for r in out["readers"]],
+        "admin": admin_token,
+    }
     demo.close()
 
 
