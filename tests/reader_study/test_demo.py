@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_reader_common import FakeGenerator, make_service, write_cases
-
 from reader_study.demo import DEMO_ADMIN_TOKEN, DEMO_READER_TOKENS, ensure_demo_study
 from reader_study.models import Item
 from reader_study.service import SYSTEM
+from support import FakeGenerator, make_service, write_disc_cases
 
 
 def test_demo_study_is_built_once(tmp_path: Path) -> None:
-    folders = write_cases(tmp_path, 2)
+    folders = write_disc_cases(tmp_path, 2)
     svc = make_service(tmp_path)
     first = ensure_demo_study(svc, folders, tmp_path / "models")
     assert first["created"] and first["items"] == 2 * 4

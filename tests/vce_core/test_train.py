@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from test_data import write_tiny_cases
 
+from support import write_tiny_cases
 from vce_core.errors import VCEInputError
 from vce_core.train import TrainConfig, config_from_dict, load_config, main, train
 
@@ -121,12 +121,12 @@ dist.destroy_process_group()
 """
 
 
-@pytest.mark.slow
+@pytest.mark.ddp
 def test_ddp_two_processes_gloo_identical_weights(data: dict[str, list[str]], tmp_path: Path) -> None:
     script = tmp_path / "ddp_train.py"
     script.write_text(textwrap.dedent(DDP_SCRIPT))
     cfg = {**TINY, **data, "iterations": 2, "device": "cpu", "threads": 1, "val_data": []}
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable,
         "-m",

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
-from test_reader_common import LIKERT_ANSWERS, make_service, spec_dict, write_cases
 
 from reader_study.db import SchemaVersionError, open_database
 from reader_study.models import Answer, Assignment, Item, Study
@@ -21,12 +20,13 @@ from reader_study.service import (
     min_case_distance,
     reading_order,
 )
+from support import LIKERT_ANSWERS, make_service, spec_dict, write_disc_cases
 from vce_core.errors import VCEInputError
 
 
 @pytest.fixture()
 def study(tmp_path: Path):
-    write_cases(tmp_path, 3)
+    write_disc_cases(tmp_path, 3)
     svc = make_service(tmp_path)
     out = svc.create_study(SYSTEM, spec_dict(tmp_path))
     readers = [svc.authenticate(r["token"]) for r in out["readers"]]
@@ -168,7 +168,7 @@ def test_roles_and_ownership(study, tmp_path: Path) -> None:
     with pytest.raises(AccessDenied):
         svc.authenticate("")
     # a reader of another study cannot see this study's items
-    write_cases(tmp_path / "other", 2)
+    write_disc_cases(tmp_path / "other", 2)
     svc_other = svc.create_study(
         SYSTEM, {**spec_dict(tmp_path, name="other", readers=1), "cases": {"glob": "other/cases/*"}}
     )
@@ -193,7 +193,7 @@ def test_roles_and_ownership(study, tmp_path: Path) -> None:
 
 
 def test_status_washout_and_repeat_reads(tmp_path: Path) -> None:
-    write_cases(tmp_path, 2)
+    write_disc_cases(tmp_path, 2)
     svc = make_service(tmp_path)
     spec = {
         **spec_dict(tmp_path, readers=1, repeat_reads=2, washout_days=1.0),
@@ -222,7 +222,7 @@ def test_status_washout_and_repeat_reads(tmp_path: Path) -> None:
 
 
 def test_back_navigation_when_allowed(tmp_path: Path) -> None:
-    write_cases(tmp_path, 2)
+    write_disc_cases(tmp_path, 2)
     svc = make_service(tmp_path)
     out = svc.create_study(SYSTEM, spec_dict(tmp_path, readers=1, allow_back=True))
     r = svc.authenticate(out["readers"][0]["token"])
@@ -247,7 +247,7 @@ def test_schema_version_mismatch_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_bad_specs_are_refused_before_rendering(tmp_path: Path) -> None:
-    write_cases(tmp_path, 1)
+    write_disc_cases(tmp_path, 1)
     svc = make_service(tmp_path)
     base = spec_dict(tmp_path)
     for change, message in (
@@ -283,7 +283,7 @@ def test_schema_compiles_for_postgresql() -> None:
 
 
 def test_reference_images_and_audit_trail(tmp_path: Path) -> None:
-    write_cases(tmp_path, 2)
+    write_disc_cases(tmp_path, 2)
     svc = make_service(tmp_path)
     out = svc.create_study(SYSTEM, spec_dict(tmp_path, readers=1, show_reference=True))
     assert out["items"] == 6  # references are stored but never assigned

@@ -8,47 +8,38 @@ a clear message when the environment variable ``CI`` is set. A screenshot is wri
 from __future__ import annotations
 
 import io
-import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
-from test_app import GENERATOR, copy_case, explorer_of, free_port, phantom_case, write_tiny_checkpoint
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
+from support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    GENERATOR,
+    OUTPUT,
+    copy_case,
+    explorer_of,
+    free_port,
+    phantom_case,
+    require_chromium,
+    write_app_checkpoint,
+)
 
 pytestmark = pytest.mark.browser
 
 
-def _require_chromium() -> None:
-    if CHROMIUM.exists():
-        return
-    message = f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    _require_chromium()
+    require_chromium()
     import app
 
     root = tmp_path_factory.mktemp("browser")
     case_dir = copy_case(phantom_case(tmp_path_factory), root / "data")
-    write_tiny_checkpoint(root / "models" / GENERATOR)
+    write_app_checkpoint(root / "models" / GENERATOR)
     demo = app.build_app(root / "data", root / "models", None, reader_study=False)
     _, url, _ = app.launch(demo, "127.0.0.1", free_port(), prevent_thread_lock=True, quiet=True)
     try:

@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from test_data import write_tiny_cases
-from test_synthesis import SMALL, write_checkpoint
 
+from support import SMALL, write_checkpoint, write_tiny_cases
 from vce_core.errors import VCEInputError
 from vce_core.evaluate import METRICS, main
 

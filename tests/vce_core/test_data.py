@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from support import TINY_DOSES, TINY_SHAPE, write_tiny_cases
 from vce_core.data import (
     PatchDataset,
     ResumableSampler,
@@ -20,36 +21,7 @@ from vce_core.data import (
     split_by_case,
 )
 from vce_core.errors import VCEInputError
-from vce_core.io import Case, Volume, load_case, save_case
-
-SHAPE = (24, 24, 12)
-DOSES = (0.1, 0.33)
-
-
-def write_tiny_cases(root: Path, n: int, shape: tuple[int, int, int] = SHAPE, seed: int = 0) -> list[Path]:
-    """Write ``n`` small synthetic cases (ellipsoid brain, one enhancing blob, noisy low doses) under root."""
-    rng = np.random.default_rng(seed)
-    i, j, k = np.meshgrid(*(np.linspace(-1, 1, s) for s in shape), indexing="ij")
-    folders = []
-    for c in range(n):
-        brain = (i / 0.8) ** 2 + (j / 0.8) ** 2 + (k / 0.7) ** 2 < 1
-        native = np.where(brain, 100 + 20 * np.sin(3 * i + c) + rng.normal(0, 2, shape), 0).astype(np.float32)
-        enh = 80 * np.exp(-((i - 0.2) ** 2 + (j + 0.1) ** 2 + k**2) / 0.05) * brain
-        sd = (native + enh + rng.normal(0, 2, shape) * brain).astype(np.float32)
-        lows = {
-            d: Volume((native + d * enh + rng.normal(0, 2, shape) * brain).astype(np.float32)) for d in DOSES
-        }
-        case = Case(
-            native=Volume(native),
-            standard_dose=Volume(sd),
-            low_doses=lows,
-            field_strength=3.0 if c % 2 == 0 else 1.5,
-            meta={"case_id": f"tiny-{c:02d}"},
-        )
-        folder = root / f"tiny-{c:02d}"
-        save_case(case, folder)
-        folders.append(folder)
-    return folders
+from vce_core.io import load_case
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +49,10 @@ def test_slice_dataset_shapes_residual_and_brain_slices(cases: list[Path]) -> No
     assert s["native"].shape == (1, 16, 16) and s["native"].dtype == torch.float32
     assert s["standard_dose"].shape == (1, 16, 16) and s["residual"].shape == (1, 16, 16)
     assert s["brain"].dtype == torch.bool and s["dose"].dtype == torch.float32 and s["dose"].ndim == 0
-    assert min(abs(float(s["dose"]) - d) for d in DOSES) < 1e-6 and float(s["field_strength"]) in (1.5, 3.0)
+    assert min(abs(float(s["dose"]) - d) for d in TINY_DOSES) < 1e-6 and float(s["field_strength"]) in (
+        1.5,
+        3.0,
+    )
     # every indexed slice is a brain slice, and there are (doses × brain slices) items per case
     for ci, _dose, k in ds.items:
         prep = ds.case(ci)
@@ -106,7 +81,7 @@ def test_stack_and_patch_datasets(cases: list[Path]) -> None:
     patches = PatchDataset(cases[:1], crop=16, patches_per_case=2)
     p = patches[0]
     assert p["native"].shape == (1, 16, 16, 16) and p["residual"].shape == (1, 16, 16, 16)
-    assert len(patches) == 2 * len(DOSES)
+    assert len(patches) == 2 * len(TINY_DOSES)
     with pytest.raises(VCEInputError):
         SliceDataset(cases[:1], crop=12)
 
@@ -132,7 +107,7 @@ def test_split_by_case_and_sampler(cases: list[Path], tmp_path: Path) -> None:
 def test_prepare_case_float16_cache(cases: list[Path]) -> None:
     prep = prepare_case(cases[1])
     assert prep.native.dtype == np.float16 and prep.brain.dtype == bool
-    assert prep.shape[0] <= SHAPE[0] and set(prep.residuals) == set(DOSES)
+    assert prep.shape[0] <= TINY_SHAPE[0] and set(prep.residuals) == set(TINY_DOSES)
 
 
 def test_ce_focus_centres_crops_on_enhancement(cases: list[Path]) -> None:

@@ -7,16 +7,15 @@ import json
 import urllib.request
 from pathlib import Path
 
-import gradio as gr
 import numpy as np
 import pandas as pd
 import pytest
 from gradio_client import Client
-from test_reader_common import FakeGenerator, make_service, spec_dict, write_cases
 
 from reader_study.render import decode_png
 from reader_study.service import SYSTEM
-from reader_study.ui import MAX_QUESTIONS, READER_JS, mount_reader_study
+from reader_study.ui import MAX_QUESTIONS
+from support import FakeGenerator
 
 # ("33%" is not listed: the progress bar after 2 of 6 items is legitimately "width:33%")
 FORBIDDEN = [
@@ -34,26 +33,6 @@ FORBIDDEN = [
     "low_dose",
     "standard_dose",
 ]
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("rs-ui")
-    write_cases(root, 2)
-    svc = make_service(root)
-    out = svc.create_study(SYSTEM, spec_dict(root, readers=2))
-    _, admin_token = svc.create_admin(SYSTEM, "Admin")
-    with gr.Blocks() as demo:
-        mount_reader_study(svc)
-    _, url, _ = demo.launch(prevent_thread_lock=True, js=READER_JS, quiet=True)
-    yield {
-        "svc": svc,
-        "url": url,
-        "study": out["study"],
-        "readers": [r["token"] for r in out["readers"]],
-        "admin": admin_token,
-    }
-    demo.close()
 
 
 def _empty() -> list[object]:

@@ -7,50 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from safetensors.torch import save_file
-from test_data import write_tiny_cases
 
+from support import SMALL, write_checkpoint, write_tiny_cases
 from vce_core.errors import VCEInputError, VCEModelError
 from vce_core.io import load_case, load_volume
-from vce_core.models import build_model
 from vce_core.synthesis import Synthesizer, linear_baseline, list_checkpoints, main
-
-SMALL = {
-    "spatial_dims": 2,
-    "base_channels": 4,
-    "num_res_blocks": 1,
-    "num_scales": 2,
-    "output_heads": 1,
-    "emb_features": 8,
-}
-
-
-def write_checkpoint(folder: Path, config: dict, *, zero: bool = False, **card_extra: object) -> Path:
-    """A checkpoint folder as vce_core.train writes it (card.json + weights.safetensors)."""
-    torch.manual_seed(0)
-    model = build_model("ld_cgan_generator", **config)
-    if zero:
-        for head in model.heads:
-            for p in head[-1].parameters():
-                torch.nn.init.zeros_(p)
-    folder.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "weights.safetensors"))
-    card = {
-        "format": "vce-model-card",
-        "version": 1,
-        "name": folder.name,
-        "display_name": folder.name,
-        "model": "ld_cgan_generator",
-        "config": model.config,
-        "data_mode": "2d",
-        "context": 0,
-        "patch_size": 16,
-        "normalization": {"method": "percentile"},
-        **card_extra,
-    }
-    (folder / "card.json").write_text(json.dumps(card))
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import socket
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,83 +18,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from support import GENERATOR, copy_case, explorer_of, free_port, phantom_case, write_app_checkpoint
+
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
-
-CASE_SEED = 5
-GENERATOR = "tiny-test-generator"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def write_tiny_checkpoint(folder: Path, name: str = GENERATOR) -> Path:
-    """A randomly initialised (seeded) small 2-D generator saved as a checkpoint folder."""
-    import torch
-    from safetensors.torch import save_file
-
-    from vce_core.models import build_model
-
-    torch.manual_seed(0)
-    model = build_model(
-        "ld_cgan_generator",
-        spatial_dims=2,
-        base_channels=4,
-        num_scales=2,
-        num_res_blocks=1,
-        emb_features=8,
-        output_heads=1,
-    )
-    with torch.no_grad():  # an untrained generator is nearly dose-blind: make the dose visibly matter
-        for key, param in model.named_parameters():
-            if key.endswith("weight") and not param.abs().sum():  # zero-initialised output layers
-                param.normal_(0.0, 0.5)
-            elif key.startswith("embedding."):
-                param.mul_(8.0)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "weights.safetensors"))
-    card = {
-        "format": "vce-model-card",
-        "version": 1,
-        "name": name,
-        "display_name": name,
-        "model": "ld_cgan_generator",
-        "config": model.config,
-        "data_mode": "2d",
-        "context": 0,
-        "patch_size": 32,
-        "normalization": {"method": "percentile"},
-        "training": {"iterations": 0, "wall_time_s": 0.0, "hardware": {"cpu": "test"}},
-        "data": {"train": {"count": 0, "doses": [0.1, 0.33], "field_strengths": [3.0]}},
-        "validation": {"psnr": 30.0, "ssim": 0.9, "mae_ce": 0.1, "mae_sigma": 0.01},
-    }
-    (folder / "card.json").write_text(json.dumps(card))
-    return folder
-
-
-def phantom_case(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2 mm phantom case folder, simulated once per test session (shared with test_browser.py)."""
-    from vce_core.io import save_case
-    from vce_core.phantom import make_case
-
-    cached = tmp_path_factory.getbasetemp() / "studio-phantom-case"
-    if not (cached / "case.json").is_file():
-        case = make_case(CASE_SEED, doses=(0.1, 0.33), resolution=2.0, field_strength=3.0)
-        save_case(case, cached)
-    return cached
-
-
-def copy_case(source: Path, data: Path) -> Path:
-    """Copy a case folder into ``data/demo/<case id>``."""
-    import shutil
-
-    target = data / "demo" / f"phantom-{CASE_SEED:04d}"
-    shutil.copytree(source, target)
-    return target
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +34,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     stale.mkdir(parents=True)
     (stale / "native-old.nii.gz").write_bytes(b"left over from an earlier run")
     models = root / "models"
-    write_tiny_checkpoint(models / GENERATOR)
+    write_app_checkpoint(models / GENERATOR)
     return {"root": root, "data": data, "models": models, "case": case_dir, "stale": stale}
 
 
@@ -141,17 +68,6 @@ def value_of(update: Any) -> Any:
 
 def gray(img: np.ndarray) -> np.ndarray:
     return img if img.ndim == 2 else img[..., 0]
-
-
-def explorer_of(demo: Any) -> Any:
-    """The Explorer behind a built app (reached through a handler's closure, for direct computation)."""
-    for fn in demo.fns.values():
-        closure = getattr(getattr(fn.fn, "__wrapped__", fn.fn), "__closure__", None) or ()
-        for cell in closure:
-            value = cell.cell_contents
-            if type(value).__name__ == "Explorer":
-                return value
-    raise AssertionError("no Explorer found in the app's handlers")
 
 
 def view_args(served: dict[str, Any], dose: float = 33, plane: str = "axial") -> list[Any]:

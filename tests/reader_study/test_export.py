@@ -8,15 +8,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from test_reader_common import LIKERT_ANSWERS, FakeGenerator, make_service, spec_dict, write_cases
 
 from reader_study import __main__ as cli
 from reader_study import export
 from reader_study.service import SYSTEM, ReaderStudyService
+from support import LIKERT_ANSWERS, FakeGenerator, make_service, spec_dict, write_disc_cases
 
 
 def _filled(tmp_path: Path) -> tuple[ReaderStudyService, pd.DataFrame]:
-    write_cases(tmp_path, 2)
+    write_disc_cases(tmp_path, 2)
     svc = make_service(tmp_path)
     spec = spec_dict(tmp_path, readers=2)
     spec["questions"] = [
@@ -92,7 +92,7 @@ def test_neutralize_rules() -> None:
 def test_cli_create_export_and_errors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    write_cases(tmp_path, 2)
+    write_disc_cases(tmp_path, 2)
     spec = spec_dict(tmp_path, readers=1)
     spec["conditions"] = ["real_standard_dose", "real_low_dose"]
     spec_path = tmp_path / "s.yaml"

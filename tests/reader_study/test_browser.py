@@ -10,16 +10,16 @@ import time
 from typing import Any
 
 import pytest
-from test_browser import CHROMIUM, CHROMIUM_ARGS, OUTPUT, _require_chromium
-from test_reader_ui import app  # noqa: F401  (the reader tab with READER_JS, its own instance here)
+
+from support import CHROMIUM, CHROMIUM_ARGS, OUTPUT, require_chromium
 
 pytestmark = pytest.mark.browser
 
 
-def test_reader_answers_with_keys_and_enter(app: dict[str, Any]) -> None:  # noqa: F811
+def test_reader_answers_with_keys_and_enter(app: dict[str, Any]) -> None:
     from playwright.sync_api import sync_playwright
 
-    _require_chromium()
+    require_chromium()
 
     svc, study = app["svc"], app["study"]
     admin = svc.authenticate(app["admin"])

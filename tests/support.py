@@ -1,0 +1,265 @@
+"""Builders shared by the tests (imported as ``support``; the fixtures that use them live in conftest.py).
+
+Everything here writes small *real* files (case folders, checkpoints) that the code under test reads back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from vce_core.io import Case, Volume, save_case
+
+# ------------------------------------------------------------------------------------------- case folders
+TINY_SHAPE = (24, 24, 12)
+TINY_DOSES = (0.1, 0.33)
+
+
+def write_tiny_cases(
+    root: Path, n: int, shape: tuple[int, int, int] = TINY_SHAPE, seed: int = 0
+) -> list[Path]:
+    """Write ``n`` small synthetic cases (ellipsoid brain, one enhancing blob, noisy low doses) under root."""
+    rng = np.random.default_rng(seed)
+    i, j, k = np.meshgrid(*(np.linspace(-1, 1, s) for s in shape), indexing="ij")
+    folders = []
+    for c in range(n):
+        brain = (i / 0.8) ** 2 + (j / 0.8) ** 2 + (k / 0.7) ** 2 < 1
+        native = np.where(brain, 100 + 20 * np.sin(3 * i + c) + rng.normal(0, 2, shape), 0).astype(np.float32)
+        enh = 80 * np.exp(-((i - 0.2) ** 2 + (j + 0.1) ** 2 + k**2) / 0.05) * brain
+        sd = (native + enh + rng.normal(0, 2, shape) * brain).astype(np.float32)
+        lows = {
+            d: Volume((native + d * enh + rng.normal(0, 2, shape) * brain).astype(np.float32))
+            for d in TINY_DOSES
+        }
+        case = Case(
+            native=Volume(native),
+            standard_dose=Volume(sd),
+            low_doses=lows,
+            field_strength=3.0 if c % 2 == 0 else 1.5,
+            meta={"case_id": f"tiny-{c:02d}"},
+        )
+        folder = root / f"tiny-{c:02d}"
+        save_case(case, folder)
+        folders.append(folder)
+    return folders
+
+
+DISC_SHAPE = (24, 24, 8)
+
+
+def disc_case(seed: int) -> Case:
+    """A tiny brain-like case: a bright disc with one enhancing blob; acquired low dose 0.33."""
+    rng = np.random.default_rng(seed)
+    i, j = np.meshgrid(np.arange(DISC_SHAPE[0]), np.arange(DISC_SHAPE[1]), indexing="ij")
+    disc = ((i - 12) ** 2 + (j - 12) ** 2 < 81).astype(np.float32)
+    native = np.repeat(disc[:, :, None] * 100.0, DISC_SHAPE[2], axis=2)
+    enhancement = np.zeros(DISC_SHAPE, np.float32)
+    k0 = 2 + seed % 4
+    enhancement[9:14, 9:14, k0 : k0 + 2] = 80.0
+    native = native + rng.normal(0, 1.0, DISC_SHAPE).astype(np.float32)
+    standard = native + enhancement
+    low = native + 0.33 * enhancement + rng.normal(0, 1.0, DISC_SHAPE).astype(np.float32)
+    vol = lambda a: Volume(a.astype(np.float32))  # noqa: E731
+    return Case(
+        native=vol(native),
+        standard_dose=vol(standard),
+        low_doses={0.33: vol(low)},
+        field_strength=3.0,
+        agent="gadobutrol",
+        meta={"case_id": f"phantom-{seed:04d}"},
+    )
+
+
+def write_disc_cases(root: Path, n: int) -> list[Path]:
+    """Write ``n`` tiny :func:`disc_case` folders under ``root/cases``."""
+    folders = []
+    for k in range(n):
+        folder = root / "cases" / f"phantom-{k:04d}"
+        save_case(disc_case(k), folder)
+        folders.append(folder)
+    return folders
+
+
+PHANTOM_SEED = 5
+
+
+def phantom_case(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2 mm phantom case folder, simulated once per test session."""
+    from vce_core.phantom import make_case
+
+    cached = tmp_path_factory.getbasetemp() / "studio-phantom-case"
+    if not (cached / "case.json").is_file():
+        case = make_case(PHANTOM_SEED, doses=(0.1, 0.33), resolution=2.0, field_strength=3.0)
+        save_case(case, cached)
+    return cached
+
+
+def copy_case(source: Path, data: Path) -> Path:
+    """Copy a phantom case folder into ``data/demo/<case id>``."""
+    target = data / "demo" / f"phantom-{PHANTOM_SEED:04d}"
+    shutil.copytree(source, target)
+    return target
+
+
+# -------------------------------------------------------------------------------------------- checkpoints
+SMALL = {
+    "spatial_dims": 2,
+    "base_channels": 4,
+    "num_res_blocks": 1,
+    "num_scales": 2,
+    "output_heads": 1,
+    "emb_features": 8,
+}
+GENERATOR = "tiny-test-generator"
+
+
+def write_checkpoint(
+    folder: Path,
+    config: dict | None = None,
+    *,
+    zero: bool = False,
+    dose_visible: bool = False,
+    **card_extra: object,
+) -> Path:
+    """A seeded, untrained ``ld_cgan_generator`` checkpoint folder (card.json + weights.safetensors).
+
+    ``zero`` zeroes the output heads (the generator returns the native image); ``dose_visible`` randomises
+    the zero-initialised output layers and amplifies the embedding so the dose visibly changes the output.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    from vce_core.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("ld_cgan_generator", **(config or SMALL))
+    with torch.no_grad():
+        if zero:
+            for head in model.heads:
+                for p in head[-1].parameters():
+                    torch.nn.init.zeros_(p)
+        if dose_visible:
+            for key, param in model.named_parameters():
+                if key.endswith("weight") and not param.abs().sum():
+                    param.normal_(0.0, 0.5)
+                elif key.startswith("embedding."):
+                    param.mul_(8.0)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "weights.safetensors"))
+    card = {
+        "format": "vce-model-card",
+        "version": 1,
+        "name": folder.name,
+        "display_name": folder.name,
+        "model": "ld_cgan_generator",
+        "config": model.config,
+        "data_mode": "2d",
+        "context": 0,
+        "patch_size": 16,
+        "normalization": {"method": "percentile"},
+        **card_extra,
+    }
+    (folder / "card.json").write_text(json.dumps(card))
+    return folder
+
+
+def write_app_checkpoint(folder: Path) -> Path:
+    """The studio tests' generator: dose visibly matters, and the card has training and validation figures."""
+    return write_checkpoint(
+        folder,
+        dose_visible=True,
+        patch_size=32,
+        training={"iterations": 0, "wall_time_s": 0.0, "hardware": {"cpu": "test"}},
+        data={"train": {"count": 0, "doses": [0.1, 0.33], "field_strengths": [3.0]}},
+        validation={"psnr": 30.0, "ssim": 0.9, "mae_ce": 0.1, "mae_sigma": 0.01},
+    )
+
+
+def explorer_of(demo: Any) -> Any:
+    """The Explorer behind a built app (reached through a handler's closure, for direct computation)."""
+    for fn in demo.fns.values():
+        closure = getattr(getattr(fn.fn, "__wrapped__", fn.fn), "__closure__", None) or ()
+        for cell in closure:
+            value = cell.cell_contents
+            if type(value).__name__ == "Explorer":
+                return value
+    raise AssertionError("no Explorer found in the app's handlers")
+
+
+# ------------------------------------------------------------------------------------------ reader study
+class FakeGenerator:
+    """Stands in for vce_core.synthesis.Synthesizer: linear dose scaling plus seeded noise."""
+
+    name = "fakegen-v1"
+
+    def synthesize(self, native, standard_dose, dose, field_strength, seed=None):  # noqa: ANN001, ANN201
+        rng = np.random.default_rng(seed)
+        return native + dose * (standard_dose - native) + rng.normal(0, 1.0, native.shape).astype(np.float32)
+
+
+def spec_dict(root: Path, name: str = "t-study", readers: int = 2, **options: object) -> dict[str, Any]:
+    """A small spec: 3 cases × 3 conditions, 3 slices each, the default questions."""
+    return {
+        "name": name,
+        "instructions": "Rate each image.",
+        "seed": 7,
+        "cases": {"glob": "cases/*"},
+        "conditions": ["real_standard_dose", "real_low_dose", "synthetic_low_dose"],
+        "doses": [0.33],
+        "generator": "fakegen",
+        "slices": {"select": "most_enhancing", "count": 3},
+        "readers": [f"Reader {k + 1}" for k in range(readers)],
+        "options": {"min_distance": 2, **options},
+        "status": "open",
+    }
+
+
+def make_service(root: Path, url: str | None = None) -> Any:
+    """A reader-study service over ``root/rs.db`` with cases under ``root`` and the fake generator."""
+    from reader_study.db import open_database
+    from reader_study.service import ReaderStudyService
+
+    db = open_database(url or f"sqlite:///{root / 'rs.db'}")
+    return ReaderStudyService(db, data_root=root, generator_loader=lambda name: FakeGenerator())
+
+
+LIKERT_ANSWERS = {
+    "overall_quality": 4,
+    "lesion_conspicuity": 3,
+    "noise": 5,
+    "real_or_synthetic": {"value": "real", "confidence": 4},
+}
+
+# ------------------------------------------------------------------------------------------------ servers
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+OUTPUT = Path(__file__).resolve().parent.parent / "test-output"
+
+
+def require_chromium() -> None:
+    """Skip without Debian's Chromium; fail instead when ``CI`` is set (CI installs it)."""
+    if CHROMIUM.exists():
+        return
+    message = f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install -y chromium)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -1,0 +1,73 @@
+"""Where the project keeps its things: one settings object for paths and the database URL.
+
+Every entry point (``app.py``, ``python -m reader_study``, the benchmarks) builds a :class:`Settings` with
+:meth:`Settings.resolve`: a command-line flag wins over an environment variable, which wins over the
+default.
+
+=================  ======================  =====================================================
+setting            environment variable    default
+=================  ======================  =====================================================
+``data_dir``       ``VCE_DATA_DIR``        ``data/`` in the current working directory
+``models_dir``     ``VCE_MODELS_DIR``      the bundled generators, ``assets/models/`` of the repository
+``db_url``         ``VCE_DB_URL``          SQLite file ``<data_dir>/reader_study.db``
+=================  ======================  =====================================================
+
+Paths are made absolute when the settings are built, so a later ``chdir`` changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+"""The repository (or source tree) that holds ``vce_core``; ``assets/`` and ``configs/`` live here."""
+
+BUNDLED_MODELS = REPO_ROOT / "assets" / "models"
+CONFIGS_DIR = REPO_ROOT / "configs"
+
+ENV_DATA_DIR = "VCE_DATA_DIR"
+ENV_MODELS_DIR = "VCE_MODELS_DIR"
+ENV_DB_URL = "VCE_DB_URL"
+
+
+def sqlite_url(path: str | os.PathLike) -> str:
+    """SQLAlchemy URL of the SQLite file ``path`` (made absolute)."""
+    return f"sqlite:///{Path(path).resolve()}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Paths and database URL of one running studio (see the module docstring for the defaults)."""
+
+    data_dir: Path
+    models_dir: Path
+    db_url: str
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Per-session upload folders live here (deleted when the session ends)."""
+        return self.data_dir / "uploads"
+
+    @property
+    def demo_dir(self) -> Path:
+        """The demo phantom cases that ``python app.py`` builds on its first start."""
+        return self.data_dir / "demo"
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        data_dir: str | os.PathLike | None = None,
+        models_dir: str | os.PathLike | None = None,
+        db_url: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """Settings from explicit values (flags), else the environment, else the defaults."""
+        env = os.environ if environ is None else environ
+        data = Path(data_dir or env.get(ENV_DATA_DIR) or "data").expanduser().resolve()
+        models = Path(models_dir or env.get(ENV_MODELS_DIR) or BUNDLED_MODELS).expanduser().resolve()
+        url = db_url or env.get(ENV_DB_URL) or sqlite_url(data / "reader_study.db")
+        return cls(data_dir=data, models_dir=models, db_url=url)
