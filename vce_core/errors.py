@@ -8,7 +8,11 @@ for a person, not for a developer.
 
 from __future__ import annotations
 
+import logging
+import secrets
 from os import PathLike
+
+_log = logging.getLogger("vce")
 
 
 class VCEInputError(ValueError):
@@ -40,3 +44,24 @@ class VCEInputError(ValueError):
 
 class VCEModelError(VCEInputError):
     """A checkpoint or model folder that cannot be loaded (missing weights, unknown model, bad card)."""
+
+
+def user_message(exc: BaseException, action: str, logger: logging.Logger | None = None) -> str:
+    """The one error policy of every user interface: what to show a person for ``exc``.
+
+    * Expected errors (:class:`VCEInputError`, a ``ValueError`` raised for bad input) are shown as they are:
+      their message is written for a person.
+    * Anything else is a bug or an outage: it is logged with its traceback and a short reference id, and
+      the person sees a plain sentence naming ``action`` and that id (never a traceback or an internal
+      message, which could leak file names or identifiers).
+
+    ``action`` is a gerund phrase ("opening the case"). Returns the message to show.
+    """
+    if isinstance(exc, VCEInputError):
+        return str(exc)
+    reference = secrets.token_hex(4)
+    (logger or _log).error("unexpected error while %s [ref %s]", action, reference, exc_info=exc)
+    return (
+        f"Something went wrong while {action}. Please try again; if it happens again, tell the "
+        f"administrator the reference {reference} (the details are in the server log)."
+    )

@@ -74,3 +74,15 @@ def test_field_strength() -> None:
     for bad in (0, -1.5, 12.5, "x", math.nan, True):
         with pytest.raises(VCEInputError, match=r"tesla in \(0, 12\]"):
             check_field_strength(bad)
+
+
+def test_user_message_policy(caplog: pytest.LogCaptureFixture) -> None:
+    from vce_core.errors import user_message
+
+    assert user_message(VCEInputError("dose 2 is out of range"), "x") == "dose 2 is out of range."
+    with caplog.at_level("ERROR"):
+        text = user_message(KeyError("/secret/path/case-17"), "opening the case")
+    assert "opening the case" in text and "secret" not in text and "case-17" not in text
+    reference = text.split("reference ")[1].split(" ")[0]
+    assert len(reference) == 8 and any(reference in r.getMessage() for r in caplog.records)
+    assert caplog.records[-1].exc_info is not None  # the traceback is in the log
