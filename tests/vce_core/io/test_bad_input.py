@@ -16,7 +16,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-import vce_core.io as vio
+import vce_core.io.archive as archive
 from vce_core.errors import VCEInputError
 from vce_core.io import Case, Volume, load_case, load_volume, save_case, save_dicom_series, save_nifti
 
@@ -240,7 +240,7 @@ def test_zip_limits_are_enforced_on_total_size(tmp_path: Path, monkeypatch: pyte
     with zipfile.ZipFile(tmp_path / "big.zip", "w") as zf:
         for f in files:
             zf.write(f, f.name)
-    monkeypatch.setattr(vio, "MAX_ZIP_TOTAL_BYTES", 1000)
+    monkeypatch.setattr(archive, "MAX_ZIP_TOTAL_BYTES", 1000)  # where the limit is read
     with pytest.raises(VCEInputError, match="big.zip.*expand"):
         load_volume(tmp_path / "big.zip")
 

@@ -1,0 +1,154 @@
+"""NIfTI-1/-2 reading (reoriented to canonical RAS+) and NIfTI-1 writing (float32 or int16)."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from os import PathLike
+from pathlib import Path
+from typing import Any, Literal
+
+import nibabel as nib
+import numpy as np
+
+from vce_core.errors import VCEInputError
+
+from .volume import Volume, check_volume, finish_array, is_nifti_name
+
+
+def _check_nifti_header(image: nib.Nifti1Image | nib.Nifti2Image, path: Path) -> None:
+    """Refuse 2-D, 4-D (beyond a singleton fourth axis) and empty arrays and an unusable affine."""
+    shape = tuple(int(s) for s in image.shape)
+    if len(shape) < 3:
+        raise VCEInputError(
+            f"the image is {len(shape)}-D (shape {shape})",
+            path=path,
+            expected="a 3-D volume (a 2-D slice must be stored with shape (I, J, 1))",
+        )
+    if len(shape) > 3 and any(s != 1 for s in shape[3:]):
+        raise VCEInputError(
+            f"the image is {len(shape)}-D (shape {shape}); a 4-D series (fMRI, DWI, several echoes) is "
+            "not a single volume",
+            path=path,
+            expected="a 3-D volume (a fourth dimension of size 1 is accepted)",
+        )
+    if 0 in shape:
+        raise VCEInputError(
+            f"the image has a zero-sized dimension (shape {shape})",
+            path=path,
+            expected="a 3-D volume with at least one voxel along each axis",
+        )
+    affine = image.affine
+    if affine is None or not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise VCEInputError(
+            "the header's affine is missing, singular or not finite",
+            path=path,
+            expected="a valid voxel-to-world affine",
+        )
+
+
+def _description(image: nib.Nifti1Image | nib.Nifti2Image) -> str:
+    """The header's ``descrip`` field as text ("" when absent)."""
+    descrip = image.header.get("descrip")
+    if descrip is None:
+        return ""
+    return bytes(np.asarray(descrip).item()).split(b"\x00")[0].decode("latin-1").strip()
+
+
+def load_nifti(path: Path) -> Volume:
+    """Read a NIfTI file as a canonical RAS+ float32 :class:`Volume` (see :func:`vce_core.io.load_volume`)."""
+    try:
+        image = nib.load(str(path))
+    except Exception as exc:  # nibabel raises many types (ImageFileError, EOFError, zlib.error, OSError, ...)
+        raise VCEInputError(
+            f"cannot be read as NIfTI ({exc})", path=path, expected="a valid .nii or .nii.gz file"
+        ) from exc
+    if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
+        raise VCEInputError(
+            f"is a {type(image).__name__}, not a NIfTI image", path=path, expected="a NIfTI-1 or NIfTI-2 file"
+        )
+    _check_nifti_header(image, path)
+    try:
+        canonical = nib.as_closest_canonical(image)
+        data = canonical.get_fdata(dtype=np.float32)
+    except Exception as exc:  # truncated or corrupt data block, unsupported data type
+        raise VCEInputError(
+            f"the voxel data cannot be read ({type(exc).__name__}: {exc}); "
+            "the file may be truncated or corrupt",
+            path=path,
+            expected="a complete .nii or .nii.gz file",
+        ) from exc
+    data = finish_array(data.reshape(data.shape[:3]), path)
+    # float32 header zooms, written back as the shortest decimal that rounds to them (0.9, not 0.8999999761)
+    zooms = tuple(float(str(np.float32(z))) for z in canonical.header.get_zooms()[:3])
+    if not all(math.isfinite(z) and z > 0 for z in zooms):
+        raise VCEInputError(
+            f"the voxel sizes {zooms} are not positive", path=path, expected="positive voxel sizes (mm)"
+        )
+    meta: dict[str, Any] = {
+        "format": "nifti2" if isinstance(image, nib.Nifti2Image) else "nifti1",
+        "source_path": str(path),
+        "series_description": _description(image),
+    }
+    return Volume(data=data, affine=np.array(canonical.affine, dtype=np.float64), spacing=zooms, meta=meta)  # type: ignore[arg-type]
+
+
+def _fits_int16_exactly(data: np.ndarray) -> bool:
+    """True when every voxel is an integer in the int16 range (label maps, masks)."""
+    if data.size == 0 or data.min() < -32768 or data.max() > 32767:
+        return False
+    return bool(np.array_equal(data, np.round(data)))
+
+
+def _nifti_image(data: np.ndarray, affine: np.ndarray, dtype: Literal["float32", "int16"]) -> nib.Nifti1Image:
+    """NIfTI-1 image in mm with the affine as sform and qform (code 1); integer data stored exactly."""
+    exact_int16 = dtype == "int16" and _fits_int16_exactly(data)
+    image = nib.Nifti1Image(data.astype(np.int16) if exact_int16 else data, affine)
+    image.header.set_xyzt_units("mm")
+    image.set_sform(affine, code=1)
+    image.set_qform(affine, code=1)
+    if exact_int16:
+        # label maps and masks: store the integers as they are (slope 1, intercept 0), so they reload exactly
+        image.header.set_slope_inter(1.0, 0.0)
+    else:
+        image.set_data_dtype(np.float32 if dtype == "float32" else np.int16)
+    return image
+
+
+def save_nifti(
+    volume: Volume, path: str | PathLike, *, dtype: Literal["float32", "int16"] = "float32"
+) -> Path:
+    """Write ``volume`` as NIfTI-1 (``.nii`` or ``.nii.gz``, compressed when the name ends in ``.gz``).
+
+    The affine is stored as both sform and qform (code 1, scanner); ``dtype="float32"`` stores the voxels
+    exactly, ``dtype="int16"`` stores them as int16 with ``scl_slope``/``scl_inter`` chosen by nibabel
+    from the data range (error at most half a slope); integer-valued volumes (labels, masks) are stored
+    with slope 1 and intercept 0 and reload exactly. The file is written to a temporary name in the same
+    folder and renamed into place, so a failure leaves no partial file. Returns the path written.
+    """
+    path = Path(path)
+    if not is_nifti_name(path):
+        raise VCEInputError(
+            f"the file name has the unsupported extension '{''.join(path.suffixes) or '(none)'}'",
+            path=path,
+            expected="a name ending in .nii or .nii.gz",
+        )
+    if dtype not in ("float32", "int16"):
+        raise VCEInputError(f"dtype '{dtype}' is not supported", path=path, expected="'float32' or 'int16'")
+    data, affine = check_volume(volume, path)
+    if path.is_dir():
+        raise VCEInputError("is an existing folder", path=path, expected="a file name")
+    image = _nifti_image(data, affine, dtype)
+    description = str(volume.meta.get("series_description", ""))[:79]
+    image.header["descrip"] = description.encode("ascii", "replace")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix="-" + path.name, dir=path.parent)
+    os.close(fd)
+    try:
+        nib.save(image, tmp_name)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
