@@ -293,6 +293,9 @@ BAD_MANIFESTS: dict[str, tuple[dict | str, str, str]] = {
         "listed twice",
     ),
     "field_strength_text": (_spec(field_strength="3T"), "case.json", "field_strength"),
+    "field_strength_number_as_text": (_spec(field_strength="3"), "case.json", "JSON number"),
+    "field_strength_above_12": (_spec(field_strength=14.1), "case.json", "(0, 12]"),
+    "field_strength_zero": (_spec(field_strength=0), "case.json", "(0, 12]"),
     "wrong_format": (_spec(format="something-else"), "case.json", "format"),
     "escaping_path": (_spec(native="../outside.nii.gz"), "case.json", "outside the case folder"),
 }
@@ -386,6 +389,7 @@ BAD_DICOM_WRITES = {
     "nan": (dict(volume=NAN_VOLUME), "NaN"),
     "four_d": (dict(volume=VOLUME_4D), "4 dimensions"),
     "dose_out_of_range": (dict(dose=1.5), "dose"),
+    "dose_negative": (dict(dose=-0.1), "[0, 1]"),
     "empty_description": (dict(series_description="  "), "series_description"),
     "sheared": (
         dict(
@@ -442,6 +446,8 @@ def test_save_case_grid_mismatch_writes_nothing(tmp_path: Path) -> None:
     [
         (lambda c: c.low_doses.update({1.5: _vol()}), "1.5"),
         (lambda c: setattr(c, "field_strength", -3.0), "field_strength"),
+        (lambda c: setattr(c, "field_strength", 14.1), "(0, 12]"),
+        (lambda c: c.low_doses.update({0.0: _vol()}), "(0, 1]"),
         (lambda c: c.meta.update({"bad": object()}), "JSON"),
         (lambda c: c.extra.update({"../evil": _vol()}), "evil"),
         (lambda c: setattr(c, "native", NAN_VOLUME), "NaN"),
