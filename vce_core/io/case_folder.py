@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from os import PathLike
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -113,7 +114,9 @@ def _read_manifest(manifest: Path) -> dict[str, Any]:
     return spec
 
 
-def _manifest_number(check: Any, value: Any, manifest: Path, name: str, **kwargs: Any) -> float:
+def _manifest_number(
+    check: Callable[..., float], value: Any, manifest: Path, name: str, **kwargs: Any
+) -> float:
     """``value`` from case.json checked by a :mod:`vce_core.domain` rule; numbers written as text are
     refused, since the manifest stores them as JSON numbers."""
     if isinstance(value, str):

@@ -136,20 +136,25 @@ def has_dicom_magic(path: Path) -> bool:
 # --------------------------------------------------------------------------------------------------
 
 
-def finish_array(data: np.ndarray, path: Path) -> np.ndarray:
-    """Check a reoriented 3-D array: no zero-sized dimension, only finite values; return it as float32."""
+def _check_3d(data: np.ndarray, path: Path | None, what: str) -> None:
+    """Refuse an array that is not 3-D or has a zero-sized dimension; messages call it ``what``."""
     if data.ndim != 3:
         raise VCEInputError(
-            f"the image has {data.ndim} dimensions (shape {tuple(data.shape)})",
+            f"{what} has {data.ndim} dimensions (shape {tuple(data.shape)})",
             path=path,
             expected="a 3-D volume",
         )
     if 0 in data.shape:
         raise VCEInputError(
-            f"the image has a zero-sized dimension (shape {tuple(data.shape)})",
+            f"{what} has a zero-sized dimension (shape {tuple(data.shape)})",
             path=path,
             expected="a 3-D volume with at least one voxel along each axis",
         )
+
+
+def finish_array(data: np.ndarray, path: Path) -> np.ndarray:
+    """Check a reoriented 3-D array: no zero-sized dimension, only finite values; return it as float32."""
+    _check_3d(data, path, "the image")
     data = np.ascontiguousarray(data, dtype=np.float32)
     finite = np.isfinite(data)
     if not finite.all():
@@ -186,18 +191,7 @@ def check_volume(volume: Any, path: Path | None, what: str = "the volume") -> tu
             f"{what} is a {type(volume).__name__}", path=path, expected="a vce_core.io.Volume"
         )
     data = np.asarray(volume.data)
-    if data.ndim != 3:
-        raise VCEInputError(
-            f"{what} has {data.ndim} dimensions (shape {tuple(data.shape)})",
-            path=path,
-            expected="a 3-D volume",
-        )
-    if 0 in data.shape:
-        raise VCEInputError(
-            f"{what} has a zero-sized dimension (shape {tuple(data.shape)})",
-            path=path,
-            expected="at least one voxel along each axis",
-        )
+    _check_3d(data, path, what)
     if data.dtype.kind not in "biuf":
         raise VCEInputError(f"{what} has data type {data.dtype}", path=path, expected="real-valued voxels")
     data = np.asarray(data, dtype=np.float32)
