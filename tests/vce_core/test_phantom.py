@@ -401,6 +401,48 @@ def test_bad_arguments(kwargs):
         make_case(0, **kwargs)
 
 
+def test_slice_cache_is_bounded_and_not_copied(random_case):
+    import copy
+
+    subject = random_case._subject
+    subject._slice_cache.clear()
+    for index in range(20):
+        random_case.noise_free_slice(0.5, "axial", index)
+    assert len(subject._slice_cache) == 16
+    assert ("axial", 19) in subject._slice_cache and ("axial", 3) not in subject._slice_cache
+    assert len(copy.deepcopy(random_case)._subject._slice_cache) == 0
+
+
+def test_domain_rules_with_the_phantom_limits():
+    from vce_core.phantom.case import check_low_doses
+    from vce_core.phantom.physics import check_dose, check_field_strength
+
+    assert check_dose(2.0) == 2.0 and check_dose("0.5") == 0.5
+    with pytest.raises(VCEInputError, match=r"dose 2.5 is out of range.*\[0, 2\]"):
+        check_dose(2.5)
+    assert check_field_strength("3") == 3.0 and check_field_strength(1.5000001) == 1.5
+    with pytest.raises(VCEInputError, match="field strength 7.0 T is not tabulated. Expected 1.5 or 3.0"):
+        check_field_strength(7.0)  # a field strength of the domain, but not of the phantom's tables
+    with pytest.raises(VCEInputError, match=r"field strength 20 T is out of range.*\(0, 12\]"):
+        check_field_strength(20)
+    with pytest.raises(VCEInputError, match="not a number"):
+        check_field_strength("strong")
+    assert check_low_doses([0.33, 0.1]) == [0.33, 0.1]  # the order given is the order replayed
+    assert check_low_doses([]) == []
+    for bad in ([0.1, 0.0], [1.01], [0.1, 0.1], 0.1, ["a"]):
+        with pytest.raises(VCEInputError):
+            check_low_doses(bad)
+
+
+def test_cli_refuses_bad_doses(tmp_path, capsys):
+    from vce_core.phantom.__main__ import default_split, main
+
+    assert main(["--out", str(tmp_path / "ds"), "--cases", "1", "--doses", "0.1", "1.5"]) == 2
+    assert "low dose 1.5 is out of range" in capsys.readouterr().err
+    assert not (tmp_path / "ds").exists()
+    assert default_split(60) == (40, 10, 10) and default_split(1) == (0, 0, 1)
+
+
 def test_bad_calls(random_case):
     for dose in (-0.01, 2.5, float("nan")):
         with pytest.raises(VCEInputError):
