@@ -31,7 +31,6 @@ same in every worker, after a resume, and on every DDP rank layout.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from os import PathLike
@@ -42,6 +41,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from vce_core.cache import LRU
 from vce_core.errors import VCEInputError
 
 AFFINE_METHODS = ("percentile", "zscore")
@@ -347,8 +347,8 @@ class CaseDataset(Dataset):
         if not self.folders:
             raise VCEInputError("no case folders given", expected="at least one case folder")
         self.normalization, self.crop, self.flips = normalization, crop, flips
-        self.cache_size, self.dtype, self.margin = max(1, cache_size), dtype, margin
-        self._cache: OrderedDict[int, PreparedCase] = OrderedDict()
+        self.cache_size, self.dtype, self.margin = max(1, int(cache_size)), dtype, margin
+        self._cache: LRU[PreparedCase] = LRU(self.cache_size)
         self.case_ids: list[str] = []
         self.field_strengths: list[float] = []
         self.doses: list[tuple[float, ...]] = []
@@ -368,18 +368,24 @@ class CaseDataset(Dataset):
         """Sample index entries ``(case index, dose, position)`` of one case."""
         raise NotImplementedError
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable state (DataLoader workers started by spawn): all but the case cache."""
+        state = self.__dict__.copy()
+        state.pop("_cache", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._cache = LRU(self.cache_size)
+
     def case(self, ci: int) -> PreparedCase:
         """The prepared case number ``ci`` (loaded on first use, then cached per process)."""
-        if ci in self._cache:
-            self._cache.move_to_end(ci)
-            return self._cache[ci]
-        case = prepare_case(
-            self.folders[ci], normalization=self.normalization, margin=self.margin, dtype=self.dtype
+        return self._cache.get_or_compute(
+            ci,
+            lambda: prepare_case(
+                self.folders[ci], normalization=self.normalization, margin=self.margin, dtype=self.dtype
+            ),
         )
-        self._cache[ci] = case
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        return case
 
     def __len__(self) -> int:
         return len(self.items)

@@ -219,17 +219,51 @@ def gradient_penalty(
     batch = real.shape[0]
     alpha = torch.rand(batch, generator=generator, device=generator.device if generator else "cpu")
     alpha = alpha.to(device=real.device, dtype=real.dtype)
-
-    def mix(a: Tensor, b: Tensor) -> Tensor:
-        al = alpha.reshape(batch, *([1] * (a.ndim - 1)))
-        return (al * b + (1 - al) * a).detach()
-
-    image = mix(real, fake).requires_grad_(True)
+    image = _interpolate(alpha, real, fake).requires_grad_(True)
+    mixed, mixed_floats = _interpolate_conditions(keys_r, vals_r, vals_f, alpha, real)
     differentiate = [image]
+    if condition_gradient:
+        differentiate += [m.requires_grad_(True) for m in mixed_floats]
+
+    with torch.enable_grad():
+        if isinstance(cond_real, Mapping):
+            scores = critic(image, **dict(zip(keys_r, mixed, strict=True)))
+        else:
+            scores = critic(image, *mixed)
+        grads = torch.autograd.grad(scores.sum(), differentiate, create_graph=True, allow_unused=True)
+    squared = torch.zeros(batch, device=real.device, dtype=real.dtype)
+    for g in grads:
+        if g is not None:
+            squared = squared + g.reshape(batch, -1).pow(2).sum(1)
+    norm = torch.sqrt(squared + 1e-12)
+    return lambda_gp * (norm - 1).pow(2).mean()
+
+
+def _interpolate(alpha: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """``α·b + (1 − α)·a`` per sample (``alpha [B]`` broadcast over ``a``'s other axes), detached."""
+    al = alpha.reshape(alpha.shape[0], *([1] * (a.ndim - 1)))
+    return (al * b + (1 - al) * a).detach()
+
+
+def _interpolate_conditions(
+    keys: list[object],
+    vals_real: list[Tensor | float],
+    vals_fake: list[Tensor | float],
+    alpha: Tensor,
+    like: Tensor,
+) -> tuple[list[object], list[Tensor]]:
+    """The critic's conditions at the interpolate, and the floating-point ones among them.
+
+    Floating-point entries (``[B, ...]`` tensors, 0-d tensors or numbers, broadcast over the batch) are
+    interpolated with ``alpha [B]`` in ``like``'s dtype and device; other entries must be equal in both and
+    pass through unchanged.
+    """
+    batch = alpha.shape[0]
     mixed: list[object] = []
-    for key, a, b in zip(keys_r, vals_r, vals_f, strict=True):
-        ta = torch.as_tensor(a, device=real.device)
-        tb = torch.as_tensor(b, device=real.device)
+    floats: list[Tensor] = []
+    for key, a, b in zip(keys, vals_real, vals_fake, strict=True):
+        ta = torch.as_tensor(a, device=like.device)
+        tb = torch.as_tensor(b, device=like.device)
         if not (ta.is_floating_point() and tb.is_floating_point()):
             if not torch.equal(ta, tb):
                 raise VCEInputError(
@@ -247,24 +281,10 @@ def gradient_penalty(
                 f"condition {key!r} has shapes {tuple(ta.shape)} (real) and {tuple(tb.shape)} (fake)",
                 expected=f"equal shapes with a leading batch axis of {batch}",
             )
-        m = mix(ta.to(real.dtype), tb.to(real.dtype))
-        if condition_gradient:
-            m.requires_grad_(True)
-            differentiate.append(m)
+        m = _interpolate(alpha, ta.to(like.dtype), tb.to(like.dtype))
+        floats.append(m)
         mixed.append(m)
-
-    with torch.enable_grad():
-        if isinstance(cond_real, Mapping):
-            scores = critic(image, **dict(zip(keys_r, mixed, strict=True)))
-        else:
-            scores = critic(image, *mixed)
-        grads = torch.autograd.grad(scores.sum(), differentiate, create_graph=True, allow_unused=True)
-    squared = torch.zeros(batch, device=real.device, dtype=real.dtype)
-    for g in grads:
-        if g is not None:
-            squared = squared + g.reshape(batch, -1).pow(2).sum(1)
-    norm = torch.sqrt(squared + 1e-12)
-    return lambda_gp * (norm - 1).pow(2).mean()
+    return mixed, floats
 
 
 def smooth_dose_labels(

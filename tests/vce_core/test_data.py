@@ -138,3 +138,19 @@ def test_ce_focus_centres_crops_on_enhancement(cases: list[Path]) -> None:
     assert enhancing_share(focused) > enhancing_share(uniform) + 0.1
     with pytest.raises(VCEInputError):
         SliceDataset(cases, crop=8, ce_focus=1.5)
+
+
+def test_case_cache_is_bounded_and_datasets_pickle(cases: list[Path]) -> None:
+    import pickle
+
+    ds = SliceDataset(cases, crop=8, flips=True, cache_size=2)
+    assert len(ds._cache) == 2 and 0 not in ds._cache and 2 in ds._cache  # least recently used evicted
+    ds.case(0)
+    assert 0 in ds._cache and 1 not in ds._cache
+    clone = pickle.loads(pickle.dumps(ds))  # DataLoader workers started by spawn receive the dataset so
+    assert len(clone._cache) == 0 and clone.items == ds.items
+    for key in ((0, 5), (len(ds) - 1, 9)):
+        a, b = ds[key], clone[key]
+        assert a["case_id"] == b["case_id"]
+        for name in ("native", "standard_dose", "residual", "brain", "dose", "field_strength"):
+            torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)

@@ -217,6 +217,75 @@ def test_determinism_and_replay(random_case, case3t):
     assert phantom_from_case(Case(native=random_case.native, standard_dose=random_case.standard_dose)) is None
 
 
+# Pinned from the simulator as it was before its functions were split (issue 11): a change in any of
+# these numbers means the same seed no longer gives the same subject. Float statistics carry a relative
+# tolerance of 1e-6 (platforms may differ in the last bit of a float32 exp or cos); counts are exact.
+PINNED_SEED_5 = {
+    "native": (214.3427839835553, 401.58618074379757),
+    "standard_dose": (233.45649235551372, 439.57231875560467),
+    "low 0.1": (216.9212033234657, 406.38147636251745),
+    "t2": (331.2490634563414, 636.0960552047463),
+    "flair": (263.88194992742694, 505.95091753754525),
+    "adc": (0.22622316884985408, 0.45621851657794443),
+    "ce_truth": (19.125751823071308, 64.90510814963879),
+}
+PINNED_LABEL_COUNTS_SEED_5 = {0: 852249, 1: 11920, 2: 144342, 3: 80941, 4: 1310, 5: 249, 6: 6328, 11: 3046}
+PINNED_RANDOM_LESIONS = {
+    20: [("glioblastoma", 18.17, (-19.96, -45.4, 4.47)), ("weakly_enhancing", 8.13, (-8.56, 18.83, 30.45))],
+    22: [
+        ("metastasis", 8.8, (-33.71, 13.87, 12.81)),
+        ("metastasis", 6.96, (17.8, -58.1, 64.13)),
+        ("metastasis", 9.33, (12.79, -39.36, 26.71)),
+        ("metastasis", 7.7, (-21.48, 26.95, -12.77)),
+    ],
+}
+
+
+def test_same_seed_gives_the_pinned_subject(random_case):
+    resolved = random_case.meta["phantom"]["resolved"]
+    assert (resolved["field_strength"], resolved["agent"], resolved["sequence"]["name"]) == (
+        1.5,
+        "gadopiclenol",
+        "achieva_1.5t",
+    )
+    assert resolved["lesions"] == [
+        {
+            "kind": "meningioma",
+            "radius_mm": 18.35,
+            "center_mm": pytest.approx([57.66993462399586, -78.09338861907231, 19.7176973366157], rel=1e-9),
+            "center_vox": None,
+            "enhancement": 1.084,
+            "ring": False,
+            "core_fraction": 0.55,
+            "edema_mm": None,
+            "irregularity": 0.05,
+            "shape_seed": 1340465542,
+        }
+    ]
+    volumes = {
+        "native": random_case.native,
+        "standard_dose": random_case.standard_dose,
+        "low 0.1": random_case.low_doses[0.1],
+        **{k: random_case.extra[k] for k in ("t2", "flair", "adc", "ce_truth")},
+    }
+    for name, (mean, std) in PINNED_SEED_5.items():
+        data = volumes[name].data.astype(np.float64)
+        assert (data.mean(), data.std()) == pytest.approx((mean, std), rel=1e-6), name
+    labels, counts = np.unique(random_case.extra["labels"].data.astype(int), return_counts=True)
+    assert dict(zip(labels.tolist(), counts.tolist(), strict=True)) == PINNED_LABEL_COUNTS_SEED_5
+    assert random_case.noise_sigma == pytest.approx(1000 / 30)
+
+
+@pytest.mark.parametrize("seed", sorted(PINNED_RANDOM_LESIONS))
+def test_random_lesions_are_pinned_by_the_seed(seed):
+    lesions = make_case(seed, resolution=2, doses=(0.1,)).lesions
+    got = [(spec.kind, spec.radius_mm, spec.center_mm) for spec in lesions]
+    assert len(got) == len(PINNED_RANDOM_LESIONS[seed])
+    for (kind, radius, center), expected in zip(got, PINNED_RANDOM_LESIONS[seed], strict=True):
+        assert (kind, radius) == expected[:2]
+        np.testing.assert_allclose(center, expected[2], atol=0.006)
+
+
 def test_labels_cover_every_lesion(case3t, random_case):
     for case in (case3t, random_case):
         labels = case.extra["labels"].data
@@ -330,6 +399,48 @@ def test_bias_field_and_contrasts(case3t):
 def test_bad_arguments(kwargs):
     with pytest.raises(VCEInputError):
         make_case(0, **kwargs)
+
+
+def test_slice_cache_is_bounded_and_not_copied(random_case):
+    import copy
+
+    subject = random_case._subject
+    subject._slice_cache.clear()
+    for index in range(20):
+        random_case.noise_free_slice(0.5, "axial", index)
+    assert len(subject._slice_cache) == 16
+    assert ("axial", 19) in subject._slice_cache and ("axial", 3) not in subject._slice_cache
+    assert len(copy.deepcopy(random_case)._subject._slice_cache) == 0
+
+
+def test_domain_rules_with_the_phantom_limits():
+    from vce_core.phantom.case import check_low_doses
+    from vce_core.phantom.physics import check_dose, check_field_strength
+
+    assert check_dose(2.0) == 2.0 and check_dose("0.5") == 0.5
+    with pytest.raises(VCEInputError, match=r"dose 2.5 is out of range.*\[0, 2\]"):
+        check_dose(2.5)
+    assert check_field_strength("3") == 3.0 and check_field_strength(1.5000001) == 1.5
+    with pytest.raises(VCEInputError, match="field strength 7.0 T is not tabulated. Expected 1.5 or 3.0"):
+        check_field_strength(7.0)  # a field strength of the domain, but not of the phantom's tables
+    with pytest.raises(VCEInputError, match=r"field strength 20 T is out of range.*\(0, 12\]"):
+        check_field_strength(20)
+    with pytest.raises(VCEInputError, match="not a number"):
+        check_field_strength("strong")
+    assert check_low_doses([0.33, 0.1]) == [0.33, 0.1]  # the order given is the order replayed
+    assert check_low_doses([]) == []
+    for bad in ([0.1, 0.0], [1.01], [0.1, 0.1], 0.1, ["a"]):
+        with pytest.raises(VCEInputError):
+            check_low_doses(bad)
+
+
+def test_cli_refuses_bad_doses(tmp_path, capsys):
+    from vce_core.phantom.__main__ import default_split, main
+
+    assert main(["--out", str(tmp_path / "ds"), "--cases", "1", "--doses", "0.1", "1.5"]) == 2
+    assert "low dose 1.5 is out of range" in capsys.readouterr().err
+    assert not (tmp_path / "ds").exists()
+    assert default_split(60) == (40, 10, 10) and default_split(1) == (0, 0, 1)
 
 
 def test_bad_calls(random_case):

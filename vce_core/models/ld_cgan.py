@@ -33,6 +33,8 @@ Architecture (paper's supplementary, Fig. 5, and the choices made where it is si
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -105,6 +107,77 @@ def _check_images(
     return native.shape[0], tuple(native.shape[2:])
 
 
+def _check_dropout(dropout: object) -> float:
+    if not 0.0 <= float(dropout) < 1.0:
+        raise VCEInputError(f"dropout is {dropout!r}", expected="a probability in [0, 1)")
+    return float(dropout)
+
+
+def _check_generator_args(
+    spatial_dims: int,
+    in_slices: object,
+    out_channels: object,
+    base_channels: object,
+    num_scales: object,
+    num_res_blocks: object,
+    emb_features: object,
+    output_heads: object,
+    dropout: object,
+    base: object,
+) -> int:
+    """Check the arguments of :class:`LowDoseGenerator` (VCEInputError if bad); return ``in_slices``."""
+    check_spatial_dims(spatial_dims)
+    in_slices = _check_in_slices(in_slices)
+    if base not in ("native", "linear"):
+        raise VCEInputError(f"base is {base!r}", expected='"native" or "linear"')
+    if base == "linear" and out_channels not in (1, in_slices):
+        raise VCEInputError(
+            f'base "linear" with out_channels {out_channels} and in_slices {in_slices}',
+            expected="out_channels 1 (the centre slice) or equal to in_slices",
+        )
+    for name, value in (
+        ("out_channels", out_channels),
+        ("base_channels", base_channels),
+        ("num_res_blocks", num_res_blocks),
+        ("emb_features", emb_features),
+    ):
+        _positive_int(name, value)
+    num_scales = _positive_int("num_scales", num_scales, minimum=2)
+    if not isinstance(output_heads, int) or not 1 <= output_heads <= num_scales:
+        raise VCEInputError(f"output_heads is {output_heads!r}", expected=f"an integer in [1, {num_scales}]")
+    _check_dropout(dropout)
+    return in_slices
+
+
+def _unet_level(
+    spatial_dims: int,
+    in_channels: int,
+    channels: int,
+    *,
+    attention: bool,
+    num_res_blocks: int,
+    emb_features: int,
+    dropout: float,
+    attention_window: int,
+    head_channels: int,
+) -> nn.ModuleList:
+    """One side of one U-Net scale: ``num_res_blocks`` conditional residual blocks (the first maps
+    ``in_channels`` to ``channels``), each followed by local attention when ``attention``."""
+    blocks = nn.ModuleList()
+    for i in range(num_res_blocks):
+        layers: list[nn.Module] = [
+            ConditionalResBlock(
+                spatial_dims, in_channels if i == 0 else channels, channels, emb_features, dropout
+            )
+        ]
+        if attention:
+            layers.append(
+                LocalAttention(spatial_dims, channels, attention_window, head_channels=head_channels)
+            )
+        blocks.append(EmbedSequential(*layers))
+    return blocks
+
+
 @register_model("ld_cgan_generator")
 class LowDoseGenerator(nn.Module):
     """Conditional U-Net generator of residual low-dose images (seed 000, Fig. 5).
@@ -152,29 +225,18 @@ class LowDoseGenerator(nn.Module):
         base: str = "native",
     ):
         super().__init__()
-        check_spatial_dims(spatial_dims)
-        in_slices = _check_in_slices(in_slices)
-        if base not in ("native", "linear"):
-            raise VCEInputError(f"base is {base!r}", expected='"native" or "linear"')
-        if base == "linear" and out_channels not in (1, in_slices):
-            raise VCEInputError(
-                f'base "linear" with out_channels {out_channels} and in_slices {in_slices}',
-                expected="out_channels 1 (the centre slice) or equal to in_slices",
-            )
-        for name, value in (
-            ("out_channels", out_channels),
-            ("base_channels", base_channels),
-            ("num_res_blocks", num_res_blocks),
-            ("emb_features", emb_features),
-        ):
-            _positive_int(name, value)
-        _positive_int("num_scales", num_scales, minimum=2)
-        if not isinstance(output_heads, int) or not 1 <= output_heads <= num_scales:
-            raise VCEInputError(
-                f"output_heads is {output_heads!r}", expected=f"an integer in [1, {num_scales}]"
-            )
-        if not 0.0 <= float(dropout) < 1.0:
-            raise VCEInputError(f"dropout is {dropout!r}", expected="a probability in [0, 1)")
+        in_slices = _check_generator_args(
+            spatial_dims,
+            in_slices,
+            out_channels,
+            base_channels,
+            num_scales,
+            num_res_blocks,
+            emb_features,
+            output_heads,
+            dropout,
+            base,
+        )
         self.config = {
             "spatial_dims": spatial_dims,
             "in_slices": in_slices,
@@ -195,24 +257,25 @@ class LowDoseGenerator(nn.Module):
         self.num_scales = num_scales
         d = spatial_dims
         widths = [base_channels * 2**s for s in range(num_scales)]
-
-        def level(in_ch: int, ch: int, scale: int) -> nn.ModuleList:
-            blocks = nn.ModuleList()
-            for i in range(num_res_blocks):
-                layers: list[nn.Module] = [
-                    ConditionalResBlock(d, in_ch if i == 0 else ch, ch, emb_features, dropout)
-                ]
-                if scale > 0:
-                    layers.append(LocalAttention(d, ch, attention_window, head_channels=base_channels))
-                blocks.append(EmbedSequential(*layers))
-            return blocks
-
+        level = partial(
+            _unet_level,
+            d,
+            num_res_blocks=num_res_blocks,
+            emb_features=emb_features,
+            dropout=dropout,
+            attention_window=attention_window,
+            head_channels=base_channels,
+        )
         self.embedding = MetadataEmbedding(emb_features)
         self.input_conv = conv_nd(d, 2 * in_slices + 1, base_channels)
-        self.encoder = nn.ModuleList(level(widths[max(s - 1, 0)], widths[s], s) for s in range(num_scales))
+        self.encoder = nn.ModuleList(
+            level(widths[max(s - 1, 0)], widths[s], attention=s > 0) for s in range(num_scales)
+        )
         self.pool = max_pool_nd(d)
         self.upsample = nn.ModuleList(Upsample(d, widths[s + 1], widths[s]) for s in range(num_scales - 1))
-        self.decoder = nn.ModuleList(level(2 * widths[s], widths[s], s) for s in range(num_scales - 1))
+        self.decoder = nn.ModuleList(
+            level(2 * widths[s], widths[s], attention=s > 0) for s in range(num_scales - 1)
+        )
         self.heads = nn.ModuleList(
             nn.Sequential(group_norm(widths[s]), nn.SiLU(), conv_nd(d, widths[s], out_channels))
             for s in range(output_heads)
@@ -347,8 +410,7 @@ class LowDoseCritic(nn.Module):
             ("emb_features", emb_features),
         ):
             _positive_int(name, value)
-        if not 0.0 <= float(dropout) < 1.0:
-            raise VCEInputError(f"dropout is {dropout!r}", expected="a probability in [0, 1)")
+        _check_dropout(dropout)
         self.config = {
             "spatial_dims": spatial_dims,
             "in_slices": in_slices,

@@ -17,13 +17,14 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from vce_core.errors import VCEInputError
 
-from .case import _check_doses, make_case
+from .case import PhantomCase, check_low_doses, make_case
 
 SPLITS = ("train", "val", "test")
 
@@ -88,24 +89,10 @@ def run(args: argparse.Namespace, command: str = "") -> int:
         raise VCEInputError(f"--cases {args.cases} is not valid", expected="at least 1")
     if args.seed < 0:
         raise VCEInputError(f"--seed {args.seed} is not valid", expected="a non-negative integer")
-    if args.split is None:
-        n_train = (2 * args.cases) // 3
-        n_val = (args.cases - n_train) // 2
-        split = (n_train, n_val, args.cases - n_train - n_val)
-    else:
-        split = parse_split(args.split, args.cases)
-    doses = tuple(_check_doses(args.doses))
+    split = default_split(args.cases) if args.split is None else parse_split(args.split, args.cases)
+    doses = tuple(check_low_doses(args.doses))
     out: Path = args.out
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not args.force:
-            raise VCEInputError(
-                "the output folder is not empty", path=out, expected="an empty or new folder, or --force"
-            )
-        if out.is_dir():
-            shutil.rmtree(out)
-        else:
-            out.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    _prepare_output(out, force=args.force)
     seeds = case_seeds(args.seed, args.cases)
     names = [name for name, count in zip(SPLITS, split, strict=True) for _ in range(count)]
     entries = []
@@ -116,20 +103,8 @@ def run(args: argparse.Namespace, command: str = "") -> int:
         case_id = f"phantom-s{args.seed}-{i:04d}"
         case = make_case(case_seed, doses=doses, resolution=args.resolution)
         case.meta["case_id"] = case_id
-        folder = out / split_name / case_id
-        save_case(case, folder, dtype=args.dtype)
-        entries.append(
-            {
-                "case_id": case_id,
-                "seed": case_seed,
-                "split": split_name,
-                "path": f"{split_name}/{case_id}",
-                "field_strength": case.field_strength,
-                "agent": case.agent,
-                "sequence": case.meta["sequence"]["name"],
-                "lesions": [spec.kind for spec in case.lesions],
-            }
-        )
+        save_case(case, out / split_name / case_id, dtype=args.dtype)
+        entries.append(_manifest_entry(case, case_seed, split_name))
     manifest = {
         "format": "vce-phantom-dataset",
         "version": 1,
@@ -148,6 +123,42 @@ def run(args: argparse.Namespace, command: str = "") -> int:
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return 0
+
+
+def default_split(n: int) -> tuple[int, int, int]:
+    """``n`` cases split 2/3 train, then half of the rest validation, the remainder test."""
+    n_train = (2 * n) // 3
+    n_val = (n - n_train) // 2
+    return n_train, n_val, n - n_train - n_val
+
+
+def _prepare_output(out: Path, *, force: bool) -> None:
+    """Create ``out``; a non-empty folder (or a file) there is replaced only with ``force``."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not force:
+            raise VCEInputError(
+                "the output folder is not empty", path=out, expected="an empty or new folder, or --force"
+            )
+        if out.is_dir():
+            shutil.rmtree(out)
+        else:
+            out.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _manifest_entry(case: PhantomCase, seed: int, split: str) -> dict[str, Any]:
+    """The manifest's line for one case written to ``split/<case id>``."""
+    case_id = case.meta["case_id"]
+    return {
+        "case_id": case_id,
+        "seed": seed,
+        "split": split,
+        "path": f"{split}/{case_id}",
+        "field_strength": case.field_strength,
+        "agent": case.agent,
+        "sequence": case.meta["sequence"]["name"],
+        "lesions": [spec.kind for spec in case.lesions],
+    }
 
 
 if __name__ == "__main__":

@@ -12,15 +12,14 @@ per-component signals (not the signal of the mixed R1): ``S(x, d) = bias(x)·Σ_
 
 from __future__ import annotations
 
-import math
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import sparse
 
+from vce_core import domain
+from vce_core.cache import LRU
 from vce_core.errors import VCEInputError
 from vce_core.io import Case, Volume
 
@@ -57,6 +56,10 @@ PHANTOM_VERSION = 1
 _CHOICES, _DEFORM, _BIAS, _VESSELS, _LESIONS = 1, 2, 3, 4, 5
 _NOISE_T1, _NOISE_T2, _NOISE_FLAIR, _NOISE_ADC, _NOISE_SLICE = 10, 11, 12, 13, 20
 _PLANES = {"sagittal": 0, "coronal": 1, "axial": 2}
+_SLICE_CACHE_SIZE = 16
+"""Slices whose voxel rows a subject keeps (the dose slider revisits the slice on screen)."""
+
+SliceRows = tuple[np.ndarray, np.ndarray, sparse.csr_array, np.ndarray]
 
 
 def _dose_key(dose: float) -> int:
@@ -117,21 +120,17 @@ class _Subject:
         )
         self.sigma = physics.WM_SIGNAL / physics.SNR_WM[field_strength]
         self.total = np.asarray(fractions.sum(axis=1), dtype=np.float32)
-        self._slice_lock = threading.Lock()
-        self._slice_cache: OrderedDict[
-            tuple[str, int], tuple[np.ndarray, np.ndarray, sparse.csr_array, np.ndarray]
-        ] = OrderedDict()
+        self._slice_cache: LRU[SliceRows] = LRU(_SLICE_CACHE_SIZE)
 
     def __getstate__(self) -> dict[str, Any]:
-        """Picklable / deep-copyable state (the slice cache and its lock are rebuilt)."""
+        """Picklable / deep-copyable state: all but the slice cache (a copy starts with an empty one)."""
         state = self.__dict__.copy()
-        state.pop("_slice_lock", None)
-        state["_slice_cache"] = OrderedDict()
+        state.pop("_slice_cache", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._slice_lock = threading.Lock()
+        self._slice_cache = LRU(_SLICE_CACHE_SIZE)
 
     # -- per-component signals -------------------------------------------------------------------------
     def concentrations(self, dose: float) -> np.ndarray:
@@ -175,25 +174,17 @@ class _Subject:
             np.maximum(vals, 0.0, out=vals)
         return vals.astype(np.float32, copy=False)
 
-    def slice_rows(
-        self, plane: str, index: int
-    ) -> tuple[np.ndarray, np.ndarray, sparse.csr_array, np.ndarray]:
+    def slice_rows(self, plane: str, index: int) -> SliceRows:
         """(in-brain mask of the slice, its voxel rows, their fraction rows, their bias), cached."""
-        key = (plane, index)
-        with self._slice_lock:
-            got = self._slice_cache.get(key)
-            if got is not None:
-                self._slice_cache.move_to_end(key)
-                return got
+        return self._slice_cache.get_or_compute(
+            (plane, index), lambda: self._compute_slice_rows(plane, index)
+        )
+
+    def _compute_slice_rows(self, plane: str, index: int) -> SliceRows:
         idx2d = np.take(self.vindex, index, axis=_PLANES[plane])
         sel = idx2d >= 0
         rows = idx2d[sel]
-        got = (sel, rows, self.fractions[rows], self.bias[rows])
-        with self._slice_lock:
-            self._slice_cache[key] = got
-            while len(self._slice_cache) > 16:
-                self._slice_cache.popitem(last=False)
-        return got
+        return sel, rows, self.fractions[rows], self.bias[rows]
 
 
 class PhantomCase(Case):
@@ -256,6 +247,42 @@ class PhantomCase(Case):
             noise_sigma=s.sigma,
             series_description=f"phantom T1 dose {dose:.3g}",
         )
+
+    def _other_contrasts(self) -> dict[str, Volume]:
+        """The case's ``extra`` volumes: noisy T2 and FLAIR, ADC, labels, CE truth and CE mask."""
+        s = self._subject
+        rng_t2, rng_flair = rng_for(self._seed, _NOISE_T2), rng_for(self._seed, _NOISE_FLAIR)
+        return {
+            "t2": self._volume(
+                s.noisy_grid(s.render(s.t2_signals()), s.sigma, rng_t2),
+                modality="T2",
+                series_description="phantom T2",
+            ),
+            "flair": self._volume(
+                s.noisy_grid(s.render(s.flair_signals()), s.sigma, rng_flair),
+                modality="FLAIR",
+                series_description="phantom FLAIR",
+            ),
+            "adc": self._volume(
+                s.to_grid(s.adc_values(rng_for(self._seed, _NOISE_ADC))),
+                modality="ADC",
+                units="1e-3 mm2/s",
+                series_description="phantom ADC",
+            ),
+            "labels": self._volume(
+                s.labels.astype(np.float32), modality="labels", series_description="phantom labels"
+            ),
+            "ce_truth": self._volume(
+                s.to_grid(s.render(s.t1_signals(1.0)) - s.render(s.t1_signals(0.0))),
+                modality="ce_truth",
+                series_description="phantom noise-free standard dose minus native",
+            ),
+            "ce_mask": self._volume(
+                np.isin(s.labels, ENHANCING_LABELS).astype(np.float32),
+                modality="mask",
+                series_description="phantom enhancing tissue",
+            ),
+        }
 
     def noise_free_slice(self, dose: float, plane: str, index: int) -> np.ndarray:
         """Noise-free 2-D T1 slice (orientation as slicing the volume, see ``acquire_slice``)."""
@@ -346,18 +373,17 @@ def _check_seed(seed: int) -> int:
     return int(seed)
 
 
-def _check_doses(doses: Iterable[float]) -> list[float]:
-    try:
-        values = [float(d) for d in doses]
-    except (TypeError, ValueError) as exc:
+def check_low_doses(doses: Iterable[Any]) -> list[float]:
+    """Low doses to acquire, in the order given: each a dose of the domain in (0, 1], no duplicates.
+
+    Unlike :func:`vce_core.domain.check_doses` the order is kept and a duplicate is refused rather than
+    merged: the list is stored as given in ``meta["phantom"]``, which replays the case.
+    """
+    if isinstance(doses, str | bytes) or not isinstance(doses, Iterable):
         raise VCEInputError(
-            f"doses {doses!r} are not numbers", expected="a list of fractions in (0, 1]"
-        ) from exc
-    for d in values:
-        if not math.isfinite(d) or not 0.0 < d <= 1.0:
-            raise VCEInputError(
-                f"low dose {d!r} is out of range", expected="fractions of the standard dose in (0, 1]"
-            )
+            f"doses {doses!r} are not a list of numbers", expected="a list of fractions in (0, 1]"
+        )
+    values = [domain.check_dose(d, name="low dose", positive=True) for d in doses]
     if len(set(values)) != len(values):
         raise VCEInputError(f"doses {values} contain duplicates", expected="distinct doses")
     return values
@@ -380,6 +406,31 @@ def _check_lesions(lesions: Iterable[LesionSpec | dict] | None) -> list[LesionSp
         else:
             raise VCEInputError(f"bad lesion {item!r}", expected="a LesionSpec or its dict")
     return out
+
+
+class _Protocol(NamedTuple):
+    """What the scanner does: field strength (T), contrast agent and T1 sequence."""
+
+    field_strength: float
+    agent: physics.Agent
+    sequence: Sequence
+
+
+class _Anatomy(NamedTuple):
+    """The subject before composition: base tissue fractions, bias field and the structures painted over.
+
+    ``gm``, ``wm``, ``csf`` and ``bias`` are float32 ``(I, J, K)`` on the template grid; ``layers`` are
+    the enhancing structures and lesion parts, top first; ``edema`` the lesions' edema regions.
+    """
+
+    templates: Any
+    gm: np.ndarray
+    wm: np.ndarray
+    csf: np.ndarray
+    bias: np.ndarray
+    layers: list[Layer]
+    edema: list[Layer]
+    lesions: list[LesionSpec]
 
 
 def make_case(
@@ -410,7 +461,7 @@ def make_case(
     All arguments, and the random choices they resolve to, are stored in ``meta["phantom"]``.
     """
     seed = _check_seed(seed)
-    dose_list = _check_doses(doses)
+    dose_list = check_low_doses(doses)
     resolution = check_resolution(resolution)
     lesion_list = _check_lesions(lesions)
     arguments = {
@@ -425,13 +476,44 @@ def make_case(
         "lesions": None if lesion_list is None else [spec.to_dict() for spec in lesion_list],
         "skull_strip": bool(skull_strip),
     }
+    protocol = _resolve_protocol(seed, arguments["field_strength"], agent, sequence)
+    anatomy = _simulate_anatomy(seed, resolution, lesion_list)
+    subject = _compose(anatomy, protocol, skull_strip=bool(skull_strip))
+    case = PhantomCase(
+        subject,
+        seed,
+        list(anatomy.lesions),
+        native=_placeholder(),
+        standard_dose=_placeholder(),
+        low_doses={},
+        field_strength=protocol.field_strength,
+        agent=protocol.agent.name,
+        extra={},
+        meta=_case_meta(seed, arguments, protocol, anatomy.lesions, subject.sigma),
+    )
+    case.native = case.acquire(0.0)
+    case.standard_dose = case.acquire(1.0)
+    case.low_doses = {d: case.acquire(d) for d in dose_list}
+    case.extra = case._other_contrasts()
+    return case
+
+
+def _resolve_protocol(
+    seed: int, field_strength: float | None, agent: str | None, sequence: str | Sequence | dict | None
+) -> _Protocol:
+    """The case's protocol: what the arguments fix, the rest drawn from the seed.
+
+    The field strength is the argument's, else the sequence preset's, else drawn; the sequence is the
+    argument's, else a preset of that field drawn from the seed. The three draws are made whatever is
+    given, so fixing one argument leaves the other choices as they were.
+    """
     rng = rng_for(seed, _CHOICES)
     drawn_field = float(rng.choice(physics.FIELD_STRENGTHS))
     drawn_agent = str(rng.choice(list(AGENTS)))
     drawn_preset = float(rng.random())
     seq = None if sequence is None else resolve_sequence(sequence)
-    if arguments["field_strength"] is not None:
-        fs = arguments["field_strength"]
+    if field_strength is not None:
+        fs = field_strength
     elif seq is not None and seq.field_strength is not None:
         fs = seq.field_strength
     else:
@@ -446,20 +528,40 @@ def make_case(
             expected="a preset of the same field strength, or a custom Sequence with field_strength=None",
         )
     agent_obj = check_agent(agent) if agent is not None else AGENTS[drawn_agent]
+    return _Protocol(fs, agent_obj, seq)
 
+
+def _simulate_anatomy(seed: int, resolution: float, lesion_list: list[LesionSpec] | None) -> _Anatomy:
+    """The deformed brain of ``seed`` at ``resolution`` (mm) with its structures and lesions.
+
+    ``lesion_list`` None draws random lesions from the seed. Each ingredient has its own random stream.
+    """
     templates = load_templates(resolution)
     h = resolution
     deformation = random_deformation(templates.shape, h, rng_for(seed, _DEFORM))
     gm, wm, csf, mask = warp_templates(templates, deformation)
     bias = random_bias(templates.shape, h, rng_for(seed, _BIAS))
-    mapper = Mapper(templates.affine, deformation)
-    rng_v = rng_for(seed, _VESSELS)
-    normal_layers = (
-        vessels(mask, mapper, h, rng_v) + choroid_plexus(csf, mapper, h, rng_v) + [dura(mask, h, rng_v)]
+    normal_layers = _normal_structures(
+        mask, csf, Mapper(templates.affine, deformation), h, rng_for(seed, _VESSELS)
     )
     if lesion_list is None:
         lesion_list = random_lesions(gm, wm, mask, templates.affine, h, rng_for(seed, _LESIONS))
-    inv_affine = np.linalg.inv(templates.affine)
+    lesion_top, edema_layers = _lesion_parts(lesion_list, templates.affine, h, templates.shape)
+    return _Anatomy(templates, gm, wm, csf, bias, lesion_top + normal_layers, edema_layers, lesion_list)
+
+
+def _normal_structures(
+    mask: np.ndarray, csf: np.ndarray, mapper: Mapper, h: float, rng: np.random.Generator
+) -> list[Layer]:
+    """Venous sinuses and veins, choroid plexus and dura, drawn in this order from one stream."""
+    return vessels(mask, mapper, h, rng) + choroid_plexus(csf, mapper, h, rng) + [dura(mask, h, rng)]
+
+
+def _lesion_parts(
+    lesion_list: list[LesionSpec], affine: np.ndarray, h: float, shape: tuple[int, int, int]
+) -> tuple[list[Layer], list[Layer]]:
+    """Layers of every lesion (top first) and their edema regions; ``center_mm`` goes through ``affine``."""
+    inv_affine = np.linalg.inv(affine)
     lesion_top: list[Layer] = []
     edema_layers: list[Layer] = []
     for i, spec in enumerate(lesion_list):
@@ -467,113 +569,79 @@ def make_case(
             c = np.asarray(spec.center_vox, dtype=np.float64)
         else:
             c = inv_affine[:3, :3] @ np.asarray(spec.center_mm) + inv_affine[:3, 3]
-        top, edema = lesion_layers(spec, i, c, h, templates.shape)
+        top, edema = lesion_layers(spec, i, c, h, shape)
         lesion_top += top
         if edema is not None:
             edema_layers.append(edema)
+    return lesion_top, edema_layers
 
-    subject = _compose(
-        gm,
-        wm,
-        csf,
-        lesion_top + normal_layers,
-        edema_layers,
-        bias,
-        templates=templates,
-        field_strength=fs,
-        agent=agent_obj,
-        sequence=seq,
-        skull_strip=bool(skull_strip),
-    )
+
+def _case_meta(
+    seed: int, arguments: dict[str, Any], protocol: _Protocol, lesion_list: list[LesionSpec], sigma: float
+) -> dict[str, Any]:
+    """``case.meta`` of a phantom case: the arguments as given and what they resolved to (replayable)."""
     resolved = {
-        "field_strength": fs,
-        "agent": agent_obj.name,
-        "sequence": seq.to_dict(),
+        "field_strength": protocol.field_strength,
+        "agent": protocol.agent.name,
+        "sequence": protocol.sequence.to_dict(),
         "lesions": [spec.to_dict() for spec in lesion_list],
     }
-    meta = {
+    return {
         "case_id": f"phantom-{seed:04d}",
-        "sequence": seq.to_dict(),
+        "sequence": protocol.sequence.to_dict(),
         "phantom": {"version": PHANTOM_VERSION, "arguments": arguments, "resolved": resolved},
         "labels": {str(k): v for k, v in LABELS.items()},
-        "noise_sigma": subject.sigma,
+        "noise_sigma": sigma,
         "synthetic": True,
     }
-    case = PhantomCase(
-        subject,
-        seed,
-        list(lesion_list),
-        native=_placeholder(),
-        standard_dose=_placeholder(),
-        low_doses={},
-        field_strength=fs,
-        agent=agent_obj.name,
-        extra={},
-        meta=meta,
-    )
-    case.native = case.acquire(0.0)
-    case.standard_dose = case.acquire(1.0)
-    case.low_doses = {d: case.acquire(d) for d in dose_list}
-    s = subject
-    rng_t2, rng_flair = rng_for(seed, _NOISE_T2), rng_for(seed, _NOISE_FLAIR)
-    case.extra = {
-        "t2": case._volume(
-            s.noisy_grid(s.render(s.t2_signals()), s.sigma, rng_t2),
-            modality="T2",
-            series_description="phantom T2",
-        ),
-        "flair": case._volume(
-            s.noisy_grid(s.render(s.flair_signals()), s.sigma, rng_flair),
-            modality="FLAIR",
-            series_description="phantom FLAIR",
-        ),
-        "adc": case._volume(
-            s.to_grid(s.adc_values(rng_for(seed, _NOISE_ADC))),
-            modality="ADC",
-            units="1e-3 mm2/s",
-            series_description="phantom ADC",
-        ),
-        "labels": case._volume(
-            s.labels.astype(np.float32), modality="labels", series_description="phantom labels"
-        ),
-        "ce_truth": case._volume(
-            s.to_grid(s.render(s.t1_signals(1.0)) - s.render(s.t1_signals(0.0))),
-            modality="ce_truth",
-            series_description="phantom noise-free standard dose minus native",
-        ),
-        "ce_mask": case._volume(
-            np.isin(s.labels, ENHANCING_LABELS).astype(np.float32),
-            modality="mask",
-            series_description="phantom enhancing tissue",
-        ),
-    }
-    return case
 
 
 def _placeholder() -> Volume:
     return Volume(np.zeros((1, 1, 1), dtype=np.float32))
 
 
-def _compose(
-    gm: np.ndarray,
-    wm: np.ndarray,
-    csf: np.ndarray,
-    layers: list[Layer],
-    edema_layers: list[Layer],
-    bias: np.ndarray,
-    *,
-    templates: Any,
-    field_strength: float,
-    agent: physics.Agent,
-    sequence: Sequence,
-    skull_strip: bool,
-) -> _Subject:
-    """Paint ``layers`` (top first) over the base tissues, convert WM/GM to edema, build the subject.
+def _compose(anatomy: _Anatomy, protocol: _Protocol, *, skull_strip: bool) -> _Subject:
+    """Paint the layers (top first) over the base tissues, convert WM/GM to edema, build the subject.
 
     A layer with occupancy o claims o of what the layers above it left; the base tissues keep the rest.
+    Voxels whose total fraction is ≥ 0.5 are the brain (labelled); the subject keeps those only when
+    ``skull_strip``, else every voxel with any tissue.
     """
-    shape = gm.shape
-    remaining = np.ones(shape, dtype=np.float32)
+    gm, wm, csf = anatomy.gm, anatomy.wm, anatomy.csf
+    painted = _paint(gm, wm, csf, anatomy.layers)
+    painted += _paint_edema(gm, wm, anatomy.edema)
+    total = gm + wm
+    total += csf
+    for layer in painted:
+        total[layer.slices] += layer.occupancy
+    labels = _label_map(gm, wm, csf, painted)
+    inside = total >= 0.5
+    labels[~inside] = 0
+    flat_index = np.flatnonzero(inside if skull_strip else total > 1e-4)
+    vindex = np.full(gm.shape, -1, dtype=np.int32)
+    vindex.ravel()[flat_index] = np.arange(len(flat_index), dtype=np.int32)
+    components, fractions = _fraction_matrix(gm, wm, csf, painted, flat_index, vindex)
+    templates = anatomy.templates
+    return _Subject(
+        shape=gm.shape,
+        affine=templates.affine.copy(),
+        resolution=templates.resolution,
+        flat_index=flat_index,
+        fractions=fractions,
+        bias=anatomy.bias.ravel().take(flat_index),
+        components=components,
+        labels=labels,
+        field_strength=protocol.field_strength,
+        agent=protocol.agent,
+        sequence=protocol.sequence,
+        skull_strip=skull_strip,
+        vindex=vindex,
+    )
+
+
+def _paint(gm: np.ndarray, wm: np.ndarray, csf: np.ndarray, layers: list[Layer]) -> list[Layer]:
+    """Layers (top first) with the occupancy each claims; GM, WM and CSF are scaled, in place, to the rest."""
+    remaining = np.ones(gm.shape, dtype=np.float32)
     painted: list[Layer] = []
     for layer in layers:
         sub = remaining[layer.slices]
@@ -583,7 +651,12 @@ def _compose(
     gm *= remaining
     wm *= remaining
     csf *= remaining
-    del remaining
+    return painted
+
+
+def _paint_edema(gm: np.ndarray, wm: np.ndarray, edema_layers: list[Layer]) -> list[Layer]:
+    """Edema layers: each converts 85 % of the WM and 30 % of the GM under its occupancy, in place."""
+    painted: list[Layer] = []
     for layer in edema_layers:
         w_sub, g_sub = wm[layer.slices], gm[layer.slices]
         fw = layer.occupancy * np.float32(0.85) * w_sub
@@ -591,12 +664,12 @@ def _compose(
         w_sub -= fw
         g_sub -= fg
         painted.append(Layer("edema", layer.slices, fw + fg, 1.0, layer.lesion))
-    total = gm + wm
-    total += csf
-    for layer in painted:
-        total[layer.slices] += layer.occupancy
-    # labels: argmax of the component fractions (ties → the later, i.e. upper, structure)
-    labels = np.full(shape, TISSUES["csf"].label, dtype=np.int16)
+    return painted
+
+
+def _label_map(gm: np.ndarray, wm: np.ndarray, csf: np.ndarray, painted: list[Layer]) -> np.ndarray:
+    """Label of every voxel (int16): the tissue of its largest component (ties → the later, upper one)."""
+    labels = np.full(gm.shape, TISSUES["csf"].label, dtype=np.int16)
     best = csf.copy()
     for tissue, frac in (("gray_matter", gm), ("white_matter", wm)):
         better = frac > best
@@ -607,16 +680,23 @@ def _compose(
         better = layer.occupancy > b
         labels[layer.slices][better] = TISSUES[layer.tissue].label
         np.maximum(b, layer.occupancy, out=b)
-    del best
-    inside = total >= 0.5
-    labels[~inside] = 0
-    keep = inside if skull_strip else total > 1e-4
-    flat_index = np.flatnonzero(keep)
-    del keep
-    n = len(flat_index)
-    vindex = np.full(shape, -1, dtype=np.int32)
-    vindex.ravel()[flat_index] = np.arange(n, dtype=np.int32)
+    return labels
 
+
+def _fraction_matrix(
+    gm: np.ndarray,
+    wm: np.ndarray,
+    csf: np.ndarray,
+    painted: list[Layer],
+    flat_index: np.ndarray,
+    vindex: np.ndarray,
+) -> tuple[list[tuple[str, float, int | None]], sparse.csr_array]:
+    """Components ``(tissue, concentration factor, lesion)`` and fractions (kept voxels × components).
+
+    ``flat_index`` are the kept voxels (flat indices of the grid) and ``vindex`` their row per grid voxel
+    (-1 where not kept). Layers of the same component share a column; fractions below 1e-5 are dropped.
+    """
+    n = len(flat_index)
     components: list[tuple[str, float, int | None]] = [
         ("csf", 1.0, None),
         ("gray_matter", 1.0, None),
@@ -642,21 +722,7 @@ def _compose(
         dtype=np.float32,
     )
     fractions.sum_duplicates()
-    return _Subject(
-        shape=shape,
-        affine=templates.affine.copy(),
-        resolution=templates.resolution,
-        flat_index=flat_index,
-        fractions=fractions,
-        bias=bias.ravel().take(flat_index),
-        components=components,
-        labels=labels,
-        field_strength=field_strength,
-        agent=agent,
-        sequence=sequence,
-        skull_strip=skull_strip,
-        vindex=vindex,
-    )
+    return components, fractions
 
 
 def phantom_from_case(case: Case) -> PhantomCase | None:

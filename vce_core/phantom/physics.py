@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from vce_core import domain
+from vce_core.domain import DOSE_MAX_PHANTOM
 from vce_core.errors import VCEInputError
 
 FIELD_STRENGTHS: tuple[float, ...] = (1.5, 3.0)
@@ -25,9 +27,6 @@ FIELD_STRENGTHS: tuple[float, ...] = (1.5, 3.0)
 REFERENCE_DOSE_MMOL_PER_KG = 0.1
 """The administered dose (mmol/kg) for which the kinetics table gives ``c_full``."""
 
-MAX_DOSE = 2.0
-"""Largest simulated dose (fraction of the standard dose): double dose is a clinical protocol."""
-
 SNR_WM: dict[float, float] = {1.5: 30.0, 3.0: 50.0}
 """White-matter SNR of the native T1 image (noise-free WM signal / σ), per field strength."""
 
@@ -35,14 +34,15 @@ WM_SIGNAL = 1000.0
 """Every sequence is scaled (receiver gain) so that pure white matter reads this value (a.u.)."""
 
 
-def check_field_strength(field_strength: float) -> float:
-    """Return ``field_strength`` as a float in :data:`FIELD_STRENGTHS`, else raise VCEInputError."""
-    try:
-        value = float(field_strength)
-    except (TypeError, ValueError):
-        value = float("nan")
+def check_field_strength(field_strength: Any) -> float:
+    """``field_strength`` (tesla) as the tabulated value of :data:`FIELD_STRENGTHS` it equals.
+
+    The domain's rule comes first (:func:`vce_core.domain.check_field_strength`: a number in (0, 12] T),
+    then the phantom's own: relaxation times and relaxivities exist at 1.5 and 3 T only.
+    """
+    tesla = domain.check_field_strength(field_strength)
     for known in FIELD_STRENGTHS:
-        if abs(value - known) < 1e-6:
+        if abs(tesla - known) < 1e-6:
             return known
     raise VCEInputError(
         f"field strength {field_strength!r} T is not tabulated", expected="1.5 or 3.0 (tesla)"
@@ -214,18 +214,13 @@ def check_agent(agent: str) -> Agent:
     raise VCEInputError(f"unknown contrast agent {agent!r}", expected="one of " + ", ".join(AGENTS))
 
 
-def check_dose(dose: float) -> float:
-    """Return ``dose`` (fraction of the standard dose) as a float in [0, :data:`MAX_DOSE`]."""
-    try:
-        value = float(dose)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not np.isfinite(value) or not 0.0 <= value <= MAX_DOSE:
-        raise VCEInputError(
-            f"dose {dose!r} is out of range",
-            expected=f"a fraction of the standard dose in [0, {MAX_DOSE:g}] (0 = native, 1 = standard dose)",
-        )
-    return value
+def check_dose(dose: Any) -> float:
+    """``dose`` (fraction of the standard dose) in [0, :data:`~vce_core.domain.DOSE_MAX_PHANTOM`].
+
+    The domain's dose rule (:func:`vce_core.domain.check_dose`) with the phantom's maximum: double dose
+    is a clinical protocol, so the phantom simulates up to 2.
+    """
+    return domain.check_dose(dose, maximum=DOSE_MAX_PHANTOM)
 
 
 def resolve_sequence(sequence: str | Sequence | dict) -> Sequence:

@@ -8,6 +8,7 @@ occupancy inside the box. Coordinates are voxel indices of the case grid (RAS+),
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -369,95 +370,144 @@ def lesion_layers(
     return layers, edema
 
 
+class _LesionPlacer:
+    """Places lesions at random parenchymal positions of a coarse (about 4 mm) grid, without overlaps.
+
+    ``gm``, ``wm`` and ``mask`` are the case's fractions (I, J, K); ``affine`` maps its voxels to mm;
+    ``h`` is its voxel size (mm). Placed lesions accumulate in :attr:`specs`.
+    """
+
+    def __init__(
+        self,
+        gm: np.ndarray,
+        wm: np.ndarray,
+        mask: np.ndarray,
+        affine: np.ndarray,
+        h: float,
+        rng: np.random.Generator,
+    ):
+        self.coarse = coarse = max(1, int(round(4.0 / h)))
+        self.inside = mask[::coarse, ::coarse, ::coarse] > 0.5
+        self.depth = ndi.distance_transform_edt(self.inside) * coarse * h
+        self.parenchyma = (gm + wm)[::coarse, ::coarse, ::coarse] > 0.85
+        self.affine, self.h, self.rng = affine, h, rng
+        self.specs: list[LesionSpec] = []
+        self.placed: list[tuple[np.ndarray, float]] = []
+
+    def to_mm(self, vox: np.ndarray) -> tuple[float, float, float]:
+        """World coordinates (mm) of case voxel ``vox``."""
+        return tuple(float(v) for v in self.affine[:3, :3] @ vox + self.affine[:3, 3])  # type: ignore[return-value]
+
+    def pick(self, radius: float, min_depth: float) -> np.ndarray | None:
+        """A parenchymal centre (case voxels) at least ``min_depth`` mm deep, clear of placed lesions."""
+        cand = np.argwhere(self.parenchyma & (self.depth >= min_depth))
+        if len(cand) == 0:
+            return None
+        for _ in range(60):
+            c = (cand[self.rng.integers(len(cand))] + self.rng.uniform(-0.5, 0.5, 3)) * self.coarse
+            if all(np.linalg.norm((c - p) * self.h) > 1.1 * (radius + r) + 2 for p, r in self.placed):
+                return c
+        return None
+
+    def add(self, kind: str, radius: float, min_depth: float, **kw: Any) -> None:
+        """Place a ``kind`` lesion, shrinking it (80 %, 60 %) when it does not fit; skip it if none does."""
+        for scale in (1.0, 0.8, 0.6):
+            c = self.pick(radius * scale, min_depth * scale)
+            if c is not None:
+                r = max(radius * scale, 2.5)
+                self.placed.append((c, r + kw.get("edema_mm", 0.0) * 0.5))
+                self.specs.append(
+                    LesionSpec(
+                        kind,
+                        round(r, 2),
+                        center_mm=self.to_mm(c),
+                        shape_seed=int(self.rng.integers(2**31)),
+                        **kw,
+                    )
+                )
+                return
+
+    def add_meningioma(self) -> None:
+        """An extra-axial meningioma on the upper brain surface, pushed 30 % of its radius outwards."""
+        rng = self.rng
+        r = rng.uniform(8.0, 20.0)
+        inside = self.inside
+        surface = np.argwhere(
+            inside
+            & (self.depth <= self.coarse * self.h)
+            & (np.arange(inside.shape[2])[None, None, :] > inside.shape[2] * 0.45)
+        )
+        if not len(surface):
+            return
+        s = surface[rng.integers(len(surface))].astype(np.float64)
+        center = np.array(inside.shape, dtype=np.float64) / 2
+        out = (s - center) / np.linalg.norm(s - center)
+        c = s * self.coarse + out * 0.3 * r / self.h
+        self.placed.append((c, r))
+        self.specs.append(
+            LesionSpec(
+                "meningioma",
+                round(r, 2),
+                center_mm=self.to_mm(c),
+                irregularity=0.05,
+                shape_seed=int(rng.integers(2**31)),
+                enhancement=round(rng.uniform(0.85, 1.15), 3),
+            )
+        )
+
+
+def _add_glioblastoma(placer: _LesionPlacer) -> None:
+    """One glioblastoma, radius 12–24 mm, with a necrotic core and edema."""
+    rng = placer.rng
+    r = rng.uniform(12.0, 24.0)
+    placer.add(
+        "glioblastoma",
+        r,
+        0.6 * r,
+        core_fraction=round(rng.uniform(0.4, 0.7), 3),
+        edema_mm=round(rng.uniform(0.5, 1.2) * r, 2),
+        irregularity=round(rng.uniform(0.1, 0.25), 3),
+        enhancement=round(rng.uniform(0.8, 1.2), 3),
+    )
+
+
+def _add_metastases(placer: _LesionPlacer) -> None:
+    """2–6 metastases, radius 3–10 mm, the larger ones often ring-enhancing, with edema."""
+    rng = placer.rng
+    for _ in range(int(rng.integers(2, 7))):
+        r = rng.uniform(3.0, 10.0)
+        placer.add(
+            "metastasis",
+            r,
+            r + 3.0,
+            ring=bool(r > 6.0 and rng.random() < 0.6),
+            edema_mm=round(rng.uniform(0.3, 1.0) * r, 2),
+            irregularity=round(rng.uniform(0.05, 0.2), 3),
+            enhancement=round(rng.uniform(0.8, 1.2), 3),
+        )
+
+
+_MAIN_PATHOLOGIES: dict[str, Callable[[_LesionPlacer], None]] = {
+    "glioblastoma": _add_glioblastoma,
+    "metastasis": _add_metastases,
+    "meningioma": _LesionPlacer.add_meningioma,
+}
+"""How each main pathology is placed (the fourth choice, ``none``, places nothing)."""
+
+
 def random_lesions(
     gm: np.ndarray, wm: np.ndarray, mask: np.ndarray, affine: np.ndarray, h: float, rng: np.random.Generator
 ) -> list[LesionSpec]:
     """Random lesion set: a main pathology (glioblastoma 30 %, 2–6 metastases 30 %, meningioma 15 %,
     none 25 %) plus 0–2 weakly enhancing lesions and 0–1 non-enhancing lesion, without overlaps."""
-    coarse = max(1, int(round(4.0 / h)))
-    inside = mask[::coarse, ::coarse, ::coarse] > 0.5
-    depth = ndi.distance_transform_edt(inside) * coarse * h
-    par = (gm + wm)[::coarse, ::coarse, ::coarse] > 0.85
-    specs: list[LesionSpec] = []
-    placed: list[tuple[np.ndarray, float]] = []
-
-    def to_mm(vox: np.ndarray) -> tuple[float, float, float]:
-        return tuple(float(v) for v in affine[:3, :3] @ vox + affine[:3, 3])  # type: ignore[return-value]
-
-    def pick(radius: float, min_depth: float) -> np.ndarray | None:
-        cand = np.argwhere(par & (depth >= min_depth))
-        if len(cand) == 0:
-            return None
-        for _ in range(60):
-            c = (cand[rng.integers(len(cand))] + rng.uniform(-0.5, 0.5, 3)) * coarse
-            if all(np.linalg.norm((c - p) * h) > 1.1 * (radius + r) + 2 for p, r in placed):
-                return c
-        return None
-
-    def add(kind: str, radius: float, min_depth: float, **kw: Any) -> None:
-        for scale in (1.0, 0.8, 0.6):
-            c = pick(radius * scale, min_depth * scale)
-            if c is not None:
-                r = max(radius * scale, 2.5)
-                placed.append((c, r + kw.get("edema_mm", 0.0) * 0.5))
-                specs.append(
-                    LesionSpec(
-                        kind, round(r, 2), center_mm=to_mm(c), shape_seed=int(rng.integers(2**31)), **kw
-                    )
-                )
-                return
-
+    placer = _LesionPlacer(gm, wm, mask, affine, h, rng)
     main = rng.choice(["glioblastoma", "metastasis", "meningioma", "none"], p=[0.3, 0.3, 0.15, 0.25])
-    if main == "glioblastoma":
-        r = rng.uniform(12.0, 24.0)
-        add(
-            "glioblastoma",
-            r,
-            0.6 * r,
-            core_fraction=round(rng.uniform(0.4, 0.7), 3),
-            edema_mm=round(rng.uniform(0.5, 1.2) * r, 2),
-            irregularity=round(rng.uniform(0.1, 0.25), 3),
-            enhancement=round(rng.uniform(0.8, 1.2), 3),
-        )
-    elif main == "metastasis":
-        for _ in range(int(rng.integers(2, 7))):
-            r = rng.uniform(3.0, 10.0)
-            add(
-                "metastasis",
-                r,
-                r + 3.0,
-                ring=bool(r > 6.0 and rng.random() < 0.6),
-                edema_mm=round(rng.uniform(0.3, 1.0) * r, 2),
-                irregularity=round(rng.uniform(0.05, 0.2), 3),
-                enhancement=round(rng.uniform(0.8, 1.2), 3),
-            )
-    elif main == "meningioma":
-        r = rng.uniform(8.0, 20.0)
-        surface = np.argwhere(
-            inside
-            & (depth <= coarse * h)
-            & (np.arange(inside.shape[2])[None, None, :] > inside.shape[2] * 0.45)
-        )
-        if len(surface):
-            s = surface[rng.integers(len(surface))].astype(np.float64)
-            center = np.array(inside.shape, dtype=np.float64) / 2
-            out = (s - center) / np.linalg.norm(s - center)
-            c = s * coarse + out * 0.3 * r / h
-            placed.append((c, r))
-            specs.append(
-                LesionSpec(
-                    "meningioma",
-                    round(r, 2),
-                    center_mm=to_mm(c),
-                    irregularity=0.05,
-                    shape_seed=int(rng.integers(2**31)),
-                    enhancement=round(rng.uniform(0.85, 1.15), 3),
-                )
-            )
+    if main in _MAIN_PATHOLOGIES:
+        _MAIN_PATHOLOGIES[main](placer)
     for _ in range(int(rng.choice([0, 1, 2], p=[0.4, 0.4, 0.2]))):
         r = rng.uniform(4.0, 10.0)
-        add("weakly_enhancing", r, r + 2.0, irregularity=0.1)
+        placer.add("weakly_enhancing", r, r + 2.0, irregularity=0.1)
     if rng.random() < 0.4:
         r = rng.uniform(5.0, 12.0)
-        add("non_enhancing", r, r + 2.0, irregularity=0.15)
-    return specs
+        placer.add("non_enhancing", r, r + 2.0, irregularity=0.15)
+    return placer.specs
