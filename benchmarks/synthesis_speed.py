@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
+from vce_core.checkpoint import ModelCard, write_checkpoint
 from vce_core.models import build_model
 from vce_core.synthesis import Synthesizer
-from vce_core.train import load_config, model_kwargs
+from vce_core.train_config import load_config, model_kwargs
 
 SHAPE = (197, 233, 189)
 
@@ -34,21 +34,16 @@ def fresh_checkpoint(config: str, folder: Path) -> Path:
     """A checkpoint folder with a freshly initialised generator of ``config``."""
     cfg = load_config(config)
     model = build_model(cfg.generator, **model_kwargs(cfg, "generator"))
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "weights.safetensors"))
-    card = {
-        "format": "vce-model-card",
-        "version": 1,
-        "name": f"{cfg.name}-untrained",
-        "model": cfg.generator,
-        "config": model.config,
-        "data_mode": cfg.mode,
-        "context": cfg.context if cfg.mode == "2.5d" else 0,
-        "patch_size": cfg.crop,
-        "normalization": {"method": cfg.normalization},
-    }
-    (folder / "card.json").write_text(json.dumps(card))
-    return folder
+    card = ModelCard(
+        name=f"{cfg.name}-untrained",
+        model=cfg.generator,
+        config=model.config,
+        data_mode=cfg.mode,
+        context=cfg.context if cfg.mode == "2.5d" else 0,
+        patch_size=cfg.crop,
+        normalization={"method": cfg.normalization},
+    )
+    return write_checkpoint(folder, model.state_dict(), card)
 
 
 def head(shape: tuple[int, int, int] = SHAPE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -90,7 +85,7 @@ def main() -> int:
             )
             sync()
             times.append(time.perf_counter() - t)
-        print(f"model {synth.name} ({synth.card['model']} {json.dumps(synth.card['config'])})")
+        print(f"model {synth.name} ({synth.card.model} {json.dumps(synth.card.config)})")
         print(f"device {synth.device}, torch threads {torch.get_num_threads()}")
         print(f"prepare (brain mask + normalisation) {SHAPE}: {t_prepare:.2f} s")
         print(

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from vce_core.io import Case, Volume, save_case
-from vce_core.train import Trainer, load_config
+from vce_core.train import Trainer
+from vce_core.train_config import load_config
 
 
 def synthetic_cases(root: Path, n: int = 3, shape: tuple[int, int, int] = (100, 116, 24)) -> list[str]:
@@ -66,20 +67,12 @@ def main() -> int:
         trainer = Trainer(cfg, run_dir=Path(tmp) / "run")
         sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
 
-        def iteration() -> None:
-            adversarial = trainer.critic is not None and trainer.step >= cfg.warmup_iterations
-            if adversarial:
-                for _ in range(cfg.n_critic):
-                    trainer.critic_step(trainer.next_batch())
-            trainer.generator_step(trainer.next_batch(), adversarial)
-            trainer.step += 1
-
         for _ in range(args.warmup):
-            iteration()
+            trainer.iteration()
         sync()
         t0 = time.perf_counter()
         for _ in range(args.iterations):
-            iteration()
+            trainer.iteration()
         sync()
         dt = (time.perf_counter() - t0) / args.iterations
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -5,7 +5,6 @@ Everything here writes small *real* files (case folders, checkpoints) that the c
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -130,12 +129,14 @@ def write_checkpoint(
 ) -> Path:
     """A seeded, untrained ``ld_cgan_generator`` checkpoint folder (card.json + weights.safetensors).
 
-    ``zero`` zeroes the output heads (the generator returns the native image); ``dose_visible`` randomises
+    Written by :func:`vce_core.checkpoint.write_checkpoint`; ``card_extra`` sets card keys (known keys set
+    their :class:`~vce_core.checkpoint.ModelCard` field, others are kept as extra keys). ``zero`` zeroes
+    the output heads (the generator returns the native image); ``dose_visible`` randomises
     the zero-initialised output layers and amplifies the embedding so the dose visibly changes the output.
     """
     import torch
-    from safetensors.torch import save_file
 
+    from vce_core import checkpoint
     from vce_core.models import build_model
 
     torch.manual_seed(0)
@@ -151,23 +152,16 @@ def write_checkpoint(
                     param.normal_(0.0, 0.5)
                 elif key.startswith("embedding."):
                     param.mul_(8.0)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "weights.safetensors"))
-    card = {
-        "format": "vce-model-card",
-        "version": 1,
-        "name": folder.name,
-        "display_name": folder.name,
-        "model": "ld_cgan_generator",
-        "config": model.config,
-        "data_mode": "2d",
-        "context": 0,
-        "patch_size": 16,
-        "normalization": {"method": "percentile"},
-        **card_extra,
-    }
-    (folder / "card.json").write_text(json.dumps(card))
-    return folder
+    card = checkpoint.ModelCard(
+        name=folder.name,
+        model="ld_cgan_generator",
+        config=model.config,
+        data_mode="2d",
+        context=0,
+        patch_size=16,
+        normalization={"method": "percentile"},
+    ).with_changes(**card_extra)
+    return checkpoint.write_checkpoint(folder, model.state_dict(), card)
 
 
 def write_app_checkpoint(folder: Path) -> Path:

@@ -35,7 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from vce_core import checkpoint
 from vce_core.data import apply_normalization, find_case_folders, fit_normalization
+from vce_core.domain import check_dose, match_dose
 from vce_core.errors import VCEInputError
 
 __all__ = ["METRICS", "evaluate", "main", "update_card"]
@@ -43,7 +45,8 @@ __all__ = ["METRICS", "evaluate", "main", "update_card"]
 METRICS = ("psnr", "ssim", "mae_ce", "mae_sigma")
 LABELS = {"psnr": "PSNR", "ssim": "SSIM", "mae_ce": "MAE_CE", "mae_sigma": "MAE_σ"}
 BASELINE = "linear baseline"
-DOSE_TOLERANCE = 1e-3
+RESULT_FIELDS = ["case_id", "dose", "method", "metric", "value"]
+SUMMARY_FIELDS = ["method", "dose", "metric", "mean", "sd", "n", "p_value", "compared_with"]
 
 
 def case_metrics(x: np.ndarray, ref: np.ndarray, brain: np.ndarray, ce: np.ndarray) -> dict[str, float]:
@@ -89,53 +92,27 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate ``models`` (checkpoint folders) on the case folders in ``data``; write the report to ``out``.
 
-    Returns ``{"results": rows, "summary": rows, "methods": [...], "cases": [...], "skipped": [...]}``.
-    Raises :class:`VCEInputError` for bad doses, missing folders/models, or when no case has any of the doses.
+    ``doses`` are fractions of the standard dose in (0, 1], evaluated in the given order; a case counts for
+    a dose only if it acquired it (:func:`vce_core.domain.match_dose`). Returns ``{"results": rows,
+    "summary": rows, "methods": [...], "cases": [...], "skipped": [...]}``. Raises :class:`VCEInputError` for
+    bad doses, missing folders/models, or when no case has any of the doses.
     """
     from tqdm import tqdm
 
-    from vce_core.io import load_case
-    from vce_core.preprocess import brain_mask, ce_mask
-    from vce_core.synthesis import Synthesizer, linear_baseline
+    from vce_core.synthesis import Synthesizer
 
-    doses = [float(d) for d in doses]
-    if not doses or any(not (0.0 < d <= 1.0) or not math.isfinite(d) for d in doses):
-        raise VCEInputError(f"doses {doses} are invalid", expected="one or more fractions in (0, 1]")
+    doses = _check_doses(doses)
     synths = [Synthesizer.from_checkpoint(m, device=device) for m in models]
     methods = [BASELINE, *_method_names(synths)]
-    folders = find_case_folders(data)
-    out = Path(out)
     results: list[dict[str, Any]] = []
     skipped: list[str] = []
     case_ids: list[str] = []
     t0 = time.perf_counter()
-    for folder in tqdm(folders, desc="cases", disable=not show_progress):
-        case = load_case(folder)
-        case_id = str(case.meta.get("case_id", folder.name))
-        native, sd = case.native.data.astype(np.float32), case.standard_dose.data.astype(np.float32)
-        brain = np.asarray(brain_mask(native), dtype=bool)
-        params = fit_normalization(native, brain, "percentile")
-        ce = np.asarray(ce_mask(native, sd, 0.1, mask=brain), dtype=bool)
-        prepared = [s.prepare(native, sd) for s in synths]
-        used = False
-        for dose in doses:
-            acquired = [d for d in case.low_doses if abs(d - dose) <= DOSE_TOLERANCE]
-            if not acquired:
-                skipped.append(f"{case_id}: dose {dose:g} not acquired")
-                continue
-            used = True
-            ref = apply_normalization(case.low_doses[acquired[0]].data, params)
-            outputs = [linear_baseline(native, sd, dose)]
-            outputs += [
-                s.synthesize_prepared(p, dose, case.field_strength, seed=seed)
-                for s, p in zip(synths, prepared, strict=True)
-            ]
-            for method, x in zip(methods, outputs, strict=True):
-                for metric, value in case_metrics(apply_normalization(x, params), ref, brain, ce).items():
-                    results.append(
-                        {"case_id": case_id, "dose": dose, "method": method, "metric": metric, "value": value}
-                    )
-        if used:
+    for folder in tqdm(find_case_folders(data), desc="cases", disable=not show_progress):
+        case_id, rows, missing = _evaluate_case(folder, synths, methods, doses, seed)
+        results += rows
+        skipped += missing
+        if rows:
             case_ids.append(case_id)
     if not results:
         raise VCEInputError(
@@ -143,13 +120,6 @@ def evaluate(
             expected="test cases whose case.json lists these low doses",
         )
     summary = summarize(results, methods, doses)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_csv(out / "results.csv", results, ["case_id", "dose", "method", "metric", "value"])
-    _write_csv(
-        out / "summary.csv",
-        summary,
-        ["method", "dose", "metric", "mean", "sd", "n", "p_value", "compared_with"],
-    )
     info = {
         "command": command or "",
         "models": [
@@ -157,7 +127,7 @@ def evaluate(
                 "folder": str(m),
                 "name": s.name,
                 "display_name": n,
-                "iterations": s.card.get("training", {}).get("iterations"),
+                "iterations": s.card.training.get("iterations"),
             }
             for m, s, n in zip(models, synths, methods[1:], strict=True)
         ],
@@ -168,9 +138,72 @@ def evaluate(
         "skipped": skipped,
         "wall_time_s": time.perf_counter() - t0,
     }
+    _write_report(Path(out), results, summary, methods, doses, info)
+    return {"results": results, "summary": summary, "methods": methods, "cases": case_ids, "skipped": skipped}
+
+
+def _check_doses(doses: Sequence[float]) -> list[float]:
+    """The requested doses as fractions in (0, 1], in the given order; at least one."""
+    checked = [check_dose(d, positive=True) for d in doses]
+    if not checked:
+        raise VCEInputError("no doses were given", expected="one or more fractions in (0, 1]")
+    return checked
+
+
+def _evaluate_case(
+    folder: Path, synths: Sequence[Any], methods: Sequence[str], doses: Sequence[float], seed: int
+) -> tuple[str, list[dict[str, Any]], list[str]]:
+    """Metric rows of every method at every requested dose that ``folder``'s case acquired.
+
+    Returns ``(case_id, rows, skipped)``; ``skipped`` names the requested doses the case did not acquire.
+    Every method's output and the real low dose are normalised with the native image's percentiles.
+    """
+    from vce_core.io import load_case
+    from vce_core.preprocess import brain_mask, ce_mask
+    from vce_core.synthesis import linear_baseline
+
+    case = load_case(folder)
+    case_id = str(case.meta.get("case_id", folder.name))
+    native, sd = case.native.data.astype(np.float32), case.standard_dose.data.astype(np.float32)
+    brain = np.asarray(brain_mask(native), dtype=bool)
+    params = fit_normalization(native, brain, "percentile")
+    ce = np.asarray(ce_mask(native, sd, 0.1, mask=brain), dtype=bool)
+    prepared = [s.prepare(native, sd) for s in synths]
+    rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for dose in doses:
+        acquired = match_dose(case.low_doses, dose)
+        if acquired is None:
+            skipped.append(f"{case_id}: dose {dose:g} not acquired")
+            continue
+        ref = apply_normalization(case.low_doses[acquired].data, params)
+        outputs = [linear_baseline(native, sd, dose)]
+        outputs += [
+            s.synthesize_prepared(p, dose, case.field_strength, seed=seed)
+            for s, p in zip(synths, prepared, strict=True)
+        ]
+        for method, x in zip(methods, outputs, strict=True):
+            for metric, value in case_metrics(apply_normalization(x, params), ref, brain, ce).items():
+                rows.append(
+                    {"case_id": case_id, "dose": dose, "method": method, "metric": metric, "value": value}
+                )
+    return case_id, rows, skipped
+
+
+def _write_report(
+    out: Path,
+    results: list[dict[str, Any]],
+    summary: list[dict[str, Any]],
+    methods: Sequence[str],
+    doses: Sequence[float],
+    info: dict[str, Any],
+) -> None:
+    """``results.csv``, ``summary.csv``, ``report.md`` and ``report.html`` in ``out`` (created if needed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    _write_csv(out / "results.csv", results, RESULT_FIELDS)
+    _write_csv(out / "summary.csv", summary, SUMMARY_FIELDS)
     (out / "report.md").write_text(markdown_report(summary, methods, doses, info))
     write_html(out / "report.html", results, methods, doses)
-    return {"results": results, "summary": summary, "methods": methods, "cases": case_ids, "skipped": skipped}
 
 
 def summarize(
@@ -330,20 +363,16 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> Non
 
 def update_card(
     folder: str | PathLike, method: str, result: dict[str, Any], command: str, report: str | PathLike
-) -> None:
+) -> checkpoint.ModelCard:
     """Record a model's held-out figures (``method``: its row in ``result``) in its ``card.json``.
 
     ``held_out`` holds each metric's mean over every evaluated case and dose, the per-dose means, the
-    doses, the number of cases, the report folder and the command that produced the figures.
+    doses, the number of cases, the report folder and the command that produced the figures. The card is
+    rewritten atomically by :func:`vce_core.checkpoint.update_card`; returns the updated card.
     """
-    import json
-
-    folder = Path(folder)
-    card_path = folder / "card.json"
-    card = json.loads(card_path.read_text(encoding="utf-8"))
     rows = [r for r in result["results"] if r["method"] == method and math.isfinite(r["value"])]
     doses = sorted({r["dose"] for r in rows})
-    card["held_out"] = {
+    held_out = {
         **{m: float(np.mean([r["value"] for r in rows if r["metric"] == m])) for m in METRICS},
         "by_dose": {
             f"{d:g}": {
@@ -357,9 +386,7 @@ def update_card(
         "report": str(report),
         "command": command,
     }
-    tmp = card_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(card, indent=2), encoding="utf-8")
-    tmp.replace(card_path)
+    return checkpoint.update_card(folder, held_out=held_out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """Synthesize low-dose images from a trained checkpoint: ``x̂_LD = x_NA + ŷ_LD`` at any dose in [0, 1].
 
-A checkpoint is a folder with ``card.json`` and ``weights.safetensors`` written by :mod:`vce_core.train`;
-:meth:`Synthesizer.from_checkpoint` rebuilds the generator from the card alone.
+A checkpoint is a folder with ``card.json`` and ``weights.safetensors`` written by :mod:`vce_core.train`
+(format: :mod:`vce_core.checkpoint`); :meth:`Synthesizer.from_checkpoint` rebuilds the generator from the
+card alone. ``list_checkpoints`` is re-exported from :mod:`vce_core.checkpoint`.
 
 Intensities: the native image is normalised exactly as in training (the card's method, fitted on the native
 image inside its brain mask); the generator's residual is mapped back with the same affine scale and added
@@ -27,11 +28,9 @@ CLI::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import secrets
 import sys
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
@@ -42,7 +41,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from vce_core.cache import LRU
+from vce_core.checkpoint import ModelCard, list_checkpoints, read_card, read_weights
 from vce_core.data import _affine_of, apply_normalization, fit_normalization
+from vce_core.domain import check_dose, check_field_strength
 from vce_core.errors import VCEInputError, VCEModelError
 
 __all__ = ["PLANES", "Prepared", "Synthesizer", "linear_baseline", "list_checkpoints"]
@@ -88,72 +90,14 @@ def _pair(native: Any, standard_dose: Any) -> tuple[np.ndarray, np.ndarray]:
     return nat, sd
 
 
-def _check_dose(dose: Any) -> float:
-    try:
-        d = float(dose)
-    except (TypeError, ValueError) as err:
-        raise VCEInputError(
-            f"dose {dose!r} is not a number", expected="a fraction of the standard dose in [0, 1]"
-        ) from err
-    if isinstance(dose, bool) or not math.isfinite(d) or not 0.0 <= d <= 1.0:
-        raise VCEInputError(
-            f"dose {dose!r} is out of range",
-            expected="a fraction of the standard dose in [0, 1] (0.25 = 25 %)",
-        )
-    return d
-
-
-def _check_field(field_strength: Any) -> float:
-    try:
-        b = float(field_strength)
-    except (TypeError, ValueError) as err:
-        raise VCEInputError(
-            f"field strength {field_strength!r} is not a number", expected="tesla, e.g. 1.5 or 3"
-        ) from err
-    if isinstance(field_strength, bool) or not math.isfinite(b) or not 0.0 < b <= 12.0:
-        raise VCEInputError(
-            f"field strength {field_strength!r} is out of range", expected="tesla in (0, 12], e.g. 1.5 or 3"
-        )
-    return b
-
-
 def linear_baseline(native: Any, standard_dose: Any, dose: float) -> np.ndarray:
     """The linear dose baseline ``x_NA + d · (x_SD − x_NA)``: float32 (I, J, K) in the inputs' units.
 
     ``native``/``standard_dose`` are 3-D arrays or Volumes on one grid; ``dose`` a fraction in [0, 1].
     """
     nat, sd = _pair(native, standard_dose)
-    d = np.float32(_check_dose(dose))
+    d = np.float32(check_dose(dose))
     return (nat + d * (sd - nat)).astype(np.float32)
-
-
-def list_checkpoints(models_dir: str | PathLike) -> list[Path]:
-    """Checkpoint folders (``card.json`` + ``weights.safetensors``) directly below ``models_dir``.
-
-    The checkpoint whose card says ``"default": true`` comes first (the app's and the demo study's default
-    generator), the others follow sorted by folder name. A missing ``models_dir`` has no checkpoints
-    (``[]``); a path that is a file raises VCEInputError.
-    """
-    root = Path(models_dir)
-    if not root.exists():
-        return []
-    if not root.is_dir():
-        raise VCEInputError("is not a folder", path=root, expected="a folder of model checkpoints")
-    folders = [
-        p
-        for p in root.iterdir()
-        if p.is_dir() and (p / "card.json").is_file() and (p / "weights.safetensors").is_file()
-    ]
-    return sorted(folders, key=lambda p: (not _card_is_default(p), p.name))
-
-
-def _card_is_default(folder: Path) -> bool:
-    """Whether ``folder/card.json`` marks the checkpoint as the default (unreadable cards are not)."""
-    try:
-        card = json.loads((folder / "card.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(card, dict) and card.get("default") is True
 
 
 # ======================================================================================== prepared inputs
@@ -169,6 +113,8 @@ class Prepared:
     scale: intensity units per normalised unit (residuals are multiplied by it).
     background: normalised value of a raw 0, used to pad.
     brain: bool (I, J, K) brain mask the normalisation was fitted in.
+    volumes: full synthetic volumes of slice-wise models by ``(dose, field_strength, seed)``, kept for
+        coronal/sagittal slices (least recently used dropped beyond ``_VOLUME_CACHE``).
     """
 
     native_raw: np.ndarray
@@ -178,7 +124,7 @@ class Prepared:
     scale: float
     background: float
     brain: np.ndarray
-    volumes: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    volumes: LRU[np.ndarray] = field(default_factory=lambda: LRU(_VOLUME_CACHE), repr=False)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -189,24 +135,22 @@ class Prepared:
 class Synthesizer:
     """A trained generator plus everything needed to apply it (normalisation, data mode, patch size).
 
-    Build with :meth:`from_checkpoint`. ``card`` is the checkpoint's card dict, ``name`` its name,
-    ``display_name`` the label for reports. ``batch_size`` (axial slices per forward pass) can be changed.
+    Build with :meth:`from_checkpoint`. ``card`` is the checkpoint's :class:`vce_core.checkpoint.ModelCard`
+    (also a read-only mapping of the card's JSON keys), ``name`` its name, ``display_name`` the label for
+    reports. ``batch_size`` (axial slices per forward pass) can be changed.
     """
 
-    def __init__(
-        self, model: nn.Module, card: dict[str, Any], device: torch.device, folder: Path | None = None
-    ):
+    def __init__(self, model: nn.Module, card: ModelCard, device: torch.device, folder: Path | None = None):
         self.model = model.eval().requires_grad_(False)
         self.card = card
         self.device = device
         self.folder = folder
-        self.name: str = str(card.get("name", "model"))
-        self.display_name: str = str(card.get("display_name") or self.name)
-        config = card.get("config", {})
-        self.spatial_dims = int(config.get("spatial_dims", getattr(model, "spatial_dims", 2)))
-        self.context = int(card.get("context", 0))
-        self.patch_size = int(card.get("patch_size", 64))
-        self.normalization = str(card.get("normalization", {}).get("method", "percentile"))
+        self.name: str = card.name
+        self.display_name: str = card.display_name
+        self.spatial_dims = card.spatial_dims
+        self.context = card.context
+        self.patch_size = card.patch_size
+        self.normalization = card.normalization_method
         self.size_multiple = int(getattr(model, "size_multiple", 8))
         self.batch_size = 8
         self.overlap = 0.5
@@ -216,51 +160,20 @@ class Synthesizer:
     def from_checkpoint(cls, folder: str | PathLike, device: str | torch.device = "auto") -> Synthesizer:
         """Rebuild the generator from ``folder/card.json`` and load ``folder/weights.safetensors``.
 
-        Raises :class:`VCEModelError` (a VCEInputError) for a missing folder/file, an unreadable card,
-        an unknown model or weights that do not fit the architecture.
+        Raises :class:`VCEModelError` (a VCEInputError) for a missing folder/file, an invalid card (see
+        :func:`vce_core.checkpoint.read_card`), an unknown model or weights that do not fit the architecture.
         """
-        from safetensors.torch import load_file
-
         from vce_core.models import build_model
 
         folder = Path(folder)
-        if not folder.is_dir():
-            raise VCEModelError(
-                "the model folder does not exist",
-                path=folder,
-                expected="a checkpoint folder with card.json and weights.safetensors",
-            )
-        card_path, weights_path = folder / "card.json", folder / "weights.safetensors"
-        for path in (card_path, weights_path):
-            if not path.is_file():
-                raise VCEModelError(
-                    f"{path.name} is missing",
-                    path=folder,
-                    expected="a checkpoint folder written by vce_core.train",
-                )
+        card = read_card(folder)
+        state = read_weights(folder)
+        model = build_model(card.model, **card.config)
         try:
-            card = json.loads(card_path.read_text())
-        except (OSError, ValueError) as err:
-            raise VCEModelError(
-                f"card.json cannot be read ({err})", path=card_path, expected="a JSON model card"
-            ) from err
-        if (
-            not isinstance(card, dict)
-            or not isinstance(card.get("model"), str)
-            or not isinstance(card.get("config"), dict)
-        ):
-            raise VCEModelError(
-                "card.json has no model name and config",
-                path=card_path,
-                expected='{"model": "<registered name>", "config": {...}}',
-            )
-        model = build_model(card["model"], **card["config"])
-        try:
-            state = load_file(str(weights_path))
             model.load_state_dict(state, strict=True)
-        except Exception as err:  # noqa: BLE001 - safetensors/torch raise several types for bad files
+        except RuntimeError as err:
             raise VCEModelError(
-                f"the weights do not fit the model in card.json ({err})", path=weights_path
+                f"the weights do not fit the model in card.json ({err})", path=folder / card.weights
             ) from err
         dev = (
             torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -303,7 +216,7 @@ class Synthesizer:
         of the standard dose in [0, 1]; ``field_strength``: tesla; ``seed``: noise seed (None = random);
         ``progress(done, total)``: optional callback.
         """
-        d, b = _check_dose(dose), _check_field(field_strength)
+        d, b = check_dose(dose), check_field_strength(field_strength)
         return self._volume(self.prepare(native, standard_dose), d, b, seed, progress)
 
     def synthesize_prepared(
@@ -319,7 +232,7 @@ class Synthesizer:
             raise VCEInputError(
                 f"prepared is a {type(prepared).__name__}", expected="the result of Synthesizer.prepare()"
             )
-        return self._volume(prepared, _check_dose(dose), _check_field(field_strength), seed, progress)
+        return self._volume(prepared, check_dose(dose), check_field_strength(field_strength), seed, progress)
 
     def synthesize_slice(
         self,
@@ -341,7 +254,7 @@ class Synthesizer:
             raise VCEInputError(
                 f"prepared is a {type(prepared).__name__}", expected="the result of Synthesizer.prepare()"
             )
-        d, b = _check_dose(dose), _check_field(field_strength)
+        d, b = check_dose(dose), check_field_strength(field_strength)
         if plane not in PLANES:
             raise VCEInputError(f"plane {plane!r} is unknown", expected=" or ".join(PLANES))
         axis = {"sagittal": 0, "coronal": 1, "axial": 2}[plane]
@@ -357,13 +270,11 @@ class Synthesizer:
                 return (prepared.native_raw[:, :, index] + np.float32(prepared.scale) * residual).astype(
                     np.float32
                 )
-            key = (d, b, seed)  # seed None: one random draw per (dose, field strength), reused while cached
-            if key not in prepared.volumes:
-                prepared.volumes[key] = self._volume(prepared, d, b, seed, None)
-                while len(prepared.volumes) > _VOLUME_CACHE:
-                    prepared.volumes.popitem(last=False)
-            prepared.volumes.move_to_end(key)
-            return np.take(prepared.volumes[key], index, axis=axis).copy()
+            # seed None: one random draw per (dose, field strength), reused while cached
+            volume = prepared.volumes.get_or_compute(
+                (d, b, seed), lambda: self._volume(prepared, d, b, seed, None)
+            )
+            return np.take(volume, index, axis=axis).copy()
         residual = self._residual_3d(prepared, d, b, _resolve_seed(seed), None, plane=(axis, index))
         return (
             np.take(prepared.native_raw, index, axis=axis) + np.float32(prepared.scale) * residual
@@ -521,14 +432,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     try:
-        doses = [_check_dose(d) for d in args.dose]
+        doses = [check_dose(d) for d in args.dose]
         synth = Synthesizer.from_checkpoint(args.model, device=args.device)
         case = load_case(args.case)
         case_id = str(case.meta.get("case_id", Path(args.case).name))
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         prepared = synth.prepare(case.native, case.standard_dose)
-        field_strength = _check_field(case.field_strength)
+        field_strength = check_field_strength(case.field_strength)
         for d in doses:
             with tqdm(total=1, desc=f"{case_id} dose {d:g}", unit="batch") as bar:
 

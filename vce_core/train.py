@@ -16,9 +16,10 @@ Content losses follow the paper's definitions: ``np`` = Σ over patches of the p
 (:func:`vce_core.losses.np_loss`), ``l1`` = ``‖ŷ − y‖₁`` summed over the image; both averaged over the batch
 and summed over the output heads. The ``l1`` run differs from the ``np`` run only in this term.
 
-A run directory holds ``weights.safetensors`` (EMA generator), ``card.json`` (everything needed to rebuild
-and to cite the model), ``resume.pt`` (bit-exact continuation), ``log.csv`` and ``val.csv``. Ctrl-C, SIGTERM
-and ``max_minutes`` stop cleanly after writing all of them.
+The settings are a :class:`vce_core.train_config.TrainConfig` (YAML + ``--set`` overrides). A run directory
+holds ``weights.safetensors`` (EMA generator) and ``card.json`` (everything needed to rebuild and to cite the
+model), written by :mod:`vce_core.checkpoint`, plus ``resume.pt`` (bit-exact continuation), ``log.csv`` and
+``val.csv``. Ctrl-C, SIGTERM and ``max_minutes`` stop cleanly after writing all of them.
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
-import difflib
-import json
 import math
 import os
 import platform
@@ -35,11 +34,11 @@ import random
 import shlex
 import signal
 import sys
+import threading
 import time
-import typing
 from collections.abc import Iterator, Sequence
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,7 @@ import torch.distributed as dist
 import yaml
 from torch import Tensor, nn
 
+from vce_core.checkpoint import ModelCard, atomic_write, write_checkpoint
 from vce_core.data import (
     CaseDataset,
     ResumableSampler,
@@ -57,201 +57,21 @@ from vce_core.data import (
     split_by_case,
 )
 from vce_core.errors import VCEInputError, VCEModelError
+from vce_core.train_config import TrainConfig, config_from_dict, load_config, model_kwargs
 
-CARD_FORMAT = "vce-model-card"
-CARD_VERSION = 1
-
-
-# ============================================================================================== config
-@dataclass
-class TrainConfig:
-    """Every training setting; defaults are seed 000's where the paper states them."""
-
-    # run
-    name: str = "ld_cgan"  # run / model name (folder name under assets/models when published)
-    display_name: str = ""  # label in reports, e.g. "noise-preserving loss"
-    out_dir: str = ""  # run directory; default runs/<name>
-    seed: int = 0
-    deviations: list[str] = field(default_factory=list)  # deviations from seed 000, copied into the card
-    # data
-    data: list[str] = field(default_factory=lambda: ["data/phantom/train"])  # case folders or roots
-    val_data: list[str] = field(default_factory=list)  # held-out cases; empty → split off val_fraction
-    val_fraction: float = 0.1
-    mode: str = "2d"  # 2d | 2.5d | 3d
-    context: int = 1  # 2.5d: slices on each side of the centre slice
-    crop: int = 96  # training crop edge (2-D: crop², 3-D: crop³), multiple of 8
-    normalization: str = "percentile"  # percentile | zscore, fitted per case on the native brain
-    brain_fraction: float = 0.1  # 2-D: keep axial slices whose brain fraction exceeds this
-    ce_focus: float = 0.0  # 2-D/2.5-D: share of training crops centred on a contrast-enhancing voxel
-    patches_per_case: int = 16  # 3-D: index entries per (case, dose) and epoch
-    flips: bool = True
-    cache_size: int = 64  # cases kept in memory per process
-    cache_dtype: str = "float16"
-    num_workers: int = 0
-    # models
-    generator: str = "ld_cgan_generator"
-    generator_kwargs: dict[str, Any] = field(default_factory=dict)
-    critic: str = "ld_cgan_critic"  # "" → content-only training (no adversarial term)
-    critic_kwargs: dict[str, Any] = field(default_factory=dict)
-    # objective
-    content_loss: str = "np"  # np | l1
-    content_loss_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"method": "ipot"} for np
-    # residual: content(ŷ_LD, y_LD) (the paper); image: content(x_NA + ŷ_LD, x_LD), the same for l1, but the
-    # np loss then matches the noise of the low-dose *image* rather than of the residual x_LD − x_NA
-    content_space: str = "residual"
-    lambda_content: float = 1.0
-    lambda_adv: float = 1.0
-    lambda_gp: float = 100.0
-    n_critic: int = 5
-    dose_range: list[float] = field(default_factory=lambda: [0.05, 0.5])  # d̂ ~ U[lo, hi] for fakes
-    dose_label_std: float = 0.05  # label smoothing of real doses
-    warmup_iterations: int = 0  # content-only generator iterations first (a deviation when > 0)
-    # optimisation
-    iterations: int = 100_000  # generator updates
-    batch_size: int = 12  # global batch (split over DDP ranks)
-    lr_g: float = 1e-4
-    lr_d: float = 1e-4
-    betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
-    grad_clip: float = 0.0  # max global grad norm per optimiser, 0 = off
-    ema_decay: float = 0.999
-    # system
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | off
-    compile: bool = False  # torch.compile the generator (the critic needs double backward: not compiled)
-    threads: int = 0  # torch CPU threads, 0 = torch default
-    max_minutes: float = 0.0  # wall-time budget, 0 = none; stops cleanly with a checkpoint
-    # logging
-    log_every: int = 10
-    val_every: int = 500  # 0 = only at the end
-    val_slices: int = 8  # 2-D: slices per (validation case, dose); 3-D: whole bounding-box volumes
-    ckpt_every: int = 1000  # 0 = only at the end
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.mode in ("2d", "2.5d", "3d"), "mode", "2d, 2.5d or 3d"),
-            (self.crop > 0 and self.crop % 8 == 0, "crop", "a positive multiple of 8"),
-            (self.content_loss in ("np", "l1"), "content_loss", "np or l1"),
-            (self.content_space in ("residual", "image"), "content_space", "residual or image"),
-            (self.n_critic >= 1, "n_critic", "at least 1"),
-            (self.iterations >= 0, "iterations", ">= 0"),
-            (self.batch_size >= 1, "batch_size", ">= 1"),
-            (
-                len(self.dose_range) == 2 and 0 <= self.dose_range[0] <= self.dose_range[1] <= 1,
-                "dose_range",
-                "[lo, hi] within [0, 1]",
-            ),
-            (len(self.betas) == 2, "betas", "two numbers"),
-            (0.0 <= self.ema_decay < 1.0, "ema_decay", "in [0, 1)"),
-            (self.amp in ("auto", "bf16", "off"), "amp", "auto, bf16 or off"),
-            (self.max_minutes >= 0, "max_minutes", ">= 0"),
-        ]
-        for ok, key, expected in checks:
-            if not ok:
-                raise VCEInputError(
-                    f"config value {key}={getattr(self, key)!r} is invalid", expected=expected
-                )
-
-
-def _coerce(key: str, value: Any, hint: Any) -> Any:
-    """Coerce a YAML/CLI value to the dataclass field type ``hint``; VCEInputError if impossible."""
-    origin = typing.get_origin(hint) or hint
-    try:
-        if origin is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-                return value.lower() in ("true", "yes", "1")
-            raise TypeError
-        if origin is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise TypeError
-            return int(value)
-        if origin is float:
-            if isinstance(value, bool):
-                raise TypeError
-            return float(value)
-        if origin is str:
-            return "" if value is None else str(value)
-        if origin is list:
-            if isinstance(value, str | int | float):
-                value = [value]
-            (item,) = typing.get_args(hint) or (Any,)
-            return [v if item is Any else _coerce(key, v, item) for v in value]
-        if origin is dict:
-            if value is None:
-                return {}
-            if not isinstance(value, dict):
-                raise TypeError
-            return dict(value)
-    except (TypeError, ValueError) as err:
-        raise VCEInputError(
-            f"config value {key}={value!r} does not fit the type {getattr(hint, '__name__', hint)}",
-            expected=f"a {getattr(origin, '__name__', origin)}",
-        ) from err
-    return value
-
-
-def config_from_dict(values: dict[str, Any], overrides: Sequence[str] = ()) -> TrainConfig:
-    """Build a :class:`TrainConfig` from a dict plus ``key=value`` overrides (``a.b=v`` sets a dict entry).
-
-    Values of overrides are parsed as YAML (``lr_g=2e-4``, ``flips=false``, ``data=[a, b]``) and coerced to
-    the field's type. Unknown keys raise :class:`VCEInputError` naming the closest valid key.
-    """
-    hints = typing.get_type_hints(TrainConfig)
-    merged = dict(values)
-    for item in overrides:
-        if "=" not in item:
-            raise VCEInputError(f"override {item!r} has no '='", expected="key=value, e.g. iterations=2000")
-        key, raw = item.split("=", 1)
-        key = key.strip()
-        parsed = yaml.safe_load(raw) if raw.strip() else ""
-        if "." in key:
-            top, sub = key.split(".", 1)
-            if hints.get(top) is None or (typing.get_origin(hints[top]) or hints[top]) is not dict:
-                raise VCEInputError(
-                    f"override {key!r}: {top!r} is not a dict setting",
-                    expected="e.g. generator_kwargs.base_channels=8",
-                )
-            merged[top] = {**(merged.get(top) or {}), sub: parsed}
-        else:
-            merged[key] = parsed
-    unknown = [k for k in merged if k not in hints]
-    if unknown:
-        hint = "; ".join(
-            f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, hints, 1)) else repr(k)
-            for k in unknown
-        )
-        raise VCEInputError(
-            f"unknown config key(s): {hint}", expected=f"keys of TrainConfig: {', '.join(hints)}"
-        )
-    return TrainConfig(**{k: _coerce(k, v, hints[k]) for k, v in merged.items()})
-
-
-def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Read a YAML config (a mapping of :class:`TrainConfig` keys) and apply overrides."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise VCEInputError("the config file does not exist", path=path, expected="a YAML file")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise VCEInputError(f"the config is not valid YAML ({err})", path=path) from err
-        if not isinstance(values, dict):
-            raise VCEInputError("the config is not a mapping", path=path, expected="key: value lines")
-    return config_from_dict(values, overrides)
+__all__ = [
+    "TrainConfig",
+    "Trainer",
+    "config_from_dict",
+    "load_config",
+    "main",
+    "model_kwargs",
+    "train",
+    "validate",
+]
 
 
 # ============================================================================================== helpers
-def model_kwargs(cfg: TrainConfig, which: str) -> dict[str, Any]:
-    """Generator/critic kwargs with ``spatial_dims`` and ``in_slices`` derived from the data mode."""
-    kwargs = dict(cfg.generator_kwargs if which == "generator" else cfg.critic_kwargs)
-    kwargs.setdefault("spatial_dims", 3 if cfg.mode == "3d" else 2)
-    kwargs.setdefault("in_slices", 2 * cfg.context + 1 if cfg.mode == "2.5d" else 1)
-    return kwargs
-
-
 def hardware() -> dict[str, Any]:
     """CPU model, threads and GPU name of this machine (for the card)."""
     cpu = platform.processor() or platform.machine()
@@ -291,19 +111,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def _save_weights(model: nn.Module, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(path, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
-
-
 def _content(cfg: TrainConfig, preds: list[Tensor], target: Tensor, native: Tensor) -> Tensor:
     """Content loss of the generator heads vs. the full-resolution target residual (paper's definitions).
 
@@ -320,6 +127,21 @@ def _content(cfg: TrainConfig, preds: list[Tensor], target: Tensor, native: Tens
     if cfg.content_loss == "np":
         return np_loss(preds, target, **cfg.content_loss_kwargs)
     return multiscale_loss(lambda p, t: l1_loss(p, t) * p[0].numel(), preds, target)  # ‖ŷ − y‖₁ per sample
+
+
+def _split_folders(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
+    """Training and validation case folders: ``data`` and ``val_data``, or a ``val_fraction`` of the cases."""
+    folders = find_case_folders(cfg.data)
+    if not cfg.val_data:
+        return split_by_case(folders, cfg.val_fraction, cfg.seed)
+    val_folders = find_case_folders(cfg.val_data)
+    overlap = {f.resolve() for f in folders} & {f.resolve() for f in val_folders}
+    if overlap:
+        raise VCEInputError(
+            f"{len(overlap)} case folder(s) are in both data and val_data",
+            expected="disjoint training and validation cases",
+        )
+    return folders, val_folders
 
 
 class _Stop(Exception):
@@ -342,7 +164,19 @@ class Trainer:
         self.command = command or shlex.join(
             [Path(sys.executable).name, "-m", "vce_core.train", *sys.argv[1:]]
         )
-        # --- distributed / device
+        self.run_dir = Path(run_dir or cfg.out_dir or Path("runs") / cfg.name)
+        self._join_process_group()
+        self._choose_device()
+        self._build_models()
+        self._build_optimisers()
+        self._wrap_models()
+        self._start_state()
+        self._build_data()
+
+    # ------------------------------------------------------------------------------------------ setup
+    def _join_process_group(self) -> None:
+        """DDP under torchrun (``WORLD_SIZE`` > 1): rank, world size, and this rank's share of the batch."""
+        cfg = self.cfg
         self.ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
         if self.ddp and not dist.is_initialized():
             dist.init_process_group(
@@ -351,6 +185,16 @@ class Trainer:
         self.rank = dist.get_rank() if self.ddp else 0
         self.world = dist.get_world_size() if self.ddp else 1
         self.master = self.rank == 0
+        if cfg.batch_size % self.world:
+            raise VCEInputError(
+                f"batch_size {cfg.batch_size} is not divisible by {self.world} processes",
+                expected="a multiple of the world size",
+            )
+        self.batch = cfg.batch_size // self.world
+
+    def _choose_device(self) -> None:
+        """Device (``auto``: this rank's GPU, else CPU), TF32 on CUDA, CPU threads, bf16 autocast or none."""
+        cfg = self.cfg
         if cfg.device == "auto":
             self.device = torch.device(
                 f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
@@ -368,29 +212,34 @@ class Trainer:
             (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)) if use_amp else nullcontext
         )
         self.amp_dtype = "bf16" if use_amp else "off"
-        if cfg.batch_size % self.world:
-            raise VCEInputError(
-                f"batch_size {cfg.batch_size} is not divisible by {self.world} processes",
-                expected="a multiple of the world size",
-            )
-        self.batch = cfg.batch_size // self.world
-        self.run_dir = Path(run_dir or cfg.out_dir or Path("runs") / cfg.name)
 
-        # --- models (same seed on every rank → same init; DDP broadcasts anyway)
-        torch.manual_seed(cfg.seed)
+    def _build_models(self) -> None:
+        """Generator, critic (None for content-only training) and the generator's EMA copy.
+
+        Every rank seeds identically first, so all ranks start from the same weights (DDP broadcasts anyway).
+        """
         from vce_core.models import build_model
 
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
         self.generator = build_model(cfg.generator, **model_kwargs(cfg, "generator")).to(self.device)
         self.critic = (
             build_model(cfg.critic, **model_kwargs(cfg, "critic")).to(self.device) if cfg.critic else None
         )
         self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+
+    def _build_optimisers(self) -> None:
+        """Adam for the generator and (if any) the critic, with the config's learning rates and betas."""
+        cfg = self.cfg
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
         self.opt_d = (
             torch.optim.Adam(self.critic.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
             if self.critic
             else None
         )
+
+    def _wrap_models(self) -> None:
+        """Modules the updates run through: DDP-wrapped under torchrun; the generator compiled if asked."""
         self.g_train: nn.Module = self.generator
         self.d_train: nn.Module | None = self.critic
         if self.ddp:
@@ -399,30 +248,24 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.g_train = DDP(self.generator, device_ids=ids)
             self.d_train = DDP(self.critic, device_ids=ids) if self.critic else None
-        if cfg.compile:
+        if self.cfg.compile:
             self.g_train = torch.compile(self.g_train)
 
-        # --- state
+    def _start_state(self) -> None:
+        """Counters of a new run and the per-rank noise / dose random streams."""
         self.step = 0  # generator updates done
         self.batches_drawn = 0  # batches this rank has taken from its sampler
         self.elapsed = 0.0  # training wall time (s), accumulated over resumes
         self.val_history: list[dict[str, Any]] = []
-        torch.manual_seed(cfg.seed + 1000 * self.rank)  # per-rank noise / dose streams
-        np.random.seed(cfg.seed + 1000 * self.rank)
-        random.seed(cfg.seed + 1000 * self.rank)
+        seed = self.cfg.seed + 1000 * self.rank
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
 
-        # --- data (split by case, never by slice)
-        folders = find_case_folders(cfg.data)
-        if cfg.val_data:
-            train_folders, val_folders = folders, find_case_folders(cfg.val_data)
-            overlap = {f.resolve() for f in train_folders} & {f.resolve() for f in val_folders}
-            if overlap:
-                raise VCEInputError(
-                    f"{len(overlap)} case folder(s) are in both data and val_data",
-                    expected="disjoint training and validation cases",
-                )
-        else:
-            train_folders, val_folders = split_by_case(folders, cfg.val_fraction, cfg.seed)
+    def _build_data(self) -> None:
+        """Training set (every rank) and validation set (rank 0), split by case, never by slice."""
+        cfg = self.cfg
+        train_folders, val_folders = _split_folders(cfg)
         common = dict(
             context=cfg.context,
             normalization=cfg.normalization,
@@ -567,26 +410,43 @@ class Trainer:
             e.copy_(p)
 
     # ------------------------------------------------------------------------------------------ loop
-    def fit(self) -> dict[str, Any]:
-        """Train to ``iterations`` generator updates (or ``max_minutes``, Ctrl-C, SIGTERM); write the run."""
-        cfg = self.cfg
+    def iteration(self) -> dict[str, float]:
+        """One generator update (after ``n_critic`` critic updates once warm-up is over); its losses."""
+        adversarial = self.critic is not None and self.step >= self.cfg.warmup_iterations
+        stats: dict[str, float] = {}
+        if adversarial:
+            for _ in range(self.cfg.n_critic):
+                stats = self.critic_step(self.next_batch())
+        stats |= self.generator_step(self.next_batch(), adversarial)
+        self.step += 1
+        return stats
+
+    def fit(self) -> ModelCard:
+        """Train to ``iterations`` generator updates (or ``max_minutes``, Ctrl-C, SIGTERM); write the run.
+
+        Returns the card written to the run directory.
+        """
         if self.master:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
-        previous = signal.getsignal(signal.SIGTERM) if _main_thread() else None
-
-        def on_term(signum: int, frame: Any) -> None:
-            raise _Stop()
-
-        if _main_thread():
-            signal.signal(signal.SIGTERM, on_term)
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(asdict(self.cfg), sort_keys=False))
         log = _CsvLog(self.run_dir / "log.csv", self.master)
         tb = _tensorboard(self.run_dir) if self.master else None
-        start_step, t0 = self.step, time.perf_counter()
-        elapsed0 = self.elapsed
-        stop = "iterations"
+        stop, rate = self._run_iterations(log, tb)
+        if stop != "interrupted":
+            self._validate_and_log(tb)
+        card = self.save(rate, stop=stop)
+        log.close()
+        if tb is not None:
+            tb.close()
+        return card
+
+    def _run_iterations(self, log: _CsvLog, tb: Any) -> tuple[str, float]:
+        """The loop: iterate until done, out of time or interrupted; returns (stopped by, iterations/s)."""
         from tqdm import tqdm
 
+        cfg = self.cfg
+        start_step, t0, elapsed0 = self.step, time.perf_counter(), self.elapsed
+        stop = "iterations"
         bar = tqdm(
             total=cfg.iterations,
             initial=self.step,
@@ -595,53 +455,39 @@ class Trainer:
             desc=cfg.name,
         )
         try:
-            while self.step < cfg.iterations:
-                adversarial = self.critic is not None and self.step >= cfg.warmup_iterations
-                stats: dict[str, float] = {}
-                if adversarial:
-                    for _ in range(cfg.n_critic):
-                        stats = self.critic_step(self.next_batch())
-                stats |= self.generator_step(self.next_batch(), adversarial)
-                self.step += 1
-                self.elapsed = elapsed0 + time.perf_counter() - t0
-                rate = (self.step - start_step) / max(time.perf_counter() - t0, 1e-9)
-                bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == cfg.iterations:
-                    bar.set_postfix({k: f"{v:.4g}" for k, v in stats.items()} | {"it/s": f"{rate:.3g}"})
-                    log.write(
-                        {
-                            "step": self.step,
-                            "elapsed_s": round(self.elapsed, 2),
-                            "it_per_s": round(rate, 4),
-                            **stats,
-                        }
-                    )
-                    if tb is not None:
-                        for k, v in stats.items():
-                            tb.add_scalar(f"train/{k}", v, self.step)
-                if cfg.val_every and self.step % cfg.val_every == 0 and self.step < cfg.iterations:
-                    self._validate_and_log(tb)
-                if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.iterations:
-                    self.save(rate, stop="checkpoint")
-                if cfg.max_minutes and self.elapsed - elapsed0 >= 60 * cfg.max_minutes:
-                    stop = "max_minutes"
-                    break
+            with _sigterm_raises_stop():
+                while self.step < cfg.iterations:
+                    stats = self.iteration()
+                    self.elapsed = elapsed0 + time.perf_counter() - t0
+                    rate = (self.step - start_step) / max(time.perf_counter() - t0, 1e-9)
+                    bar.update(1)
+                    self._after_iteration(stats, rate, bar, log, tb)
+                    if cfg.max_minutes and self.elapsed - elapsed0 >= 60 * cfg.max_minutes:
+                        stop = "max_minutes"
+                        break
         except (KeyboardInterrupt, _Stop):
             stop = "interrupted"
             if self.master:
                 print(f"\ninterrupted at step {self.step}: saving to {self.run_dir}", file=sys.stderr)
         finally:
             bar.close()
-            if _main_thread() and previous is not None:
-                signal.signal(signal.SIGTERM, previous)
-        rate = (self.step - start_step) / max(time.perf_counter() - t0, 1e-9)
-        if stop != "interrupted":
+        return stop, (self.step - start_step) / max(time.perf_counter() - t0, 1e-9)
+
+    def _after_iteration(self, stats: dict[str, float], rate: float, bar: Any, log: _CsvLog, tb: Any) -> None:
+        """Log every ``log_every`` steps, validate every ``val_every``, checkpoint every ``ckpt_every``."""
+        cfg = self.cfg
+        if self.step % cfg.log_every == 0 or self.step == cfg.iterations:
+            bar.set_postfix({k: f"{v:.4g}" for k, v in stats.items()} | {"it/s": f"{rate:.3g}"})
+            log.write(
+                {"step": self.step, "elapsed_s": round(self.elapsed, 2), "it_per_s": round(rate, 4), **stats}
+            )
+            if tb is not None:
+                for k, v in stats.items():
+                    tb.add_scalar(f"train/{k}", v, self.step)
+        if cfg.val_every and self.step % cfg.val_every == 0 and self.step < cfg.iterations:
             self._validate_and_log(tb)
-        card = self.save(rate, stop=stop)
-        log.close()
-        if tb is not None:
-            tb.close()
-        return card
+        if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and self.step < cfg.iterations:
+            self.save(rate, stop="checkpoint")
 
     # ------------------------------------------------------------------------------------------ validation
     def _validate_and_log(self, tb: Any) -> None:
@@ -696,43 +542,30 @@ class Trainer:
         set_rng_state(state["rng"][self.rank])
         self._batches = None
 
-    def card(self, rate: float, stop: str) -> dict[str, Any]:
-        """The model card (card.json)."""
+    def card(self, rate: float, stop: str) -> ModelCard:
+        """The model card of the run as it stands (``rate``: iterations/s; ``stop``: why training stopped)."""
         cfg = self.cfg
-        latest = self.val_history[-1] if self.val_history else {}
-        deviations = list(cfg.deviations)
-        if not cfg.critic or cfg.lambda_adv == 0:
-            deviations.append(
-                "content-only training: no critic, no adversarial term (the paper trains a GAN)"
-            )
-        if cfg.warmup_iterations:
-            deviations.append(
-                f"content-only warm-up for the first {cfg.warmup_iterations} generator iterations"
-            )
-        return {
-            "format": CARD_FORMAT,
-            "version": CARD_VERSION,
-            "name": cfg.name,
-            "display_name": cfg.display_name or cfg.name,
-            "model": cfg.generator,
-            "config": self.generator.config,
-            "critic": {"model": cfg.critic, "config": self.critic.config} if self.critic else None,
-            "data_mode": cfg.mode,
-            "context": cfg.context if cfg.mode == "2.5d" else 0,
-            "patch_size": cfg.crop,
-            "normalization": {
+        return ModelCard(
+            name=cfg.name,
+            display_name=cfg.display_name or cfg.name,
+            model=cfg.generator,
+            config=self.generator.config,
+            critic={"model": cfg.critic, "config": self.critic.config} if self.critic else None,
+            data_mode=cfg.mode,
+            context=cfg.context if cfg.mode == "2.5d" else 0,
+            patch_size=cfg.crop,
+            normalization={
                 "method": cfg.normalization,
                 "fit_on": "native",
                 "mask": "brain_mask",
                 "applied_to": ["native", "standard_dose", "low_dose"],
                 "per_case": True,
             },
-            "content_loss": cfg.content_loss,
-            "content_space": cfg.content_space,
-            "dose_range": list(cfg.dose_range),
-            "weights": "weights.safetensors",
-            "weights_are": "EMA of the generator" if cfg.ema_decay > 0 else "generator",
-            "training": {
+            content_loss=cfg.content_loss,
+            content_space=cfg.content_space,
+            dose_range=list(cfg.dose_range),
+            weights_are="EMA of the generator" if cfg.ema_decay > 0 else "generator",
+            training={
                 "config": asdict(cfg),
                 "command": self.command,
                 "iterations": self.step,
@@ -744,30 +577,36 @@ class Trainer:
                 "device": str(self.device),
                 "amp": self.amp_dtype,
                 "hardware": hardware(),
-                "deviations": deviations,
+                "deviations": _deviations(cfg),
                 "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             },
-            "data": {
+            data={
                 "train": self.train_set.describe(),
                 "val": self.val_set.describe() if self.val_set else None,
             },
-            "validation": latest,
-            "validation_history": self.val_history,
-        }
+            validation=self.val_history[-1] if self.val_history else {},
+            validation_history=self.val_history,
+        )
 
-    def save(self, rate: float, stop: str) -> dict[str, Any]:
-        """Write resume.pt, weights.safetensors (EMA) and card.json (rank 0); returns the card."""
+    def save(self, rate: float, stop: str) -> ModelCard:
+        """Write resume.pt, then the checkpoint (EMA weights + card) on rank 0; returns the card."""
         state = self.state_dict()  # collective under DDP: every rank calls it
         card = self.card(rate, stop)
         if self.master:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            _atomic_write(self.run_dir / "resume.pt", lambda p: torch.save(state, p))
-            _save_weights(self.ema, self.run_dir / "weights.safetensors")
-            _atomic_write(
-                self.run_dir / "card.json",
-                lambda p: p.write_text(json.dumps(card, indent=2, default=_json_default)),
-            )
+            atomic_write(self.run_dir / "resume.pt", lambda p: torch.save(state, p))
+            write_checkpoint(self.run_dir, self.ema.state_dict(), card)
         return card
+
+
+def _deviations(cfg: TrainConfig) -> list[str]:
+    """The config's deviations from seed 000 plus those the trainer can tell from the config itself."""
+    deviations = list(cfg.deviations)
+    if not cfg.critic or cfg.lambda_adv == 0:
+        deviations.append("content-only training: no critic, no adversarial term (the paper trains a GAN)")
+    if cfg.warmup_iterations:
+        deviations.append(f"content-only warm-up for the first {cfg.warmup_iterations} generator iterations")
+    return deviations
 
 
 # ============================================================================================== validation
@@ -839,18 +678,23 @@ def validate(
 
 
 # ======================================================================================== small utilities
-def _main_thread() -> bool:
-    import threading
+@contextmanager
+def _sigterm_raises_stop() -> Iterator[None]:
+    """While the block runs, SIGTERM raises :class:`_Stop` (main thread only: signals are set there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
 
-    return threading.current_thread() is threading.main_thread()
+    def on_term(signum: int, frame: Any) -> None:
+        raise _Stop()
 
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.floating | np.integer):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 class _CsvLog:
@@ -898,7 +742,7 @@ def train(
     run_dir: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
     command: str | None = None,
-) -> dict[str, Any]:
+) -> ModelCard:
     """Train (or continue) a run and return its card. ``resume`` is a run directory holding ``resume.pt``."""
     trainer = Trainer(cfg, run_dir=run_dir or resume, command=command)
     if resume is not None:
@@ -923,6 +767,18 @@ def _load_resume(run_dir: Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means an unusable checkpoint
         raise VCEModelError(f"resume.pt cannot be read ({err})", path=path) from err
+
+
+def _summary(card: ModelCard) -> str:
+    """One line: iterations, wall time, speed, why training stopped, and the last validation metrics."""
+    t, v = card.training, card.validation
+    nan = float("nan")
+    return (
+        f"{card.name}: {t['iterations']} iterations in {t['wall_time_s']:.0f} s "
+        f"({t['it_per_s']:.3g} it/s, stopped by {t['stopped_by']}); "
+        f"val PSNR {v.get('psnr', nan):.2f}, SSIM {v.get('ssim', nan):.4f}, "
+        f"MAE_CE {v.get('mae_ce', nan):.4f}, MAE_sigma {v.get('mae_sigma', nan):.4f}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -959,17 +815,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VCEInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if card["training"]["stopped_by"] == "interrupted":
+    if card.training["stopped_by"] == "interrupted":
         return 130
     if int(os.environ.get("RANK", "0")) == 0:
-        v = card.get("validation") or {}
-        print(
-            f"{card['name']}: {card['training']['iterations']} iterations "
-            f"in {card['training']['wall_time_s']:.0f} s "
-            f"({card['training']['it_per_s']:.3g} it/s, stopped by {card['training']['stopped_by']}); "
-            f"val PSNR {v.get('psnr', float('nan')):.2f}, SSIM {v.get('ssim', float('nan')):.4f}, "
-            f"MAE_CE {v.get('mae_ce', float('nan')):.4f}, MAE_sigma {v.get('mae_sigma', float('nan')):.4f}"
-        )
+        print(_summary(card))
     return 0
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import pytest
 
 from support import SMALL, write_checkpoint, write_tiny_cases
+from vce_core.checkpoint import read_card
 from vce_core.errors import VCEInputError
 from vce_core.evaluate import METRICS, main
 
@@ -62,7 +62,7 @@ def test_evaluate_writes_table_1_report(tmp_path: Path) -> None:
     assert cases and "plotly" in (out / "report.html").read_text()[:100000].lower()
     # --update-cards: each card's held-out figures are the mean of its own rows in results.csv
     for folder, method in ((a, "L1 content loss"), (b, "noise-preserving loss")):
-        held_out = json.loads((folder / "card.json").read_text())["held_out"]
+        held_out = read_card(folder).held_out
         mine = [float(r["value"]) for r in rows if r["method"] == method and r["metric"] == "mae_ce"]
         assert held_out["mae_ce"] == pytest.approx(sum(mine) / len(mine))
         assert held_out["doses"] == [0.1, 0.33] and held_out["cases"] == 2

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from support import SMALL, write_checkpoint, write_tiny_cases
+from vce_core.checkpoint import read_card, update_card
 from vce_core.errors import VCEInputError, VCEModelError
 from vce_core.io import load_case, load_volume
 from vce_core.synthesis import Synthesizer, linear_baseline, list_checkpoints, main
@@ -24,7 +24,8 @@ def volumes(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, np.nd
 def test_round_trip_shape_and_zero_model(volumes: tuple, tmp_path: Path) -> None:
     native, sd, _ = volumes
     synth = Synthesizer.from_checkpoint(write_checkpoint(tmp_path / "zero", SMALL, zero=True), device="cpu")
-    assert synth.name == "zero" and synth.card["model"] == "ld_cgan_generator"
+    assert synth.name == "zero" and synth.card.model == "ld_cgan_generator"
+    assert synth.card["model"] == "ld_cgan_generator"  # the card is also a mapping of its JSON keys
     out = synth.synthesize(native, sd, 0.0, 3.0, seed=1)
     assert out.shape == native.shape and out.dtype == np.float32
     np.testing.assert_array_equal(out, native)  # zero residual → exactly the native image
@@ -101,9 +102,7 @@ def test_bad_input(volumes: tuple, tmp_path: Path) -> None:
     with pytest.raises(VCEInputError):
         Synthesizer.from_checkpoint(tmp_path / "nocard")
     wrong = write_checkpoint(tmp_path / "wrong", SMALL)
-    card = json.loads((wrong / "card.json").read_text())
-    card["config"]["base_channels"] = 8
-    (wrong / "card.json").write_text(json.dumps(card))
+    update_card(wrong, config={**read_card(wrong).config, "base_channels": 8})
     with pytest.raises(VCEModelError):
         Synthesizer.from_checkpoint(wrong)
 
@@ -115,8 +114,7 @@ def test_list_checkpoints_and_cli(volumes: tuple, tmp_path: Path) -> None:
     write_checkpoint(models / "a", SMALL)
     (models / "junk").mkdir()
     assert [p.name for p in list_checkpoints(models)] == ["a", "b"]
-    card = json.loads((models / "b" / "card.json").read_text())
-    (models / "b" / "card.json").write_text(json.dumps({**card, "default": True}))
+    update_card(models / "b", default=True)
     assert [p.name for p in list_checkpoints(models)] == ["b", "a"]  # the card marked default comes first
     assert list_checkpoints(tmp_path / "none") == []
     out = tmp_path / "out"

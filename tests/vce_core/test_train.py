@@ -15,8 +15,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from support import write_tiny_cases
+from vce_core.checkpoint import read_card
 from vce_core.errors import VCEInputError
-from vce_core.train import TrainConfig, config_from_dict, load_config, main, train
+from vce_core.train import main, train
+from vce_core.train_config import TrainConfig, config_from_dict, load_config
 
 TINY = {
     "name": "tiny",
@@ -71,6 +73,10 @@ def test_config_overrides_and_errors(tmp_path: Path) -> None:
     path.write_text("content_loss: l1\nbatch_size: 4\n")
     assert load_config(path).content_loss == "l1"
     assert TrainConfig().n_critic == 5 and TrainConfig().lambda_gp == 100.0
+    import vce_core.train
+
+    assert vce_core.train.TrainConfig is TrainConfig  # re-exported for callers of vce_core.train
+    assert vce_core.train.config_from_dict is config_from_dict and vce_core.train.load_config is load_config
 
 
 @pytest.mark.slow
@@ -79,12 +85,15 @@ def test_train_writes_run_and_resume_is_bit_exact(data: dict[str, list[str]], tm
     straight = train(config_from_dict(base, ["iterations=2", "val_every=1"]), run_dir=tmp_path / "straight")
     for name in ("weights.safetensors", "card.json", "resume.pt", "log.csv", "val.csv"):
         assert (tmp_path / "straight" / name).is_file()
-    card = json.loads((tmp_path / "straight" / "card.json").read_text())
-    assert card["model"] == "ld_cgan_generator" and card["config"]["base_channels"] == 4
-    assert card["training"]["iterations"] == 2 and card["data"]["train"]["count"] == 2
-    assert card["data"]["val"]["case_ids"] == ["tiny-02"] and card["training"]["hardware"]["cpu"]
-    assert {"psnr", "ssim", "mae_ce", "mae_sigma"} <= set(card["validation"])
-    assert straight["normalization"]["method"] == "percentile"
+    card = read_card(tmp_path / "straight")  # the written card passes the checkpoint validation
+    assert card == straight
+    assert card.model == "ld_cgan_generator" and card.config["base_channels"] == 4
+    assert card.training["iterations"] == 2 and card.data["train"]["count"] == 2
+    assert card.data["val"]["case_ids"] == ["tiny-02"] and card.training["hardware"]["cpu"]
+    assert {"psnr", "ssim", "mae_ce", "mae_sigma"} <= set(card.validation)
+    assert (
+        straight.normalization_method == "percentile" and straight["normalization"]["method"] == "percentile"
+    )
 
     train(config_from_dict(base, ["iterations=1", "val_every=1"]), run_dir=tmp_path / "halves")
     assert main(["--resume", str(tmp_path / "halves"), "--set", "iterations=2"]) == 0
@@ -104,9 +113,9 @@ def test_content_only_l1_and_max_minutes(data: dict[str, list[str]], tmp_path: P
         {**TINY, **data}, ["critic=", "content_loss=l1", "iterations=1000", "max_minutes=0.001"]
     )
     card = train(cfg, run_dir=tmp_path / "run")
-    assert card["training"]["stopped_by"] == "max_minutes" and card["critic"] is None
-    assert any(d.startswith("content-only training") for d in card["training"]["deviations"])
-    assert 1 <= card["training"]["iterations"] < 1000 and (tmp_path / "run" / "resume.pt").is_file()
+    assert card.training["stopped_by"] == "max_minutes" and card.critic is None
+    assert any(d.startswith("content-only training") for d in card.training["deviations"])
+    assert 1 <= card.training["iterations"] < 1000 and (tmp_path / "run" / "resume.pt").is_file()
 
 
 DDP_SCRIPT = """
@@ -144,8 +153,7 @@ def test_ddp_two_processes_gloo_identical_weights(data: dict[str, list[str]], tm
     r0 = torch.load(tmp_path / "rank0.pt")
     r1 = torch.load(tmp_path / "rank1.pt")
     assert all(torch.equal(r0[k], r1[k]) for k in r0)
-    card = json.loads((tmp_path / "card.json").read_text())
-    assert card["training"]["world_size"] == 2
+    assert read_card(tmp_path).training["world_size"] == 2
 
 
 @pytest.mark.parametrize("mode", ["2.5d", "3d"])
@@ -154,10 +162,10 @@ def test_stack_and_volume_modes_train(mode: str, data: dict[str, list[str]], tmp
         {**TINY, **data}, [f"mode={mode}", "iterations=1", "n_critic=1", "batch_size=1", "crop=8"]
     )
     card = train(cfg, run_dir=tmp_path / mode)
-    assert card["data_mode"] == mode and card["config"]["spatial_dims"] == (3 if mode == "3d" else 2)
-    assert card["config"]["in_slices"] == (3 if mode == "2.5d" else 1) and card["context"] == (
-        1 if mode == "2.5d" else 0
-    )
+    assert card.data_mode == mode and card.config["spatial_dims"] == card.spatial_dims
+    assert card.spatial_dims == (3 if mode == "3d" else 2)
+    assert card.config["in_slices"] == (3 if mode == "2.5d" else 1)
+    assert card.context == (1 if mode == "2.5d" else 0)
 
 
 def test_interrupt_saves_before_exit(
@@ -177,7 +185,7 @@ def test_interrupt_saves_before_exit(
 
     monkeypatch.setattr(trainer, "generator_step", interrupting)
     card = trainer.fit()
-    assert card["training"]["stopped_by"] == "interrupted" and card["training"]["iterations"] == 2
+    assert card.training["stopped_by"] == "interrupted" and card.training["iterations"] == 2
     assert torch.load(tmp_path / "run" / "resume.pt", weights_only=False)["step"] == 2
 
 
@@ -211,7 +219,7 @@ def test_validation_reports_the_linear_baseline(data: dict[str, list[str]], tmp_
     card = train(
         config_from_dict(base, ["iterations=1", "val_every=1", "lr_g=0", "critic="]), run_dir=tmp_path / "r"
     )
-    val = card["validation"]
+    val = card.validation
     for key in ("psnr", "ssim", "mae_ce", "mae_sigma"):
         assert val[key] == pytest.approx(val[f"linear_{key}"], rel=1e-5, abs=1e-7), key
     assert val["mae_ce"] > 0

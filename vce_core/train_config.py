@@ -1,0 +1,212 @@
+"""The training configuration: every setting of :mod:`vce_core.train`, from YAML plus ``key=value`` overrides.
+
+    cfg = load_config("configs/ld_cgan_2d_np.yaml", ["iterations=2000", "generator_kwargs.base_channels=8"])
+
+:class:`TrainConfig` checks its values when built; :func:`config_from_dict` coerces YAML/CLI values to the
+field types and names the closest valid key for a typo; :func:`model_kwargs` derives the generator's and
+critic's ``spatial_dims`` / ``in_slices`` from the data mode.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vce_core.errors import VCEInputError
+
+__all__ = ["TrainConfig", "config_from_dict", "load_config", "model_kwargs"]
+
+
+@dataclass
+class TrainConfig:
+    """Every training setting; defaults are seed 000's where the paper states them."""
+
+    # run
+    name: str = "ld_cgan"  # run / model name (folder name under assets/models when published)
+    display_name: str = ""  # label in reports, e.g. "noise-preserving loss"
+    out_dir: str = ""  # run directory; default runs/<name>
+    seed: int = 0
+    deviations: list[str] = field(default_factory=list)  # deviations from seed 000, copied into the card
+    # data
+    data: list[str] = field(default_factory=lambda: ["data/phantom/train"])  # case folders or roots
+    val_data: list[str] = field(default_factory=list)  # held-out cases; empty → split off val_fraction
+    val_fraction: float = 0.1
+    mode: str = "2d"  # 2d | 2.5d | 3d
+    context: int = 1  # 2.5d: slices on each side of the centre slice
+    crop: int = 96  # training crop edge (2-D: crop², 3-D: crop³), multiple of 8
+    normalization: str = "percentile"  # percentile | zscore, fitted per case on the native brain
+    brain_fraction: float = 0.1  # 2-D: keep axial slices whose brain fraction exceeds this
+    ce_focus: float = 0.0  # 2-D/2.5-D: share of training crops centred on a contrast-enhancing voxel
+    patches_per_case: int = 16  # 3-D: index entries per (case, dose) and epoch
+    flips: bool = True
+    cache_size: int = 64  # cases kept in memory per process
+    cache_dtype: str = "float16"
+    num_workers: int = 0
+    # models
+    generator: str = "ld_cgan_generator"
+    generator_kwargs: dict[str, Any] = field(default_factory=dict)
+    critic: str = "ld_cgan_critic"  # "" → content-only training (no adversarial term)
+    critic_kwargs: dict[str, Any] = field(default_factory=dict)
+    # objective
+    content_loss: str = "np"  # np | l1
+    content_loss_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"method": "ipot"} for np
+    # residual: content(ŷ_LD, y_LD) (the paper); image: content(x_NA + ŷ_LD, x_LD), the same for l1, but the
+    # np loss then matches the noise of the low-dose *image* rather than of the residual x_LD − x_NA
+    content_space: str = "residual"
+    lambda_content: float = 1.0
+    lambda_adv: float = 1.0
+    lambda_gp: float = 100.0
+    n_critic: int = 5
+    dose_range: list[float] = field(default_factory=lambda: [0.05, 0.5])  # d̂ ~ U[lo, hi] for fakes
+    dose_label_std: float = 0.05  # label smoothing of real doses
+    warmup_iterations: int = 0  # content-only generator iterations first (a deviation when > 0)
+    # optimisation
+    iterations: int = 100_000  # generator updates
+    batch_size: int = 12  # global batch (split over DDP ranks)
+    lr_g: float = 1e-4
+    lr_d: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
+    grad_clip: float = 0.0  # max global grad norm per optimiser, 0 = off
+    ema_decay: float = 0.999
+    # system
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "auto"  # auto (bf16 on CUDA) | bf16 | off
+    compile: bool = False  # torch.compile the generator (the critic needs double backward: not compiled)
+    threads: int = 0  # torch CPU threads, 0 = torch default
+    max_minutes: float = 0.0  # wall-time budget, 0 = none; stops cleanly with a checkpoint
+    # logging
+    log_every: int = 10
+    val_every: int = 500  # 0 = only at the end
+    val_slices: int = 8  # 2-D: slices per (validation case, dose); 3-D: whole bounding-box volumes
+    ckpt_every: int = 1000  # 0 = only at the end
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.mode in ("2d", "2.5d", "3d"), "mode", "2d, 2.5d or 3d"),
+            (self.crop > 0 and self.crop % 8 == 0, "crop", "a positive multiple of 8"),
+            (self.content_loss in ("np", "l1"), "content_loss", "np or l1"),
+            (self.content_space in ("residual", "image"), "content_space", "residual or image"),
+            (self.n_critic >= 1, "n_critic", "at least 1"),
+            (self.iterations >= 0, "iterations", ">= 0"),
+            (self.batch_size >= 1, "batch_size", ">= 1"),
+            (
+                len(self.dose_range) == 2 and 0 <= self.dose_range[0] <= self.dose_range[1] <= 1,
+                "dose_range",
+                "[lo, hi] within [0, 1]",
+            ),
+            (len(self.betas) == 2, "betas", "two numbers"),
+            (0.0 <= self.ema_decay < 1.0, "ema_decay", "in [0, 1)"),
+            (self.amp in ("auto", "bf16", "off"), "amp", "auto, bf16 or off"),
+            (self.max_minutes >= 0, "max_minutes", ">= 0"),
+        ]
+        for ok, key, expected in checks:
+            if not ok:
+                raise VCEInputError(
+                    f"config value {key}={getattr(self, key)!r} is invalid", expected=expected
+                )
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Coerce a YAML/CLI value to the dataclass field type ``hint``; VCEInputError if impossible."""
+    origin = typing.get_origin(hint) or hint
+    try:
+        if origin is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+                return value.lower() in ("true", "yes", "1")
+            raise TypeError
+        if origin is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
+        if origin is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if origin is str:
+            return "" if value is None else str(value)
+        if origin is list:
+            if isinstance(value, str | int | float):
+                value = [value]
+            (item,) = typing.get_args(hint) or (Any,)
+            return [v if item is Any else _coerce(key, v, item) for v in value]
+        if origin is dict:
+            if value is None:
+                return {}
+            if not isinstance(value, dict):
+                raise TypeError
+            return dict(value)
+    except (TypeError, ValueError) as err:
+        raise VCEInputError(
+            f"config value {key}={value!r} does not fit the type {getattr(hint, '__name__', hint)}",
+            expected=f"a {getattr(origin, '__name__', origin)}",
+        ) from err
+    return value
+
+
+def config_from_dict(values: dict[str, Any], overrides: Sequence[str] = ()) -> TrainConfig:
+    """Build a :class:`TrainConfig` from a dict plus ``key=value`` overrides (``a.b=v`` sets a dict entry).
+
+    Values of overrides are parsed as YAML (``lr_g=2e-4``, ``flips=false``, ``data=[a, b]``) and coerced to
+    the field's type. Unknown keys raise :class:`VCEInputError` naming the closest valid key.
+    """
+    hints = typing.get_type_hints(TrainConfig)
+    merged = dict(values)
+    for item in overrides:
+        if "=" not in item:
+            raise VCEInputError(f"override {item!r} has no '='", expected="key=value, e.g. iterations=2000")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        parsed = yaml.safe_load(raw) if raw.strip() else ""
+        if "." in key:
+            top, sub = key.split(".", 1)
+            if hints.get(top) is None or (typing.get_origin(hints[top]) or hints[top]) is not dict:
+                raise VCEInputError(
+                    f"override {key!r}: {top!r} is not a dict setting",
+                    expected="e.g. generator_kwargs.base_channels=8",
+                )
+            merged[top] = {**(merged.get(top) or {}), sub: parsed}
+        else:
+            merged[key] = parsed
+    unknown = [k for k in merged if k not in hints]
+    if unknown:
+        hint = "; ".join(
+            f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, hints, 1)) else repr(k)
+            for k in unknown
+        )
+        raise VCEInputError(
+            f"unknown config key(s): {hint}", expected=f"keys of TrainConfig: {', '.join(hints)}"
+        )
+    return TrainConfig(**{k: _coerce(k, v, hints[k]) for k, v in merged.items()})
+
+
+def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a YAML config (a mapping of :class:`TrainConfig` keys) and apply overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise VCEInputError("the config file does not exist", path=path, expected="a YAML file")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise VCEInputError(f"the config is not valid YAML ({err})", path=path) from err
+        if not isinstance(values, dict):
+            raise VCEInputError("the config is not a mapping", path=path, expected="key: value lines")
+    return config_from_dict(values, overrides)
+
+
+def model_kwargs(cfg: TrainConfig, which: str) -> dict[str, Any]:
+    """Generator/critic kwargs with ``spatial_dims`` and ``in_slices`` derived from the data mode."""
+    kwargs = dict(cfg.generator_kwargs if which == "generator" else cfg.critic_kwargs)
+    kwargs.setdefault("spatial_dims", 3 if cfg.mode == "3d" else 2)
+    kwargs.setdefault("in_slices", 2 * cfg.context + 1 if cfg.mode == "2.5d" else 1)
+    return kwargs
