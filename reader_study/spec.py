@@ -116,7 +116,7 @@ class StudySpec:
     raw: dict[str, Any] = field(default_factory=dict)
 
     def raw_json(self) -> dict[str, Any]:
-        """A JSON-safe copy of ``raw`` (keys to strings, paths and dates to strings), stored with the study."""
+        """A JSON-safe copy of ``raw`` (keys, paths and dates as strings), stored with the study."""
         return _jsonable(self.raw)
 
 
@@ -221,9 +221,7 @@ def _dose(value: Any, condition: str) -> float:
         raise _err(exc.problem, exc.expected) from None
 
 
-def _condition_entry(
-    index: int, entry: Any, doses: list[Any], default_generator: Any
-) -> list[ConditionSpec]:
+def _condition_entry(index: int, entry: Any, doses: list[Any], default_generator: Any) -> list[ConditionSpec]:
     """One entry of ``conditions`` (a name or a mapping) → one ConditionSpec per dose."""
     if isinstance(entry, str):
         entry = {"condition": entry}

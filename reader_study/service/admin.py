@@ -311,7 +311,9 @@ class StudyAdmin(ServiceBase):
                     "name": st.name,
                     "status": st.status,
                     "items": s.scalar(
-                        select(func.count(Item.id)).where(Item.study_id == st.id, Item.is_reference.is_(False))
+                        select(func.count(Item.id)).where(
+                            Item.study_id == st.id, Item.is_reference.is_(False)
+                        )
                     ),
                     "readers": s.scalar(
                         select(func.count()).select_from(Enrollment).where(Enrollment.study_id == st.id)

@@ -94,14 +94,20 @@ class Reading(ServiceBase):
             if iteration is None:
                 total = _count(s, _iteration_queue(reader, st, st.repeat_reads))
                 return ServedItem(
-                    status="done", total=total, done=total, iteration=st.repeat_reads, iterations=st.repeat_reads
+                    status="done",
+                    total=total,
+                    done=total,
+                    iteration=st.repeat_reads,
+                    iterations=st.repeat_reads,
                 )
             if opens is not None and opens > utcnow():
                 return ServedItem(
                     status="washout", iteration=iteration, iterations=st.repeat_reads, available_at=opens
                 )
             queue = _iteration_queue(reader, st, iteration)
-            a = s.scalar(queue.where(Assignment.completed_at.is_(None)).order_by(Assignment.position).limit(1))
+            a = s.scalar(
+                queue.where(Assignment.completed_at.is_(None)).order_by(Assignment.position).limit(1)
+            )
             assert a is not None
             done = _count(s, queue.where(Assignment.completed_at.is_not(None)))
             return _serve(s, st, a, _count(s, queue), done)
