@@ -136,7 +136,7 @@ def test_admin_tab_results_and_export(app) -> None:
 
 
 def test_reader_images_are_enlarged_by_exact_pixel_replication() -> None:
-    from reader_study.ui import _enlarge
+    from reader_study.ui.common import enlarge as _enlarge
 
     small = np.arange(200 * 150, dtype=np.uint8).reshape(200, 150)
     big = _enlarge(small)
