@@ -76,9 +76,10 @@ def shows_errors(action: str) -> Callable[[F], F]:
             except gr.Error:
                 raise
             except ReaderStudyError as exc:
-                refuse(str(exc))
+                message = str(exc)
             except Exception as exc:  # noqa: BLE001 - the one error policy decides what is shown
-                refuse(user_message(exc, action, _log))
+                message = user_message(exc, action, _log)
+            raise gr.Error(message, print_exception=False) from None
 
         return wrapper  # type: ignore[return-value]
 
