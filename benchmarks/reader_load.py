@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +151,7 @@ class ReaderThread(threading.Thread):
     def _login(self, resumed: bool) -> tuple[Any, int, int]:
         from gradio_client import Client
 
-        from reader_study.service import SYSTEM
+        from reader_study.auth import SYSTEM
 
         deadline = time.time() + START_TIMEOUT_S + 60
         while True:
@@ -197,8 +198,7 @@ class ReaderThread(threading.Thread):
             self.error = f"{type(exc).__name__}: {exc}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the load test; returns 0 when every check passes."""
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--readers", type=int, default=20)
     p.add_argument("--cases", type=int, default=13, help="items per reader = 4 × cases (default 52)")
@@ -207,60 +207,70 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--db", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
-    if args.serve:
-        serve(args.db, args.port)
-        return 0
+    return p.parse_args(argv)
 
-    from sqlalchemy import func, select
 
+def _create_study(work: Path, db_url: str, n_cases: int, n_readers: int) -> tuple[Any, dict[str, Any]]:
+    """Write the cases and create the study; returns (service, ``create_study`` output)."""
+    from reader_study.auth import SYSTEM
     from reader_study.db import open_database
-    from reader_study.models import Answer
-    from reader_study.service import SYSTEM, ReaderStudyService
+    from reader_study.service import ReaderStudyService
 
-    work = Path(tempfile.mkdtemp(prefix="rs-load-"))
-    db_url = f"sqlite:///{work / 'load.db'}"
-    _write_cases(work, args.cases)
+    _write_cases(work, n_cases)
     service = ReaderStudyService(open_database(db_url), data_root=work)
     t0 = time.time()
-    created = service.create_study(SYSTEM, _spec(args.readers))
+    created = service.create_study(SYSTEM, _spec(n_readers))
     elapsed = time.time() - t0
-    print(f"study: {created['items']} items, {args.readers} readers (created in {elapsed:.1f} s) in {work}")
-    port = _free_port()
-    log = work / "server.log"
-    server = _start_server(db_url, port, log)
-    url = f"http://127.0.0.1:{port}/"
-    threads = [ReaderThread(url, r["token"], r["reader_id"], service, "load", 8) for r in created["readers"]]
+    print(f"study: {created['items']} items, {n_readers} readers (created in {elapsed:.1f} s) in {work}")
+    return service, created
+
+
+def _stop(server: subprocess.Popen) -> None:
+    if server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+def _run_readers(
+    threads: list[ReaderThread],
+    server: subprocess.Popen,
+    restart: Callable[[], subprocess.Popen],
+    kill_at: float | None,
+) -> tuple[bool, float]:
+    """Run the reader threads until done; kill -9 the server (and ``restart()`` it) once ``kill_at``
+    answers are acknowledged, when given. Returns (killed, wall time in s)."""
     start = time.time()
     for t in threads:
         t.start()
     killed = False
-    target = args.readers * created["items"]
     try:
         while any(t.is_alive() for t in threads):
             time.sleep(0.2)
-            if args.kill and not killed and sum(t.acknowledged for t in threads) >= args.kill_after * target:
+            if kill_at is not None and not killed and sum(t.acknowledged for t in threads) >= kill_at:
                 os.kill(server.pid, signal.SIGKILL)
                 server.wait()
                 kill_time = time.time()
                 killed_at = sum(t.acknowledged for t in threads)
                 print(f"kill -9 the server after {killed_at} acknowledged items; restarting")
                 killed = True
-                server = _start_server(db_url, port, log)
+                server = restart()
                 print(f"server restarted in {time.time() - kill_time:.1f} s")
     finally:
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-    wall = time.time() - start
-    n_questions = 2
-    acknowledged_items = sum(t.acknowledged for t in threads)
-    acknowledged = acknowledged_items * n_questions
-    check = open_database(db_url)
-    with check.read() as s:
+        _stop(server)
+    return killed, time.time() - start
+
+
+def _stored(db_url: str) -> tuple[int, int]:
+    """(answer rows, duplicate (reader, item, question, iteration) groups) in the database."""
+    from sqlalchemy import func, select
+
+    from reader_study.db import open_database
+    from reader_study.models import Answer
+
+    with open_database(db_url).read() as s:
         stored = s.scalar(select(func.count(Answer.id)))
         duplicates = s.scalar(
             select(func.count()).select_from(
@@ -270,12 +280,27 @@ def main(argv: list[str] | None = None) -> int:
                 .subquery()
             )
         )
-    per_reader_ok = all(
-        service.progress(SYSTEM, "load", reader_id=t.reader_id)["done"]
-        in (t.acknowledged, t.acknowledged + 1)
-        and service.progress(SYSTEM, "load", reader_id=t.reader_id)["done"] >= t.acknowledged
-        for t in threads
-    )
+    return stored, duplicates
+
+
+def _report(
+    args: argparse.Namespace,
+    threads: list[ReaderThread],
+    service: Any,
+    created: dict[str, Any],
+    killed: bool,
+    wall: float,
+    db_url: str,
+) -> bool:
+    """Print the figures and checks; True when every check passes."""
+    from reader_study.auth import SYSTEM
+
+    n_questions = 2
+    acknowledged_items = sum(t.acknowledged for t in threads)
+    acknowledged = acknowledged_items * n_questions
+    stored, duplicates = _stored(db_url)
+    done = {t.reader_id: service.progress(SYSTEM, "load", reader_id=t.reader_id)["done"] for t in threads}
+    per_reader_ok = all(done[t.reader_id] in (t.acknowledged, t.acknowledged + 1) for t in threads)
     latencies = np.array([x for t in threads for x in t.latencies]) * 1000
     errors = [t.error for t in threads if t.error]
     print(f"readers: {args.readers}, items each: {created['items']}, wall time {wall:.1f} s")
@@ -298,11 +323,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"every acknowledged answer stored: {stored >= acknowledged and per_reader_ok}")
         ok = ok and killed and right == len(resumes) and stored >= acknowledged
     else:
-        ok = ok and stored == acknowledged and acknowledged_items == target
+        ok = ok and stored == acknowledged and acknowledged_items == args.readers * created["items"]
     for e in errors:
         print(f"reader error: {e}")
     for f in sorted({f for t in threads for f in t.failures}):
         print(f"submit failure seen: {f}")
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the load test; returns 0 when every check passes."""
+    args = _arguments(argv)
+    if args.serve:
+        serve(args.db, args.port)
+        return 0
+    work = Path(tempfile.mkdtemp(prefix="rs-load-"))
+    db_url = f"sqlite:///{work / 'load.db'}"
+    service, created = _create_study(work, db_url, args.cases, args.readers)
+    port = _free_port()
+    log = work / "server.log"
+    server = _start_server(db_url, port, log)
+    url = f"http://127.0.0.1:{port}/"
+    threads = [ReaderThread(url, r["token"], r["reader_id"], service, "load", 8) for r in created["readers"]]
+    kill_at = args.kill_after * args.readers * created["items"] if args.kill else None
+    killed, wall = _run_readers(threads, server, lambda: _start_server(db_url, port, log), kill_at)
+    ok = _report(args, threads, service, created, killed, wall, db_url)
     print("OK" if ok else "FAILED")
     return 0 if ok else 1
 

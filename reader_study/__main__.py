@@ -11,9 +11,11 @@ Examples::
     python -m reader_study analyze --study "Demo reader study"
     python -m reader_study demo
 
-Options ``--db``, ``--data-dir`` and ``--models-dir`` go before or after the command. The database is
-``--db`` or ``$VCE_DB_URL`` or ``sqlite:///<data dir>/reader_study.db``. Tokens printed by
-``create``, ``enroll`` and ``add-admin`` are shown once; only their hashes are stored.
+Options ``--db``, ``--data-dir`` and ``--models-dir`` go before or after the command. They are resolved by
+:meth:`vce_core.settings.Settings.resolve`, as in ``app.py``: a flag wins over ``$VCE_DB_URL``,
+``$VCE_DATA_DIR``, ``$VCE_MODELS_DIR``, which win over the defaults (the database
+``sqlite:///<data dir>/reader_study.db``, the data directory ``data/`` in the current working directory).
+Tokens printed by ``create``, ``enroll`` and ``add-admin`` are shown once; only their hashes are stored.
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ from pathlib import Path
 import pandas as pd
 
 from vce_core.errors import VCEInputError
+from vce_core.settings import Settings
 
 from . import analysis, export
+from .auth import SYSTEM
 from .db import SchemaVersionError, open_database
-from .service import SYSTEM, ReaderStudyError, ReaderStudyService
+from .errors import ReaderStudyError
+from .service import ReaderStudyService
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,13 +48,14 @@ def _parser() -> argparse.ArgumentParser:
         "--data-dir",
         type=Path,
         default=argparse.SUPPRESS,
-        help="base of relative case paths in specs (default: $VCE_DATA_DIR or data/)",
+        help="data directory: base of relative case paths in specs and home of the default database "
+        "(default: $VCE_DATA_DIR or data/)",
     )
     common.add_argument(
         "--models-dir",
         type=Path,
         default=argparse.SUPPRESS,
-        help="generator checkpoints (default: assets/models)",
+        help="generator checkpoints (default: $VCE_MODELS_DIR or assets/models)",
     )
     p = argparse.ArgumentParser(
         prog="python -m reader_study", description="Blinded reader studies.", parents=[common]
@@ -96,11 +102,14 @@ def _print_table(title: str, frame: pd.DataFrame) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (2 for bad input, 3 for a refused operation)."""
     args = _parser().parse_args(argv)
+    settings = Settings.resolve(
+        data_dir=getattr(args, "data_dir", None),
+        models_dir=getattr(args, "models_dir", None),
+        db_url=getattr(args, "db", None),
+    )
     try:
-        db = open_database(getattr(args, "db", None))
-        svc = ReaderStudyService(
-            db, data_root=getattr(args, "data_dir", None), models_dir=getattr(args, "models_dir", None)
-        )
+        db = open_database(settings.db_url)
+        svc = ReaderStudyService(db, data_root=settings.data_dir, models_dir=settings.models_dir)
         if args.command == "create":
             if not args.spec.is_file():
                 raise VCEInputError("study spec not found", path=args.spec, expected="a YAML file")

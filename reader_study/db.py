@@ -1,8 +1,9 @@
 """Engine and sessions: SQLite by default (WAL, foreign keys, busy timeout), any SQLAlchemy URL otherwise.
 
-The URL comes from, in order: the ``url`` argument (CLI ``--db``), the environment variable
-``VCE_DB_URL``, else ``sqlite:///<data dir>/reader_study.db`` with the data directory ``VCE_DATA_DIR`` or
-``data/`` under the repository root.
+The URL comes from :meth:`vce_core.settings.Settings.resolve`, like everywhere in the project: the ``url``
+argument (CLI ``--db``), else the environment variable ``VCE_DB_URL``, else the SQLite file
+``<data dir>/reader_study.db`` with the data directory ``$VCE_DATA_DIR`` or ``data/`` in the current working
+directory (the same file ``app.py`` uses).
 
 SQLite specifics live only in the ``connect``/``begin`` event handlers below: every connection turns on
 ``journal_mode=WAL``, ``foreign_keys=ON`` and ``busy_timeout``; transactions opened through
@@ -13,7 +14,6 @@ plain SQLAlchemy transactions.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,10 +26,10 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from vce_core.errors import VCEInputError
+from vce_core.settings import Settings
 
 from .models import SCHEMA_VERSION, Base, SchemaVersion
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -37,17 +37,9 @@ class SchemaVersionError(RuntimeError):
     """The database was written by another schema version of reader_study."""
 
 
-def data_dir() -> Path:
-    """The data directory: ``$VCE_DATA_DIR`` or ``<repo>/data``."""
-    return Path(os.environ.get("VCE_DATA_DIR") or REPO_ROOT / "data")
-
-
 def default_url() -> str:
-    """``$VCE_DB_URL`` or the SQLite file ``<data dir>/reader_study.db``."""
-    env = os.environ.get("VCE_DB_URL")
-    if env:
-        return env
-    return f"sqlite:///{data_dir() / 'reader_study.db'}"
+    """The database URL of :meth:`Settings.resolve`: ``$VCE_DB_URL`` or ``<data dir>/reader_study.db``."""
+    return Settings.resolve().db_url
 
 
 def _sqlite_events(engine: Engine) -> None:

@@ -19,7 +19,10 @@ import yaml
 
 from vce_core.errors import VCEInputError
 
-from .service import SYSTEM, AccessDenied, ReaderStudyService
+from .auth import SYSTEM
+from .errors import AccessDenied
+from .service import ReaderStudyService
+from .spec import resolve_cases
 
 DEMO_SPEC = Path(__file__).resolve().parent.parent / "configs" / "studies" / "demo.yaml"
 DEMO_ADMIN_TOKEN = "demo-admin"
@@ -76,8 +79,6 @@ def ensure_demo_study(
         if case_folders is not None:
             case_folders = list(case_folders)
         else:
-            from .service import resolve_cases
-
             case_folders = resolve_cases(spec["cases"], service.data_root)
         if not case_folders:
             raise VCEInputError("the demo study needs at least one demo case folder")

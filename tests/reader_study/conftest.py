@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 import pytest
 
-from reader_study.service import SYSTEM
+from reader_study.auth import SYSTEM
 from reader_study.ui import READER_JS, mount_reader_study
 from support import make_service, spec_dict, write_disc_cases
+
+
+@pytest.fixture()
+def study(tmp_path: Path):
+    """(service, [reader 1, reader 2] actors, create_study output) of an open 3-case study ``t-study``."""
+    write_disc_cases(tmp_path, 3)
+    svc = make_service(tmp_path)
+    out = svc.create_study(SYSTEM, spec_dict(tmp_path))
+    readers = [svc.authenticate(r["token"]) for r in out["readers"]]
+    return svc, readers, out
 
 
 @pytest.fixture(scope="module")

@@ -1,36 +1,27 @@
-"""Reader-study storage and service: constraints, idempotent submit, order, roles, schema version."""
+"""The reader-study service: idempotent submit, reading order and exact resume, washout and repeat reads,
+back navigation, reference images, the decoded-image cache and its defaults."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
-from sqlalchemy import select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, text
 
-from reader_study.db import SchemaVersionError, open_database
-from reader_study.models import Answer, Assignment, Item, Study
-from reader_study.service import (
-    SYSTEM,
-    AccessDenied,
-    Actor,
-    AnswerConflict,
-    StudyStateError,
-    min_case_distance,
-    reading_order,
-)
+from reader_study.auth import SYSTEM
+from reader_study.db import open_database
+from reader_study.errors import AccessDenied, AnswerConflict, StudyStateError
+from reader_study.models import Answer, Assignment, Item
+from reader_study.order import min_case_distance, reading_order
+from reader_study.service import ReaderStudyService
+from reader_study.service.answers import score
+from reader_study.service.base import IMAGE_CACHE_ITEMS
 from support import LIKERT_ANSWERS, make_service, spec_dict, write_disc_cases
+from vce_core.cache import LRU
 from vce_core.errors import VCEInputError
-
-
-@pytest.fixture()
-def study(tmp_path: Path):
-    write_disc_cases(tmp_path, 3)
-    svc = make_service(tmp_path)
-    out = svc.create_study(SYSTEM, spec_dict(tmp_path))
-    readers = [svc.authenticate(r["token"]) for r in out["readers"]]
-    return svc, readers, out
+from vce_core.settings import sqlite_url
 
 
 def _answer_all(svc, actor, name="t-study", n=None):  # noqa: ANN001, ANN202
@@ -42,24 +33,6 @@ def _answer_all(svc, actor, name="t-study", n=None):  # noqa: ANN001, ANN202
         svc.submit_answers(actor, name, item.public_id, LIKERT_ANSWERS)
         served.append(item.public_id)
     return served
-
-
-def test_duplicate_answer_impossible_at_db_level(study) -> None:
-    svc, (r1, _), _ = study
-    item = svc.next_item(r1, "t-study")
-    svc.submit_answers(r1, "t-study", item.public_id, LIKERT_ANSWERS)
-    with svc.db.read() as s:
-        row = s.scalars(select(Answer)).first()
-        fields = {
-            c: getattr(row, c)
-            for c in ("study_id", "reader_id", "item_id", "question_id", "assignment_id", "iteration")
-        }
-    with pytest.raises(IntegrityError), svc.db.write() as s:
-        s.add(Answer(**fields, value="1"))
-    with pytest.raises(IntegrityError), svc.db.write() as s:
-        s.execute(update(Study).values(status="paused"))
-    with pytest.raises(IntegrityError), svc.db.write() as s:  # foreign keys are enforced (SQLite pragma)
-        s.add(Answer(**{**fields, "item_id": 99999}, value="1"))
 
 
 def test_submit_is_idempotent_and_changes_are_refused(study) -> None:
@@ -127,71 +100,6 @@ def test_resume_is_exact_and_order_stable(study, tmp_path: Path) -> None:
     assert len(answered) == 4
 
 
-@pytest.mark.parametrize(("cases", "conditions", "distance"), [(10, 4, 4), (6, 5, 6), (3, 3, 3), (2, 3, 1)])
-def test_reading_order_keeps_conditions_of_a_case_apart(cases: int, conditions: int, distance: int) -> None:
-    items = [(c * 100 + k, c) for c in range(cases) for k in range(conditions)]
-    for seed in range(20):
-        order = reading_order(items, f"seed{seed}", distance)
-        assert sorted(order) == sorted(i for i, _ in items)
-        case_of = dict(items)
-        assert (min_case_distance([case_of[i] for i in order]) or 99) >= distance
-        assert order == reading_order(list(reversed(items)), f"seed{seed}", distance)  # deterministic
-    assert (
-        reading_order(items, "a", distance) != reading_order(items, "b", distance) or cases * conditions < 4
-    )
-    # an impossible distance is capped at the number of cases (round robin)
-    capped = reading_order(items, "x", cases + 5)
-    assert min_case_distance([dict(items)[i] for i in capped]) == cases
-
-
-def test_roles_and_ownership(study, tmp_path: Path) -> None:
-    svc, (r1, r2), _ = study
-    for call in (
-        lambda: svc.create_study(r1, spec_dict(tmp_path, name="x")),
-        lambda: svc.open_study(r1, "t-study"),
-        lambda: svc.close_study(r1, "t-study"),
-        lambda: svc.enroll_reader(r1, "t-study", "Mallory"),
-        lambda: svc.create_admin(r1, "Mallory"),
-        lambda: svc.answers_frame(r1, "t-study"),
-        lambda: svc.progress_all(r1, "t-study"),
-        lambda: svc.progress(r1, "t-study", reader_id=r2.reader_id),
-        lambda: svc.audit_log(r1),
-        # a forged actor: the role is read from the database, and only the SYSTEM object is trusted
-        lambda: svc.answers_frame(Actor(r1.reader_id, "admin", "x"), "t-study"),
-        lambda: svc.answers_frame(Actor(None, "admin", "system"), "t-study"),
-        lambda: svc.next_item(Actor(None, "reader", "nobody"), "t-study"),
-    ):
-        with pytest.raises(AccessDenied):
-            call()
-    with pytest.raises(AccessDenied):
-        svc.authenticate("not-a-valid-token")
-    with pytest.raises(AccessDenied):
-        svc.authenticate("")
-    # a reader of another study cannot see this study's items
-    write_disc_cases(tmp_path / "other", 2)
-    svc_other = svc.create_study(
-        SYSTEM, {**spec_dict(tmp_path, name="other", readers=1), "cases": {"glob": "other/cases/*"}}
-    )
-    outsider = svc.authenticate(svc_other["readers"][0]["token"])
-    item = svc.next_item(r1, "t-study")
-    for call in (
-        lambda: svc.next_item(outsider, "t-study"),
-        lambda: svc.item_images(outsider, "t-study", item.public_id),
-        lambda: svc.item_images(outsider, "other", item.public_id),
-        lambda: svc.submit_answers(outsider, "t-study", item.public_id, LIKERT_ANSWERS),
-        lambda: svc.study_view(outsider, "t-study"),
-    ):
-        with pytest.raises(AccessDenied):
-            call()
-    assert [s["name"] for s in svc.list_studies(outsider)] == ["other"]
-    assert set(svc.list_studies(r1)[0]) == {"name"}  # readers see no counts or conditions
-    admin_id, admin_token = svc.create_admin(SYSTEM, "Admin")
-    admin = svc.authenticate(admin_token)
-    assert admin.role == "admin" and len(svc.answers_frame(admin, "t-study")) == 0
-    with pytest.raises(AccessDenied):  # admins do not read
-        svc.next_item(admin, "t-study")
-
-
 def test_status_washout_and_repeat_reads(tmp_path: Path) -> None:
     write_disc_cases(tmp_path, 2)
     svc = make_service(tmp_path)
@@ -236,52 +144,6 @@ def test_back_navigation_when_allowed(tmp_path: Path) -> None:
         svc.item_at(r, "t-study", 5)
 
 
-def test_schema_version_mismatch_is_a_clear_error(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'v.db'}"
-    db = open_database(url)
-    with db.write() as s:
-        s.execute(text("UPDATE schema_version SET version = 99"))
-    db.dispose()
-    with pytest.raises(SchemaVersionError, match="schema version \\[99\\].*needs 1"):
-        open_database(url)
-
-
-def test_bad_specs_are_refused_before_rendering(tmp_path: Path) -> None:
-    write_disc_cases(tmp_path, 1)
-    svc = make_service(tmp_path)
-    base = spec_dict(tmp_path)
-    for change, message in (
-        ({"conditions": ["blurry"]}, "unknown"),
-        (
-            {"questions": [{"key": "q", "kind": "likert", "text": "Q", "anchors": {1: "a", 2: "b"}}]},
-            "exactly",
-        ),
-        ({"cases": {"glob": "nothing/*"}}, "no case folder"),
-        ({"options": {"warp": True}}, "options"),
-        ({"conditions": ["synthetic_low_dose"], "generator": None}, "needs a generator"),
-    ):
-        with pytest.raises(VCEInputError, match=message):
-            svc.create_study(SYSTEM, {**base, **change})
-    svc.create_study(SYSTEM, base)
-    with pytest.raises(VCEInputError, match="already exists"):
-        svc.create_study(SYSTEM, base)
-
-
-def test_schema_compiles_for_postgresql() -> None:
-    from sqlalchemy.dialects import postgresql
-    from sqlalchemy.schema import CreateIndex, CreateTable
-
-    from reader_study.models import Base
-
-    for table in Base.metadata.sorted_tables:
-        ddl = str(CreateTable(table).compile(dialect=postgresql.dialect()))
-        assert "PRAGMA" not in ddl and "AUTOINCREMENT" not in ddl
-        for index in table.indexes:
-            CreateIndex(index).compile(dialect=postgresql.dialect())
-    answer = str(CreateTable(Base.metadata.tables["answer"]).compile(dialect=postgresql.dialect()))
-    assert "UNIQUE (reader_id, item_id, question_id, iteration)" in answer
-
-
 def test_reference_images_and_audit_trail(tmp_path: Path) -> None:
     write_disc_cases(tmp_path, 2)
     svc = make_service(tmp_path)
@@ -297,3 +159,31 @@ def test_reference_images_and_audit_trail(tmp_path: Path) -> None:
         svc.answers_frame(r, "t-study")
     actions = list(svc.audit_log(SYSTEM)["action"])
     assert {"study_created", "login", "access_denied"} <= set(actions)
+
+
+def test_decoded_images_are_cached_read_only(study) -> None:
+    svc, (r1, _), _ = study
+    assert isinstance(svc._images, LRU) and svc._images.capacity == IMAGE_CACHE_ITEMS
+    item = svc.next_item(r1, "t-study")
+    first = svc.item_images(r1, "t-study", item.public_id)
+    assert svc.item_images(SYSTEM, "t-study", item.public_id) is first  # decoded once
+    assert len(svc._images) == 1
+    assert all(a.dtype == np.uint8 and a.ndim == 2 and not a.flags.writeable for a in first)
+    with pytest.raises(ValueError, match="read-only"):
+        first[0][0, 0] = 1
+
+
+def test_paths_default_to_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VCE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("VCE_MODELS_DIR", str(tmp_path / "models"))
+    svc = ReaderStudyService(open_database(sqlite_url(tmp_path / "rs.db")))
+    assert (svc.data_root, svc.models_dir) == (tmp_path / "data", tmp_path / "models")
+    given = ReaderStudyService(svc.db, data_root="cases", models_dir=tmp_path)
+    assert (given.data_root, given.models_dir) == (Path("cases"), tmp_path)
+
+
+def test_scores() -> None:
+    assert [score(v, "q") for v in (4, "4", "4 – good", 4.0, np.int64(2))] == [4, 4, 4, 4, 2]
+    for bad in (True, 0, 6, 3.5, "good", None):
+        with pytest.raises(VCEInputError, match="score from 1 to 5"):
+            score(bad, "q")

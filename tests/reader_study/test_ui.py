@@ -4,18 +4,24 @@ reveals the condition, dose, generator, case or file; the admin tab computes res
 from __future__ import annotations
 
 import json
+import logging
+import re
 import urllib.request
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pandas as pd
 import pytest
 from gradio_client import Client
 
+from reader_study.auth import SYSTEM
 from reader_study.render import decode_png
-from reader_study.service import SYSTEM
-from reader_study.ui import MAX_QUESTIONS
-from support import FakeGenerator
+from reader_study.ui import MAX_QUESTIONS, AdminHandlers, ReaderHandlers
+from reader_study.ui.admin import RESULT_OUTPUTS
+from reader_study.ui.common import enlarge
+from reader_study.ui.reader import ITEM_OUTPUTS, LOGIN_OUTPUTS
+from support import FakeGenerator, make_service, spec_dict, write_disc_cases
 
 # ("33%" is not listed: the progress bar after 2 of 6 items is legitimately "width:33%")
 FORBIDDEN = [
@@ -136,12 +142,58 @@ def test_admin_tab_results_and_export(app) -> None:
 
 
 def test_reader_images_are_enlarged_by_exact_pixel_replication() -> None:
-    from reader_study.ui import _enlarge
-
     small = np.arange(200 * 150, dtype=np.uint8).reshape(200, 150)
-    big = _enlarge(small)
+    big = enlarge(small)
     assert big.shape == (400, 300) and big.dtype == np.uint8
     np.testing.assert_array_equal(big[::2, ::2], small)
     np.testing.assert_array_equal(big[1::2, 1::2], small)
     large = np.zeros((600, 500), np.uint8)
-    assert _enlarge(large) is large
+    assert enlarge(large) is large
+
+
+def test_handlers_are_called_directly(tmp_path: Path) -> None:
+    write_disc_cases(tmp_path, 2)
+    svc = make_service(tmp_path)
+    out = svc.create_study(SYSTEM, spec_dict(tmp_path, readers=1))
+    reader = ReaderHandlers(svc)
+    shown = dict(zip(LOGIN_OUTPUTS + ITEM_OUTPUTS, reader.login(out["readers"][0]["token"]), strict=False))
+    state = shown["state"]
+    assert shown["counter"] == "**1 / 6**" and shown["message"] == "Logged in as **Reader 1**."
+    assert shown["image"].dtype == np.uint8 and max(shown["image"].shape) >= 256
+    slice_3, _ = reader.view(state, 3, 127.5, 255.0)
+    assert slice_3.shape == shown["image"].shape and not np.array_equal(slice_3, shown["image"])
+    after = dict(zip(ITEM_OUTPUTS, reader.submit(state, *_answers("2")), strict=False))
+    assert after["counter"] == "**2 / 6**" and after["state"] is state
+    assert svc.progress(SYSTEM, "t-study", reader_id=state["actor"].reader_id)["done"] == 1
+    with pytest.raises(gr.Error, match="log in"):
+        reader.submit({}, *_answers())
+    with pytest.raises(gr.Error, match="does not allow going back"):  # a refusal of the service
+        reader.back(state)
+
+    admin = AdminHandlers(svc)
+    with pytest.raises(gr.Error, match="not an admin token"):
+        admin.login(out["readers"][0]["token"])
+    admin_state = admin.login(svc.create_admin(SYSTEM, "Admin")[1])[0]
+    results = dict(zip(RESULT_OUTPUTS, admin.results(admin_state, "t-study", None), strict=True))
+    assert results["message"] == "4 answers." and list(results["scores_table"]["question"]) != []
+    assert results["question"]["value"] == "overall_quality"  # the first Likert question
+    assert len(pd.read_csv(admin.export(admin_state, "t-study", "long"))) == 4
+    with pytest.raises(gr.Error, match="Choose a study"):
+        admin.export(admin_state, None, "long")
+    with pytest.raises(gr.Error, match="study spec: cases must be"):  # bad input is shown as it is
+        admin.create(admin_state, "name: x")
+
+
+def test_unexpected_errors_are_logged_with_a_reference(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken:
+        def authenticate(self, token: str) -> None:
+            raise KeyError("/secret/path/case-17")
+
+    with caplog.at_level(logging.ERROR, logger="reader_study.ui"), pytest.raises(gr.Error) as info:
+        ReaderHandlers(Broken()).login("token-token-token")  # type: ignore[arg-type]
+    message = info.value.message
+    assert "while logging in" in message and "secret" not in message and "case-17" not in message
+    reference = re.search(r"reference ([0-9a-f]{8})", message)
+    assert reference is not None
+    record = caplog.records[-1]
+    assert reference.group(1) in record.getMessage() and record.exc_info is not None

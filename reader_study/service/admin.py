@@ -1,0 +1,324 @@
+"""Administration: create a study from a spec, accounts and enrolment, study status, the list of studies."""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from vce_core.errors import VCEInputError
+
+from .. import render
+from ..auth import Actor, check_actor, new_account
+from ..errors import StudyStateError
+from ..models import (
+    Assignment,
+    AuditEvent,
+    Case,
+    Enrollment,
+    Item,
+    ItemImage,
+    Question,
+    Reader,
+    Study,
+    as_utc,
+)
+from ..order import reading_order
+from ..spec import QuestionSpec, StudySpec, parse_spec
+from .base import ServiceBase, audit_denials, study_named
+from .build import RenderedCase, render_case
+
+STATUS_CHANGES = frozenset({("draft", "open"), ("open", "closed"), ("draft", "closed")})
+"""Allowed (from, to) status changes: closed is final; open ↔ draft is not allowed."""
+
+
+def _public_id() -> str:
+    """Opaque random item id (starts with a letter so no spreadsheet reads it as a formula or number)."""
+    return "i" + secrets.token_urlsafe(12)
+
+
+def enroll(s: Session, study: Study, reader: Reader) -> None:
+    """Enrol ``reader`` in ``study`` and lay out their seeded reading order for every iteration."""
+    s.add(Enrollment(study_id=study.id, reader_id=reader.id))
+    pairs = [
+        (item_id, case_id)
+        for item_id, case_id in s.execute(
+            select(Item.id, Item.case_id).where(Item.study_id == study.id, Item.is_reference.is_(False))
+        )
+    ]
+    for iteration in range(1, study.repeat_reads + 1):
+        order = reading_order(pairs, f"{study.seed}:{reader.id}:{iteration}", study.min_distance)
+        for position, item_id in enumerate(order):
+            s.add(
+                Assignment(
+                    study_id=study.id,
+                    reader_id=reader.id,
+                    item_id=item_id,
+                    iteration=iteration,
+                    position=position,
+                )
+            )
+
+
+def _enroll_audited(s: Session, me: Reader | None, study: Study, reader: Reader) -> None:
+    """:func:`enroll` by an administrator (None: the system), with a ``reader_enrolled`` audit event."""
+    enroll(s, study, reader)
+    s.add(
+        AuditEvent(
+            actor_id=me and me.id,
+            study_id=study.id,
+            action="reader_enrolled",
+            detail={"reader_id": reader.id},
+        )
+    )
+
+
+def _store_study(s: Session, spec: StudySpec) -> Study:
+    """The Study row of ``spec`` with its questions."""
+    opts = spec.options
+    study = Study(
+        name=spec.name,
+        instructions=spec.instructions,
+        status=spec.status,
+        seed=spec.seed,
+        allow_back=opts["allow_back"],
+        show_reference=opts["show_reference"],
+        repeat_reads=opts["repeat_reads"],
+        washout_days=opts["washout_days"],
+        min_distance=opts["min_distance"],
+        spec=spec.raw_json(),
+    )
+    s.add(study)
+    s.flush()
+    _store_questions(s, study, spec.questions)
+    return study
+
+
+def _store_questions(s: Session, study: Study, questions: list[QuestionSpec]) -> None:
+    for position, q in enumerate(questions):
+        s.add(
+            Question(
+                study_id=study.id,
+                key=q.key,
+                position=position,
+                kind=q.kind,
+                text=q.text,
+                required=q.required,
+                options=q.options,
+            )
+        )
+
+
+def _store_case(s: Session, study: Study, rendered: RenderedCase) -> int:
+    """Store a rendered case with its items and images; returns how many items readers will read."""
+    case_row = Case(
+        study_id=study.id,
+        case_key=rendered.key,
+        source_path=str(rendered.folder),
+        window_low=rendered.window[0],
+        window_high=rendered.window[1],
+        slices=rendered.slices,
+        plane=rendered.plane,
+    )
+    s.add(case_row)
+    s.flush()
+    for r in rendered.items:
+        item = Item(
+            public_id=_public_id(),
+            study_id=study.id,
+            case_id=case_row.id,
+            condition=r.condition,
+            dose=r.dose,
+            generator=r.generator,
+            n_slices=len(r.pngs),
+            is_reference=r.is_reference,
+        )
+        s.add(item)
+        s.flush()
+        for position, png in enumerate(r.pngs):
+            s.add(ItemImage(item_id=item.id, position=position, png=png))
+    return sum(not r.is_reference for r in rendered.items)
+
+
+class StudyAdmin(ServiceBase):
+    """What an administrator (or :data:`reader_study.auth.SYSTEM`) does to studies and accounts."""
+
+    # ------------------------------------------------------------------ accounts
+    @audit_denials
+    def create_admin(self, actor: Actor, display_name: str, token: str | None = None) -> tuple[int, str]:
+        """New admin account; returns ``(id, token)`` — the token is shown once and never stored."""
+        with self.db.write() as s:
+            me = check_actor(s, actor, admin=True)
+            reader, token = new_account(s, display_name, "admin", token)
+            s.add(AuditEvent(actor_id=me and me.id, action="admin_created", detail={"reader_id": reader.id}))
+            return reader.id, token
+
+    @audit_denials
+    def enroll_reader(
+        self, actor: Actor, study: str, display_name: str, token: str | None = None
+    ) -> tuple[int, str]:
+        """Create a reader account, enrol it and lay out its reading order; returns ``(id, token)`` once."""
+        with self.db.write() as s:
+            me = check_actor(s, actor, admin=True)
+            st = study_named(s, study)
+            if st.status == "closed":
+                raise StudyStateError(f"study {study!r} is closed")
+            reader, token = new_account(s, display_name, "reader", token)
+            _enroll_audited(s, me, st, reader)
+            return reader.id, token
+
+    @audit_denials
+    def enroll_existing(self, actor: Actor, study: str, reader_id: int) -> None:
+        """Enrol an existing reader account in another study (nothing happens if already enrolled)."""
+        with self.db.write() as s:
+            me = check_actor(s, actor, admin=True)
+            st = study_named(s, study)
+            reader = s.get(Reader, reader_id)
+            if reader is None or reader.role != "reader":
+                raise VCEInputError(f"there is no reader with id {reader_id}")
+            if s.get(Enrollment, (st.id, reader.id)) is not None:
+                return
+            _enroll_audited(s, me, st, reader)
+
+    # ------------------------------------------------------------------ creating a study
+    def _load_case(self, folder: Path) -> Any:
+        if self._case_loader is not None:
+            return self._case_loader(folder)
+        from vce_core.io import load_case
+
+        return load_case(folder)
+
+    def _load_generator(self, name: str) -> render.SynthesizerLike:
+        if self._generator_loader is not None:
+            return self._generator_loader(name)
+        return render.load_generator(name, self.models_dir)
+
+    def has_generator(self, name: str = "default", models_dir: str | Path | None = None) -> bool:
+        """Whether generator ``name`` can be loaded (an injected loader counts as yes)."""
+        if self._generator_loader is not None:
+            return True
+        try:
+            render.resolve_generator(name, models_dir if models_dir is not None else self.models_dir)
+        except (VCEInputError, ImportError):
+            return False
+        return True
+
+    def _new_spec(self, spec: str | Mapping[str, Any] | StudySpec) -> StudySpec:
+        """``spec`` validated, with a name no study has yet."""
+        if not isinstance(spec, StudySpec):
+            spec = parse_spec(dict(spec) if isinstance(spec, Mapping) else spec, self.data_root)
+        with self.db.read() as s:
+            if s.scalar(select(Study.id).where(Study.name == spec.name)) is not None:
+                raise VCEInputError(f"a study named {spec.name!r} already exists", expected="a new name")
+        return spec
+
+    def _render_cases(self, spec: StudySpec) -> list[RenderedCase]:
+        """Load and render every case of ``spec`` (each generator is loaded once)."""
+        generator = functools.cache(self._load_generator)
+        rendered: list[RenderedCase] = []
+        keys: set[str] = set()
+        for case_index, folder in enumerate(spec.case_folders):
+            case = self._load_case(folder)
+            key = str(case.meta.get("case_id") or folder.name)
+            if key in keys:
+                raise VCEInputError(f"two case folders have the same case id {key!r}", path=folder)
+            keys.add(key)
+            rendered.append(render_case(case, key, folder, spec, case_index, generator))
+        return rendered
+
+    @audit_denials
+    def create_study(self, actor: Actor, spec: str | Mapping[str, Any] | StudySpec) -> dict[str, Any]:
+        """Validate a spec, render every item once and store the study with its readers.
+
+        Returns
+        -------
+        ``{"study": name, "status", "cases", "items", "readers": [{"name", "reader_id", "token"}]}`` — the
+        tokens are shown once.
+        """
+        with self.db.read() as s:
+            check_actor(s, actor, admin=True)
+        parsed = self._new_spec(spec)
+        rendered = self._render_cases(parsed)
+        with self.db.write() as s:
+            me = check_actor(s, actor, admin=True)
+            study = _store_study(s, parsed)
+            n_items = sum(_store_case(s, study, rc) for rc in rendered)
+            s.flush()
+            readers = []
+            for name in parsed.readers:
+                reader, token = new_account(s, name, "reader")
+                enroll(s, study, reader)
+                readers.append({"name": name, "reader_id": reader.id, "token": token})
+            s.add(
+                AuditEvent(
+                    actor_id=me and me.id,
+                    study_id=study.id,
+                    action="study_created",
+                    detail={"cases": len(rendered), "items": n_items},
+                )
+            )
+            return {
+                "study": study.name,
+                "status": study.status,
+                "cases": len(rendered),
+                "items": n_items,
+                "readers": readers,
+            }
+
+    # ------------------------------------------------------------------ status and overview
+    @audit_denials
+    def set_status(self, actor: Actor, study: str, status: str) -> str:
+        """Move a study draft → open → closed (closed is final; open ↔ draft is not allowed)."""
+        with self.db.write() as s:
+            me = check_actor(s, actor, admin=True)
+            st = study_named(s, study)
+            if st.status == status:
+                return status
+            if (st.status, status) not in STATUS_CHANGES:
+                raise StudyStateError(f"study {study!r} is {st.status}; it cannot become {status}")
+            st.status = status
+            s.add(AuditEvent(actor_id=me and me.id, study_id=st.id, action=f"study_{status}", detail={}))
+            return status
+
+    def open_study(self, actor: Actor, study: str) -> str:
+        """Open a study for reading."""
+        return self.set_status(actor, study, "open")
+
+    def close_study(self, actor: Actor, study: str) -> str:
+        """Close a study: no more answers are accepted."""
+        return self.set_status(actor, study, "closed")
+
+    @audit_denials
+    def list_studies(self, actor: Actor) -> list[dict[str, Any]]:
+        """Admins: every study with counts; readers: the open studies they are enrolled in (name only)."""
+        with self.db.read() as s:
+            reader = check_actor(s, actor)
+            if reader is not None and reader.role != "admin":
+                rows = s.scalars(
+                    select(Study)
+                    .join(Enrollment, Enrollment.study_id == Study.id)
+                    .where(Enrollment.reader_id == reader.id, Study.status == "open")
+                    .order_by(Study.id)
+                )
+                return [{"name": st.name} for st in rows]
+            return [
+                {
+                    "name": st.name,
+                    "status": st.status,
+                    "items": s.scalar(
+                        select(func.count(Item.id)).where(
+                            Item.study_id == st.id, Item.is_reference.is_(False)
+                        )
+                    ),
+                    "readers": s.scalar(
+                        select(func.count()).select_from(Enrollment).where(Enrollment.study_id == st.id)
+                    ),
+                    "created_at": as_utc(st.created_at),
+                }
+                for st in s.scalars(select(Study).order_by(Study.id))
+            ]
