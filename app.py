@@ -8,7 +8,8 @@ stand in for missing flags (:class:`vce_core.settings.Settings`; the database de
 data folder).
 
 This file is arguments, wiring and launch only: each tab is its own module in :mod:`studio` (and
-:mod:`reader_study.ui`). Tests and benchmarks build the app with :func:`build_app` and launch it themselves.
+:mod:`reader_study.ui`). Tests build the app with :func:`build_app` and launch it themselves; the
+benchmarks start ``python app.py``.
 """
 
 from __future__ import annotations
