@@ -10,29 +10,42 @@ Every image a reader sees is made here, once, when a study is created:
 3. one display window per case — the 0.5 and 99.5 percentiles of the standard-dose image inside the brain
    mask of the chosen slices — maps every condition of the case to uint8, so conditions differ only by
    their content, never by their windowing;
-4. slices are oriented for display (radiological convention: anterior up, patient's right on the left)
-   and encoded as greyscale PNG from numpy, with no text chunks (no file name, no metadata).
+4. slices are oriented for display (radiological convention: anterior up, patient's right on the left),
+   resampled to square pixels from the case's voxel spacing, windowed and encoded as greyscale PNG from
+   numpy, with no text chunks (no file name, no metadata).
 
-Readers adjust window/level *on the stored uint8 image* with :func:`apply_window` (server-side).
+Slicing, orientation, square pixels, window and PNG are :mod:`vce_core.display`, the renderer the explorer
+uses too. Readers adjust window/level *on the stored uint8 image* with :func:`apply_window` (server-side).
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from PIL import Image
 
+from vce_core import display
+from vce_core.display import PLANES, Window, decode_png
+from vce_core.domain import check_dose, match_dose
 from vce_core.errors import VCEInputError
 from vce_core.preprocess import brain_mask, ce_mask
 
 from .models import CONDITIONS
 
-PLANES = ("axial", "coronal", "sagittal")
-_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}
+__all__ = [
+    "GeneratorLoader",
+    "SynthesizerLike",
+    "apply_window",
+    "case_window",
+    "choose_slices",
+    "decode_png",
+    "load_generator",
+    "render_condition",
+    "render_stack",
+    "resolve_generator",
+]
 
 
 class SynthesizerLike(Protocol):
@@ -52,16 +65,6 @@ class SynthesizerLike(Protocol):
         field_strength: float,
         seed: int | None = None,
     ) -> np.ndarray: ...
-
-
-def take_slice(volume: np.ndarray, plane: str, index: int) -> np.ndarray:
-    """2-D slice of a (I, J, K) array: axial ``[:, :, k]``, coronal ``[:, j, :]``, sagittal ``[i, :, :]``."""
-    if plane not in _AXIS:
-        raise VCEInputError(f"unknown plane {plane!r}", expected=f"one of {', '.join(PLANES)}")
-    axis = _AXIS[plane]
-    if not 0 <= index < volume.shape[axis]:
-        raise VCEInputError(f"slice {index} is outside 0..{volume.shape[axis] - 1} of the {plane} plane")
-    return np.take(volume, index, axis=axis)
 
 
 def choose_slices(
@@ -86,11 +89,11 @@ def choose_slices(
     """
     spec = dict(spec or {})
     plane = str(spec.get("plane", "axial"))
-    if plane not in _AXIS:
+    if plane not in PLANES:
         raise VCEInputError(
             f"unknown plane {plane!r} in the slices spec", expected=f"one of {', '.join(PLANES)}"
         )
-    axis = _AXIS[plane]
+    axis = display.plane_axis(plane)
     n = native.shape[axis]
     if "indices" in spec:
         indices = spec["indices"]
@@ -128,7 +131,7 @@ def choose_slices(
 
 def case_window(standard_dose: np.ndarray, plane: str, slices: Sequence[int]) -> tuple[float, float]:
     """Display window (low, high) of a case: 0.5/99.5 percentiles of the standard dose in the brain."""
-    stack = np.stack([take_slice(standard_dose, plane, k) for k in slices])
+    stack = np.stack([display.take_slice(standard_dose, plane, k) for k in slices])
     try:
         mask = brain_mask(stack.astype(np.float32))
         values = stack[mask] if mask.any() else stack.ravel()
@@ -140,54 +143,13 @@ def case_window(standard_dose: np.ndarray, plane: str, slices: Sequence[int]) ->
     return low, high
 
 
-def to_display(slice2d: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Window a 2-D float slice to uint8 and orient it for display.
-
-    ``(i, j)`` slice → rows anterior/superior first, columns from the patient's right to left
-    (radiological convention). Values ≤ low → 0, ≥ high → 255.
-    """
-    x = np.asarray(slice2d, dtype=np.float64)
-    if not np.isfinite(x).all():
-        raise VCEInputError("the rendered slice contains NaN or infinite values")
-    scaled = np.clip((x - low) / (high - low), 0.0, 1.0) * 255.0
-    return np.ascontiguousarray(np.rot90(np.rint(scaled).astype(np.uint8))[:, ::-1])
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    """Lossless greyscale PNG of a 2-D uint8 array, without any text/metadata chunk."""
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8 or arr.ndim != 2:
-        raise VCEInputError(
-            f"cannot encode an array of dtype {arr.dtype} and shape {arr.shape}", expected="2-D uint8"
-        )
-    buffer = io.BytesIO()
-    Image.fromarray(arr, mode="L").save(buffer, format="PNG", optimize=False)
-    return buffer.getvalue()
-
-
-def decode_png(data: bytes) -> np.ndarray:
-    """2-D uint8 array from PNG bytes (through numpy, so no PIL metadata travels on)."""
-    with Image.open(io.BytesIO(data)) as img:
-        return np.array(img.convert("L"), dtype=np.uint8)
-
-
-def apply_window(image: np.ndarray, level: float, width: float) -> np.ndarray:
-    """Reader-side window/level on a stored uint8 image (display units 0–255).
-
-    ``level`` is the centre and ``width`` the span of grey values stretched to 0–255; level 127.5 and
-    width 255 return the image unchanged.
-    """
-    width = max(float(width), 1.0)
-    low = float(level) - width / 2.0
-    out = (image.astype(np.float64) - low) * (255.0 / width)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
 def _low_dose_volume(case: Any, dose: float) -> np.ndarray:
-    for d, vol in case.low_doses.items():
-        if abs(float(d) - dose) < 1e-6:
-            return np.asarray(vol.data, dtype=np.float32)
-    have = ", ".join(f"{float(d):g}" for d in sorted(case.low_doses)) or "none"
+    """The acquired low dose of ``case`` at ``dose`` (matched with :func:`vce_core.domain.match_dose`)."""
+    acquired = {float(d): vol for d, vol in case.low_doses.items()}
+    found = match_dose(acquired, dose)
+    if found is not None:
+        return np.asarray(acquired[found].data, dtype=np.float32)
+    have = ", ".join(f"{d:g}" for d in sorted(acquired)) or "none"
     raise VCEInputError(
         f"case {case.meta.get('case_id', '?')} has no acquired low dose {dose:g} (it has: {have})",
         expected="a dose listed in the case's case.json",
@@ -204,12 +166,32 @@ def render_condition(
     *,
     seed: int = 0,
 ) -> list[np.ndarray]:
-    """Float slices (image units) of one case under one condition.
+    """Display-ready float slices (image units) of one case under one condition.
 
     Conditions: ``real_standard_dose``, ``native``, ``real_low_dose`` (acquired dose from the case folder),
     ``synthetic_low_dose`` (generator at ``dose``), ``linear_baseline`` (``linear_baseline`` at ``dose``),
-    ``virtual_contrast`` (the case's extra volume ``virtual_contrast``).
+    ``virtual_contrast`` (the case's extra volume ``virtual_contrast``). ``dose`` is a fraction of the
+    standard dose in [0, 1].
+
+    Each slice is oriented for display and resampled to square pixels from the case's voxel spacing
+    (:func:`vce_core.display.to_display`, the explorer's geometry), so a coronal slice of 1 × 1 × 3 mm data
+    keeps its true aspect ratio. Returns float32 arrays ``(rows, cols)``, one per slice.
     """
+    pixel_spacing = display.slice_spacing(tuple(case.native.spacing), plane)
+    volume_slices = _condition_slices(case, condition, dose, synthesizer, plane, slices, seed)
+    return [display.to_display(s, pixel_spacing) for s in volume_slices]
+
+
+def _condition_slices(
+    case: Any,
+    condition: str,
+    dose: float | None,
+    synthesizer: SynthesizerLike | None,
+    plane: str,
+    slices: Sequence[int],
+    seed: int,
+) -> list[np.ndarray]:
+    """Float slices in volume orientation of one condition (see :func:`render_condition`)."""
     native = np.asarray(case.native.data, dtype=np.float32)
     standard = np.asarray(case.standard_dose.data, dtype=np.float32)
     if condition == "real_standard_dose":
@@ -255,18 +237,38 @@ def render_condition(
         raise VCEInputError(
             f"condition {condition} rendered shape {volume.shape}, the case grid is {native.shape}"
         )
-    return [take_slice(volume, plane, k) for k in slices]
+    return [display.take_slice(volume, plane, k) for k in slices]
 
 
 def _need_dose(condition: str, dose: float | None) -> float:
-    if dose is None or not 0.0 <= float(dose) <= 1.0:
-        raise VCEInputError(f"condition {condition} needs a dose in [0, 1], got {dose!r}")
-    return float(dose)
+    if dose is None:
+        raise VCEInputError(f"condition {condition} needs a dose", expected="a fraction of the standard dose")
+    return check_dose(dose, name=f"the dose of condition {condition}")
 
 
 def render_stack(slices: Sequence[np.ndarray], window: tuple[float, float]) -> list[bytes]:
-    """PNG bytes of each slice under the case window."""
-    return [encode_png(to_display(s, *window)) for s in slices]
+    """PNG bytes of each display-ready slice (:func:`render_condition`) under the case window.
+
+    ``window`` is ``(low, high)`` in image units (:func:`case_window`): ``low`` → 0, ``high`` → 255.
+    A slice holding NaN or infinite values is refused (:class:`VCEInputError`): a study never stores one.
+    """
+    shown = Window.from_range(*window)
+    pngs = []
+    for image in slices:
+        if not np.isfinite(image).all():
+            raise VCEInputError("the rendered slice contains NaN or infinite values")
+        pngs.append(display.encode_png(display.apply_window(image, shown)))
+    return pngs
+
+
+def apply_window(image: np.ndarray, level: float, width: float) -> np.ndarray:
+    """Reader-side window/level on a stored ``uint8`` image (display units 0–255).
+
+    ``level`` is the centre and ``width`` (at least 1) the span of grey values stretched to 0–255; level
+    127.5 and width 255 return the image unchanged. This is :func:`vce_core.display.apply_window` with
+    ``Window(level, width)``, kept under this name for :mod:`reader_study.ui`.
+    """
+    return display.apply_window(image, Window(float(level), max(float(width), 1.0)))
 
 
 def resolve_generator(name: str, models_dir: str | Path) -> Path:

@@ -2,7 +2,11 @@
 
 Uploaded files live in ``<data dir>/uploads/<session hash>/`` only while the browser session needs them:
 the folder is deleted when the session ends (``demo.unload``) and every leftover folder is deleted when
-the app starts (sessions do not survive a restart). No Gradio here.
+the app starts (sessions do not survive a restart).
+
+:func:`synthesize_upload` is the whole "Synthesize" action: synthesis at every requested dose, export,
+preview slices and, when an acquired low dose was uploaded, its metrics against the synthesis. No Gradio
+here: the Upload tab (:mod:`studio.upload_tab`) only wires these functions to its components.
 """
 
 from __future__ import annotations
@@ -18,10 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from vce_core.domain import check_field_strength, dose_from_percent, format_dose
 from vce_core.errors import VCEInputError
 
 UPLOADS = "uploads"
 _SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+Progress = Callable[[float, str], None]
+"""``progress(fraction done in [0, 1], what is being done)``."""
+
 _ROLES = {
     "native": "native image",
     "standard_dose": "standard-dose image",
@@ -130,7 +138,11 @@ def _read(path: Path, role: str) -> Any:
 
 @dataclass
 class UploadedCase:
-    """Validated uploads: native, standard dose and an optional acquired low dose on one grid."""
+    """Validated uploads: native, standard dose and an optional acquired low dose on one grid.
+
+    ``low_dose_fraction`` is the acquired low dose as a fraction of the standard dose; ``field_strength``
+    is in tesla.
+    """
 
     native: Any
     standard_dose: Any
@@ -144,29 +156,11 @@ class UploadedCase:
         shape = " × ".join(map(str, self.native.shape))
         text = f"**Ready:** {shape} voxels of {sp} mm, {self.field_strength:g} T."
         if self.low_dose is not None and self.low_dose_fraction is not None:
-            pct = self.low_dose_fraction * 100
-            text += f" The acquired low dose ({pct:.3g} %) will be compared with the synthesis."
+            text += (
+                f" The acquired low dose ({format_dose(self.low_dose_fraction)}) will be compared with the "
+                "synthesis."
+            )
         return text
-
-
-def parse_doses(text: str | None) -> list[float]:
-    """Doses typed as percent of the standard dose ("10, 25, 33") → sorted unique fractions in (0, 1]."""
-    if text is None or not str(text).strip():
-        raise VCEInputError("no dose was given", expected="one or more doses in percent, e.g. 10, 25, 33")
-    doses: set[float] = set()
-    for part in re.split(r"[,;\s]+", str(text).strip()):
-        if not part:
-            continue
-        try:
-            value = float(part.rstrip("%"))
-        except ValueError:
-            raise VCEInputError(
-                f"'{part}' is not a number", expected="doses in percent, e.g. 10, 25, 33"
-            ) from None
-        if not 0 < value <= 100 or not np.isfinite(value):
-            raise VCEInputError(f"the dose {value:g} % is out of range", expected="doses between 0 and 100 %")
-        doses.add(round(value / 100.0, 4))
-    return sorted(doses)
 
 
 def validate_uploads(
@@ -176,7 +170,11 @@ def validate_uploads(
     low_dose_pct: float | None,
     field_strength: float | None,
 ) -> UploadedCase:
-    """Read and check the uploaded volumes; every problem is a :class:`VCEInputError` in plain words."""
+    """Read and check the uploaded volumes; every problem is a :class:`VCEInputError` in plain words.
+
+    ``low_dose_pct`` is the acquired low dose in percent of the standard dose as typed by the user (needed
+    when ``low_dose`` is given); ``field_strength`` is in tesla.
+    """
     if native is None:
         raise VCEInputError(
             "no native (pre-contrast) image was uploaded", expected="a NIfTI file or a zipped DICOM series"
@@ -185,25 +183,19 @@ def validate_uploads(
         raise VCEInputError(
             "no standard-dose image was uploaded", expected="a NIfTI file or a zipped DICOM series"
         )
-    if field_strength is None or not 0 < float(field_strength) <= 12:
-        raise VCEInputError(
-            f"the field strength {field_strength!r} is not valid", expected="tesla between 0 and 12"
-        )
+    field = check_field_strength(field_strength, name="the field strength")
     na = _read(native, "native")
     sd = _read(standard_dose, "standard_dose")
     _check_grid(na, sd, "standard-dose image")
     ld = None
     fraction = None
     if low_dose is not None:
-        if low_dose_pct is None or not 0 < float(low_dose_pct) < 100:
-            raise VCEInputError(
-                f"the dose of the acquired low-dose image is {low_dose_pct!r} %",
-                expected="its dose in percent of the standard dose, between 0 and 100",
-            )
+        fraction = dose_from_percent(
+            low_dose_pct, name="the dose of the acquired low-dose image", positive=True
+        )
         ld = _read(low_dose, "low_dose")
         _check_grid(na, ld, "acquired low-dose image")
-        fraction = float(low_dose_pct) / 100.0
-    return UploadedCase(na, sd, ld, fraction, float(field_strength))
+    return UploadedCase(na, sd, ld, fraction, field)
 
 
 def _check_grid(native: Any, other: Any, name: str) -> None:
@@ -223,9 +215,9 @@ def synthesize_volumes(
     synth: Any,
     uploaded: UploadedCase,
     doses: list[float],
-    progress: Callable[[float, str], None] | None = None,
+    progress: Progress | None = None,
 ) -> dict[float, Any]:
-    """Synthesize the whole volume at every dose; returns ``{dose: Volume}`` on the native's grid."""
+    """Synthesize the whole volume at every dose (fraction); returns ``{dose: Volume}`` on the native grid."""
     from vce_core.io import Volume
 
     out: dict[float, Any] = {}
@@ -234,10 +226,10 @@ def synthesize_volumes(
         def relay(done: int, total: int, _n: int = n, _dose: float = dose) -> None:
             if progress:
                 frac = done / max(total, 1)
-                progress((_n + frac) / len(doses), f"synthesizing {_dose * 100:.3g} % dose")
+                progress((_n + frac) / len(doses), f"synthesizing {format_dose(_dose)} dose")
 
         if progress:
-            progress(n / len(doses), f"synthesizing {dose * 100:.3g} % dose")
+            progress(n / len(doses), f"synthesizing {format_dose(dose)} dose")
         data = synth.synthesize(
             uploaded.native, uploaded.standard_dose, dose, uploaded.field_strength, seed=0, progress=relay
         )
@@ -324,3 +316,96 @@ def dicom_reference(native_upload: Path) -> Path | None:
                     return None
         return target
     return native_upload
+
+
+@dataclass
+class UploadResult:
+    """What the "Synthesize" action shows: a Markdown report, preview slices and the export to download.
+
+    ``preview_native`` and ``preview_synthetic`` are ``uint8`` display images of axial slice
+    ``preview_index`` (0-based) of the native and of the synthesis at ``preview_dose`` (fraction).
+    """
+
+    report: str
+    preview_native: np.ndarray
+    preview_synthetic: np.ndarray
+    preview_index: int
+    preview_dose: float
+    archive: Path
+
+
+def preview_slices(uploaded: UploadedCase, synthetic: Any) -> tuple[np.ndarray, np.ndarray, int]:
+    """Middle axial slice of the native and of a synthetic volume, square pixels, one window.
+
+    The window is the standard dose's "Auto (percentile)" preset. Returns ``(native, synthetic, index)``
+    with ``uint8`` images in display orientation (:mod:`vce_core.display`).
+    """
+    from vce_core.display import apply_window, display_slice, window_presets
+
+    sd = uploaded.standard_dose.data
+    index = sd.shape[2] // 2
+    window = window_presets(sd)["Auto (percentile)"]
+    spacing = tuple(uploaded.native.spacing)
+    native = apply_window(display_slice(uploaded.native.data, "axial", index, spacing), window)
+    syn = apply_window(display_slice(synthetic.data, "axial", index, spacing), window)
+    return native, syn, index
+
+
+def compare_with_acquired(uploaded: UploadedCase, synthetic: Any) -> str:
+    """Markdown metric table of a synthetic volume vs the uploaded acquired low dose, whole brain.
+
+    Brain and CE masks come from :mod:`vce_core.preprocess`; PSNR/SSIM use the 0.1–99.9 percentile range
+    of the standard dose inside the brain.
+    """
+    from studio.figures import metric_table
+    from vce_core.preprocess import brain_mask, ce_mask
+
+    assert uploaded.low_dose is not None and uploaded.low_dose_fraction is not None
+    sd = uploaded.standard_dose.data
+    brain = brain_mask(sd)
+    ce = ce_mask(uploaded.native.data, sd, mask=brain)
+    inside = sd[brain]
+    data_range = float(np.percentile(inside, 99.9) - np.percentile(inside, 0.1))
+    table = metric_table(
+        [("Synthetic", synthetic.data)], uploaded.low_dose.data, brain, ce, max(data_range, 1e-6)
+    )
+    return (
+        f"**Synthetic vs your acquired {format_dose(uploaded.low_dose_fraction)} dose** "
+        f"(whole volume)\n\n{table}"
+    )
+
+
+def synthesize_upload(
+    synth: Any,
+    uploaded: UploadedCase,
+    doses: list[float],
+    out_dir: Path,
+    fmt: str,
+    *,
+    model_name: str,
+    reference: Path | None = None,
+    progress: Progress | None = None,
+) -> UploadResult:
+    """Synthesize at every dose (fractions; the acquired low dose is added), export, preview and compare.
+
+    ``fmt`` is ``"NIfTI"`` or ``"DICOM"`` (:func:`export`); ``reference`` is the native DICOM upload
+    (:func:`dicom_reference`) so that DICOM series join its study.
+    """
+    report = progress or (lambda fraction, what: None)
+    if uploaded.low_dose_fraction is not None:
+        doses = sorted({*doses, uploaded.low_dose_fraction})
+    volumes = synthesize_volumes(
+        synth, uploaded, doses, progress=lambda f, what: report(0.05 + 0.8 * f, what)
+    )
+    report(0.9, f"writing {fmt}")
+    archive = export(volumes, out_dir, fmt, model_name=model_name, reference=reference)
+    first = doses[0]
+    native, syn, index = preview_slices(uploaded, volumes[first])
+    text = (
+        f"**Done:** {len(doses)} dose(s) ({', '.join(format_dose(d) for d in doses)}) with "
+        f"{model_name}, exported as {fmt}. Files are deleted when you close this page."
+    )
+    if uploaded.low_dose is not None:
+        text += "\n\n" + compare_with_acquired(uploaded, volumes[uploaded.low_dose_fraction])
+    report(1.0, "done")
+    return UploadResult(text, native, syn, index, first, archive)

@@ -176,15 +176,20 @@ def write_app_checkpoint(folder: Path) -> Path:
     )
 
 
-def explorer_of(demo: Any) -> Any:
-    """The Explorer behind a built app (reached through a handler's closure, for direct computation)."""
-    for fn in demo.fns.values():
-        closure = getattr(getattr(fn.fn, "__wrapped__", fn.fn), "__closure__", None) or ()
-        for cell in closure:
-            value = cell.cell_contents
-            if type(value).__name__ == "Explorer":
-                return value
-    raise AssertionError("no Explorer found in the app's handlers")
+def image_pixels(value: Any) -> np.ndarray:
+    """Pixels of an image returned by gradio_client (a PNG file path or a dict with ``path``)."""
+    from PIL import Image
+
+    if isinstance(value, dict):
+        value = value.get("path") or value.get("value")
+    with Image.open(value) as im:
+        assert im.format == "PNG"
+        return np.asarray(im)
+
+
+def update_value(update: Any) -> Any:
+    """The value of a component update returned by gradio_client (a dict with ``value``) or a plain value."""
+    return update.get("value") if isinstance(update, dict) and "value" in update else update
 
 
 # ------------------------------------------------------------------------------------------ reader study

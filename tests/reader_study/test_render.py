@@ -1,4 +1,4 @@
-"""Shared helpers of the reader-study tests (tiny real case folders, a fake generator) + render tests."""
+"""Items → blinded images: slice choice, one window per case, square pixels, PNG without metadata."""
 
 from __future__ import annotations
 
@@ -7,15 +7,45 @@ import pytest
 
 from reader_study import render
 from support import disc_case
+from vce_core import display
+from vce_core.io import Case, Volume
+
+ANISOTROPIC_SHAPE = (20, 16, 6)  # I, J, K all different, so a transposed image would show
+ANISOTROPIC_SPACING = (1.0, 1.0, 3.0)
+# displayed (rows, cols) with 1 mm pixels: axial J × I, coronal 3K × I, sagittal 3K × J
+SQUARE_PIXEL_SHAPE = {"axial": (16, 20), "coronal": (18, 20), "sagittal": (18, 16)}
+
+
+def anisotropic_case() -> Case:
+    """A 1 × 1 × 3 mm case whose standard dose has one bright voxel at the right-anterior-superior corner."""
+    native = np.full(ANISOTROPIC_SHAPE, 10.0, np.float32)
+    standard = native.copy()
+    standard[-1, -1, -1] = 1000.0
+    affine = np.diag([*ANISOTROPIC_SPACING, 1.0])
+
+    def volume(data: np.ndarray) -> Volume:
+        return Volume(data, affine=affine, spacing=ANISOTROPIC_SPACING)
+
+    return Case(
+        native=volume(native),
+        standard_dose=volume(standard),
+        low_doses={0.33: volume(native + 0.33 * (standard - native))},
+        field_strength=3.0,
+        meta={"case_id": "anisotropic"},
+    )
 
 
 def test_png_has_no_text_chunks_and_roundtrips() -> None:
-    img = (np.arange(64, dtype=np.uint8).reshape(8, 8) * 3).astype(np.uint8)
-    data = render.encode_png(img)
+    case = disc_case(1)
+    slices = render.render_condition(case, "real_standard_dose", None, None, "axial", [3])
+    window = render.case_window(case.standard_dose.data, "axial", [3])
+    (data,) = render.render_stack(slices, window)
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     for chunk in (b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"tIME"):
         assert chunk not in data
-    np.testing.assert_array_equal(render.decode_png(data), img)
+    decoded = render.decode_png(data)
+    expected = display.apply_window(slices[0], display.Window.from_range(*window))
+    np.testing.assert_array_equal(decoded, expected)  # lossless
 
 
 def test_same_window_for_every_condition_of_a_case() -> None:
@@ -38,8 +68,29 @@ def test_same_window_for_every_condition_of_a_case() -> None:
         render.render_condition(case, "real_low_dose", 0.1, None, plane, slices)
 
 
+def test_acquired_low_dose_is_found_with_the_domain_tolerance() -> None:
+    case = disc_case(1)
+    exact = render.render_condition(case, "real_low_dose", 0.33, None, "axial", [3])
+    near = render.render_condition(case, "real_low_dose", 0.333, None, "axial", [3])
+    np.testing.assert_array_equal(exact[0], near[0])
+
+
 def test_apply_window_identity_and_stretch() -> None:
     img = np.arange(256, dtype=np.uint8).reshape(16, 16)
     np.testing.assert_array_equal(render.apply_window(img, 127.5, 255), img)
     narrow = render.apply_window(img, 128, 64)
     assert narrow.min() == 0 and narrow.max() == 255
+
+
+@pytest.mark.parametrize("plane", ["axial", "coronal", "sagittal"])
+def test_reader_images_of_anisotropic_data_have_square_pixels(plane: str) -> None:
+    case = anisotropic_case()
+    last = ANISOTROPIC_SHAPE[{"axial": 2, "coronal": 1, "sagittal": 0}[plane]] - 1
+    for condition, dose in (("real_standard_dose", None), ("real_low_dose", 0.33), ("linear_baseline", 0.5)):
+        slices = render.render_condition(case, condition, dose, None, plane, [last])
+        (png,) = render.render_stack(slices, (10.0, 1000.0))
+        image = render.decode_png(png)
+        assert image.shape == SQUARE_PIXEL_SHAPE[plane], condition
+    # radiological orientation: the right-anterior-superior corner is at the top left
+    rows, cols = np.nonzero(image > 20)
+    assert rows.min() == 0 and cols.min() == 0

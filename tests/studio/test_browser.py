@@ -22,7 +22,6 @@ from support import (
     GENERATOR,
     OUTPUT,
     copy_case,
-    explorer_of,
     free_port,
     phantom_case,
     require_chromium,
@@ -36,16 +35,18 @@ pytestmark = pytest.mark.browser
 def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     require_chromium()
     import app
+    from vce_core.settings import Settings
 
     root = tmp_path_factory.mktemp("browser")
     case_dir = copy_case(phantom_case(tmp_path_factory), root / "data")
     write_app_checkpoint(root / "models" / GENERATOR)
-    demo = app.build_app(root / "data", root / "models", None, reader_study=False)
-    _, url, _ = app.launch(demo, "127.0.0.1", free_port(), prevent_thread_lock=True, quiet=True)
+    settings = Settings.resolve(data_dir=root / "data", models_dir=root / "models", environ={})
+    studio = app.build_app(settings, reader_study=False)
+    _, url, _ = app.launch(studio, "127.0.0.1", free_port(), prevent_thread_lock=True, quiet=True)
     try:
-        yield {"demo": demo, "url": url, "case_id": f"demo/{case_dir.name}"}
+        yield {"studio": studio, "url": url, "case_id": f"demo/{case_dir.name}"}
     finally:
-        demo.close()
+        studio.close()
 
 
 def _png_from(page: Any, src: str) -> np.ndarray:
@@ -61,9 +62,10 @@ def test_keyboard_dose_changes_end_at_the_final_dose(studio: dict[str, Any]) -> 
     from playwright.sync_api import sync_playwright
 
     from studio.explorer import View
-    from studio.render import Window
+    from vce_core.display import Window
+    from vce_core.domain import dose_from_percent
 
-    explorer = explorer_of(studio["demo"])
+    explorer = studio["studio"].explorer_tab.explorer
     case_id = studio["case_id"]
     index = explorer.default_index(case_id, "axial")
     presses, start = 7, 33
@@ -100,7 +102,7 @@ def test_keyboard_dose_changes_end_at_the_final_dose(studio: dict[str, Any]) -> 
             width = float(page.locator("#width-slider input[type=number]").input_value())
             shown = _png_from(page, src)
             expected = explorer.synthetic_panel(
-                View(case_id, GENERATOR, final, "axial", index), Window(level, width)
+                View(case_id, GENERATOR, dose_from_percent(final), "axial", index), Window(level, width)
             )
             np.testing.assert_array_equal(shown, expected)
 

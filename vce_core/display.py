@@ -1,56 +1,81 @@
-"""Slices → display images: planes, radiological orientation, square pixels, window/level, colour maps.
+"""The one renderer: volume slices → the images people look at (explorer, upload preview, reader study).
 
-Every image shown by the studio goes through here, so all panels share one orientation, one pixel
-geometry and one window. Conventions:
+Conventions shared by every image the project shows:
 
 * volume arrays are indexed ``[i, j, k]`` in RAS+ (see :mod:`vce_core.io`): axial ``[:, :, k]``, coronal
   ``[:, j, :]``, sagittal ``[i, :, :]``;
+* a slice index outside the volume is an error (:func:`take_slice` raises :class:`VCEInputError`); a
+  caller that follows a slider clamps first, explicitly, with :func:`clamp_index`;
 * displayed images follow the radiological convention: patient right on the viewer's left (axial and
   coronal), anterior on the left (sagittal), anterior (axial) or superior (coronal, sagittal) at the top;
-* pixels are resampled to squares using the voxel spacing, so anatomy keeps its true aspect ratio;
-* grey-scale images are ``uint8`` after window/level; colour images are ``uint8`` RGB.
+* pixels are resampled to squares from the voxel spacing (mm), so anatomy keeps its true aspect ratio;
+* intensities are mapped to ``uint8`` by a :class:`Window` (level/width in image units) applied by us;
+  colour images are ``uint8`` RGB;
+* images are stored and sent as lossless PNG without any text chunk (no file name, no metadata).
+
+numpy, Pillow and scipy only: no Gradio, no database.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
+from .errors import VCEInputError
+
 PLANES: tuple[str, ...] = ("axial", "coronal", "sagittal")
+"""The three orthogonal planes, in the order the user interface lists them."""
+
 _PLANE_AXIS = {"axial": 2, "coronal": 1, "sagittal": 0}
+
+# ------------------------------------------------------------------------------------------------ slicing
 
 
 def plane_axis(plane: str) -> int:
     """Array axis that a plane cuts through: axial → 2 (k), coronal → 1 (j), sagittal → 0 (i)."""
     try:
         return _PLANE_AXIS[plane]
-    except KeyError:
-        raise ValueError(f"unknown plane {plane!r}; expected one of {', '.join(PLANES)}") from None
+    except (KeyError, TypeError):
+        raise VCEInputError(f"unknown plane {plane!r}", expected=f"one of {', '.join(PLANES)}") from None
 
 
 def n_slices(shape: tuple[int, ...], plane: str) -> int:
-    """Number of slices of a volume of ``shape`` in ``plane``."""
+    """Number of slices of a volume of ``shape`` ``(I, J, K)`` in ``plane``."""
     return int(shape[plane_axis(plane)])
 
 
-def take_slice(data: np.ndarray, plane: str, index: int) -> np.ndarray:
-    """2-D slice of a 3-D array in volume orientation (``[:, :, k]``, ``[:, j, :]`` or ``[i, :, :]``)."""
+def clamp_index(shape: tuple[int, ...], plane: str, index: int) -> int:
+    """``index`` moved into ``0 … n_slices - 1`` (for callers that follow a slider)."""
+    return int(np.clip(int(index), 0, n_slices(shape, plane) - 1))
+
+
+def take_slice(volume: np.ndarray, plane: str, index: int) -> np.ndarray:
+    """2-D slice of an ``(I, J, K)`` array in volume orientation: ``[:, :, k]``, ``[:, j, :]``, ``[i, :, :]``.
+
+    Raises :class:`VCEInputError` for an unknown plane or an index outside ``0 … n_slices - 1``.
+    """
     axis = plane_axis(plane)
-    index = int(np.clip(index, 0, data.shape[axis] - 1))
-    return np.take(data, index, axis=axis)
+    count = volume.shape[axis]
+    if not 0 <= int(index) < count:
+        raise VCEInputError(f"slice {index} is outside 0..{count - 1} of the {plane} plane")
+    return np.take(volume, int(index), axis=axis)
 
 
 def slice_spacing(spacing: tuple[float, float, float], plane: str) -> tuple[float, float]:
-    """Pixel spacing (mm) of a slice in volume orientation, along its first and second array axes."""
+    """Pixel spacing (mm) of a volume-orientation slice along its first and second array axes."""
     axes = [a for a in range(3) if a != plane_axis(plane)]
     return float(spacing[axes[0]]), float(spacing[axes[1]])
 
 
-def to_display(slice2d: np.ndarray, pixel_spacing: tuple[float, float]) -> np.ndarray:
-    """Reorient a volume-orientation slice for display and resample it to square pixels.
+# ------------------------------------------------------------------------------- orientation and geometry
+
+
+def to_display(slice2d: np.ndarray, pixel_spacing: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
+    """Orient a volume-orientation slice for display and resample it to square pixels.
 
     Parameters
     ----------
@@ -60,15 +85,26 @@ def to_display(slice2d: np.ndarray, pixel_spacing: tuple[float, float]) -> np.nd
     Returns
     -------
     float32 array ``(rows, cols)``: rows run anterior/superior → posterior/inferior, columns patient
-    right → left (anterior → posterior for sagittal), every pixel ``min(spacing)`` mm wide and tall.
+    right → left (anterior → posterior for sagittal), every pixel ``min(spacing)`` mm wide and tall
+    (linear interpolation; no resampling when the spacing is already square).
     """
     img = np.asarray(slice2d, dtype=np.float32).T[::-1, ::-1]
-    row_mm, col_mm = pixel_spacing[1], pixel_spacing[0]
+    row_mm, col_mm = float(pixel_spacing[1]), float(pixel_spacing[0])
     target = min(row_mm, col_mm)
     zoom = (row_mm / target, col_mm / target)
     if abs(zoom[0] - 1.0) > 1e-3 or abs(zoom[1] - 1.0) > 1e-3:
         img = ndimage.zoom(img, zoom, order=1, mode="nearest", grid_mode=True)
     return np.ascontiguousarray(img, dtype=np.float32)
+
+
+def display_slice(
+    volume: np.ndarray, plane: str, index: int, spacing: tuple[float, float, float]
+) -> np.ndarray:
+    """:func:`take_slice` then :func:`to_display`, pixel spacing from the voxel ``spacing`` (mm)."""
+    return to_display(take_slice(volume, plane, index), slice_spacing(spacing, plane))
+
+
+# ------------------------------------------------------------------------------------------ window, uint8
 
 
 @dataclass(frozen=True)
@@ -80,10 +116,12 @@ class Window:
 
     @property
     def low(self) -> float:
+        """Intensity shown black."""
         return self.level - self.width / 2
 
     @property
     def high(self) -> float:
+        """Intensity shown white."""
         return self.level + self.width / 2
 
     @classmethod
@@ -93,11 +131,16 @@ class Window:
         return cls(level=(low + high) / 2, width=high - low)
 
 
-def apply_window(img: np.ndarray, window: Window) -> np.ndarray:
-    """Map intensities to ``uint8``: ``window.low`` → 0, ``window.high`` → 255, clipped; NaN → 0."""
+def apply_window(image: np.ndarray, window: Window) -> np.ndarray:
+    """Map intensities to ``uint8``: ``window.low`` → 0, ``window.high`` → 255, clipped; NaN → 0.
+
+    Works on float slices in image units and on stored ``uint8`` images alike (a reader's window/level on
+    display units: ``Window(127.5, 255)`` returns a ``uint8`` image unchanged).
+    """
     width = max(float(window.width), 1e-6)
-    scaled = (np.nan_to_num(np.asarray(img, dtype=np.float32), nan=window.low) - window.low) * (255.0 / width)
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    low = float(window.level) - width / 2
+    values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=low)
+    return np.clip(np.rint((values - low) * (255.0 / width)), 0, 255).astype(np.uint8)
 
 
 WINDOW_PRESETS: tuple[str, ...] = ("Brain T1", "Enhancement", "Wide", "Auto (percentile)")
@@ -109,8 +152,8 @@ def window_presets(standard_dose: np.ndarray, brain: np.ndarray | None = None) -
     * ``Brain T1``: 1st–99th percentile of the brain,
     * ``Enhancement``: brain median to the 99.9th percentile (lesion rims and vessels stand out),
     * ``Wide``: 0 to the maximum of the volume,
-    * ``Auto (percentile)``: 0.5th–99.5th percentile of the whole volume (``slice_auto_window`` refines it
-      per slice in the explorer).
+    * ``Auto (percentile)``: 0.5th–99.5th percentile of the whole volume (:func:`slice_auto_window`
+      refines it per slice in the explorer).
     """
     sd = np.asarray(standard_dose, dtype=np.float32)
     finite = sd[np.isfinite(sd)]
@@ -129,15 +172,38 @@ def window_presets(standard_dose: np.ndarray, brain: np.ndarray | None = None) -
     }
 
 
-def slice_auto_window(img: np.ndarray) -> Window:
-    """0.5th–99.5th percentile window of one displayed slice."""
-    finite = np.asarray(img, dtype=np.float32)
+def slice_auto_window(image: np.ndarray) -> Window:
+    """0.5th–99.5th percentile window of one slice (``Window(0.5, 1)`` when nothing is finite)."""
+    finite = np.asarray(image, dtype=np.float32)
     finite = finite[np.isfinite(finite)]
     if finite.size == 0:
         return Window(0.5, 1.0)
     a, b = np.percentile(finite, [0.5, 99.5])
     return Window.from_range(float(a), float(b))
 
+
+# ----------------------------------------------------------------------------------------------------- PNG
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """Lossless greyscale PNG of a 2-D ``uint8`` array, without any text or metadata chunk."""
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8 or arr.ndim != 2:
+        raise VCEInputError(
+            f"cannot encode an array of dtype {arr.dtype} and shape {arr.shape}", expected="2-D uint8"
+        )
+    buffer = io.BytesIO()
+    Image.fromarray(arr, mode="L").save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """2-D ``uint8`` array from PNG bytes (through numpy, so no PIL metadata travels on)."""
+    with Image.open(io.BytesIO(data)) as img:
+        return np.array(img.convert("L"), dtype=np.uint8)
+
+
+# ------------------------------------------------------------------------------------- colour and panels
 
 # Diverging colour map (ColorBrewer RdBu, reversed: negative blue, zero white, positive red).
 _RDBU = np.array(
@@ -177,7 +243,8 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _fmt(value: float) -> str:
+def _signed(value: float) -> str:
+    """Colour-bar label: ``0``, ``+250``, ``+2.5``, ``-0.0125``."""
     if value == 0:
         return "0"
     mag = abs(value)
@@ -224,13 +291,13 @@ def difference_panel(diff: np.ndarray, limit: float, units: str, *, min_height: 
     draw.rectangle([x0, top, x0 + bar_w - 1, top + bar.shape[0] - 1], outline=(60, 60, 60))
     for value, y in ((limit, top), (0.0, top + bar.shape[0] // 2), (-limit, top + bar.shape[0] - 1)):
         draw.line([x0 + bar_w, y, x0 + bar_w + 4, y], fill=(60, 60, 60))
-        draw.text((x0 + bar_w + 6, y), _fmt(value), fill=(20, 20, 20), font=font, anchor="lm")
+        draw.text((x0 + bar_w + 6, y), _signed(value), fill=(20, 20, 20), font=font, anchor="lm")
     draw.text((x0, h - margin // 2), units, fill=(20, 20, 20), font=font, anchor="ls")
     return np.asarray(canvas, dtype=np.uint8)
 
 
 def placeholder_panel(shape: tuple[int, int], text: str) -> np.ndarray:
-    """Grey ``uint8`` image of ``shape`` with a centred message (e.g. "no acquisition at this dose")."""
+    """Grey ``uint8`` image of ``shape`` (at least 64 × 64) with a centred message (``\\n`` splits lines)."""
     h, w = max(int(shape[0]), 64), max(int(shape[1]), 64)
     canvas = Image.new("L", (w, h), 40)
     draw = ImageDraw.Draw(canvas)

@@ -1,0 +1,45 @@
+"""The one error policy of every studio tab, as a decorator of event handlers.
+
+Expected errors (:class:`~vce_core.errors.VCEInputError`: bad input, written for a person) are shown as
+they are; anything else is logged with its traceback and a reference id, and a plain sentence naming the
+action and that id is shown (:func:`vce_core.errors.user_message`). Either way the browser gets a
+``gr.Error`` toast, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import gradio as gr
+
+from vce_core.errors import user_message
+
+log = logging.getLogger("vce.studio")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handler(action: str) -> Callable[[F], F]:
+    """Decorate an event handler: any exception becomes ``gr.Error(user_message(exc, action))``.
+
+    ``action`` is a gerund phrase ("opening the case"). A ``gr.Error`` raised by the handler itself passes
+    through unchanged. The wrapped function keeps its signature, so Gradio still injects ``gr.Request``
+    and ``gr.Progress`` parameters.
+    """
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as exc:
+                raise gr.Error(user_message(exc, action, log), print_exception=False) from None
+
+        return inner  # type: ignore[return-value]
+
+    return wrap

@@ -1,0 +1,153 @@
+"""The generators of the studio: every checkpoint of a models folder, loaded once, and its model card.
+
+No Gradio here. The explorer and the upload tab ask :class:`GeneratorRegistry` for a Synthesizer by name;
+the model card summary is Markdown for the explorer's "Model card" panel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vce_core.domain import format_dose
+from vce_core.errors import VCEInputError
+
+
+def _fmt_metric(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+_METRIC_NAMES = {"psnr": "PSNR (dB)", "ssim": "SSIM", "mae_ce": "MAE_CE", "mae_sigma": "MAE_σ"}
+
+
+def _metrics_line(metrics: Any) -> str | None:
+    if not isinstance(metrics, dict):
+        return None
+    shown = [f"{label} {_fmt_metric(metrics[key])}" for key, label in _METRIC_NAMES.items() if key in metrics]
+    return ", ".join(shown) or None
+
+
+def _describe_set(part: Any) -> str | None:
+    if not isinstance(part, dict):
+        return None
+    bits = [f"{part.get('count', '?')} cases"]
+    if part.get("samples") is not None:
+        bits.append(f"{part['samples']} samples")
+    if part.get("field_strengths"):
+        bits.append(" / ".join(f"{b:g} T" for b in part["field_strengths"]))
+    if part.get("doses"):
+        bits.append("doses " + ", ".join(format_dose(float(d)) for d in part["doses"]))
+    return ", ".join(bits)
+
+
+def card_summary(card: dict[str, Any]) -> str:
+    """Markdown summary of a model card (``vce-model-card`` written by :mod:`vce_core.train`).
+
+    Shows the architecture, the training and validation data, the training effort (iterations, wall time,
+    hardware) and the held-out metrics: the card's ``held_out`` evaluation when one was added, else its
+    last ``validation`` metrics.
+    """
+    lines = [f"**{card.get('display_name') or card.get('name') or 'generator'}**"]
+    config = card.get("config") or {}
+    dims = config.get("spatial_dims") if isinstance(config, dict) else None
+    mode = card.get("data_mode") or (f"{dims}-D" if dims else None)
+    lines.append(f"Architecture: `{card.get('model', 'unknown')}`" + (f" ({mode})" if mode else ""))
+    data = card.get("data") or {}
+    train = _describe_set(data.get("train")) if isinstance(data, dict) else None
+    if train:
+        lines.append(f"Trained on: {train}")
+    val = _describe_set(data.get("val")) if isinstance(data, dict) else None
+    if val:
+        lines.append(f"Validated on: {val}")
+    training = card.get("training") or {}
+    if isinstance(training, dict) and training:
+        effort = []
+        if training.get("iterations") is not None:
+            effort.append(f"{training['iterations']} iterations")
+        if training.get("wall_time_s") is not None:
+            effort.append(f"{float(training['wall_time_s']) / 60:.1f} min")
+        hw = training.get("hardware") or {}
+        if isinstance(hw, dict) and (hw.get("gpu") or hw.get("cpu")):
+            effort.append(f"on {hw.get('gpu') or hw.get('cpu')}")
+        if effort:
+            lines.append("Training: " + ", ".join(effort))
+    held_out = None
+    for key in ("held_out", "test", "evaluation"):
+        held_out = _metrics_line(card.get(key))
+        if held_out:
+            figures = card[key]
+            scope = ""
+            if figures.get("doses") and figures.get("cases"):
+                doses = ", ".join(format_dose(float(d)) for d in figures["doses"])
+                scope = f", mean over {figures['cases']} test cases at {doses} dose"
+            lines.append(f"Held-out metrics ({key.replace('_', '-')}{scope}): {held_out}")
+            break
+    if not held_out:
+        validation = _metrics_line(card.get("validation"))
+        lines.append(
+            f"Held-out metrics (validation set): {validation}"
+            if validation
+            else "Held-out metrics: none recorded in the model card"
+        )
+    return "  \n".join(lines)
+
+
+class GeneratorRegistry:
+    """Every generator found in a models folder, loaded once at start-up.
+
+    ``errors`` lists, in plain words, the checkpoints that could not be loaded; the app shows them.
+    """
+
+    def __init__(self, models_dir: Path | str | None) -> None:
+        self.models_dir = None if models_dir is None else Path(models_dir)
+        self._synthesizers: dict[str, Any] = {}
+        self.errors: list[str] = []
+        if self.models_dir is None or not self.models_dir.is_dir():
+            return
+        from vce_core.synthesis import Synthesizer, list_checkpoints
+
+        for folder in list_checkpoints(self.models_dir):
+            try:
+                synth = Synthesizer.from_checkpoint(folder, device="auto")
+            except VCEInputError as exc:
+                self.errors.append(f"{Path(folder).name}: {exc}")
+                continue
+            name = str(getattr(synth, "name", "") or Path(folder).name)
+            if name in self._synthesizers:
+                name = Path(folder).name
+            self._synthesizers[name] = synth
+
+    def names(self) -> list[str]:
+        """Names of the loaded generators, default (first in the folder order) first."""
+        return list(self._synthesizers)
+
+    def get(self, name: str | None) -> Any:
+        """The Synthesizer called ``name``; :class:`VCEInputError` if there is none."""
+        if not self._synthesizers:
+            raise VCEInputError(self.empty_message())
+        if name not in self._synthesizers:
+            raise VCEInputError(f"there is no generator called {name!r}", expected=", ".join(self.names()))
+        return self._synthesizers[name]
+
+    def summary(self, name: str | None) -> str:
+        """Markdown card summary of a generator, or the 'nothing installed' message."""
+        if not self._synthesizers:
+            return self.empty_message()
+        try:
+            return card_summary(dict(self.get(name).card))
+        except VCEInputError as exc:
+            return str(exc)
+
+    def empty_message(self) -> str:
+        """What to do when no generator is installed (and which checkpoints failed to load)."""
+        where = self.models_dir if self.models_dir is not None else "the models folder"
+        text = (
+            f"No generator installed in {where}. Train one (`python -m vce_core.train ...`) or copy a "
+            "checkpoint folder (weights.safetensors + card.json) there and restart the app. Native, "
+            "standard-dose, real and linear-baseline panels still work."
+        )
+        if self.errors:
+            text += "\n\nCheckpoints that could not be loaded:\n" + "\n".join(f"- {e}" for e in self.errors)
+        return text

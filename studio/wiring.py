@@ -1,0 +1,96 @@
+"""Start-up of the studio: what the tabs need, loaded side by side, and the reader-study tabs.
+
+``app.build_app`` calls :func:`load_parts` with the app's :class:`~vce_core.settings.Settings`, builds one
+tab object per tab from the parts, and mounts them; :func:`mount_reader_study_tabs` adds the reader-study
+tabs (or a tab that says why there are none).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from studio.cases import CaseLibrary
+from studio.explorer import Explorer
+from studio.generators import GeneratorRegistry
+from studio.upload import UploadArea
+from vce_core.errors import VCEInputError
+from vce_core.settings import Settings
+
+
+@dataclass
+class StudioParts:
+    """Everything the tabs are built from."""
+
+    explorer: Explorer
+    generators: GeneratorRegistry
+    uploads: UploadArea
+    study_service: Any | None  # reader_study.service.ReaderStudyService
+    study_message: str | None  # why there is no reader study (None when there is one or none was asked)
+
+
+def load_parts(settings: Settings, *, reader_study: bool = True, demo_study: bool = False) -> StudioParts:
+    """Load the generators (torch), the first case and the reader-study database side by side.
+
+    Stale upload folders of an earlier run are deleted. ``reader_study`` opens the database at
+    ``settings.db_url``; ``demo_study`` also creates the demo study (see :func:`open_reader_study`).
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    library = CaseLibrary(settings.data_dir)
+    uploads = UploadArea(settings.data_dir)
+    uploads.clear_stale()
+    case_ids = library.case_ids()
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="vce-start") as pool:
+        generators_future = pool.submit(GeneratorRegistry, settings.models_dir)
+        if case_ids:
+            pool.submit(library.get, case_ids[0])  # errors resurface (and are shown) when the case is used
+        service, message = (
+            open_reader_study(settings, demo_study=demo_study) if reader_study else (None, None)
+        )
+        generators = generators_future.result()
+    return StudioParts(Explorer(library, generators), generators, uploads, service, message)
+
+
+def open_reader_study(settings: Settings, *, demo_study: bool = False) -> tuple[Any | None, str | None]:
+    """Open the reader-study database and its service (the tabs are mounted later, inside the Blocks).
+
+    With ``demo_study`` the demo study over the demo phantom cases is created once
+    (``reader_study.demo.ensure_demo_study``) and its tokens are printed. Returns ``(service, None)``, or
+    ``(None, message)`` with a plain-words reason (package not installed, database that cannot be opened).
+    """
+    try:
+        from reader_study import ui  # noqa: F401  (mounted later; fail here, not inside the layout)
+        from reader_study.db import SchemaVersionError, open_database
+        from reader_study.service import ReaderStudyService
+    except ImportError as exc:
+        return None, f"The reader study is not available in this installation ({exc})."
+    try:
+        database = open_database(settings.db_url)
+    except (VCEInputError, SchemaVersionError) as exc:
+        return None, f"The reader-study database could not be opened: {exc}"
+    service = ReaderStudyService(database, data_root=settings.data_dir, models_dir=settings.models_dir)
+    if demo_study:
+        from reader_study.demo import ensure_demo_study
+        from vce_core.io import iter_case_folders
+
+        demo_dir = settings.demo_dir
+        demo_cases = iter_case_folders(demo_dir) if demo_dir.is_dir() else None
+        try:
+            print(ensure_demo_study(service, demo_cases, settings.models_dir)["message"], flush=True)
+        except VCEInputError as exc:
+            print(f"The demo reader study was not created: {exc}", flush=True)
+    return service, None
+
+
+def mount_reader_study_tabs(service: Any | None, message: str | None) -> None:
+    """Inside ``gr.Tabs``: the Reader and Study-admin tabs, or one tab with ``message`` saying why not."""
+    if service is not None:
+        from reader_study.ui import mount_reader_study
+
+        mount_reader_study(service)
+    elif message:
+        with gr.Tab("Reader study"):
+            gr.Markdown(message)
