@@ -6,8 +6,10 @@ A refusal is an expected outcome whose message is written for the person who ask
 
 from __future__ import annotations
 
+from vce_core.errors import UserFacingError
 
-class ReaderStudyError(RuntimeError):
+
+class ReaderStudyError(RuntimeError, UserFacingError):
     """Base of the service's errors that are not bad input."""
 
 

@@ -15,7 +15,7 @@ Every image a reader sees is made here, once, when a study is created:
    numpy, with no text chunks (no file name, no metadata).
 
 Slicing, orientation, square pixels, window and PNG are :mod:`vce_core.display`, the renderer the explorer
-uses too. Readers adjust window/level *on the stored uint8 image* with :func:`apply_window` (server-side).
+uses too. Readers adjust window/level *on the stored uint8 image* with :func:`vce_core.display.apply_window`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from .models import CONDITIONS
 __all__ = [
     "GeneratorLoader",
     "SynthesizerLike",
-    "apply_window",
     "case_window",
     "choose_slices",
     "decode_png",
@@ -259,16 +258,6 @@ def render_stack(slices: Sequence[np.ndarray], window: tuple[float, float]) -> l
             raise VCEInputError("the rendered slice contains NaN or infinite values")
         pngs.append(display.encode_png(display.apply_window(image, shown)))
     return pngs
-
-
-def apply_window(image: np.ndarray, level: float, width: float) -> np.ndarray:
-    """Reader-side window/level on a stored ``uint8`` image (display units 0–255).
-
-    ``level`` is the centre and ``width`` (at least 1) the span of grey values stretched to 0–255; level
-    127.5 and width 255 return the image unchanged. This is :func:`vce_core.display.apply_window` with
-    ``Window(level, width)``, kept under this name for :mod:`reader_study.ui`.
-    """
-    return display.apply_window(image, Window(float(level), max(float(width), 1.0)))
 
 
 def resolve_generator(name: str, models_dir: str | Path) -> Path:

@@ -8,14 +8,13 @@ action and that id is shown (:func:`vce_core.errors.user_message`). Either way t
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import gradio as gr
 
-from vce_core.errors import user_message
+from vce_core.errors import guarded
 
 log = logging.getLogger("vce.studio")
 
@@ -29,17 +28,8 @@ def handler(action: str) -> Callable[[F], F]:
     through unchanged. The wrapped function keeps its signature, so Gradio still injects ``gr.Request``
     and ``gr.Progress`` parameters.
     """
+    return guarded(action, shown_as=_toast, passthrough=(gr.Error,), logger=log)
 
-    def wrap(fn: F) -> F:
-        @functools.wraps(fn)
-        def inner(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return fn(*args, **kwargs)
-            except gr.Error:
-                raise
-            except Exception as exc:
-                raise gr.Error(user_message(exc, action, log), print_exception=False) from None
 
-        return inner  # type: ignore[return-value]
-
-    return wrap
+def _toast(message: str) -> gr.Error:
+    return gr.Error(message, print_exception=False)

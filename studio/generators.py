@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from vce_core.checkpoint import ModelCard
 from vce_core.domain import format_dose
 from vce_core.errors import VCEInputError
 
@@ -42,56 +43,49 @@ def _describe_set(part: Any) -> str | None:
     return ", ".join(bits)
 
 
-def card_summary(card: dict[str, Any]) -> str:
-    """Markdown summary of a model card (``vce-model-card`` written by :mod:`vce_core.train`).
+def card_summary(card: ModelCard) -> str:
+    """Markdown summary of a model card (:class:`vce_core.checkpoint.ModelCard`).
 
     Shows the architecture, the training and validation data, the training effort (iterations, wall time,
-    hardware) and the held-out metrics: the card's ``held_out`` evaluation when one was added, else its
-    last ``validation`` metrics.
+    hardware) and the held-out metrics: the card's ``held_out`` evaluation when one was added
+    (:func:`vce_core.evaluate.update_card`), else its last ``validation`` metrics.
     """
-    lines = [f"**{card.get('display_name') or card.get('name') or 'generator'}**"]
-    config = card.get("config") or {}
-    dims = config.get("spatial_dims") if isinstance(config, dict) else None
-    mode = card.get("data_mode") or (f"{dims}-D" if dims else None)
-    lines.append(f"Architecture: `{card.get('model', 'unknown')}`" + (f" ({mode})" if mode else ""))
-    data = card.get("data") or {}
-    train = _describe_set(data.get("train")) if isinstance(data, dict) else None
-    if train:
-        lines.append(f"Trained on: {train}")
-    val = _describe_set(data.get("val")) if isinstance(data, dict) else None
-    if val:
-        lines.append(f"Validated on: {val}")
-    training = card.get("training") or {}
-    if isinstance(training, dict) and training:
-        effort = []
-        if training.get("iterations") is not None:
-            effort.append(f"{training['iterations']} iterations")
-        if training.get("wall_time_s") is not None:
-            effort.append(f"{float(training['wall_time_s']) / 60:.1f} min")
-        hw = training.get("hardware") or {}
-        if isinstance(hw, dict) and (hw.get("gpu") or hw.get("cpu")):
-            effort.append(f"on {hw.get('gpu') or hw.get('cpu')}")
-        if effort:
-            lines.append("Training: " + ", ".join(effort))
-    held_out = None
-    for key in ("held_out", "test", "evaluation"):
-        held_out = _metrics_line(card.get(key))
-        if held_out:
-            figures = card[key]
-            scope = ""
-            if figures.get("doses") and figures.get("cases"):
-                doses = ", ".join(format_dose(float(d)) for d in figures["doses"])
-                scope = f", mean over {figures['cases']} test cases at {doses} dose"
-            lines.append(f"Held-out metrics ({key.replace('_', '-')}{scope}): {held_out}")
-            break
-    if not held_out:
-        validation = _metrics_line(card.get("validation"))
+    lines = [f"**{card.display_name}**", f"Architecture: `{card.model}` ({card.data_mode})"]
+    for label, part in (("Trained on", card.data.get("train")), ("Validated on", card.data.get("val"))):
+        described = _describe_set(part)
+        if described:
+            lines.append(f"{label}: {described}")
+    effort = _training_effort(card.training)
+    if effort:
+        lines.append("Training: " + effort)
+    held_out = _metrics_line(card.held_out)
+    if held_out:
+        figures = card.held_out or {}
+        scope = ""
+        if figures.get("doses") and figures.get("cases"):
+            doses = ", ".join(format_dose(float(d)) for d in figures["doses"])
+            scope = f", mean over {figures['cases']} test cases at {doses} dose"
+        lines.append(f"Held-out metrics (held-out{scope}): {held_out}")
+    else:
+        validation = _metrics_line(card.validation)
         lines.append(
             f"Held-out metrics (validation set): {validation}"
             if validation
             else "Held-out metrics: none recorded in the model card"
         )
     return "  \n".join(lines)
+
+
+def _training_effort(training: dict[str, Any]) -> str:
+    effort = []
+    if training.get("iterations") is not None:
+        effort.append(f"{training['iterations']} iterations")
+    if training.get("wall_time_s") is not None:
+        effort.append(f"{float(training['wall_time_s']) / 60:.1f} min")
+    hw = training.get("hardware") or {}
+    if isinstance(hw, dict) and (hw.get("gpu") or hw.get("cpu")):
+        effort.append(f"on {hw.get('gpu') or hw.get('cpu')}")
+    return ", ".join(effort)
 
 
 class GeneratorRegistry:
@@ -136,7 +130,7 @@ class GeneratorRegistry:
         if not self._synthesizers:
             return self.empty_message()
         try:
-            return card_summary(dict(self.get(name).card))
+            return card_summary(self.get(name).card)
         except VCEInputError as exc:
             return str(exc)
 

@@ -8,14 +8,25 @@ for a person, not for a developer.
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
+from collections.abc import Callable
 from os import PathLike
+from typing import Any, TypeVar
 
 _log = logging.getLogger("vce")
 
 
-class VCEInputError(ValueError):
+class UserFacingError(Exception):
+    """An error whose message is written for the person who caused it: bad input, a refused action.
+
+    The user interfaces show such messages as they are (:func:`user_message`); every other exception is
+    treated as a bug or an outage.
+    """
+
+
+class VCEInputError(ValueError, UserFacingError):
     """Bad input: unreadable or malformed file, wrong shape, value out of range, ...
 
     Parameters
@@ -49,15 +60,15 @@ class VCEModelError(VCEInputError):
 def user_message(exc: BaseException, action: str, logger: logging.Logger | None = None) -> str:
     """The one error policy of every user interface: what to show a person for ``exc``.
 
-    * Expected errors (:class:`VCEInputError`, a ``ValueError`` raised for bad input) are shown as they are:
-      their message is written for a person.
+    * Expected errors (:class:`UserFacingError`: :class:`VCEInputError` for bad input, the reader-study
+      service's refusals) are shown as they are: their message is written for a person.
     * Anything else is a bug or an outage: it is logged with its traceback and a short reference id, and
       the person sees a plain sentence naming ``action`` and that id (never a traceback or an internal
       message, which could leak file names or identifiers).
 
     ``action`` is a gerund phrase ("opening the case"). Returns the message to show.
     """
-    if isinstance(exc, VCEInputError):
+    if isinstance(exc, UserFacingError):
         return str(exc)
     reference = secrets.token_hex(4)
     (logger or _log).error("unexpected error while %s [ref %s]", action, reference, exc_info=exc)
@@ -65,3 +76,36 @@ def user_message(exc: BaseException, action: str, logger: logging.Logger | None 
         f"Something went wrong while {action}. Please try again; if it happens again, tell the "
         f"administrator the reference {reference} (the details are in the server log)."
     )
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def guarded(
+    action: str,
+    *,
+    shown_as: Callable[[str], BaseException],
+    passthrough: tuple[type[BaseException], ...] = (),
+    logger: logging.Logger | None = None,
+) -> Callable[[F], F]:
+    """Decorator applying :func:`user_message` to every exception of a user-interface handler.
+
+    Any exception other than ``passthrough`` ones becomes ``shown_as(user_message(exc, action))``, raised
+    without chaining (so no traceback reaches the person). The user interfaces bind ``shown_as`` to their
+    toolkit's error (``gr.Error``); :mod:`vce_core` itself stays free of user-interface code. The wrapped
+    function keeps its signature (Gradio inspects it to inject ``gr.Request``/``gr.Progress``).
+    """
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except passthrough:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the one error policy decides what is shown
+                raise shown_as(user_message(exc, action, logger)) from None
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

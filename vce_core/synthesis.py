@@ -44,12 +44,12 @@ from torch import nn
 from vce_core.cache import LRU
 from vce_core.checkpoint import ModelCard, list_checkpoints, read_card, read_weights
 from vce_core.data import _affine_of, apply_normalization, fit_normalization
+from vce_core.display import plane_axis
 from vce_core.domain import check_dose, check_field_strength
 from vce_core.errors import VCEInputError, VCEModelError
 
-__all__ = ["PLANES", "Prepared", "Synthesizer", "linear_baseline", "list_checkpoints"]
+__all__ = ["Prepared", "Synthesizer", "linear_baseline", "list_checkpoints"]
 
-PLANES = ("axial", "coronal", "sagittal")
 _VOLUME_CACHE = 4  # full volumes kept per Prepared for non-axial planes of slice-wise models
 
 ProgressFn = Callable[[int, int], None]
@@ -255,9 +255,7 @@ class Synthesizer:
                 f"prepared is a {type(prepared).__name__}", expected="the result of Synthesizer.prepare()"
             )
         d, b = check_dose(dose), check_field_strength(field_strength)
-        if plane not in PLANES:
-            raise VCEInputError(f"plane {plane!r} is unknown", expected=" or ".join(PLANES))
-        axis = {"sagittal": 0, "coronal": 1, "axial": 2}[plane]
+        axis = plane_axis(plane)
         n = prepared.shape[axis]
         if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= int(index) < n:
             raise VCEInputError(

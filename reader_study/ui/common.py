@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -10,10 +9,10 @@ from typing import Any, NoReturn, TypeVar
 import gradio as gr
 import numpy as np
 
-from vce_core.errors import user_message
+from vce_core.display import Window
+from vce_core.errors import guarded
 
 from ..auth import Actor
-from ..errors import ReaderStudyError
 
 MAX_QUESTIONS = 8
 """Questions the reader view can show (answer slots laid out in advance)."""
@@ -67,23 +66,19 @@ def shows_errors(action: str) -> Callable[[F], F]:
     in, not enrolled, study closed, ...) is written for the person and is shown as it is, like bad input;
     anything else is logged with a reference id and the person sees a plain sentence with that id.
     """
+    return guarded(action, shown_as=_toast, passthrough=(gr.Error,), logger=_log)
 
-    def decorate(fn: F) -> F:
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return fn(*args, **kwargs)
-            except gr.Error:
-                raise
-            except ReaderStudyError as exc:
-                message = str(exc)
-            except Exception as exc:  # noqa: BLE001 - the one error policy decides what is shown
-                message = user_message(exc, action, _log)
-            raise gr.Error(message, print_exception=False) from None
 
-        return wrapper  # type: ignore[return-value]
+def _toast(message: str) -> gr.Error:
+    return gr.Error(message, print_exception=False)
 
-    return decorate
+
+def reader_window(level: float, width: float) -> Window:
+    """The reader's window on a stored ``uint8`` image (display units 0–255; width at least 1).
+
+    Level 127.5 and width 255 leave the image unchanged.
+    """
+    return Window(float(level), max(float(width), 1.0))
 
 
 def actor_of(state: dict[str, Any] | None, *, admin: bool = False) -> Actor:

@@ -13,10 +13,20 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from ..render import apply_window
+from vce_core.display import apply_window
+
 from ..service import ReaderStudyService
 from ..service.views import QuestionView, ServedItem
-from .common import DEFAULT_LEVEL, DEFAULT_WIDTH, MAX_QUESTIONS, actor_of, enlarge, refuse, shows_errors
+from .common import (
+    DEFAULT_LEVEL,
+    DEFAULT_WIDTH,
+    MAX_QUESTIONS,
+    actor_of,
+    enlarge,
+    reader_window,
+    refuse,
+    shows_errors,
+)
 
 ITEM_OUTPUTS = (
     "state",
@@ -130,11 +140,11 @@ class ReaderHandlers:
             return None, None
         stack = self.service.item_images(actor, state["study"], item["public_id"])
         k = int(np.clip(round(slice_no or 1) - 1, 0, len(stack) - 1))
-        image = enlarge(apply_window(stack[k], level, width))
+        image = enlarge(apply_window(stack[k], reader_window(level, width)))
         reference = None
         if state.get("show_reference"):
             ref = self.service.reference_images(actor, state["study"], item["public_id"])
-            reference = enlarge(apply_window(ref[min(k, len(ref) - 1)], level, width))
+            reference = enlarge(apply_window(ref[min(k, len(ref) - 1)], reader_window(level, width)))
         return image, reference
 
     def show(self, state: dict[str, Any], served: ServedItem, note: str = "") -> list[Any]:

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from reader_study import render
+from reader_study.ui.common import reader_window
 from support import disc_case
 from vce_core import display
+from vce_core.display import apply_window
 from vce_core.io import Case, Volume
 
 ANISOTROPIC_SHAPE = (20, 16, 6)  # I, J, K all different, so a transposed image would show
@@ -77,8 +79,8 @@ def test_acquired_low_dose_is_found_with_the_domain_tolerance() -> None:
 
 def test_apply_window_identity_and_stretch() -> None:
     img = np.arange(256, dtype=np.uint8).reshape(16, 16)
-    np.testing.assert_array_equal(render.apply_window(img, 127.5, 255), img)
-    narrow = render.apply_window(img, 128, 64)
+    np.testing.assert_array_equal(apply_window(img, reader_window(127.5, 255)), img)
+    narrow = apply_window(img, reader_window(128, 64))
     assert narrow.min() == 0 and narrow.max() == 255
 
 

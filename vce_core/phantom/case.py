@@ -20,6 +20,7 @@ from scipy import sparse
 
 from vce_core import domain
 from vce_core.cache import LRU
+from vce_core.display import plane_axis
 from vce_core.errors import VCEInputError
 from vce_core.io import Case, Volume
 
@@ -55,7 +56,6 @@ PHANTOM_VERSION = 1
 # SeedSequence streams: one per random ingredient, so that fixing one argument leaves the others as they were
 _CHOICES, _DEFORM, _BIAS, _VESSELS, _LESIONS = 1, 2, 3, 4, 5
 _NOISE_T1, _NOISE_T2, _NOISE_FLAIR, _NOISE_ADC, _NOISE_SLICE = 10, 11, 12, 13, 20
-_PLANES = {"sagittal": 0, "coronal": 1, "axial": 2}
 _SLICE_CACHE_SIZE = 16
 """Slices whose voxel rows a subject keeps (the dose slider revisits the slice on screen)."""
 
@@ -181,7 +181,7 @@ class _Subject:
         )
 
     def _compute_slice_rows(self, plane: str, index: int) -> SliceRows:
-        idx2d = np.take(self.vindex, index, axis=_PLANES[plane])
+        idx2d = np.take(self.vindex, index, axis=plane_axis(plane))
         sel = idx2d >= 0
         rows = idx2d[sel]
         return sel, rows, self.fractions[rows], self.bias[rows]
@@ -302,9 +302,7 @@ class PhantomCase(Case):
     ) -> np.ndarray:
         dose = check_dose(dose)
         s = self._subject
-        if plane not in _PLANES:
-            raise VCEInputError(f"unknown plane {plane!r}", expected="axial, coronal or sagittal")
-        axis = _PLANES[plane]
+        axis = plane_axis(plane)
         if (
             isinstance(index, bool)
             or not isinstance(index, int | np.integer)
