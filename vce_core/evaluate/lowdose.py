@@ -419,7 +419,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print((Path(args.out) / "report.md").read_text())
     print(f"{len(result['results'])} results for {len(result['cases'])} cases written to {args.out}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

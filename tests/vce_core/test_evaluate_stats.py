@@ -1,0 +1,41 @@
+"""Statistics of the reports: bootstrap CI against scipy's bootstrap, paired comparison against Wilcoxon."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from vce_core.errors import VCEInputError
+from vce_core.evaluate.stats import bootstrap_ci, compare
+
+
+def test_bootstrap_ci_agrees_with_scipy() -> None:
+    values = np.random.default_rng(3).normal(2.0, 1.0, 40)
+    low, high = bootstrap_ci(values, resamples=20_000)
+    ref = stats.bootstrap((values,), np.mean, n_resamples=20_000, method="percentile", random_state=1)
+    assert low == pytest.approx(ref.confidence_interval.low, abs=0.03)
+    assert high == pytest.approx(ref.confidence_interval.high, abs=0.03)
+    assert low < values.mean() < high
+    assert bootstrap_ci([5.0]) == (5.0, 5.0)
+    assert bootstrap_ci(values, seed=4) == bootstrap_ci(values, seed=4)
+
+
+def test_compare_matches_wilcoxon_and_counts_wins() -> None:
+    rng = np.random.default_rng(0)
+    b = rng.normal(1.0, 0.1, 20)
+    a = b - 0.05 + rng.normal(0, 0.02, 20)
+    c = compare(a, b)
+    assert c.n == 20 and c.wins == int(np.sum(a < b))
+    assert c.p_value == pytest.approx(stats.wilcoxon(a, b).pvalue)
+    assert c.mean_difference == pytest.approx(float(np.mean(a - b)))
+    assert c.ci_low < c.mean_difference < c.ci_high < 0
+    assert np.isnan(compare(b, b).p_value)
+
+
+@pytest.mark.parametrize("bad", [[], [1.0, np.nan]])
+def test_bad_samples(bad: list[float]) -> None:
+    with pytest.raises(VCEInputError):
+        bootstrap_ci(bad)
+    with pytest.raises(VCEInputError):
+        compare([1.0, 2.0], [1.0])
