@@ -27,15 +27,17 @@ temporary file or folder that is renamed into place, so a failure leaves nothing
 Modules
 -------
 ``volume`` (:class:`Volume`, :class:`Case`, grid checks), ``nifti``, ``dicom_read``, ``dicom_write``,
-``archive`` (``.zip`` of a series), ``load`` (:func:`load_volume`, dispatching on the path) and
+``archive`` (``.zip`` of a series), ``limits`` (:class:`Limits`: sizes and spacing checked from headers
+before any allocation), ``load`` (:func:`load_volume`, dispatching on the path) and
 ``case_folder`` (``case.json`` and BraTS folders). Import from ``vce_core.io``; the modules are its rooms.
 """
 
 from __future__ import annotations
 
-from .archive import MAX_ZIP_MEMBERS, MAX_ZIP_RATIO, MAX_ZIP_TOTAL_BYTES, ZIP_RATIO_MIN_BYTES
+from .archive import MAX_ZIP_MEMBERS, MAX_ZIP_RATIO, MAX_ZIP_TOTAL_BYTES
 from .case_folder import CASE_FILE, CASE_FORMAT, CASE_VERSION, iter_case_folders, load_case, save_case
 from .dicom_write import save_dicom_series
+from .limits import DEFAULT_LIMITS, Limits
 from .load import load_volume
 from .nifti import save_nifti
 from .volume import GRID_ATOL_MM, Case, Volume
@@ -56,5 +58,6 @@ __all__ = [
     "MAX_ZIP_MEMBERS",
     "MAX_ZIP_TOTAL_BYTES",
     "MAX_ZIP_RATIO",
-    "ZIP_RATIO_MIN_BYTES",
+    "Limits",
+    "DEFAULT_LIMITS",
 ]

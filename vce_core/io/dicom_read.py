@@ -20,6 +20,7 @@ from pydicom.dataset import Dataset
 
 from vce_core.errors import VCEInputError
 
+from .limits import DEFAULT_LIMITS, Limits
 from .volume import ACCEPTED, LPS_TO_RAS, Volume, finish_array, has_dicom_magic
 
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -375,11 +376,34 @@ def read_dicom_file(path: Path) -> Dataset:
     return ds
 
 
-def load_dicom_file(path: Path) -> Volume:
-    """One DICOM file (a single image or an enhanced multi-frame volume) as a canonical RAS+ Volume."""
+def _claimed_shape(datasets: list[Dataset]) -> list[int]:
+    """Largest rows and columns and the total number of frames the headers claim."""
+    rows = max(int(ds.get("Rows", 0) or 0) for ds in datasets)
+    cols = max(int(ds.get("Columns", 0) or 0) for ds in datasets)
+    frames = sum(int(ds.get("NumberOfFrames", 1) or 1) for ds in datasets)
+    return [rows, cols, frames]
+
+
+def _check_claims(datasets: list[Dataset], path: Path, limits: Limits) -> None:
+    """Refuse a series whose headers claim more voxels or bytes than ``limits``, before decoding pixels."""
+    # the reader decodes every image to float64 (rescale), so that is the memory the claim stands for
+    limits.check_image(_claimed_shape(datasets), 8, path, what="the DICOM series")
+
+
+def _checked(volume: Volume, path: Path, limits: Limits) -> Volume:
+    limits.check_spacing(volume.spacing, path)
+    return volume
+
+
+def load_dicom_file(path: Path, limits: Limits = DEFAULT_LIMITS) -> Volume:
+    """One DICOM file (a single image or an enhanced multi-frame volume) as a canonical RAS+ Volume.
+
+    Rows × Columns × NumberOfFrames is checked against ``limits`` before the pixels are decoded.
+    """
     ds = read_dicom_file(path)
+    _check_claims([ds], path, limits)
     slices = _slices_from_dataset(ds, "the image", path)
-    return _volume_from_slices(slices, path, _dicom_meta(ds, path, len(slices)))
+    return _checked(_volume_from_slices(slices, path, _dicom_meta(ds, path, len(slices))), path, limits)
 
 
 _Series = dict[str, list[tuple[Path, Dataset]]]
@@ -449,11 +473,18 @@ def _choose_series(series: _Series, series_uid: str | None, shown: Path) -> list
     return next(iter(series.values()))
 
 
-def load_dicom_folder(folder: Path, series_uid: str | None, shown: Path) -> Volume:
-    """Load the single (or the selected) DICOM series below ``folder``; messages name ``shown``."""
+def load_dicom_folder(
+    folder: Path, series_uid: str | None, shown: Path, limits: Limits = DEFAULT_LIMITS
+) -> Volume:
+    """Load the single (or the selected) DICOM series below ``folder``; messages name ``shown``.
+
+    The headers' claimed size (all images together) is checked against ``limits`` before any pixel
+    data is decoded; the voxel spacing after the volume is built.
+    """
     chosen = _choose_series(_series_in_folder(folder, shown), series_uid, shown)
+    _check_claims([ds for _, ds in chosen], shown, limits)
     slices: list[_Slice] = []
     for file, ds in chosen:
         slices.extend(_slices_from_dataset(ds, file.relative_to(folder).as_posix(), shown))
     meta = _dicom_meta(chosen[0][1], shown, len(slices))
-    return _volume_from_slices(slices, shown, meta)
+    return _checked(_volume_from_slices(slices, shown, meta), shown, limits)

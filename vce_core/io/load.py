@@ -9,13 +9,16 @@ from vce_core.errors import VCEInputError
 
 from .archive import load_zip
 from .dicom_read import load_dicom_file, load_dicom_folder
+from .limits import DEFAULT_LIMITS, Limits
 from .nifti import load_nifti
 from .volume import ACCEPTED, NIFTI_SUFFIXES, Volume, has_dicom_magic
 
 _DICOM_SUFFIXES = (".dcm", ".dicom", ".ima", ".dic")
 
 
-def load_volume(path: str | PathLike, series_uid: str | None = None) -> Volume:
+def load_volume(
+    path: str | PathLike, series_uid: str | None = None, *, limits: Limits = DEFAULT_LIMITS
+) -> Volume:
     """Read one 3-D image as a canonical RAS+ float32 :class:`Volume`.
 
     Parameters
@@ -26,6 +29,9 @@ def load_volume(path: str | PathLike, series_uid: str | None = None) -> Volume:
         files with or without extension) or a ``.zip`` of such a folder.
     series_uid:
         SeriesInstanceUID selecting one series when a folder or zip holds several.
+    limits:
+        Image size (voxels, decoded bytes), voxel spacing and archive limits, checked from the headers
+        before any voxel array is allocated (:class:`vce_core.io.limits.Limits`).
 
     Returns
     -------
@@ -38,25 +44,26 @@ def load_volume(path: str | PathLike, series_uid: str | None = None) -> Volume:
     ------
     VCEInputError: missing path, unsupported extension, unreadable/truncated file, no pixel data, several
     series without ``series_uid``, inconsistent geometry, a 4-D or 2-D NIfTI array, zero-sized dimension,
-    NaN/Inf voxels, a compressed DICOM without an installed decoder.
+    NaN/Inf voxels, a compressed DICOM without an installed decoder, a size or spacing beyond ``limits``,
+    complex or RGB voxels, a corrupt NIfTI header (``sizeof_hdr``), a zip bomb.
     """
     path = Path(path)
     if not path.exists():
         raise VCEInputError("does not exist", path=path, expected=ACCEPTED)
     if path.is_dir():
-        return load_dicom_folder(path, series_uid, path)
+        return load_dicom_folder(path, series_uid, path, limits)
     name = path.name.lower()
     if name.endswith(NIFTI_SUFFIXES):
-        return load_nifti(path)
+        return load_nifti(path, limits)
     if name.endswith(".zip"):
-        return load_zip(path, series_uid)
+        return load_zip(path, series_uid, limits)
     if (
         name.endswith(_DICOM_SUFFIXES)
         or path.suffix == ""
         or path.suffix[1:].isdigit()
         or has_dicom_magic(path)
     ):
-        volume = load_dicom_file(path)
+        volume = load_dicom_file(path, limits)
         if series_uid is not None and volume.meta.get("series_instance_uid") != series_uid:
             raise VCEInputError(
                 f"belongs to series {volume.meta.get('series_instance_uid')}, not {series_uid}", path=path

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import math
 import os
+import struct
 import tempfile
+import zlib
 from os import PathLike
 from pathlib import Path
 from typing import Any, Literal
@@ -14,7 +17,80 @@ import numpy as np
 
 from vce_core.errors import VCEInputError
 
+from .limits import DEFAULT_LIMITS, Limits
 from .volume import Volume, check_volume, finish_array, is_nifti_name
+
+_HEADER_SIZES = {348: "NIfTI-1", 540: "NIfTI-2"}
+_CHUNK = 1024 * 1024
+
+
+def _open_raw(path: Path):  # noqa: ANN202 - a binary file object
+    """The file's bytes as stored in the NIfTI format (decompressed on the fly for ``.gz``)."""
+    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
+
+def _check_sizeof_hdr(path: Path) -> None:
+    """Refuse a file whose first field (``sizeof_hdr``) is neither 348 (NIfTI-1) nor 540 (NIfTI-2)."""
+    try:
+        with _open_raw(path) as fh:
+            head = fh.read(4)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise VCEInputError(
+            f"cannot be read as NIfTI ({exc})", path=path, expected="a valid .nii or .nii.gz file"
+        ) from exc
+    if len(head) < 4:
+        raise VCEInputError(
+            "is too short to hold a NIfTI header", path=path, expected="a valid .nii or .nii.gz file"
+        )
+    little, big = struct.unpack("<i", head)[0], struct.unpack(">i", head)[0]
+    if little not in _HEADER_SIZES and big not in _HEADER_SIZES:
+        raise VCEInputError(
+            f"the header is corrupt: sizeof_hdr is {little}",
+            path=path,
+            expected="a NIfTI header (sizeof_hdr 348 for NIfTI-1 or 540 for NIfTI-2)",
+        )
+
+
+def _check_data_type(image: nib.Nifti1Image | nib.Nifti2Image, path: Path) -> np.dtype:
+    """The stored voxel type, refusing complex and RGB data (no imaginary part is silently dropped)."""
+    dtype = image.header.get_data_dtype()
+    if dtype.kind == "c":
+        raise VCEInputError(
+            f"holds complex voxels ({dtype}); taking the real part would silently change the image",
+            path=path,
+            expected="real-valued voxels (a magnitude image)",
+        )
+    if dtype.kind not in "biuf" or dtype.fields is not None:
+        raise VCEInputError(
+            f"holds voxels of type {dtype} (RGB or another compound type)",
+            path=path,
+            expected="greyscale voxels (integers or floating point)",
+        )
+    return dtype
+
+
+def _check_complete(image: nib.Nifti1Image | nib.Nifti2Image, path: Path, dtype: np.dtype) -> None:
+    """Refuse a voxel block shorter than the header says; read in chunks, nothing is kept."""
+    needed = int(image.header.get_data_offset()) + math.prod(image.shape) * dtype.itemsize
+    if not path.name.lower().endswith(".gz"):
+        if path.stat().st_size >= needed:
+            return
+        have = path.stat().st_size
+    else:
+        have = 0
+        try:
+            with gzip.open(path, "rb") as fh:
+                while have < needed and (chunk := fh.read(min(_CHUNK, needed - have))):
+                    have += len(chunk)
+        except (OSError, EOFError, zlib.error):
+            pass  # a corrupt stream counts as ending here
+        if have >= needed:
+            return
+    raise VCEInputError(
+        f"the voxel data is truncated ({have:,} of {needed:,} bytes); the file may be truncated or corrupt",
+        path=path,
+        expected="a complete .nii or .nii.gz file",
+    )
 
 
 def _check_nifti_header(image: nib.Nifti1Image | nib.Nifti2Image, path: Path) -> None:
@@ -56,8 +132,14 @@ def _description(image: nib.Nifti1Image | nib.Nifti2Image) -> str:
     return bytes(np.asarray(descrip).item()).split(b"\x00")[0].decode("latin-1").strip()
 
 
-def load_nifti(path: Path) -> Volume:
-    """Read a NIfTI file as a canonical RAS+ float32 :class:`Volume` (see :func:`vce_core.io.load_volume`)."""
+def load_nifti(path: Path, limits: Limits = DEFAULT_LIMITS) -> Volume:
+    """Read a NIfTI file as a canonical RAS+ float32 :class:`Volume` (see :func:`vce_core.io.load_volume`).
+
+    Before any voxel array is allocated: ``sizeof_hdr`` must be 348 or 540, the data type real and
+    greyscale, the claimed size within ``limits`` (voxels and decoded bytes), the voxel sizes plausible,
+    and the voxel block complete (read in chunks; nothing is kept).
+    """
+    _check_sizeof_hdr(path)
     try:
         image = nib.load(str(path))
     except Exception as exc:  # nibabel raises many types (ImageFileError, EOFError, zlib.error, OSError, ...)
@@ -69,6 +151,11 @@ def load_nifti(path: Path) -> Volume:
             f"is a {type(image).__name__}, not a NIfTI image", path=path, expected="a NIfTI-1 or NIfTI-2 file"
         )
     _check_nifti_header(image, path)
+    dtype = _check_data_type(image, path)
+    limits.check_image(image.shape, dtype.itemsize, path)
+    limits.check_spacing(image.header.get_zooms()[:3], path)
+    limits.check_spacing(np.linalg.norm(np.asarray(image.affine)[:3, :3], axis=0), path)
+    _check_complete(image, path, dtype)
     try:
         canonical = nib.as_closest_canonical(image)
         data = canonical.get_fdata(dtype=np.float32)

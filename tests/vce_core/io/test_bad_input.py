@@ -16,9 +16,8 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-import vce_core.io.archive as archive
 from vce_core.errors import VCEInputError
-from vce_core.io import Case, Volume, load_case, load_volume, save_case, save_dicom_series, save_nifti
+from vce_core.io import Case, Limits, Volume, load_case, load_volume, save_case, save_dicom_series, save_nifti
 
 
 def _vol(shape=(6, 5, 4), affine=None, seed=0) -> Volume:
@@ -182,9 +181,107 @@ def _compressed_without_decoder(tmp: Path) -> tuple[Path, str, str]:
     return tmp / "jls.dcm", "jls.dcm", "pip install"
 
 
+# Hostile inputs (issue 15): sizes claimed by headers, bombs, corrupt headers. Each must be refused before
+# anything large is allocated (test_refused_uploads_stay_small measures the peak memory).
+
+
+def _nifti_header(
+    shape: tuple[int, ...], dtype: type = np.int16, zooms: tuple[float, ...] | None = None
+) -> bytes:
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(dtype)
+    if zooms is not None:
+        header.set_zooms(zooms)
+    header.set_sform(np.diag([*(zooms or (1.0, 1.0, 1.0)), 1.0]), code=1)
+    return header.binaryblock + b"\x00" * 4  # + empty extension flag, then the voxel block would start
+
+
+def _nifti_header_bomb(tmp: Path) -> tuple[Path, str, str]:
+    """71 bytes of gzip whose header claims 1200³ int16 (3.3 GB)."""
+    (tmp / "bomb.nii.gz").write_bytes(gzip.compress(_nifti_header((1200, 1200, 1200))))
+    return tmp / "bomb.nii.gz", "bomb.nii.gz", "1,728,000,000 voxels"
+
+
+def _nifti_truncated_claim(tmp: Path) -> tuple[Path, str, str]:
+    """A header within the limits (300³ int16, 54 MB) followed by 1 KiB of data."""
+    data = _nifti_header((300, 300, 300)) + bytes(1024)
+    (tmp / "short.nii.gz").write_bytes(gzip.compress(data))
+    return tmp / "short.nii.gz", "short.nii.gz", "truncated"
+
+
+def _nifti_truncated_uncompressed(tmp: Path) -> tuple[Path, str, str]:
+    (tmp / "short.nii").write_bytes(_nifti_header((300, 300, 300)) + bytes(1024))
+    return tmp / "short.nii", "short.nii", "truncated"
+
+
+def _nifti_huge_spacing(tmp: Path) -> tuple[Path, str, str]:
+    image = nib.Nifti1Image(np.ones((8, 8, 8), np.int16), np.diag([1e6, 1.0, 1.0, 1.0]))
+    nib.save(image, tmp / "far.nii.gz")
+    return tmp / "far.nii.gz", "far.nii.gz", "1e+06"
+
+
+def _nifti_complex(tmp: Path) -> tuple[Path, str, str]:
+    data = (np.ones((8, 8, 8)) + 1j * np.ones((8, 8, 8))).astype(np.complex64)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp / "complex.nii.gz")
+    return tmp / "complex.nii.gz", "complex.nii.gz", "complex"
+
+
+def _nifti_rgb(tmp: Path) -> tuple[Path, str, str]:
+    rgb = np.zeros((8, 8, 8), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    nib.save(nib.Nifti1Image(rgb, np.eye(4)), tmp / "rgb.nii.gz")
+    return tmp / "rgb.nii.gz", "rgb.nii.gz", "RGB"
+
+
+def _nifti_bad_sizeof_hdr(tmp: Path) -> tuple[Path, str, str]:
+    raw = bytearray(_nifti_header((8, 8, 8)) + np.ones((8, 8, 8), np.int16).tobytes())
+    raw[:4] = (999).to_bytes(4, "little")
+    (tmp / "corrupt.nii.gz").write_bytes(gzip.compress(bytes(raw)))
+    return tmp / "corrupt.nii.gz", "corrupt.nii.gz", "sizeof_hdr is 999"
+
+
+def _zip_of_many_small_zeros(tmp: Path) -> tuple[Path, str, str]:
+    """1000 members of 1 MiB zeros: 1 GB from about 1 MB (the issue's bomb; every member is checked)."""
+    with zipfile.ZipFile(tmp / "zeros.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        for n in range(1000):
+            zf.writestr(f"IM{n:04d}.dcm", bytes(1024 * 1024))
+    return tmp / "zeros.zip", "zeros.zip", "expand"
+
+
+def _zip_of_small_zeros_under_the_cap(tmp: Path) -> tuple[Path, str, str]:
+    """200 × 1 MiB zeros: under the total cap, refused by the per-member ratio."""
+    with zipfile.ZipFile(tmp / "zeros200.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        for n in range(200):
+            zf.writestr(f"IM{n:04d}.dcm", bytes(1024 * 1024))
+    return tmp / "zeros200.zip", "zeros200.zip", "zip bomb"
+
+
+def _dicom_header_bomb(tmp: Path) -> tuple[Path, str, str]:
+    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    ds.Rows = ds.Columns = 65535
+    ds.NumberOfFrames = 16
+    ds.save_as(tmp / "huge.dcm")
+    return tmp / "huge.dcm", "huge.dcm", "claims 65535 × 65535 × 16"
+
+
+HOSTILE = (
+    _nifti_header_bomb,
+    _nifti_truncated_claim,
+    _nifti_truncated_uncompressed,
+    _nifti_huge_spacing,
+    _nifti_complex,
+    _nifti_rgb,
+    _nifti_bad_sizeof_hdr,
+    _zip_of_many_small_zeros,
+    _zip_of_small_zeros_under_the_cap,
+    _dicom_header_bomb,
+)
+
+
 READERS: dict[str, Callable[[Path], tuple[Path, str, str]]] = {
     f.__name__.lstrip("_"): f
     for f in (
+        *HOSTILE,
         _truncated_nii_gz,
         _not_gzip_nii_gz,
         _random_dcm,
@@ -227,6 +324,63 @@ def test_load_volume_refuses(case: str, tmp_path: Path) -> None:
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing extracted or left
 
 
+_PROBE = """
+import json, sys
+from pathlib import Path
+from vce_core.io import load_volume
+
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+
+out = {}
+for path in sys.argv[1:]:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # reset the peak (VmHWM) to the current resident size
+        reset = True
+    except OSError:
+        reset = False
+    before = status("VmRSS:")
+    hwm_before = status("VmHWM:")
+    try:
+        load_volume(path)
+        refused = False
+    except ValueError:
+        refused = True
+    peak = status("VmHWM:")
+    out[Path(path).name] = {"refused": refused, "peak_increase": peak - (before if reset else hwm_before)}
+print(json.dumps(out))
+"""
+
+
+def test_refused_uploads_stay_small(tmp_path: Path) -> None:
+    """Peak memory (VmHWM, reset before each load) of loading every hostile file in a fresh process.
+
+    A valid 200³ float32 file is loaded too, as the probe's positive control: it must show its 32 MB.
+    """
+    import json
+    import subprocess
+    import sys
+
+    paths = [maker(tmp_path)[0] for maker in HOSTILE]
+    control = _nifti(tmp_path / "control.nii", np.ones((200, 200, 200), np.float32))
+    run = subprocess.run(
+        [sys.executable, "-c", _PROBE, *map(str, paths), str(control)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+        cwd=Path(__file__).resolve().parents[3],
+    )
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result.pop("control.nii") == {"refused": False, "peak_increase": pytest.approx(64e6, rel=0.6)}
+    for name, probe in result.items():
+        assert probe["refused"], name
+        assert probe["peak_increase"] <= 100 * 1024**2, (name, probe)
+
+
 def test_unknown_series_uid_lists_available(tmp_path: Path) -> None:
     files = _series(tmp_path / "s")
     uid = pydicom.dcmread(files[0]).SeriesInstanceUID
@@ -235,14 +389,38 @@ def test_unknown_series_uid_lists_available(tmp_path: Path) -> None:
     assert "1.2.3.4" in str(info.value) and uid in str(info.value) and str(tmp_path / "s") in str(info.value)
 
 
-def test_zip_limits_are_enforced_on_total_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_zip_limits_are_enforced_on_total_size(tmp_path: Path) -> None:
     files = _series(tmp_path / "s")
     with zipfile.ZipFile(tmp_path / "big.zip", "w") as zf:
         for f in files:
             zf.write(f, f.name)
-    monkeypatch.setattr(archive, "MAX_ZIP_TOTAL_BYTES", 1000)  # where the limit is read
+    assert load_volume(tmp_path / "big.zip").shape == (6, 5, 4)
     with pytest.raises(VCEInputError, match="big.zip.*expand"):
-        load_volume(tmp_path / "big.zip")
+        load_volume(tmp_path / "big.zip", limits=Limits(max_zip_total_bytes=1000))
+    with pytest.raises(VCEInputError, match="big.zip.*4 files"):
+        load_volume(tmp_path / "big.zip", limits=Limits(max_zip_members=3))
+
+
+def test_image_limits_are_configurable(tmp_path: Path) -> None:
+    path = _nifti(tmp_path / "ok.nii.gz", np.ones((10, 10, 10), np.int16))
+    assert load_volume(path).shape == (10, 10, 10)
+    with pytest.raises(VCEInputError, match="1,000 voxels.*at most 999"):
+        load_volume(path, limits=Limits(max_voxels=999))
+    with pytest.raises(VCEInputError, match="MiB"):
+        load_volume(path, limits=Limits(max_bytes=1000))
+    with pytest.raises(VCEInputError, match="voxel sizes"):
+        load_volume(path, limits=Limits(spacing_mm=(2.0, 3.0)))
+    series = _series(tmp_path / "dcm")
+    with pytest.raises(VCEInputError, match="DICOM series claims 5 × 6 × 4 = 120 voxels"):
+        load_volume(series[0].parent, limits=Limits(max_voxels=100))
+
+
+def test_limits_from_the_environment() -> None:
+    limits = Limits.from_env({"VCE_MAX_VOXELS": "1000", "VCE_MAX_IMAGE_MB": "2", "VCE_MAX_ZIP_MB": "0.5"})
+    assert (limits.max_voxels, limits.max_bytes, limits.max_zip_total_bytes) == (1000, 2 * 2**20, 2**19)
+    assert Limits.from_env({}) == Limits()
+    with pytest.raises(VCEInputError, match="VCE_MAX_VOXELS"):
+        Limits.from_env({"VCE_MAX_VOXELS": "lots"})
 
 
 # ------------------------------------------------------------------------------------------ case.json
