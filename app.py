@@ -15,11 +15,13 @@ benchmarks start ``python app.py``.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import socket
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -32,15 +34,18 @@ from studio.explorer_tab import ExplorerTab  # noqa: E402
 from studio.upload_tab import UploadTab  # noqa: E402
 from studio.wiring import load_parts, mount_reader_study_tabs  # noqa: E402
 from vce_core.settings import ENV_DATA_DIR, Settings  # noqa: E402
+from vce_core.viewer import head_html  # noqa: E402
 
 TITLE = "Dose-reduction review studio"
 
 CSS = """
-.vce-panel .image-container, .vce-panel .image-frame { background: #000; }
-.vce-panel img, .vce-diff img { width: 100% !important; height: 100% !important; object-fit: contain; }
+.gradio-container { max-width: 1600px !important; padding-top: 4px !important; }
 .vce-caption { font-size: 0.85em; color: var(--body-text-color-subdued); }
+.vce-metrics table { font-size: 0.82em; }
+.vce-metrics p { margin: 2px 0; }
 footer { display: none !important; }
 """
+"""The studio's own styles (the viewer brings its own through ``vce_core.viewer.head_html()``)."""
 
 
 @dataclass
@@ -50,7 +55,7 @@ class Studio:
     blocks: gr.Blocks
     explorer_tab: ExplorerTab
     upload_tab: UploadTab
-    allowed_paths: list[str] = field(default_factory=list)
+    max_file_size: int = 1024**3
 
     def close(self) -> None:
         """Stop the server of a launched studio."""
@@ -62,7 +67,8 @@ def build_app(settings: Settings, *, reader_study: bool = True, demo_study: bool
 
     ``reader_study`` mounts the Reader and Study-admin tabs when the ``reader_study`` package is installed;
     ``demo_study`` creates the demo reader study over the demo cases (``python app.py`` without ``--data``).
-    Uploads go to ``settings.uploads_dir``, which is the only folder the server may serve files from.
+    Uploads are copied to per-session folders under ``settings.uploads_dir``, which the server never serves
+    (downloads go through Gradio's own cache); I/O limits come from ``vce_core.io.Limits.from_env()``.
     """
     parts = load_parts(settings, reader_study=reader_study, demo_study=demo_study)
     explorer_tab = ExplorerTab(parts.explorer, settings.data_dir)
@@ -73,21 +79,37 @@ def build_app(settings: Settings, *, reader_study: bool = True, demo_study: bool
             explorer_tab.mount(blocks)
             upload_tab.mount(blocks)
             mount_reader_study_tabs(parts.study_service, parts.study_message)
-    return Studio(blocks, explorer_tab, upload_tab, allowed_paths=[str(parts.uploads.root.resolve())])
+    return Studio(blocks, explorer_tab, upload_tab, max_file_size=parts.uploads.limits.max_bytes)
 
 
 def launch(studio: Studio, host: str = "127.0.0.1", port: int = 7860, **kwargs: Any) -> tuple[Any, str, str]:
-    """Launch a studio built by :func:`build_app` with its CSS, keyboard script, footer and file access."""
+    """Launch a studio built by :func:`build_app` with its CSS, the viewer's script, the reader keyboard
+    script, no footer and the upload size limit."""
     return studio.blocks.launch(
         server_name=host,
         server_port=port,
         css=CSS,
+        head=head_html(),
         js=READER_JS,  # reader tab keyboard: 1-5 answer, Enter submits (inactive outside that tab)
         footer_links=[],
-        allowed_paths=studio.allowed_paths,
+        max_file_size=studio.max_file_size,
         show_error=True,
         **kwargs,
     )
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """A one-line reason why the app could not listen on ``host:port`` (None when it can)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"port {port} on {host} is already in use (another studio?); choose another with --port"
+                )
+            return f"cannot listen on {host}:{port} ({exc.strerror or exc}); check --host and --port"
+    return None
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
@@ -116,6 +138,10 @@ def main(argv: list[str] | None = None) -> None:
     """Command line: build demo data if needed, build the app and serve it."""
     parser, args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    problem = port_problem(args.host, args.port)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     t0 = time.perf_counter()
     settings = Settings.resolve(data_dir=args.data, models_dir=args.models, db_url=args.db)
     demo_mode = args.data is None and not os.environ.get(ENV_DATA_DIR)
@@ -125,7 +151,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"the data folder {settings.data_dir} does not exist (--data or ${ENV_DATA_DIR})")
     studio = build_app(settings, demo_study=demo_mode)
     print(f"Built the app in {time.perf_counter() - t0:.1f} s", flush=True)
-    _, url, _ = launch(studio, args.host, args.port, prevent_thread_lock=True, quiet=True)
+    try:
+        _, url, _ = launch(studio, args.host, args.port, prevent_thread_lock=True, quiet=True)
+    except OSError as exc:  # the port was taken while the app was being built
+        print(f"error: {port_problem(args.host, args.port) or exc}", file=sys.stderr)
+        sys.exit(2)
     print(f"Serving the dose-reduction review studio on {url}", flush=True)
     try:
         studio.blocks.block_thread()

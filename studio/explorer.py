@@ -1,26 +1,34 @@
-"""Dose explorer logic: everything the explorer panels show, from a case library and a generator registry.
+"""Dose explorer logic: what the explorer's viewer, metrics and charts show, from a case library and a
+generator registry.
 
 No Gradio here: methods take plain values (a :class:`View`: case id, generator name, dose as a fraction of
-the standard dose, plane, slice index; a :class:`~vce_core.display.Window`) and return ``uint8`` images,
-Markdown strings and Plotly figures, so they are testable without a browser and reusable by the
-benchmarks. Every image goes through :mod:`vce_core.display` (orientation, square pixels, window).
+the standard dose, plane, slice index) and return viewer payloads (:mod:`vce_core.viewer`), Markdown and
+Plotly figures, so they are testable without a browser and reusable by the benchmarks.
 
-Caching (everything that does not depend on the dose is computed once):
+What the browser gets: one linked viewer group of six panels (native, synthetic, real, standard dose,
+linear baseline, synthetic − real). Slices travel as ``uint16`` with one encoding per case
+(:meth:`Explorer.encoding`); the baseline and the difference map are computed in the browser from the
+stacks it already has, so window/level and scrolling never need the server. Slices beyond the one on
+screen are fetched lazily by the viewer's loader (:meth:`Explorer.stack_slices`).
 
-* cases are loaded on first selection (:class:`~studio.cases.CaseLibrary`);
-* ``Synthesizer.prepare`` runs once per (case, generator);
-* float slices in volume orientation (native, standard dose, real, synthetic) are cached per key, so a
-  window/level change only re-windows; the dose slider only computes the synthetic slice (and the
-  simulated real slice) for a dose it has not seen yet.
+Cost and caching:
 
-"Real" images: the acquired image when the dose matches an acquired one (native at 0, the case's low
-doses, standard dose at 1, matched by :func:`vce_core.domain.match_dose`); otherwise, for phantom cases,
-``PhantomCase.acquire_slice`` at exactly that dose; otherwise (real data) none, and the panel says so.
+* everything that does not depend on the dose is computed once per case (cases, presets, masks) or per
+  (case, generator) (``Synthesizer.prepare``); native and standard-dose slices are only sliced;
+* axial synthetic slices are synthesized one at a time (the generator's plane) and cached;
+* a coronal or sagittal synthetic slice needs the whole volume at that dose (a 2-D generator with
+  GroupNorm sees whole axial slices): :class:`~studio.volumes.VolumeJobs` computes volumes newest first,
+  drops requests a session no longer waits for and precomputes while idle (the current dose of an axial
+  view, the neighbouring doses of a coronal or sagittal view);
+* "real" images: the acquired image when the dose matches an acquired one (:func:`vce_core.domain.
+  match_dose`); for phantom cases otherwise ``PhantomCase.acquire_slice`` at exactly that dose; for real
+  data otherwise none, and the panel says so.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,14 +39,13 @@ from scipy import ndimage
 from studio.cases import CaseLibrary, LoadedCase
 from studio.figures import SIGNAL_UNITS, dose_response_figure, metric_table, noise_figure
 from studio.generators import GeneratorRegistry
+from studio.volumes import VolumeJobs
 from vce_core.cache import LRU
 from vce_core.display import (
     Window,
     apply_window,
     clamp_index,
-    difference_panel,
     n_slices,
-    placeholder_panel,
     slice_auto_window,
     slice_spacing,
     take_slice,
@@ -46,9 +53,16 @@ from vce_core.display import (
 )
 from vce_core.domain import format_dose
 from vce_core.errors import VCEInputError
+from vce_core.viewer import Encoding, Panel, Stack, oriented, payload
 
 #: Doses (fraction of the standard dose) sampled by the dose–response chart.
 RESPONSE_DOSES: tuple[float, ...] = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
+#: Axial slices through the lesion used by the dose–response chart (evenly spread over its extent).
+RESPONSE_SLICES = 5
+#: Neighbouring doses (fractions) precomputed while a coronal or sagittal view is idle.
+NEIGHBOUR_DOSES: tuple[float, ...] = (0.01, -0.01, 0.02, -0.02, 0.05, -0.05)
+#: The viewer group of the explorer (its loader and its events use this id).
+GROUP = "explorer"
 
 Progress = Callable[[float, str], None]
 """``progress(fraction done in [0, 1], what is being done)``."""
@@ -67,22 +81,30 @@ class View:
     plane: str
     index: int
 
+    def describe(self) -> str:
+        """``case · generator · plane slice k · dose``: the label of everything computed for this view."""
+        gen = self.generator or "no generator"
+        return f"{self.case_id} · {gen} · {self.plane} slice {self.index + 1} · {format_dose(self.dose)} dose"
 
-@dataclass
-class DosePanels:
-    """Everything that changes with the dose, ready for display."""
 
-    synthetic: np.ndarray
-    real: np.ndarray
-    baseline: np.ndarray
-    difference: np.ndarray
-    swipe: tuple[np.ndarray, np.ndarray] | None
-    metrics_md: str
-    real_available: bool
+@dataclass(frozen=True)
+class StackSpec:
+    """One stack of the viewer: a kind of image of a case in a plane (``dose``/``generator`` when needed)."""
+
+    case_id: str
+    kind: str  # native | standard | synthetic | real
+    plane: str
+    generator: str | None = None
+    dose: float | None = None
+
+    @property
+    def id(self) -> str:
+        """Opaque, deterministic id (the browser caches slices under it)."""
+        return hashlib.sha1(repr(self).encode()).hexdigest()[:16]
 
 
 def nice_ceiling(value: float) -> float:
-    """Smallest of 1, 2, 2.5, 5 × 10ⁿ that is ≥ ``value`` (slider ranges without long decimals)."""
+    """Smallest of 1, 2, 2.5, 5 × 10ⁿ that is ≥ ``value`` (ranges without long decimals)."""
     value = max(float(value), 1e-6)
     base = 10.0 ** np.floor(np.log10(value))
     for m in (1.0, 2.0, 2.5, 5.0, 10.0):
@@ -92,14 +114,16 @@ def nice_ceiling(value: float) -> float:
 
 
 class Explorer:
-    """Computes every explorer panel from a :class:`CaseLibrary` and a :class:`GeneratorRegistry`."""
+    """Computes every explorer view from a :class:`CaseLibrary` and a :class:`GeneratorRegistry`."""
 
     def __init__(self, library: CaseLibrary, generators: GeneratorRegistry) -> None:
         self.library = library
         self.generators = generators
-        self._slices: LRU[np.ndarray] = LRU(512)
+        self._slices: LRU[np.ndarray] = LRU(2048)
         self._charts: LRU[go.Figure] = LRU(64)
         self._volume_metrics: LRU[str] = LRU(64)
+        self._specs: LRU[StackSpec] = LRU(4096)
+        self.volumes = VolumeJobs(self._compute_volume, capacity=8)
 
     # -- geometry ---------------------------------------------------------------------------------
 
@@ -111,23 +135,18 @@ class Explorer:
         """Slice through the largest enhancing lesion in ``plane`` (0-based)."""
         return self.library.get(case_id).lesion_index[plane]
 
-    @staticmethod
-    def _clamp(lc: LoadedCase, plane: str, index: int) -> int:
-        """The slider's index moved into the plane (the explorer clamps; :func:`take_slice` would raise)."""
-        return clamp_index(lc.shape, plane, index)
+    def clamp(self, case_id: str, plane: str, index: int) -> int:
+        """``index`` moved into the plane's slices."""
+        return clamp_index(self.library.get(case_id).shape, plane, index)
 
-    @staticmethod
-    def _display(lc: LoadedCase, plane: str, slice2d: np.ndarray) -> np.ndarray:
-        return to_display(slice2d, slice_spacing(lc.spacing, plane))
+    def encoding(self, case_id: str) -> Encoding:
+        """The case's ``uint16`` encoding: from min(0, minimum) to 1.5 × the maximum of native and SD."""
+        lc = self.library.get(case_id)
+        low = min(0.0, float(lc.case.native.data.min()), float(lc.case.standard_dose.data.min()))
+        high = 1.5 * max(float(lc.case.native.data.max()), float(lc.case.standard_dose.data.max()))
+        return Encoding.for_range(low, max(high, low + 1.0), "uint16")
 
-    def _shown(self, lc: LoadedCase, plane: str, slice2d: np.ndarray, window: Window) -> np.ndarray:
-        return apply_window(self._display(lc, plane, slice2d), window)
-
-    def _panel_shape(self, lc: LoadedCase, plane: str, index: int) -> tuple[int, int]:
-        """Displayed ``(rows, cols)`` of a slice (placeholders get the size of the image they replace)."""
-        return self._display(lc, plane, self._volume_slice(lc, "native", plane, index)).shape
-
-    # -- float slices in volume orientation (cached) -------------------------------------------------
+    # -- float slices in volume orientation (cached) ---------------------------------------------
 
     def _volume_slice(self, lc: LoadedCase, which: str, plane: str, index: int) -> np.ndarray:
         volume = lc.case.native if which == "native" else lc.case.standard_dose
@@ -136,36 +155,76 @@ class Explorer:
             lambda: take_slice(volume.data, plane, index).astype(np.float32),
         )
 
-    def _prepared(self, lc: LoadedCase, generator: str, synth: Any) -> Any:
+    def _prepared(self, lc: LoadedCase, generator: str) -> Any:
+        synth = self.generators.get(generator)
         with lc.lock:
             if generator not in lc.prepared:
                 lc.prepared[generator] = synth.prepare(lc.case.native, lc.case.standard_dose)
             return lc.prepared[generator]
 
-    def synthetic_slice(
-        self, lc: LoadedCase, generator: str, dose: float, plane: str, index: int
-    ) -> np.ndarray:
-        """Synthetic slice (volume orientation, input units) at ``dose`` (fraction)."""
+    def _compute_volume(self, key: Hashable, progress: Callable[[int, int], None]) -> np.ndarray:
+        case_id, generator, dose = key  # type: ignore[misc]
+        lc = self.library.get(case_id)
         synth = self.generators.get(generator)
+        volume = synth.synthesize_prepared(
+            self._prepared(lc, generator),
+            dose,
+            lc.case.field_strength,
+            seed=lc.noise_seed(),
+            progress=progress,
+        )
+        return np.asarray(volume, dtype=np.float32)
+
+    @staticmethod
+    def volume_key(case_id: str, generator: str, dose: float) -> tuple[str, str, float]:
+        """Key of a whole synthetic volume in :attr:`volumes`."""
+        return (case_id, generator, round(float(dose), 4))
+
+    def synthetic_slice(
+        self,
+        lc: LoadedCase,
+        generator: str,
+        dose: float,
+        plane: str,
+        index: int,
+        *,
+        session: str = "",
+        wait: bool = True,
+    ) -> np.ndarray | None:
+        """Synthetic slice (volume orientation, input units) at ``dose`` (fraction).
+
+        Axial: synthesized alone (cached). Coronal/sagittal: sliced from the whole volume, waiting for it
+        when ``wait`` (None if ``session`` asked for another volume meanwhile), or None when not ready.
+        Equal to the same slice of ``Synthesizer.synthesize`` with the case's noise seed in every plane.
+        """
+        key = self.volume_key(lc.case_id, generator, dose)
+        volume = self.volumes.cached(key)
+        if volume is not None:
+            return take_slice(volume, plane, index)
+        if plane != "axial":
+            volume = self.volumes.get(key, session) if wait else None
+            return None if volume is None else take_slice(volume, plane, index)
 
         def compute() -> np.ndarray:
-            prepared = self._prepared(lc, generator, synth)
-            out = synth.synthesize_slice(
-                prepared, dose, lc.case.field_strength, plane=plane, index=index, seed=lc.noise_seed()
-            )
+            synth = self.generators.get(generator)
+            with self.volumes.foreground():
+                out = synth.synthesize_slice(
+                    self._prepared(lc, generator),
+                    dose,
+                    lc.case.field_strength,
+                    plane="axial",
+                    index=index,
+                    seed=lc.noise_seed(),
+                )
             return np.asarray(out, dtype=np.float32)
 
-        return self._slices.get_or_compute(
-            (lc.case_id, "synthetic", generator, round(dose, 4), plane, index), compute
-        )
+        return self._slices.get_or_compute((key, "axial", index), compute)
 
     def baseline_slice(self, lc: LoadedCase, dose: float, plane: str, index: int) -> np.ndarray:
         """Linear baseline ``native + dose · (standard − native)`` on one slice."""
-        from vce_core.synthesis import linear_baseline
-
         na = self._volume_slice(lc, "native", plane, index)
         sd = self._volume_slice(lc, "standard_dose", plane, index)
-        return np.asarray(linear_baseline(na[..., None], sd[..., None], dose), dtype=np.float32)[..., 0]
+        return (na + np.float32(dose) * (sd - na)).astype(np.float32)
 
     def real_slice(self, lc: LoadedCase, dose: float, plane: str, index: int) -> np.ndarray | None:
         """Real image at ``dose``: the acquired image when there is one, else (phantom cases) a simulated
@@ -187,149 +246,264 @@ class Explorer:
 
         return self._slices.get_or_compute(key, simulate)
 
-    def _generator_or_default(self, generator: str | None) -> str | None:
+    def has_real(self, case_id: str, dose: float) -> bool:
+        """Whether a real image exists at ``dose`` (acquired, or simulated for a phantom case)."""
+        lc = self.library.get(case_id)
+        return lc.is_phantom or lc.acquired_volume(dose) is not None
+
+    def generator_or_default(self, generator: str | None) -> str | None:
         """``generator`` if it is installed, else the default one, else None (no generator installed)."""
         names = self.generators.names()
         if generator in names:
             return generator
         return names[0] if names else None
 
-    # -- panels -------------------------------------------------------------------------------------
+    # -- the viewer --------------------------------------------------------------------------------
 
-    def window_for(self, case_id: str, preset: str, plane: str, index: int) -> Window:
-        """Window of a preset; 'Auto (percentile)' is computed on the displayed standard-dose slice."""
+    def _slice_of(self, spec: StackSpec, index: int, session: str, wait: bool) -> np.ndarray | None:
+        lc = self.library.get(spec.case_id)
+        if spec.kind in ("native", "standard"):
+            return self._volume_slice(
+                lc, "native" if spec.kind == "native" else "standard_dose", spec.plane, index
+            )
+        if spec.kind == "real":
+            return self.real_slice(lc, float(spec.dose), spec.plane, index)
+        if spec.kind == "synthetic" and spec.generator:
+            return self.synthetic_slice(
+                lc, spec.generator, float(spec.dose), spec.plane, index, session=session, wait=wait
+            )
+        return None
+
+    def stack_slices(
+        self, stack_id: str, indices: list[int], *, session: str = "", wait: bool = False
+    ) -> dict[int, str]:
+        """Encoded slices (display orientation) of a registered stack; what is not ready is left out.
+
+        ``stack_id`` must come from a payload of this explorer (unknown ids give nothing); indices outside
+        the stack are skipped. ``wait`` lets a coronal/sagittal synthetic stack wait for its volume.
+        """
+        spec = self._specs.get(stack_id)
+        if spec is None:
+            return {}
+        lc = self.library.get(spec.case_id)
+        count = n_slices(lc.shape, spec.plane)
+        encoding = self.encoding(spec.case_id)
+        pixel = slice_spacing(lc.spacing, spec.plane)
+        out: dict[int, str] = {}
+        for k in indices:
+            if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < count:
+                continue
+            values = self._slice_of(spec, k, session, wait)
+            if values is not None:
+                out[k] = encoding.encode(oriented(values, pixel)[0])
+        return out
+
+    def _stack(self, spec: StackSpec) -> str:
+        sid = spec.id
+        self._specs.put(sid, spec)
+        return sid
+
+    def presets(self, case_id: str, plane: str, index: int) -> dict[str, Window]:
+        """The case's window presets; 'Auto (percentile)' from the standard-dose slice on screen."""
         lc = self.library.get(case_id)
-        if preset == "Auto (percentile)":
-            index = self._clamp(lc, plane, index)
-            return slice_auto_window(self._volume_slice(lc, "standard_dose", plane, index))
-        return lc.presets.get(preset, lc.presets["Brain T1"])
+        out = dict(lc.presets)
+        out["Auto (percentile)"] = slice_auto_window(self._volume_slice(lc, "standard_dose", plane, index))
+        return out
 
-    def window_range(self, case_id: str) -> tuple[float, float]:
-        """Slider range for level and width: 0 … a round number ≥ 1.2 × the case maximum (image units)."""
-        wide = self.library.get(case_id).presets["Wide"]
-        return 0.0, nice_ceiling(float(wide.high) * 1.2)
+    def viewer_payload(
+        self, view: View, *, session: str = "", wait: bool = True, busy: str | None = None
+    ) -> dict[str, Any]:
+        """The explorer's viewer group for ``view`` with the slice on screen inline.
 
-    def static_panels(self, view: View, window: Window) -> tuple[np.ndarray, np.ndarray]:
-        """Native and standard-dose panels (``uint8``, display orientation)."""
+        The synthetic slice is included when it is ready (axial: synthesized now; coronal/sagittal:
+        when ``wait``, after its volume is computed); otherwise the synthetic and difference panels show
+        ``busy`` over their previous image until the next payload.
+        """
         lc = self.library.get(view.case_id)
-        plane, index = view.plane, self._clamp(lc, view.plane, view.index)
-        return (
-            self._shown(lc, plane, self._volume_slice(lc, "native", plane, index), window),
-            self._shown(lc, plane, self._volume_slice(lc, "standard_dose", plane, index), window),
+        plane, index, dose = view.plane, self.clamp(view.case_id, view.plane, view.index), view.dose
+        generator = self.generator_or_default(view.generator)
+        native = self._stack(StackSpec(view.case_id, "native", plane))
+        standard = self._stack(StackSpec(view.case_id, "standard", plane))
+        real = self._stack(StackSpec(view.case_id, "real", plane, dose=round(dose, 4)))
+        syn = self._stack(StackSpec(view.case_id, "synthetic", plane, generator, round(dose, 4)))
+        ids = {"native": native, "standard": standard, "real": real, "synthetic": syn}
+        has_real = self.has_real(view.case_id, dose)
+        stacks = {sid: Stack(self.encoding(view.case_id)) for sid in ids.values()}
+        for kind, sid in ids.items():
+            if kind == "synthetic" and not generator:
+                continue
+            if kind == "real" and not has_real:
+                continue
+            stacks[sid].slices = self.stack_slices(sid, [index], session=session, wait=wait)
+        syn_ready = bool(stacks[syn].slices) or not generator
+        pending = busy or f"synthesizing the {format_dose(dose)} volume for the {plane} view…"
+        pct = format_dose(dose)
+        gen_label = generator or "no generator"
+        no_real = f"no acquisition at {pct} dose"
+        panels = [
+            Panel("native", "Native (pre-contrast)", stack=native),
+            Panel(
+                "synthetic",
+                f"Synthetic · {pct} · {gen_label}",
+                stack=syn,
+                message=None if generator else "no generator installed",
+                busy=None if syn_ready else pending,
+            ),
+            Panel(
+                "real",
+                f"Real · {pct} · {'acquired' if lc.acquired_volume(dose) is not None else 'simulated'}",
+                stack=real,
+                message=None if has_real else no_real,
+            ),
+            Panel("standard", "Standard dose (100 %)", stack=standard),
+            Panel("baseline", f"Linear baseline · {pct}", derive=Panel.lerp(native, standard, dose)),
+            Panel(
+                "difference",
+                "Synthetic − real (±25 % of window width)",
+                derive=Panel.difference(syn, real),
+                colormap="diverging",
+                units=SIGNAL_UNITS,
+                message=None
+                if (has_real and generator)
+                else (no_real if generator else "no generator installed"),
+                busy=None if syn_ready else pending,
+            ),
+        ]
+        presets = self.presets(view.case_id, plane, index)
+        return payload(
+            group=GROUP,
+            panels=panels,
+            stacks=stacks,
+            count=n_slices(lc.shape, plane),
+            index=index,
+            shape=self._display_shape(lc, plane),
+            spacing=self._display_spacing(lc, plane),
+            window=presets["Brain T1"],
+            preset="Brain T1",
+            presets=presets,
+            plane=plane,
+            context=f"{view.case_id}|{plane}",
+            columns=3,
+            panel_height=270,
+            prefetch=4,
+            drag_scale=float(presets["Wide"].width) / 600,
         )
 
-    def reference_panels(self, view: View, window: Window) -> tuple[np.ndarray, bool, np.ndarray]:
-        """Real panel (or its placeholder), whether a real image exists, and the linear-baseline panel."""
-        lc = self.library.get(view.case_id)
-        plane, index = view.plane, self._clamp(lc, view.plane, view.index)
-        real = self.real_slice(lc, view.dose, plane, index)
-        base = self.baseline_slice(lc, view.dose, plane, index)
-        if real is None:
-            real_img = placeholder_panel(
-                self._panel_shape(lc, plane, index), f"no acquisition at\n{format_dose(view.dose)} dose"
-            )
-        else:
-            real_img = self._shown(lc, plane, real, window)
-        return real_img, real is not None, self._shown(lc, plane, base, window)
+    @staticmethod
+    def _display_shape(lc: LoadedCase, plane: str) -> tuple[int, int]:
+        """``(rows, cols)`` of a displayed slice (:func:`vce_core.viewer.oriented`: ``(B, A)``)."""
+        a, b = take_slice(np.empty(lc.shape, dtype=np.bool_), plane, 0).shape
+        return b, a
+
+    @staticmethod
+    def _display_spacing(lc: LoadedCase, plane: str) -> tuple[float, float]:
+        """``(row_mm, col_mm)`` of a displayed slice."""
+        along_a, along_b = slice_spacing(lc.spacing, plane)
+        return along_b, along_a
+
+    def prefetch_for(self, view: View) -> None:
+        """Queue idle precomputation for ``view``: its dose (plane switches) and, in coronal or sagittal
+        views, the neighbouring doses (dose steps)."""
+        generator = self.generator_or_default(view.generator)
+        if not generator:
+            return
+        doses = [view.dose]
+        if view.plane != "axial":
+            doses += [d for off in NEIGHBOUR_DOSES if 0 <= (d := round(view.dose + off, 2)) <= 1]
+        self.volumes.prefetch([self.volume_key(view.case_id, generator, d) for d in doses])
 
     def warm_up(self, case_id: str, generator: str | None) -> None:
         """Do the dose-independent work for a (case, generator) ahead of the first request."""
         lc = self.library.get(case_id)
         if generator in self.generators.names():
-            self._prepared(lc, generator, self.generators.get(generator))
+            self._prepared(lc, generator)
 
-    def synthetic_panel(self, view: View, window: Window) -> np.ndarray:
-        """The synthetic panel alone (the latency-critical path of the dose slider)."""
+    def native_panel(self, view: View, window: Window) -> np.ndarray:
+        """The native slice as a ``uint8`` PNG-ready panel (the benchmark's trivial image event)."""
         lc = self.library.get(view.case_id)
-        plane, index = view.plane, self._clamp(lc, view.plane, view.index)
-        if not self.generators.names():
-            return placeholder_panel(self._panel_shape(lc, plane, index), "no generator installed")
-        generator = view.generator or self.generators.names()[0]
-        return self._shown(lc, plane, self.synthetic_slice(lc, generator, view.dose, plane, index), window)
+        index = self.clamp(view.case_id, view.plane, view.index)
+        sl = self._volume_slice(lc, "native", view.plane, index)
+        return apply_window(to_display(sl, slice_spacing(lc.spacing, view.plane)), window)
 
-    def dose_panels(self, view: View, window: Window) -> DosePanels:
-        """Synthetic, real, baseline, difference map, swipe pair and per-slice metrics at the view's dose."""
+    def swipe_pair(self, view: View, window: Window) -> tuple[np.ndarray, np.ndarray] | None:
+        """Synthetic and real slice (``uint8``, square pixels, ``window``) for the swipe comparison."""
         lc = self.library.get(view.case_id)
-        plane, index, dose = view.plane, self._clamp(lc, view.plane, view.index), view.dose
-        shape = self._panel_shape(lc, plane, index)
-        generator = self._generator_or_default(view.generator)
-        syn = self.synthetic_slice(lc, generator, dose, plane, index) if generator else None
-        real = self.real_slice(lc, dose, plane, index)
-        base = self.baseline_slice(lc, dose, plane, index)
+        generator = self.generator_or_default(view.generator)
+        index = self.clamp(view.case_id, view.plane, view.index)
+        real = self.real_slice(lc, view.dose, view.plane, index)
+        if not generator or real is None:
+            return None
+        syn = self.synthetic_slice(lc, generator, view.dose, view.plane, index)
+        if syn is None:
+            return None
+        pixel = slice_spacing(lc.spacing, view.plane)
+        return apply_window(to_display(syn, pixel), window), apply_window(to_display(real, pixel), window)
 
-        syn_img = (
-            self._shown(lc, plane, syn, window)
-            if syn is not None
-            else placeholder_panel(shape, "no generator installed")
-        )
-        real_img = (
-            self._shown(lc, plane, real, window)
-            if real is not None
-            else placeholder_panel(shape, f"no acquisition at\n{format_dose(dose)} dose")
-        )
-        limit = max(float(f"{0.25 * window.width:.2g}"), 1e-6)
-        if syn is not None and real is not None:
-            diff = difference_panel(self._display(lc, plane, syn - real), limit, SIGNAL_UNITS)
-            swipe = (syn_img, real_img)
-        else:
-            missing = "no real image at this dose" if real is None else "no generator installed"
-            diff = placeholder_panel(shape, f"difference map:\n{missing}")
-            swipe = None
-        metrics_md = self._slice_metrics_md(lc, view, index, syn, real, base)
-        base_img = self._shown(lc, plane, base, window)
-        return DosePanels(syn_img, real_img, base_img, diff, swipe, metrics_md, real is not None)
+    # -- per-slice metrics ---------------------------------------------------------------------
 
-    def _slice_metrics_md(
-        self,
-        lc: LoadedCase,
-        view: View,
-        index: int,
-        syn: np.ndarray | None,
-        real: np.ndarray | None,
-        base: np.ndarray,
-    ) -> str:
+    def slice_metrics(self, view: View, *, session: str = "") -> str:
+        """Per-slice metrics of synthetic and linear baseline vs the real slice, headed by the view."""
+        lc = self.library.get(view.case_id)
+        index = self.clamp(view.case_id, view.plane, view.index)
+        view = View(view.case_id, self.generator_or_default(view.generator), view.dose, view.plane, index)
+        heading = f"**Per-slice metrics vs real** · {view.describe()}"
+        real = self.real_slice(lc, view.dose, view.plane, index)
         if real is None:
             acquired = ", ".join(format_dose(d) for d in lc.acquired_doses)
-            return (
-                f"**Per-slice metrics:** this case has no real image at {format_dose(view.dose)} of the "
-                f"standard dose (acquired: {acquired})."
-            )
-        rows = [("Linear baseline", base)]
-        if syn is not None:
+            return f"{heading}\n\nNo real image at {format_dose(view.dose)} dose (acquired: {acquired})."
+        rows = [("Linear baseline", self.baseline_slice(lc, view.dose, view.plane, index))]
+        if view.generator:
+            syn = self.synthetic_slice(lc, view.generator, view.dose, view.plane, index, session=session)
+            if syn is None:
+                return f"{heading}\n\n(superseded by a newer request)"
             rows.insert(0, ("Synthetic", syn))
         brain = lc.brain_slice(view.plane, index)
         ce = take_slice(lc.ce, view.plane, index) & brain
-        table = metric_table(rows, real, brain, ce, lc.data_range)
-        where = f"{view.plane} slice {index + 1}, {format_dose(view.dose)} dose"
-        return f"**Per-slice metrics vs real** ({where})\n\n{table}"
+        return f"{heading}\n\n{metric_table(rows, real, brain, ce, lc.data_range)}"
 
-    # -- volume metrics -----------------------------------------------------------------------------
+    # -- per-volume metrics ----------------------------------------------------------------------
 
     def volume_metrics(
-        self, case_id: str, generator: str | None, dose: float, progress: Progress | None = None
+        self,
+        case_id: str,
+        generator: str | None,
+        dose: float,
+        progress: Progress | None = None,
+        *,
+        session: str = "",
     ) -> str:
         """Per-volume metrics of synthetic and linear baseline vs the real volume at ``dose`` (cached).
 
         ``dose`` is a fraction of the standard dose. The real volume is the acquired one, or for a phantom
         case a simulated acquisition; real data without an acquisition at ``dose`` is a
-        :class:`VCEInputError`. ``progress`` is told what happens during the whole-volume synthesis.
+        :class:`VCEInputError`. The synthetic volume is the one the coronal/sagittal views use (shared
+        cache). The heading names case, generator and dose.
         """
         lc = self.library.get(case_id)
+        generator = self.generator_or_default(generator)
         report = progress or (lambda fraction, what: None)
+        heading = (
+            f"**Per-volume metrics vs real** · {case_id} · {generator or 'no generator'} · "
+            f"{format_dose(dose)} dose · whole brain"
+        )
 
         def compute() -> str:
-            from vce_core.synthesis import linear_baseline
-
             real = self._real_volume(lc, dose, report)
             rows: list[tuple[str, np.ndarray]] = []
-            if generator in self.generators.names():
-                rows.append(("Synthetic", self._synthetic_volume(lc, generator, dose, report)))
-            baseline = linear_baseline(lc.case.native.data, lc.case.standard_dose.data, dose)
-            rows.append(("Linear baseline", np.asarray(baseline)))
+            if generator:
+                report(0.15, "synthesizing the whole volume")
+                key = self.volume_key(case_id, generator, dose)
+                volume = self.volumes.get(key, session or "volume-metrics")
+                if volume is None:
+                    raise VCEInputError("the request was replaced by a newer one", expected="the latest view")
+                rows.append(("Synthetic", volume))
+            baseline = lc.case.native.data + np.float32(dose) * (
+                lc.case.standard_dose.data - lc.case.native.data
+            )
+            rows.append(("Linear baseline", np.asarray(baseline, dtype=np.float32)))
             report(0.95, "computing metrics")
             brain = lc.brain_volume()
-            table = metric_table(rows, real, brain, lc.ce & brain, lc.data_range)
-            return f"**Per-volume metrics vs real** ({format_dose(dose)} dose, whole brain)\n\n{table}"
+            return f"{heading}\n\n{metric_table(rows, real, brain, lc.ce & brain, lc.data_range)}"
 
         return self._volume_metrics.get_or_compute((case_id, generator, round(dose, 4)), compute)
 
@@ -347,65 +521,81 @@ class Explorer:
         report(0.05, "simulating the real acquisition")
         return np.asarray(lc.phantom().acquire(dose, noise_seed=lc.noise_seed()).data, dtype=np.float32)
 
-    def _synthetic_volume(self, lc: LoadedCase, generator: str, dose: float, report: Progress) -> np.ndarray:
-        synth = self.generators.get(generator)
-        report(0.15, "synthesizing the whole volume")
+    # -- charts ------------------------------------------------------------------------------------
 
-        def relay(done: int, total: int) -> None:
-            report(0.15 + 0.75 * done / max(total, 1), "synthesizing the whole volume")
-
-        case = lc.case
-        syn = synth.synthesize(
-            case.native, case.standard_dose, dose, case.field_strength, seed=lc.noise_seed(), progress=relay
-        )
-        return np.asarray(syn, dtype=np.float32)
-
-    # -- charts -------------------------------------------------------------------------------------
+    def _response_slices(self, lc: LoadedCase) -> tuple[list[int], np.ndarray]:
+        """Up to :data:`RESPONSE_SLICES` axial slices through the largest CE region, and that region."""
+        ce = lc.ce
+        if ce.any():
+            labels, n = ndimage.label(ce)
+            sizes = np.bincount(labels.ravel())
+            sizes[0] = 0
+            region = labels == int(np.argmax(sizes))
+        else:
+            region = lc.brain_volume()
+        ks = np.flatnonzero(region.any(axis=(0, 1)))
+        if ks.size > RESPONSE_SLICES:
+            ks = ks[np.round(np.linspace(0, ks.size - 1, RESPONSE_SLICES)).astype(int)]
+        return [int(k) for k in ks], region
 
     def dose_response(self, view: View) -> go.Figure:
-        """Mean enhancement (image − native) in the slice's CE region vs dose: real, synthetic, linear."""
+        """Mean enhancement (image − native) in the case's largest enhancing lesion vs dose.
+
+        The lesion is the same whatever the plane on screen: its CE voxels on up to five axial slices
+        through it (the generator's own plane, so the chart costs slices, not volumes).
+        """
         lc = self.library.get(view.case_id)
-        plane, index = view.plane, self._clamp(lc, view.plane, view.index)
-        generator = view.generator if view.generator in self.generators.names() else None
+        generator = self.generator_or_default(view.generator)
 
         def compute() -> go.Figure:
-            region = take_slice(lc.ce, plane, index)
-            scope = "CE voxels of this slice"
-            if not region.any():
-                region = lc.brain_slice(plane, index)
-                scope = "brain on this slice (no enhancing voxel here)"
-            na = self._volume_slice(lc, "native", plane, index)
+            ks, region = self._response_slices(lc)
 
-            def enh(img: np.ndarray | None) -> float:
-                return (
-                    float(np.mean((img - na)[region])) if img is not None and region.any() else float("nan")
-                )
+            def mean_enhancement(get: Callable[[int], np.ndarray | None]) -> float:
+                values = []
+                for k in ks:
+                    img = get(k)
+                    if img is None:
+                        return float("nan")
+                    na = self._volume_slice(lc, "native", "axial", k)
+                    values.append((img - na)[region[:, :, k]])
+                joined = np.concatenate(values) if values else np.zeros(0)
+                return float(joined.mean()) if joined.size else float("nan")
 
-            real = [(d, enh(self.real_slice(lc, d, plane, index))) for d in lc.acquired_doses]
+            real = [
+                (d, mean_enhancement(lambda k, d=d: self.real_slice(lc, d, "axial", k)))
+                for d in lc.acquired_doses
+            ]
             synthetic = None
             if generator:
                 points = [
-                    (d, enh(self.synthetic_slice(lc, generator, d, plane, index))) for d in RESPONSE_DOSES
+                    (d, mean_enhancement(lambda k, d=d: self.synthetic_slice(lc, generator, d, "axial", k)))
+                    for d in RESPONSE_DOSES
                 ]
                 synthetic = (generator, points)
-            baseline = [(d, enh(self.baseline_slice(lc, d, plane, index))) for d in RESPONSE_DOSES]
+            baseline = [
+                (d, mean_enhancement(lambda k, d=d: self.baseline_slice(lc, d, "axial", k)))
+                for d in RESPONSE_DOSES
+            ]
+            scope = f"the largest enhancing lesion of {view.case_id} ({len(ks)} axial slices)"
             return dose_response_figure(real, synthetic, baseline, scope)
 
-        return self._charts.get_or_compute(("response", view.case_id, generator, plane, index), compute)
+        return self._charts.get_or_compute(("response", view.case_id, generator), compute)
 
-    def noise_chart(self, view: View) -> go.Figure:
-        """Histogram of the local noise SD in non-enhancing brain: real, synthetic and linear baseline."""
+    def noise_chart(self, view: View, *, session: str = "") -> go.Figure:
+        """Histogram of the local noise SD in non-enhancing brain on the slice on screen: real, synthetic
+        and linear baseline; the title names case, plane, slice and dose."""
         lc = self.library.get(view.case_id)
-        plane, index, dose = view.plane, self._clamp(lc, view.plane, view.index), view.dose
-        generator = view.generator if view.generator in self.generators.names() else None
+        plane, index, dose = view.plane, self.clamp(view.case_id, view.plane, view.index), view.dose
+        generator = self.generator_or_default(view.generator)
         region = ndimage.binary_erosion(lc.brain_slice(plane, index) & ~take_slice(lc.ce, plane, index))
         images: list[tuple[str, np.ndarray]] = []
         real = self.real_slice(lc, dose, plane, index)
         if real is not None:
             images.append(("Real", real))
         if generator:
-            images.append(
-                (f"Synthetic ({generator})", self.synthetic_slice(lc, generator, dose, plane, index))
-            )
+            syn = self.synthetic_slice(lc, generator, dose, plane, index, session=session)
+            if syn is not None:
+                images.append((f"Synthetic ({generator})", syn))
         images.append(("Linear baseline", self.baseline_slice(lc, dose, plane, index)))
-        return noise_figure(images, region, dose)
+        where = f"{view.case_id} · {plane} slice {index + 1}"
+        return noise_figure(images, region, dose, where=where)

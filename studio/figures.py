@@ -69,12 +69,15 @@ def dose_response_figure(
     )
 
 
-def noise_figure(images: Sequence[tuple[str, np.ndarray]], region: np.ndarray, dose: float) -> go.Figure:
-    """Histograms of the local noise SD (:func:`local_noise_sd`) of each named 2-D image inside ``region``.
+def noise_figure(
+    images: Sequence[tuple[str, np.ndarray]], region: np.ndarray, dose: float, *, where: str = ""
+) -> go.Figure:
+    """Histograms of the local noise σ (:func:`local_noise_sd`) of each named 2-D image inside ``region``.
 
-    Each trace is labelled with the image's noise estimate σ̂ (:func:`vce_core.metrics.noise_sigma`) when
-    it can be computed; with fewer than :data:`MIN_NOISE_PIXELS` pixels in ``region`` the figure says so.
-    ``dose`` (fraction) only labels the title.
+    Each trace is labelled with the image's noise estimate σ̂ (:func:`vce_core.metrics.noise_sigma`, the
+    median-based estimate from the same second-difference filter, so the legend sits at the histogram's
+    bulk); with fewer than :data:`MIN_NOISE_PIXELS` pixels in ``region`` the figure says so. ``dose``
+    (fraction) and ``where`` (case, plane, slice) label the title.
     """
     fig = go.Figure()
     if region.sum() < MIN_NOISE_PIXELS:
@@ -97,21 +100,26 @@ def noise_figure(images: Sequence[tuple[str, np.ndarray]], region: np.ndarray, d
                 )
             )
         fig.update_layout(barmode="overlay")
+    title = f"Noise in non-enhancing brain at {format_dose(dose)} dose"
     return _layout(
         fig,
-        f"Noise in non-enhancing brain at {format_dose(dose)} dose",
-        f"local noise SD, 5×5 window ({SIGNAL_UNITS})",
+        f"{title} · {where}" if where else title,
+        f"local noise σ, 5×5 window ({SIGNAL_UNITS})",
         "density",
     )
 
 
 def local_noise_sd(img: np.ndarray, size: int = 5) -> np.ndarray:
-    """Local SD of the high-pass residual ``img − gaussian(img, 1 px)`` in a ``size × size`` window."""
-    img = np.asarray(img, dtype=np.float64)
-    residual = img - ndimage.gaussian_filter(img, 1.0, mode="nearest")
-    mean = ndimage.uniform_filter(residual, size, mode="nearest")
-    mean_sq = ndimage.uniform_filter(residual**2, size, mode="nearest")
-    return np.sqrt(np.maximum(mean_sq - mean**2, 0.0))
+    """Local noise σ: RMS over a ``size × size`` window of Immerkær's second-difference response / 6.
+
+    The separable ``(1, −2, 1) ⊗ (1, −2, 1)`` filter annihilates constant and linear trends, and white
+    noise of SD σ gives a response of SD 6σ, so on smooth anatomy this is σ: the same filter as
+    :func:`vce_core.metrics.noise_sigma`, whose robust (median) estimate labels each histogram.
+    """
+    response = np.asarray(img, dtype=np.float64)
+    for axis in range(2):
+        response = ndimage.correlate1d(response, [1.0, -2.0, 1.0], axis=axis, mode="nearest")
+    return np.sqrt(ndimage.uniform_filter((response / 6.0) ** 2, size, mode="nearest"))
 
 
 def metric_table(

@@ -4,14 +4,17 @@ Uploaded files live in ``<data dir>/uploads/<session hash>/`` only while the bro
 the folder is deleted when the session ends (``demo.unload``) and every leftover folder is deleted when
 the app starts (sessions do not survive a restart).
 
-:func:`synthesize_upload` is the whole "Synthesize" action: synthesis at every requested dose, export,
-preview slices and, when an acquired low dose was uploaded, its metrics against the synthesis. No Gradio
-here: the Upload tab (:mod:`studio.upload_tab`) only wires these functions to its components.
+:func:`synthesize_upload` is the whole "Synthesize" action: synthesis once at every requested dose (the
+inputs normalised once), both exports written from it (NIfTI in the input's stored type, DICOM with one
+series per dose in one study), and, when an acquired low dose was uploaded, its metrics against the
+synthesis and the linear baseline. No Gradio here: the Upload tab (:mod:`studio.upload_tab`) wires these
+functions to its components.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import shutil
 import threading
 import zipfile
@@ -24,6 +27,8 @@ import numpy as np
 
 from vce_core.domain import check_field_strength, dose_from_percent, format_dose
 from vce_core.errors import VCEInputError
+from vce_core.io import DEFAULT_LIMITS, Limits
+from vce_core.io.nifti import NIFTI_EXPORT_DTYPES
 
 UPLOADS = "uploads"
 _SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -38,12 +43,19 @@ _ROLES = {
 
 
 class UploadArea:
-    """The ``uploads`` folder of a data directory, one sub-folder per browser session."""
+    """The ``uploads`` folder of a data directory: one private folder per browser session.
 
-    def __init__(self, data_dir: Path | str) -> None:
+    A session's folder has a random name (not the session hash, so knowing a session hash reveals
+    nothing), mode 0700, and is reachable only through that session's own id; it is never served over
+    HTTP. Gradio's temporary upload copies are content-addressed and shared between visitors who upload
+    identical files, so they are only copied from, never deleted here (Gradio's cache expiry does that).
+    """
+
+    def __init__(self, data_dir: Path | str, limits: Limits | None = None) -> None:
         self.root = Path(data_dir) / UPLOADS
+        self.limits = limits or DEFAULT_LIMITS
         self._lock = threading.Lock()
-        self._sources: dict[str, set[Path]] = {}
+        self._folders: dict[str, Path] = {}
 
     def clear_stale(self) -> int:
         """Delete every session folder left by an earlier run; return how many were removed."""
@@ -59,18 +71,20 @@ class UploadArea:
         return removed
 
     def session_dir(self, session_hash: str | None) -> Path:
-        """The (created) folder of one session."""
+        """The (created, private) folder of one session."""
         if not session_hash or not _SESSION_RE.match(session_hash):
             raise VCEInputError("this browser session has no valid id", expected="a page opened in a browser")
-        folder = self.root / session_hash
-        folder.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            folder = self._folders.get(session_hash)
+            if folder is None or not folder.is_dir():
+                self.root.mkdir(parents=True, exist_ok=True)
+                folder = self.root / secrets.token_urlsafe(16)
+                folder.mkdir(mode=0o700)
+                self._folders[session_hash] = folder
         return folder
 
     def ingest(self, session_hash: str | None, upload: str | Path | None, role: str) -> Path | None:
-        """Copy an uploaded file into the session folder as ``<role>-<original name>``; None if no file.
-
-        The path of Gradio's temporary copy is remembered so that :meth:`end_session` deletes it too.
-        """
+        """Copy an uploaded file into the session folder as ``<role>-<original name>``; None if no file."""
         if upload is None or str(upload) == "":
             return None
         source = Path(upload)
@@ -83,33 +97,27 @@ class UploadArea:
         target = self.session_dir(session_hash) / f"{role}-{source.name}"
         if not target.exists() or target.stat().st_size != source.stat().st_size:
             shutil.copyfile(source, target)
-        with self._lock:
-            self._sources.setdefault(str(session_hash), set()).add(source)
+            target.chmod(0o600)
         return target
 
     def end_session(self, session_hash: str | None) -> None:
-        """Delete the session's folder and Gradio's temporary copies of its uploads."""
-        if not session_hash or not _SESSION_RE.match(session_hash):
+        """Delete this session's folder (and nothing else: not Gradio's shared upload cache)."""
+        if not session_hash:
             return
-        shutil.rmtree(self.root / session_hash, ignore_errors=True)
         with self._lock:
-            sources = self._sources.pop(session_hash, set())
-        for source in sources:
-            source.unlink(missing_ok=True)
-            try:
-                source.parent.rmdir()
-            except OSError:
-                pass
+            folder = self._folders.pop(session_hash, None)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
-def _read(path: Path, role: str) -> Any:
+def _read(path: Path, role: str, limits: Limits = DEFAULT_LIMITS) -> Any:
     """``load_volume`` with every failure turned into a :class:`VCEInputError` that names the role."""
     from vce_core.io import load_volume
 
     label = _ROLES[role]
     shown = path.name.split("-", 1)[-1]
     try:
-        volume = load_volume(path)
+        volume = load_volume(path, limits=limits)
     except VCEInputError as exc:
         message = str(exc).replace(str(path), shown)
         raise VCEInputError(f"the {label} could not be used: {message}") from exc
@@ -119,12 +127,6 @@ def _read(path: Path, role: str) -> Any:
             expected="a NIfTI file (.nii or .nii.gz), a DICOM file or a .zip of one DICOM series",
         ) from exc
     data = np.asarray(volume.data)
-    if data.ndim != 3:
-        raise VCEInputError(f"the {label} ({shown}) has {data.ndim} dimensions", expected="a 3-D volume")
-    if not np.all(np.isfinite(data)):
-        raise VCEInputError(
-            f"the {label} ({shown}) holds NaN or infinite values", expected="finite intensities"
-        )
     if float(data.max()) <= float(data.min()):
         raise VCEInputError(
             f"the {label} ({shown}) is constant (every voxel {float(data.min()):g})", expected="an MR image"
@@ -133,7 +135,19 @@ def _read(path: Path, role: str) -> Any:
         raise VCEInputError(
             f"the {label} ({shown}) is only {data.shape} voxels", expected="at least 8 voxels per axis"
         )
+    volume.meta["stored_dtype"] = stored_dtype(path)
     return volume
+
+
+def stored_dtype(path: Path) -> str:
+    """The voxel type the upload was stored in (NIfTI header; DICOM: int16), for exports in that type."""
+    name = path.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        import nibabel as nib
+
+        dtype = np.dtype(nib.load(str(path)).get_data_dtype())
+        return dtype.name if dtype.name in NIFTI_EXPORT_DTYPES else "float32"
+    return "int16"
 
 
 @dataclass
@@ -150,15 +164,20 @@ class UploadedCase:
     low_dose_fraction: float | None
     field_strength: float
 
+    @property
+    def dtype(self) -> str:
+        """The native upload's stored voxel type (NIfTI exports use it)."""
+        return str(self.native.meta.get("stored_dtype", "float32"))
+
     def describe(self) -> str:
-        """One-paragraph Markdown summary (shape, spacing, doses)."""
+        """One-paragraph Markdown summary (shape, spacing, type, doses)."""
         sp = " × ".join(f"{s:.3g}" for s in self.native.spacing)
         shape = " × ".join(map(str, self.native.shape))
-        text = f"**Ready:** {shape} voxels of {sp} mm, {self.field_strength:g} T."
+        text = f"**Ready:** {shape} voxels of {sp} mm ({self.dtype}), {self.field_strength:g} T."
         if self.low_dose is not None and self.low_dose_fraction is not None:
             text += (
                 f" The acquired low dose ({format_dose(self.low_dose_fraction)}) will be compared with the "
-                "synthesis."
+                "synthesis and the linear baseline."
             )
         return text
 
@@ -169,11 +188,12 @@ def validate_uploads(
     low_dose: Path | None,
     low_dose_pct: float | None,
     field_strength: float | None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> UploadedCase:
     """Read and check the uploaded volumes; every problem is a :class:`VCEInputError` in plain words.
 
     ``low_dose_pct`` is the acquired low dose in percent of the standard dose as typed by the user (needed
-    when ``low_dose`` is given); ``field_strength`` is in tesla.
+    when ``low_dose`` is given); ``field_strength`` is in tesla; ``limits`` bound what a header may claim.
     """
     if native is None:
         raise VCEInputError(
@@ -184,16 +204,17 @@ def validate_uploads(
             "no standard-dose image was uploaded", expected="a NIfTI file or a zipped DICOM series"
         )
     field = check_field_strength(field_strength, name="the field strength")
-    na = _read(native, "native")
-    sd = _read(standard_dose, "standard_dose")
-    _check_grid(na, sd, "standard-dose image")
-    ld = None
     fraction = None
     if low_dose is not None:
         fraction = dose_from_percent(
             low_dose_pct, name="the dose of the acquired low-dose image", positive=True
         )
-        ld = _read(low_dose, "low_dose")
+    na = _read(native, "native", limits)
+    sd = _read(standard_dose, "standard_dose", limits)
+    _check_grid(na, sd, "standard-dose image")
+    ld = None
+    if low_dose is not None:
+        ld = _read(low_dose, "low_dose", limits)
         _check_grid(na, ld, "acquired low-dose image")
     return UploadedCase(na, sd, ld, fraction, field)
 
@@ -217,22 +238,23 @@ def synthesize_volumes(
     doses: list[float],
     progress: Progress | None = None,
 ) -> dict[float, Any]:
-    """Synthesize the whole volume at every dose (fraction); returns ``{dose: Volume}`` on the native grid."""
+    """Synthesize the whole volume at every dose (fraction), normalising the inputs once.
+
+    Returns ``{dose: Volume}`` on the native grid (float32, seed 0 so a rerun gives the same images).
+    """
     from vce_core.io import Volume
 
+    report = progress or (lambda fraction, what: None)
+    report(0.0, "normalising the inputs")
+    prepared = synth.prepare(uploaded.native, uploaded.standard_dose)
     out: dict[float, Any] = {}
     for n, dose in enumerate(doses):
 
         def relay(done: int, total: int, _n: int = n, _dose: float = dose) -> None:
-            if progress:
-                frac = done / max(total, 1)
-                progress((_n + frac) / len(doses), f"synthesizing {format_dose(_dose)} dose")
+            report((_n + done / max(total, 1)) / len(doses), f"synthesizing {format_dose(_dose)} dose")
 
-        if progress:
-            progress(n / len(doses), f"synthesizing {format_dose(dose)} dose")
-        data = synth.synthesize(
-            uploaded.native, uploaded.standard_dose, dose, uploaded.field_strength, seed=0, progress=relay
-        )
+        report(n / len(doses), f"synthesizing {format_dose(dose)} dose")
+        data = synth.synthesize_prepared(prepared, dose, uploaded.field_strength, seed=0, progress=relay)
         out[dose] = Volume(
             data=np.asarray(data, dtype=np.float32),
             affine=np.asarray(uploaded.native.affine, dtype=np.float64).copy(),
@@ -242,55 +264,82 @@ def synthesize_volumes(
     return out
 
 
-def export(
-    volumes: dict[float, Any], out_dir: Path, fmt: str, *, model_name: str, reference: Path | None = None
-) -> Path:
-    """Write synthetic volumes as NIfTI (one ``.nii.gz``, or a zip of several) or a zip of DICOM series.
+def _tag(model_name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", model_name)[:40]
 
-    DICOM series are marked synthetic (SeriesDescription ``SYNTHETIC …``, ImageComments); when the native
-    was a DICOM upload it is used as ``reference`` so the series join the same study.
-    """
-    from vce_core.io import save_dicom_series, save_nifti
+
+def export_nifti(
+    volumes: dict[float, Any], out_dir: Path, *, model_name: str, dtype: str = "float32"
+) -> Path:
+    """Synthetic volumes as NIfTI-1 in ``dtype`` (the input's stored type; integer types get a
+    slope/intercept chosen from the data): one ``.nii.gz``, or a zip of one per dose."""
+    from vce_core.io import save_nifti
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob("synthetic*"):
-        if old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
-    tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", model_name)[:40]
-    if fmt == "NIfTI":
-        files = []
-        for dose, volume in volumes.items():
-            path = out_dir / f"synthetic_{tag}_{dose * 100:g}pct.nii.gz"
-            save_nifti(volume, path)
-            files.append(path)
-        if len(files) == 1:
-            return files[0]
-        archive = out_dir / f"synthetic_{tag}_nifti.zip"
-        with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
-            for path in files:
-                zf.write(path, path.name)
-        return archive
-    if fmt == "DICOM":
-        archive = out_dir / f"synthetic_{tag}_dicom.zip"
-        with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for n, (dose, volume) in enumerate(volumes.items()):
-                series_dir = out_dir / f"synthetic_series_{dose * 100:g}pct"
-                files = save_dicom_series(
-                    volume,
-                    series_dir,
-                    series_description=f"SYNTHETIC {dose * 100:.3g}% dose ({model_name})"[:64],
-                    synthetic=True,
-                    reference=reference,
-                    model_name=model_name,
-                    dose=dose,
-                    series_number=900 + n,
-                )
-                for file in files:
-                    zf.write(file, f"{series_dir.name}/{file.name}")
-        return archive
-    raise VCEInputError(f"unknown export format {fmt!r}", expected="NIfTI or DICOM")
+    files = []
+    for dose, volume in volumes.items():
+        path = out_dir / f"synthetic_{_tag(model_name)}_{dose * 100:g}pct.nii.gz"
+        save_nifti(volume, path, dtype=dtype)  # type: ignore[arg-type]
+        files.append(path)
+    if len(files) == 1:
+        return files[0]
+    archive = out_dir / f"synthetic_{_tag(model_name)}_nifti.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
+        for path in files:
+            zf.write(path, path.name)
+    return archive
+
+
+def study_reference(reference: Path | None) -> Any:
+    """The study every exported series joins: the uploaded native's DICOM study when there is one, else a
+    new study (one StudyInstanceUID and FrameOfReferenceUID for all doses of this upload)."""
+    if reference is not None:
+        return reference
+    from datetime import datetime
+
+    from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
+
+    now = datetime.now()
+    ds = Dataset()
+    ds.StudyInstanceUID = generate_uid()
+    ds.FrameOfReferenceUID = generate_uid()
+    ds.StudyDate, ds.StudyTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    ds.StudyDescription = "SYNTHETIC low-dose series (vce-studio)"
+    ds.PatientID = "ANONYMOUS"
+    return ds
+
+
+def export_dicom(
+    volumes: dict[float, Any], out_dir: Path, *, model_name: str, reference: Path | None = None
+) -> Path:
+    """A zip of one DICOM series per dose, all in one study (:func:`study_reference`), marked synthetic
+    (SeriesDescription ``SYNTHETIC …``, ImageComments, DERIVED\\SECONDARY, new series UIDs)."""
+    from vce_core.io import save_dicom_series
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    study = study_reference(reference)
+    archive = out_dir / f"synthetic_{_tag(model_name)}_dicom.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for n, (dose, volume) in enumerate(volumes.items()):
+            series_dir = out_dir / f"synthetic_series_{dose * 100:g}pct"
+            files = save_dicom_series(
+                volume,
+                series_dir,
+                series_description=f"SYNTHETIC {dose * 100:.3g}% dose ({model_name})"[:64],
+                synthetic=True,
+                reference=study,
+                model_name=model_name,
+                dose=dose,
+                series_number=900 + n,
+            )
+            for file in files:
+                zf.write(file, f"{series_dir.name}/{file.name}")
+            shutil.rmtree(series_dir, ignore_errors=True)
+    return archive
+
+
+EXPORT_FORMATS = ("NIfTI", "DICOM")
 
 
 def dicom_reference(native_upload: Path) -> Path | None:
@@ -298,81 +347,44 @@ def dicom_reference(native_upload: Path) -> Path | None:
     name = native_upload.name.lower()
     if name.endswith((".nii", ".nii.gz")):
         return None
-    if name.endswith(".zip"):
-        target = native_upload.parent / "native-dicom-reference"
-        reference = target / "reference.dcm"
-        if not reference.is_file():
-            with zipfile.ZipFile(native_upload) as zf:
-                for member in zf.infolist():
-                    if member.is_dir() or member.file_size > 64 * 1024**2:
-                        continue
-                    with zf.open(member) as fh:
-                        head = fh.read(132)
-                    if head[128:132] == b"DICM":
-                        target.mkdir(exist_ok=True)
-                        reference.write_bytes(zf.read(member))
-                        break
-                else:
-                    return None
-        return target
     return native_upload
 
 
-@dataclass
-class UploadResult:
-    """What the "Synthesize" action shows: a Markdown report, preview slices and the export to download.
-
-    ``preview_native`` and ``preview_synthetic`` are ``uint8`` display images of axial slice
-    ``preview_index`` (0-based) of the native and of the synthesis at ``preview_dose`` (fraction).
-    """
-
-    report: str
-    preview_native: np.ndarray
-    preview_synthetic: np.ndarray
-    preview_index: int
-    preview_dose: float
-    archive: Path
-
-
-def preview_slices(uploaded: UploadedCase, synthetic: Any) -> tuple[np.ndarray, np.ndarray, int]:
-    """Middle axial slice of the native and of a synthetic volume, square pixels, one window.
-
-    The window is the standard dose's "Auto (percentile)" preset. Returns ``(native, synthetic, index)``
-    with ``uint8`` images in display orientation (:mod:`vce_core.display`).
-    """
-    from vce_core.display import apply_window, display_slice, window_presets
-
-    sd = uploaded.standard_dose.data
-    index = sd.shape[2] // 2
-    window = window_presets(sd)["Auto (percentile)"]
-    spacing = tuple(uploaded.native.spacing)
-    native = apply_window(display_slice(uploaded.native.data, "axial", index, spacing), window)
-    syn = apply_window(display_slice(synthetic.data, "axial", index, spacing), window)
-    return native, syn, index
-
-
 def compare_with_acquired(uploaded: UploadedCase, synthetic: Any) -> str:
-    """Markdown metric table of a synthetic volume vs the uploaded acquired low dose, whole brain.
+    """Markdown metric table of the synthesis and the linear baseline vs the uploaded acquired low dose.
 
-    Brain and CE masks come from :mod:`vce_core.preprocess`; PSNR/SSIM use the 0.1–99.9 percentile range
-    of the standard dose inside the brain.
+    Whole brain; brain and CE masks from :mod:`vce_core.preprocess`; PSNR/SSIM use the 0.1–99.9
+    percentile range of the standard dose inside the brain.
     """
     from studio.figures import metric_table
     from vce_core.preprocess import brain_mask, ce_mask
 
     assert uploaded.low_dose is not None and uploaded.low_dose_fraction is not None
-    sd = uploaded.standard_dose.data
+    na, sd, dose = uploaded.native.data, uploaded.standard_dose.data, uploaded.low_dose_fraction
     brain = brain_mask(sd)
-    ce = ce_mask(uploaded.native.data, sd, mask=brain)
+    ce = ce_mask(na, sd, mask=brain)
     inside = sd[brain]
     data_range = float(np.percentile(inside, 99.9) - np.percentile(inside, 0.1))
+    baseline = (na + np.float32(dose) * (sd - na)).astype(np.float32)
     table = metric_table(
-        [("Synthetic", synthetic.data)], uploaded.low_dose.data, brain, ce, max(data_range, 1e-6)
+        [("Synthetic", synthetic.data), ("Linear baseline", baseline)],
+        uploaded.low_dose.data,
+        brain,
+        ce,
+        max(data_range, 1e-6),
     )
-    return (
-        f"**Synthetic vs your acquired {format_dose(uploaded.low_dose_fraction)} dose** "
-        f"(whole volume)\n\n{table}"
-    )
+    heading = f"**Synthetic and linear baseline vs your acquired {format_dose(dose)} dose** (whole brain)"
+    return f"{heading}\n\n{table}"
+
+
+@dataclass
+class UploadResult:
+    """What the "Synthesize" action produced: a Markdown report, the volumes and both exports."""
+
+    report: str
+    volumes: dict[float, Any]
+    exports: dict[str, Path]
+    seconds: float
 
 
 def synthesize_upload(
@@ -380,32 +392,34 @@ def synthesize_upload(
     uploaded: UploadedCase,
     doses: list[float],
     out_dir: Path,
-    fmt: str,
     *,
     model_name: str,
     reference: Path | None = None,
     progress: Progress | None = None,
 ) -> UploadResult:
-    """Synthesize at every dose (fractions; the acquired low dose is added), export, preview and compare.
+    """Synthesize once at every dose (fractions; the acquired low dose is added), then write both exports
+    (NIfTI in the input's type, DICOM in one study) so that changing the download format costs nothing,
+    and compare with the acquired low dose when there is one."""
+    import time
 
-    ``fmt`` is ``"NIfTI"`` or ``"DICOM"`` (:func:`export`); ``reference`` is the native DICOM upload
-    (:func:`dicom_reference`) so that DICOM series join its study.
-    """
+    t0 = time.perf_counter()
     report = progress or (lambda fraction, what: None)
     if uploaded.low_dose_fraction is not None:
         doses = sorted({*doses, uploaded.low_dose_fraction})
-    volumes = synthesize_volumes(
-        synth, uploaded, doses, progress=lambda f, what: report(0.05 + 0.8 * f, what)
-    )
-    report(0.9, f"writing {fmt}")
-    archive = export(volumes, out_dir, fmt, model_name=model_name, reference=reference)
-    first = doses[0]
-    native, syn, index = preview_slices(uploaded, volumes[first])
+    volumes = synthesize_volumes(synth, uploaded, doses, progress=lambda f, what: report(0.8 * f, what))
+    if out_dir.exists():
+        shutil.rmtree(out_dir, ignore_errors=True)
+    report(0.8, f"writing NIfTI ({uploaded.dtype})")
+    exports = {"NIfTI": export_nifti(volumes, out_dir / "nifti", model_name=model_name, dtype=uploaded.dtype)}
+    report(0.88, "writing DICOM")
+    exports["DICOM"] = export_dicom(volumes, out_dir / "dicom", model_name=model_name, reference=reference)
     text = (
-        f"**Done:** {len(doses)} dose(s) ({', '.join(format_dose(d) for d in doses)}) with "
-        f"{model_name}, exported as {fmt}. Files are deleted when you close this page."
+        f"**Done:** {len(doses)} dose(s) ({', '.join(format_dose(d) for d in doses)}) with {model_name} in "
+        f"{time.perf_counter() - t0:.0f} s. NIfTI in the input's type ({uploaded.dtype}); DICOM: one study, "
+        "one series per dose, marked SYNTHETIC. Files are deleted when you close this page."
     )
     if uploaded.low_dose is not None:
+        report(0.95, "comparing with the acquired low dose")
         text += "\n\n" + compare_with_acquired(uploaded, volumes[uploaded.low_dose_fraction])
     report(1.0, "done")
-    return UploadResult(text, native, syn, index, first, archive)
+    return UploadResult(text, volumes, exports, time.perf_counter() - t0)

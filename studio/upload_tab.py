@@ -1,28 +1,65 @@
 """The "Upload & synthesize" tab: layout, events and handlers over :mod:`studio.upload`.
 
 Mount inside the app's ``gr.Blocks`` and ``gr.Tabs`` with ``UploadTab(uploads, generators).mount(demo)``.
-The handlers only move values between components and :mod:`studio.upload` (which reads, validates,
-synthesizes, exports and compares); each goes through the studio's one error policy
-(:func:`studio.errors.handler`). Doses are typed in percent here and are fractions below
-(:mod:`vce_core.domain`).
+The handlers move values between components and :mod:`studio.upload` (which reads, validates,
+synthesizes, exports and compares). Errors stay on the page in an error panel (not a fading toast), written
+by the one error policy (:func:`vce_core.errors.user_message`). Doses are typed in percent here and are
+fractions below (:mod:`vce_core.domain`).
 
-Public endpoints (``api_name``): ``/check_upload`` and ``/synthesize_upload``.
+The result is previewed in the shared viewer (:mod:`vce_core.viewer`): native, standard dose and every
+synthetic dose, linked, with wheel scrolling and drag window/level; slices come through the viewer's loader
+under unguessable stack ids that only this session's page has seen. Synthesis runs once; both download
+formats are written from it, so changing the format only swaps the file offered.
+
+Public endpoints (``api_name``): ``/check_upload``, ``/synthesize_upload`` and ``/export_format``.
 """
 
 from __future__ import annotations
 
+import secrets
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import numpy as np
 
-from studio.errors import handler
+from studio.errors import log
 from studio.generators import GeneratorRegistry
-from studio.upload import UploadArea, UploadedCase, dicom_reference, synthesize_upload, validate_uploads
+from studio.upload import (
+    EXPORT_FORMATS,
+    UploadArea,
+    UploadedCase,
+    dicom_reference,
+    synthesize_upload,
+    validate_uploads,
+)
+from vce_core.cache import LRU
+from vce_core.display import slice_spacing, take_slice, window_presets
 from vce_core.domain import format_dose, parse_percent_list
+from vce_core.errors import user_message
+from vce_core.viewer import Encoding, Panel, Stack, oriented, payload, viewer_html
 
 UPLOAD_TYPES = [".nii", ".gz", ".zip", ".dcm"]
+GROUP = "upload"
+VIEWER_JS = f"VCEViewer.setLoader('{GROUP}', (requests) => server.preview_slices(requests));"
+
+
+def error_panel(message: str | None) -> Any:
+    """The persistent error panel: visible with ``message``, hidden without."""
+    if not message:
+        return gr.Markdown("", visible=False)
+    return gr.Markdown(f"**Could not continue:** {message}", visible=True)
+
+
+def remaining(started: float, fraction: float) -> str:
+    """``about 40 s left`` from the elapsed time and the fraction done (empty before 3 %)."""
+    if fraction < 0.03:
+        return ""
+    left = (time.perf_counter() - started) * (1 - fraction) / fraction
+    return f" · about {left:.0f} s left" if left >= 1 else " · finishing"
 
 
 @dataclass
@@ -36,13 +73,14 @@ class UploadComponents:
     field_strength: gr.Number
     generator: gr.Dropdown
     doses: gr.Textbox
-    fmt: gr.Radio
     check_btn: gr.Button
     synth_btn: gr.Button
+    errors: gr.Markdown
     status: gr.Markdown
-    preview_native: gr.Image
-    preview_synthetic: gr.Image
+    preview: gr.HTML
+    fmt: gr.Radio
     download: gr.DownloadButton
+    exports: gr.State
 
     @property
     def upload_inputs(self) -> list[Any]:
@@ -55,6 +93,7 @@ class UploadTab:
     def __init__(self, uploads: UploadArea, generators: GeneratorRegistry) -> None:
         self.uploads = uploads
         self.generators = generators
+        self._stacks: LRU[tuple[Encoding, np.ndarray, tuple[float, float]]] = LRU(64)
 
     # -- handlers --------------------------------------------------------------------------------
 
@@ -72,9 +111,9 @@ class UploadTab:
         na = self.uploads.ingest(session, native, "native")
         sd = self.uploads.ingest(session, standard, "standard_dose")
         ld = self.uploads.ingest(session, low, "low_dose")
-        return validate_uploads(na, sd, ld, low_pct, field), na
+        limits = self.uploads.limits
+        return validate_uploads(na, sd, ld, low_pct, field, limits), na
 
-    @handler("checking the uploads")
     def on_check(
         self,
         native: str | None,
@@ -82,13 +121,15 @@ class UploadTab:
         low: str | None,
         low_pct: float | None,
         field: float | None,
-        request: gr.Request,
-    ) -> str:
-        """Validate the uploaded files and describe them."""
-        uploaded, _ = self._uploaded(request, native, standard, low, low_pct, field)
-        return uploaded.describe()
+        request: gr.Request = None,  # type: ignore[assignment]
+    ) -> tuple[Any, str]:
+        """Validate the uploaded files: (error panel, description)."""
+        try:
+            uploaded, _ = self._uploaded(request, native, standard, low, low_pct, field)
+        except Exception as exc:  # noqa: BLE001 - the one error policy decides what is shown
+            return error_panel(user_message(exc, "checking the uploads", log)), ""
+        return error_panel(None), uploaded.describe()
 
-    @handler("synthesizing the uploaded volume")
     def on_synthesize(
         self,
         native: str | None,
@@ -99,52 +140,134 @@ class UploadTab:
         generator: str,
         doses_text: str,
         fmt: str,
-        request: gr.Request,
+        request: gr.Request = None,  # type: ignore[assignment]
         progress: gr.Progress = gr.Progress(),  # noqa: B008
-    ) -> tuple[Any, ...]:
-        """Validate, synthesize the whole volume at every dose, export, and preview the middle slice."""
-        synth = self.generators.get(generator)
-        doses = parse_percent_list(doses_text)
-        progress(0.0, desc="reading the uploads")
-        uploaded, native_path = self._uploaded(request, native, standard, low, low_pct, field)
-        reference = dicom_reference(native_path) if fmt == "DICOM" and native_path is not None else None
-        result = synthesize_upload(
-            synth,
-            uploaded,
-            doses,
-            self.uploads.session_dir(request.session_hash) / "export",
-            fmt,
-            model_name=generator,
-            reference=reference,
-            progress=lambda f, what: progress(f, desc=what),
-        )
-        k = result.preview_index + 1
-        return (
+    ) -> Iterator[tuple[Any, ...]]:
+        """Validate, synthesize every dose once, write both exports, preview: yields (error panel, status,
+        preview, download, exports) updates, the status with the time remaining."""
+        started = time.perf_counter()
+        try:
+            synth = self.generators.get(generator)
+            doses = parse_percent_list(doses_text)
+            progress(0.0, desc="reading the uploads")
+            uploaded, native_path = self._uploaded(request, native, standard, low, low_pct, field)
+            yield (
+                error_panel(None),
+                uploaded.describe() + " Synthesizing…",
+                gr.HTML(),
+                gr.DownloadButton(),
+                {},
+            )
+
+            def report(fraction: float, what: str) -> None:
+                progress(fraction, desc=what + remaining(started, fraction))
+
+            result = synthesize_upload(
+                synth,
+                uploaded,
+                doses,
+                self.uploads.session_dir(request.session_hash if request else None) / "export",
+                model_name=generator,
+                reference=dicom_reference(native_path) if native_path is not None else None,
+                progress=report,
+            )
+        except Exception as exc:  # noqa: BLE001 - the one error policy decides what is shown
+            message = user_message(exc, "synthesizing the uploaded volume", log)
+            yield error_panel(message), "", gr.HTML(), gr.DownloadButton(visible=False), {}
+            return
+        exports = {name: str(path) for name, path in result.exports.items()}
+        yield (
+            error_panel(None),
             result.report,
-            gr.Image(value=result.preview_native, label=f"Native · axial slice {k}"),
-            gr.Image(
-                value=result.preview_synthetic,
-                label=f"Synthetic · {format_dose(result.preview_dose)} dose · axial slice {k}",
-            ),
-            gr.DownloadButton(
-                value=str(result.archive), label=f"Download {result.archive.name}", visible=True
-            ),
+            self.preview_value(uploaded, result.volumes),
+            self._download(exports, fmt),
+            exports,
         )
+
+    @staticmethod
+    def _download(exports: dict[str, str], fmt: str) -> Any:
+        path = exports.get(fmt)
+        if not path:
+            return gr.DownloadButton(visible=False)
+        return gr.DownloadButton(value=path, label=f"Download {Path(path).name}", visible=True)
+
+    def on_format(self, fmt: str, exports: dict[str, str] | None) -> Any:
+        """Download format changed: offer the other file already written (no new synthesis)."""
+        return self._download(exports or {}, fmt)
 
     def on_unload(self, request: gr.Request) -> None:
         """Delete the session's uploads when its page closes."""
         self.uploads.end_session(request.session_hash)
+
+    # -- preview ---------------------------------------------------------------------------------
+
+    def preview_value(self, uploaded: UploadedCase, volumes: dict[float, Any]) -> str:
+        """The viewer of native, standard dose and each synthetic dose (axial, linked, lazily loaded)."""
+        sd = uploaded.standard_dose.data
+        presets = window_presets(sd)
+        low = min(0.0, float(uploaded.native.data.min()), float(sd.min()))
+        encoding = Encoding.for_range(
+            low, 1.5 * max(float(sd.max()), float(uploaded.native.data.max()), low + 1)
+        )
+        pixel = slice_spacing(tuple(uploaded.native.spacing), "axial")
+        sources = [("Native", uploaded.native.data), ("Standard dose", sd)]
+        sources += [(f"Synthetic · {format_dose(d)}", v.data) for d, v in volumes.items()]
+        index = sd.shape[2] // 2
+        panels, stacks = [], {}
+        for title, data in sources:
+            sid = secrets.token_urlsafe(12)
+            self._stacks.put(sid, (encoding, data, pixel))
+            stacks[sid] = Stack(encoding, {index: encoding.encode(oriented(data[:, :, index], pixel)[0])})
+            panels.append(Panel(sid[:8], title, stack=sid))
+        view = payload(
+            group=GROUP,
+            panels=panels,
+            stacks=stacks,
+            count=sd.shape[2],
+            index=index,
+            shape=(sd.shape[1], sd.shape[0]),
+            spacing=(pixel[1], pixel[0]),
+            window=presets["Auto (percentile)"],
+            preset="Auto (percentile)",
+            presets=presets,
+            plane="axial",
+            context=secrets.token_hex(4),
+            columns=min(len(panels), 5),
+            panel_height=240,
+        )
+        return viewer_html(view, element_id="upload-viewer")
+
+    def preview_slices(self, requests: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+        """The preview's loader: slices of stacks this tab registered (unknown ids give nothing)."""
+        out: dict[str, dict[str, str]] = {}
+        for item in list(requests or [])[:64]:
+            if not isinstance(item, dict):
+                continue
+            entry = self._stacks.get(str(item.get("stack")))
+            index = item.get("index")
+            if entry is None or isinstance(index, bool) or not isinstance(index, int):
+                continue
+            encoding, data, pixel = entry
+            if 0 <= index < data.shape[2]:
+                image = oriented(take_slice(data, "axial", index), pixel)[0]
+                out.setdefault(str(item["stack"]), {})[str(index)] = encoding.encode(image)
+        return out
 
     # -- layout and events -----------------------------------------------------------------------
 
     def mount(self, demo: gr.Blocks) -> UploadComponents:
         """Add the tab (inside ``gr.Tabs``) and wire its events; returns its components."""
         names = self.generators.names()
+
+        def preview_slices(requests: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+            return self.preview_slices(requests)  # a plain function: Gradio marks it as a server function
+
         with gr.Tab("Upload & synthesize", id="upload"):
             gr.Markdown(
                 "Upload a co-registered **native** and **standard-dose** T1 (NIfTI `.nii`/`.nii.gz`, "
                 "or a `.zip` of one DICOM series). Optionally add an **acquired low-dose** image with "
-                "its dose to compare. Uploads are kept on the server only while this page is open."
+                "its dose to compare. Uploads are kept on the server only while this page is open, in a "
+                "folder only this page can use."
             )
             with gr.Row():
                 native = gr.File(label="Native (pre-contrast)", file_types=UPLOAD_TYPES)
@@ -152,7 +275,11 @@ class UploadTab:
                 with gr.Column():
                     low_dose = gr.File(label="Acquired low dose (optional)", file_types=UPLOAD_TYPES)
                     low_dose_pct = gr.Number(
-                        label="Its dose (% of standard dose)", value=None, minimum=0, maximum=100
+                        label="Its dose (% of standard dose; needed with an acquired low dose)",
+                        value=None,
+                        minimum=1,
+                        maximum=100,
+                        placeholder="e.g. 33",
                     )
             with gr.Row():
                 field_strength = gr.Number(label="Field strength (T)", value=3.0, minimum=0.1, maximum=12)
@@ -163,17 +290,20 @@ class UploadTab:
                     interactive=bool(names),
                 )
                 doses = gr.Textbox(label="Doses to synthesize (% of standard dose)", value="10, 25, 33")
-                fmt = gr.Radio(["NIfTI", "DICOM"], value="NIfTI", label="Download as")
             with gr.Row():
                 check_btn = gr.Button("Check files")
                 synth_btn = gr.Button("Synthesize", variant="primary", interactive=bool(names))
             if not names:
                 gr.Markdown(self.generators.empty_message())
-            status = gr.Markdown()
+            errors = gr.Markdown(visible=False, elem_id="upload-errors", elem_classes=["vce-error"])
+            status = gr.Markdown(elem_id="upload-status")
+            preview = gr.HTML(
+                js_on_load=VIEWER_JS, server_functions=[preview_slices], elem_id="upload-preview"
+            )
             with gr.Row():
-                preview_native = gr.Image(label="Native", format="png", interactive=False, height=300)
-                preview_synthetic = gr.Image(label="Synthetic", format="png", interactive=False, height=300)
-            download = gr.DownloadButton("Download", visible=False)
+                fmt = gr.Radio(list(EXPORT_FORMATS), value="NIfTI", label="Download as", scale=1)
+                download = gr.DownloadButton("Download", visible=False, scale=2)
+            exports = gr.State({})
         c = UploadComponents(
             native=native,
             standard_dose=standard_dose,
@@ -182,21 +312,24 @@ class UploadTab:
             field_strength=field_strength,
             generator=generator,
             doses=doses,
-            fmt=fmt,
             check_btn=check_btn,
             synth_btn=synth_btn,
+            errors=errors,
             status=status,
-            preview_native=preview_native,
-            preview_synthetic=preview_synthetic,
+            preview=preview,
+            fmt=fmt,
             download=download,
+            exports=exports,
         )
-        c.check_btn.click(self.on_check, c.upload_inputs, [c.status], api_name="check_upload")
+        c.check_btn.click(self.on_check, c.upload_inputs, [c.errors, c.status], api_name="check_upload")
         c.synth_btn.click(
             self.on_synthesize,
             [*c.upload_inputs, c.generator, c.doses, c.fmt],
-            [c.status, c.preview_native, c.preview_synthetic, c.download],
+            [c.errors, c.status, c.preview, c.download, c.exports],
             api_name="synthesize_upload",
             concurrency_limit=1,
+            show_progress_on=[c.status],
         )
+        c.fmt.change(self.on_format, [c.fmt, c.exports], [c.download], api_name="export_format")
         demo.unload(self.on_unload)
         return c

@@ -18,6 +18,7 @@ from studio.explorer import Explorer
 from studio.generators import GeneratorRegistry
 from studio.upload import UploadArea
 from vce_core.errors import VCEInputError
+from vce_core.io import Limits
 from vce_core.settings import Settings
 
 
@@ -40,7 +41,7 @@ def load_parts(settings: Settings, *, reader_study: bool = True, demo_study: boo
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     library = CaseLibrary(settings.data_dir)
-    uploads = UploadArea(settings.data_dir)
+    uploads = UploadArea(settings.data_dir, Limits.from_env())
     uploads.clear_stale()
     case_ids = library.case_ids()
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="vce-start") as pool:

@@ -10,7 +10,7 @@ import tempfile
 import zlib
 from os import PathLike
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -21,6 +21,8 @@ from .limits import DEFAULT_LIMITS, Limits
 from .volume import Volume, check_volume, finish_array, is_nifti_name
 
 _HEADER_SIZES = {348: "NIfTI-1", 540: "NIfTI-2"}
+#: Voxel types :func:`save_nifti` writes: float32, or integers with a slope/intercept fitted to the data.
+NIFTI_EXPORT_DTYPES = ("float32", "float64", "int16", "uint16", "int32", "uint32", "int8", "uint8")
 _CHUNK = 1024 * 1024
 
 
@@ -181,38 +183,39 @@ def load_nifti(path: Path, limits: Limits = DEFAULT_LIMITS) -> Volume:
     return Volume(data=data, affine=np.array(canonical.affine, dtype=np.float64), spacing=zooms, meta=meta)  # type: ignore[arg-type]
 
 
-def _fits_int16_exactly(data: np.ndarray) -> bool:
-    """True when every voxel is an integer in the int16 range (label maps, masks)."""
-    if data.size == 0 or data.min() < -32768 or data.max() > 32767:
+def _fits_exactly(data: np.ndarray, dtype: np.dtype) -> bool:
+    """True when every voxel is an integer within ``dtype``'s range (label maps, masks, integer scans)."""
+    info = np.iinfo(dtype)
+    if data.size == 0 or data.min() < info.min or data.max() > info.max:
         return False
     return bool(np.array_equal(data, np.round(data)))
 
 
-def _nifti_image(data: np.ndarray, affine: np.ndarray, dtype: Literal["float32", "int16"]) -> nib.Nifti1Image:
+def _nifti_image(data: np.ndarray, affine: np.ndarray, dtype: str) -> nib.Nifti1Image:
     """NIfTI-1 image in mm with the affine as sform and qform (code 1); integer data stored exactly."""
-    exact_int16 = dtype == "int16" and _fits_int16_exactly(data)
-    image = nib.Nifti1Image(data.astype(np.int16) if exact_int16 else data, affine)
+    target = np.dtype(dtype)
+    exact = target.kind in "iu" and _fits_exactly(data, target)
+    image = nib.Nifti1Image(data.astype(target) if exact else data, affine)
     image.header.set_xyzt_units("mm")
     image.set_sform(affine, code=1)
     image.set_qform(affine, code=1)
-    if exact_int16:
-        # label maps and masks: store the integers as they are (slope 1, intercept 0), so they reload exactly
+    if exact:
+        # integer-valued data: stored as it is (slope 1, intercept 0), so it reloads exactly
         image.header.set_slope_inter(1.0, 0.0)
     else:
-        image.set_data_dtype(np.float32 if dtype == "float32" else np.int16)
+        image.set_data_dtype(target)
     return image
 
 
-def save_nifti(
-    volume: Volume, path: str | PathLike, *, dtype: Literal["float32", "int16"] = "float32"
-) -> Path:
+def save_nifti(volume: Volume, path: str | PathLike, *, dtype: str = "float32") -> Path:
     """Write ``volume`` as NIfTI-1 (``.nii`` or ``.nii.gz``, compressed when the name ends in ``.gz``).
 
-    The affine is stored as both sform and qform (code 1, scanner); ``dtype="float32"`` stores the voxels
-    exactly, ``dtype="int16"`` stores them as int16 with ``scl_slope``/``scl_inter`` chosen by nibabel
-    from the data range (error at most half a slope); integer-valued volumes (labels, masks) are stored
-    with slope 1 and intercept 0 and reload exactly. The file is written to a temporary name in the same
-    folder and renamed into place, so a failure leaves no partial file. Returns the path written.
+    The affine is stored as both sform and qform (code 1, scanner). ``dtype`` is one of
+    :data:`NIFTI_EXPORT_DTYPES`: floating types store the voxels exactly; integer types (e.g. the type of
+    the scan a volume was made from) store them with ``scl_slope``/``scl_inter`` chosen by nibabel from the
+    data range (error at most half a slope), and integer-valued volumes that fit the type (labels, masks)
+    with slope 1 and intercept 0, so they reload exactly. The file is written to a temporary name in the
+    same folder and renamed into place, so a failure leaves no partial file. Returns the path written.
     """
     path = Path(path)
     if not is_nifti_name(path):
@@ -221,8 +224,12 @@ def save_nifti(
             path=path,
             expected="a name ending in .nii or .nii.gz",
         )
-    if dtype not in ("float32", "int16"):
-        raise VCEInputError(f"dtype '{dtype}' is not supported", path=path, expected="'float32' or 'int16'")
+    if dtype not in NIFTI_EXPORT_DTYPES:
+        raise VCEInputError(
+            f"dtype '{dtype}' is not supported",
+            path=path,
+            expected=f"one of {', '.join(NIFTI_EXPORT_DTYPES)}",
+        )
     data, affine = check_volume(volume, path)
     if path.is_dir():
         raise VCEInputError("is an existing folder", path=path, expected="a file name")
