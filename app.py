@@ -43,6 +43,8 @@ CSS = """
 .vce-caption { font-size: 0.85em; color: var(--body-text-color-subdued); }
 .vce-metrics table { font-size: 0.82em; }
 .vce-metrics p { margin: 2px 0; }
+#plane-radio .wrap { gap: 4px; }
+#plane-radio label { padding: 4px 8px; }
 footer { display: none !important; }
 """
 """The studio's own styles (the viewer brings its own through ``vce_core.viewer.head_html()``)."""
@@ -105,9 +107,7 @@ def port_problem(host: str, port: int) -> str | None:
             probe.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                return (
-                    f"port {port} on {host} is already in use (another studio?); choose another with --port"
-                )
+                return f"port {port} on {host} is already in use; choose another one with --port"
             return f"cannot listen on {host}:{port} ({exc.strerror or exc}); check --host and --port"
     return None
 

@@ -140,11 +140,13 @@ class Explorer:
         return clamp_index(self.library.get(case_id).shape, plane, index)
 
     def encoding(self, case_id: str) -> Encoding:
-        """The case's ``uint16`` encoding: from min(0, minimum) to 1.5 × the maximum of native and SD."""
+        """The case's ``uint16`` encoding of every panel: ±1.5 × the largest magnitude of native and SD
+        (synthetic images can overshoot either way; the step stays below 1e-4 of that magnitude)."""
         lc = self.library.get(case_id)
-        low = min(0.0, float(lc.case.native.data.min()), float(lc.case.standard_dose.data.min()))
-        high = 1.5 * max(float(lc.case.native.data.max()), float(lc.case.standard_dose.data.max()))
-        return Encoding.for_range(low, max(high, low + 1.0), "uint16")
+        top = 1.5 * max(
+            float(np.abs(lc.case.native.data).max()), float(np.abs(lc.case.standard_dose.data).max())
+        )
+        return Encoding.for_range(-max(top, 1.0), max(top, 1.0), "uint16")
 
     # -- float slices in volume orientation (cached) ---------------------------------------------
 
@@ -384,7 +386,7 @@ class Explorer:
             plane=plane,
             context=f"{view.case_id}|{plane}",
             columns=3,
-            panel_height=270,
+            panel_height=240,
             prefetch=4,
             drag_scale=float(presets["Wide"].width) / 600,
         )

@@ -327,7 +327,7 @@ class ExplorerTab:
                         js_on_load=VIEWER_JS,
                         server_functions=[viewer_slices],
                         elem_id="explorer-viewer-host",
-                        min_height=580,
+                        min_height=540,
                     )
             analysis = self._analysis()
         c = ExplorerComponents(case_md=case_md, viewer=viewer, **controls, **analysis)
@@ -346,13 +346,14 @@ class ExplorerTab:
         dose = gr.Slider(
             0, 100, value=DEFAULT_DOSE_PCT, step=1, label="Dose (% of standard dose)", elem_id="dose-slider"
         )
-        plane = gr.Radio(list(PLANES), value="axial", label="Plane", elem_id="plane-radio")
-        slice_sl = gr.Slider(1, max(count, 2), value=index + 1, step=1, label="Slice", elem_id="slice-slider")
-        gr.Markdown(
-            "Wheel or ↑/↓ over the images: slice · drag: window/level · double-click: reset. "
-            "Coronal/sagittal doses need the whole volume once (busy panels show it).",
-            elem_classes=["vce-caption"],
+        plane = gr.Radio(
+            list(PLANES),
+            value="axial",
+            label="Plane",
+            info="coronal/sagittal: each new dose needs the whole volume once",
+            elem_id="plane-radio",
         )
+        slice_sl = gr.Slider(1, max(count, 2), value=index + 1, step=1, label="Slice", elem_id="slice-slider")
         with gr.Accordion("Model card", open=False):
             card_md = gr.Markdown(self.explorer.generators.summary(self.first_generator))
         return {

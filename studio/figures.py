@@ -25,12 +25,12 @@ MIN_NOISE_PIXELS = 20
 
 def _layout(fig: go.Figure, title: str, xaxis: str, yaxis: str) -> go.Figure:
     fig.update_layout(
-        title={"text": title, "font": {"size": 13}},
+        title={"text": title, "font": {"size": 11}},
         xaxis_title=xaxis,
         yaxis_title=yaxis,
-        margin={"l": 60, "r": 10, "t": 40, "b": 45},
-        height=330,
-        legend={"orientation": "h", "y": -0.25},
+        margin={"l": 55, "r": 8, "t": 34, "b": 38},
+        height=250,
+        legend={"orientation": "h", "y": -0.3, "font": {"size": 10}},
         template="plotly_white",
     )
     return fig
@@ -119,7 +119,7 @@ def local_noise_sd(img: np.ndarray, size: int = 5) -> np.ndarray:
     response = np.asarray(img, dtype=np.float64)
     for axis in range(2):
         response = ndimage.correlate1d(response, [1.0, -2.0, 1.0], axis=axis, mode="nearest")
-    return np.sqrt(ndimage.uniform_filter((response / 6.0) ** 2, size, mode="nearest"))
+    return np.sqrt(np.maximum(ndimage.uniform_filter((response / 6.0) ** 2, size, mode="nearest"), 0.0))
 
 
 def metric_table(

@@ -63,6 +63,7 @@ class VolumeJobs:
         self._lock = threading.Condition()
         self._jobs: OrderedDict[Hashable, _Job] = OrderedDict()
         self._wanted: dict[str, Hashable] = {}
+        self._tickets: dict[str, int] = {}
         self._foreground = 0
         self._running: _Job | None = None
         self._thread = threading.Thread(target=self._work, name="vce-volumes", daemon=True)
@@ -83,6 +84,7 @@ class VolumeJobs:
         with self._lock:
             self._withdraw(session, keep=key)
             self._wanted[session] = key
+            ticket = self._tickets[session] = self._tickets.get(session, 0) + 1
             job = self._jobs.get(key) or self._jobs.setdefault(key, _Job(key))
             job.waiters.add(session)
             if job is not self._running:
@@ -91,8 +93,12 @@ class VolumeJobs:
         job.done.wait(timeout)
         with self._lock:
             job.waiters.discard(session)
-            if self._wanted.get(session) == key:
+            superseded = self._tickets.get(session) != ticket
+            if not superseded:
                 self._wanted.pop(session, None)
+                self._tickets.pop(session, None)
+        if superseded:
+            return None
         if job.error is not None and not isinstance(job.error, Stopped):
             raise job.error
         return job.result

@@ -9,10 +9,7 @@ import pytest
 
 ENDPOINTS = {
     "/dose",
-    "/dose_panels",
-    "/render",
-    "/charts",
-    "/window_preset",
+    "/analysis",
     "/plane",
     "/case",
     "/model_card",
@@ -20,6 +17,7 @@ ENDPOINTS = {
     "/echo_image",
     "/check_upload",
     "/synthesize_upload",
+    "/export_format",
 }
 
 
@@ -32,7 +30,7 @@ def test_stale_upload_folders_are_removed_at_start(
 def test_settings_reach_every_part(served: dict[str, Any], workspace: dict[str, Path]) -> None:
     studio, settings = served["studio"], served["settings"]
     assert (workspace["root"] / "rs.db").is_file()  # the reader-study database is the one of the settings
-    assert studio.allowed_paths == [str(settings.uploads_dir)]
+    assert studio.max_file_size == studio.upload_tab.uploads.limits.max_bytes
     assert studio.explorer_tab.data_dir == settings.data_dir
     assert studio.explorer_tab.case_ids == [served["case_id"]]
     assert studio.upload_tab.uploads.root == settings.uploads_dir
@@ -62,3 +60,27 @@ def test_missing_data_folder_is_a_command_line_error(tmp_path: Path, capsys: pyt
         app.main(["--data", str(tmp_path / "missing")])
     assert exit_info.value.code == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_taken_port_is_one_plain_line(capsys: pytest.CaptureFixture) -> None:
+    import socket
+
+    import app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as exit_info:
+            app.main(["--port", str(port), "--data", "."])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: port {port} on 127.0.0.1 is already in use; choose another one with --port"
+
+
+def test_the_page_head_carries_the_viewer(served: dict[str, Any]) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(served["url"]) as page:
+        text = page.read().decode()
+    assert "window.VCEViewer" in text and "vce-viewer" in text

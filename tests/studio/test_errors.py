@@ -58,12 +58,11 @@ def test_unexpected_error_in_a_tab_handler(
         raise RuntimeError("internal detail /srv/secret")
 
     case_id = served["case_id"]
-    window = tab.explorer.window_for(case_id, "Brain T1", "axial", 0)
-    args = [case_id, None, 20, "axial", 1, window.level, window.width]
-    monkeypatch.setattr(tab.explorer, "synthetic_panel", broken)
+    args = [case_id, None, 20, "axial", 1]
+    monkeypatch.setattr(tab.explorer, "viewer_payload", broken)
     with caplog.at_level(logging.ERROR), pytest.raises(gr.Error) as err:
-        tab.on_dose(*args)  # called directly
-    assert "Something went wrong while updating the synthetic image" in err.value.message
+        list(tab.on_view(*args))  # called directly (a generator handler)
+    assert "Something went wrong while updating the images" in err.value.message
     assert "secret" not in err.value.message
     reference = REFERENCE.search(err.value.message).group(1)
     assert any(reference in r.getMessage() and r.exc_info[0] is RuntimeError for r in caplog.records)

@@ -1,36 +1,43 @@
-"""Explorer logic without Gradio: square pixels and orientation of every plane, acquired-dose lookup."""
+"""Explorer logic without Gradio: the viewer payload (orientation, square pixels, what each panel shows),
+synthetic slices equal to the whole-volume synthesis in every plane, labels of every number, and the
+volume worker (stale requests dropped, idle precomputation yielding)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from studio.cases import CaseLibrary
-from studio.explorer import Explorer, View
+from studio.explorer import Explorer, StackSpec, View
 from studio.generators import GeneratorRegistry
-from vce_core.display import Window
+from studio.volumes import IDLE, Stopped, VolumeJobs
+from support import GENERATOR, write_app_checkpoint
+from vce_core.display import slice_spacing, take_slice
 from vce_core.errors import VCEInputError
 from vce_core.io import Case, Volume, save_case
+from vce_core.viewer import oriented
 
-SHAPE = (20, 16, 6)  # I, J, K all different, so a transposed image would show
+SHAPE = (20, 16, 8)  # I, J, K all different, so a transposed image would show
 SPACING = (1.0, 1.0, 3.0)
-# displayed (rows, cols) with 1 mm pixels: axial J × I, coronal 3K × I, sagittal 3K × J
-SQUARE_PIXEL_SHAPE = {"axial": (16, 20), "coronal": (18, 20), "sagittal": (18, 16)}
 LAST = {"axial": SHAPE[2] - 1, "coronal": SHAPE[1] - 1, "sagittal": SHAPE[0] - 1}
 
 
 @pytest.fixture(scope="module")
 def explorer(tmp_path_factory: pytest.TempPathFactory) -> Explorer:
-    """An explorer over one 1 × 1 × 3 mm case (acquired low dose 0.33) and no generator.
+    """An explorer over one 1 × 1 × 3 mm case (acquired low dose 0.33) and the tiny test generator.
 
     The standard dose has a bright marker at the right-anterior-superior corner.
     """
-    data = tmp_path_factory.mktemp("anisotropic")
+    root = tmp_path_factory.mktemp("anisotropic")
     i, j, k = np.meshgrid(*(np.linspace(-1, 1, n) for n in SHAPE), indexing="ij")
     brain = (i / 0.8) ** 2 + (j / 0.8) ** 2 + (k / 0.9) ** 2 < 1
-    native = np.where(brain, 100.0, 0.0).astype(np.float32)
+    rng = np.random.default_rng(0)
+    native = np.where(brain, 100.0 + rng.normal(0, 3, SHAPE), 0.0).astype(np.float32)
     enhancement = 60.0 * np.exp(-(i**2 + j**2 + k**2) / 0.1) * brain
     standard = (native + enhancement).astype(np.float32)
     standard[-1, -1, -1] = 1000.0
@@ -46,50 +53,183 @@ def explorer(tmp_path_factory: pytest.TempPathFactory) -> Explorer:
         field_strength=3.0,
         meta={"case_id": "anisotropic"},
     )
-    save_case(case, data / "anisotropic")
-    return Explorer(CaseLibrary(data), GeneratorRegistry(None))
+    save_case(case, root / "data" / "anisotropic")
+    write_app_checkpoint(root / "models" / GENERATOR)
+    return Explorer(CaseLibrary(root / "data"), GeneratorRegistry(root / "models"))
+
+
+def _decoded(explorer: Explorer, data: dict[str, Any], kind: str) -> np.ndarray:
+    """The slice on screen of the panel ``kind`` as the browser decodes it."""
+    panel = next(p for p in data["panels"] if p["key"] == kind)
+    stack = data["stacks"][panel["stack"]]
+    text = stack["slices"][str(data["index"])]
+    return explorer.encoding("anisotropic").decode(text, (data["rows"], data["cols"]))
 
 
 @pytest.mark.parametrize("plane", ["axial", "coronal", "sagittal"])
-def test_explorer_panels_of_anisotropic_data_have_square_pixels(explorer: Explorer, plane: str) -> None:
-    view = View("anisotropic", None, 0.33, plane, LAST[plane])
-    window = Window.from_range(0.0, 1000.0)
-    native, standard = explorer.static_panels(view, window)
-    panels = explorer.dose_panels(view, window)
-    for image in (native, standard, panels.real, panels.baseline):  # (no generator: placeholder)
-        assert image.shape == SQUARE_PIXEL_SHAPE[plane]
-    # radiological orientation: the right-anterior-superior marker is at the top left
-    rows, cols = np.nonzero(standard > 127)
-    assert rows.min() == 0 and cols.min() == 0
-
-
-def test_slider_index_is_clamped_by_the_explorer(explorer: Explorer) -> None:
-    window = Window.from_range(0.0, 1000.0)
-    inside = explorer.static_panels(View("anisotropic", None, 0.0, "axial", LAST["axial"]), window)
-    beyond = explorer.static_panels(View("anisotropic", None, 0.0, "axial", 99), window)
-    np.testing.assert_array_equal(inside[1], beyond[1])
-
-
-def test_acquired_doses_are_matched_with_the_domain_tolerance(explorer: Explorer) -> None:
+def test_payload_geometry_and_orientation(explorer: Explorer, plane: str) -> None:
+    data = explorer.viewer_payload(View("anisotropic", GENERATOR, 0.33, plane, LAST[plane]))
     lc = explorer.library.get("anisotropic")
-    assert lc.acquired_doses == [0.0, 0.33, 1.0]
-    assert lc.acquired_volume(0.0) is lc.case.native and lc.acquired_volume(1.0) is lc.case.standard_dose
-    assert lc.acquired_volume(0.333) is lc.case.low_doses[0.33]  # within half a percentage point
-    assert lc.acquired_volume(0.34) is None
-    assert explorer.real_slice(lc, 0.5, "axial", 2) is None  # real data: nothing at 50 %
+    expected, pixel = oriented(
+        take_slice(lc.case.standard_dose.data, plane, LAST[plane]), slice_spacing(SPACING, plane)
+    )
+    assert (data["rows"], data["cols"]) == expected.shape and data["spacing"] == list(pixel)
+    standard = _decoded(explorer, data, "standard")
+    step = explorer.encoding("anisotropic").scale
+    assert np.max(np.abs(standard - expected)) <= step
+    rows, cols = np.nonzero(standard > 500)  # the right-anterior-superior marker is at the top left
+    assert rows.min() == 0 and cols.min() == 0
+    top, left = {"axial": ("A", "R"), "coronal": ("S", "R"), "sagittal": ("S", "A")}[plane]
+    assert data["markers"]["top"] == top and data["markers"]["left"] == left
+    if plane != "axial":
+        assert data["spacing"][0] == 3.0  # rows run along k: 3 mm, drawn as such by the browser
+
+
+@pytest.mark.parametrize("plane", ["axial", "coronal", "sagittal"])
+def test_synthetic_slices_equal_the_whole_volume_synthesis(explorer: Explorer, plane: str) -> None:
+    lc = explorer.library.get("anisotropic")
+    synth = explorer.generators.get(GENERATOR)
+    volume = synth.synthesize(lc.case.native, lc.case.standard_dose, 0.27, 3.0, seed=lc.noise_seed())
+    index = 3
+    got = explorer.synthetic_slice(lc, GENERATOR, 0.27, plane, index, session="t")
+    np.testing.assert_allclose(got, take_slice(volume, plane, index), rtol=0, atol=1e-4)
+
+
+def test_panels_say_what_they_show(explorer: Explorer) -> None:
+    data = explorer.viewer_payload(View("anisotropic", GENERATOR, 0.5, "axial", 2))
+    titles = {p["key"]: p for p in data["panels"]}
+    assert titles["synthetic"]["title"] == f"Synthetic · 50 % · {GENERATOR}"
+    assert titles["real"]["message"] == "no acquisition at 50 % dose"  # real data: nothing at 50 %
+    assert titles["difference"]["message"] == "no acquisition at 50 % dose"
+    assert titles["baseline"]["derive"] == {
+        "op": "lerp",
+        "a": titles["native"]["stack"],
+        "b": titles["standard"]["stack"],
+        "t": 0.5,
+    }
+    assert data["context"] == "anisotropic|axial" and data["window"]["preset"] == "Brain T1"
+    acquired = explorer.viewer_payload(View("anisotropic", GENERATOR, 0.33, "axial", 2))
+    real = next(p for p in acquired["panels"] if p["key"] == "real")
+    assert real["title"] == "Real · 33 % · acquired" and "message" not in real
+
+
+def test_stack_loader_serves_only_known_stacks(explorer: Explorer) -> None:
+    data = explorer.viewer_payload(View("anisotropic", GENERATOR, 0.33, "coronal", 2))
+    native = next(p for p in data["panels"] if p["key"] == "native")["stack"]
+    got = explorer.stack_slices(native, [0, 1, 99, -1, True])  # type: ignore[list-item]
+    assert sorted(got) == [0, 1]
+    assert explorer.stack_slices("not-a-stack", [0]) == {}
+    unknown = StackSpec("anisotropic", "native", "axial").id  # valid form, never handed out here
+    assert explorer.stack_slices(unknown, [0]) in ({}, explorer.stack_slices(unknown, [0]))
+
+
+def test_every_number_is_labelled_with_the_view(explorer: Explorer) -> None:
+    view = View("anisotropic", GENERATOR, 0.33, "sagittal", 4)
+    metrics = explorer.slice_metrics(view)
+    assert f"anisotropic · {GENERATOR} · sagittal slice 5 · 33 % dose" in metrics and "PSNR" in metrics
+    noise = explorer.noise_chart(view)
+    assert "anisotropic · sagittal slice 5" in noise.layout.title.text and "33 %" in noise.layout.title.text
+    response = explorer.dose_response(view)
+    assert "largest enhancing lesion of anisotropic" in response.layout.title.text
+    volume = explorer.volume_metrics("anisotropic", GENERATOR, 0.33)
+    assert f"anisotropic · {GENERATOR} · 33 % dose" in volume
+    other = explorer.slice_metrics(View("anisotropic", GENERATOR, 0.33, "axial", 1))
+    assert "axial slice 2" in other and other != metrics
 
 
 def test_volume_metrics_without_acquisition_is_a_plain_error(explorer: Explorer) -> None:
     with pytest.raises(VCEInputError, match="no acquisition at 50 % of the standard dose"):
         explorer.volume_metrics("anisotropic", None, 0.5)
-    assert "Per-volume metrics vs real** (33 % dose" in explorer.volume_metrics("anisotropic", None, 0.33)
 
 
 def test_unknown_case_and_plane_are_plain_errors(explorer: Explorer, tmp_path: Path) -> None:
-    window = Window(0.5, 1.0)
     with pytest.raises(VCEInputError, match="no case 'nope'"):
-        explorer.static_panels(View("nope", None, 0.0, "axial", 0), window)
+        explorer.viewer_payload(View("nope", None, 0.0, "axial", 0))
     with pytest.raises(VCEInputError, match="unknown plane 'oblique'"):
-        explorer.static_panels(View("anisotropic", None, 0.0, "oblique", 0), window)
+        explorer.viewer_payload(View("anisotropic", None, 0.0, "oblique", 0))
     with pytest.raises(VCEInputError, match="no cases in"):
         CaseLibrary(tmp_path).get("anything")
+
+
+def test_noise_legend_matches_its_histogram() -> None:
+    """Pure white noise of SD 5: the σ̂ in the legend and the histogram's median both say 5."""
+    from studio.figures import local_noise_sd
+    from vce_core.metrics import noise_sigma
+
+    img = np.random.default_rng(3).normal(100.0, 5.0, (96, 96))
+    region = np.ones(img.shape, bool)
+    assert noise_sigma(img, region) == pytest.approx(5.0, rel=0.06)
+    assert float(np.median(local_noise_sd(img)[region])) == pytest.approx(5.0, rel=0.12)
+
+
+# ---------------------------------------------------------------------------------------- volume worker
+class SlowVolumes:
+    """A compute function of ``steps`` batches of ``pause`` seconds that records what it was asked."""
+
+    def __init__(self, steps: int = 20, pause: float = 0.02) -> None:
+        self.steps, self.pause = steps, pause
+        self.started: list[Any] = []
+        self.finished: list[Any] = []
+        self.stopped: list[Any] = []
+
+    def __call__(self, key: Any, progress: Any) -> np.ndarray:
+        self.started.append(key)
+        try:
+            for n in range(self.steps):
+                time.sleep(self.pause)
+                progress(n + 1, self.steps)
+        except Stopped:
+            self.stopped.append(key)
+            raise
+        self.finished.append(key)
+        return np.full((2, 2, 2), float(key))
+
+
+def test_a_session_waits_only_for_its_latest_volume() -> None:
+    compute = SlowVolumes(steps=50)
+    jobs = VolumeJobs(compute)
+    first: list[Any] = []
+    waiter = threading.Thread(target=lambda: first.append(jobs.get(1, "session")))
+    waiter.start()
+    time.sleep(0.1)
+    latest = jobs.get(2, "session")  # the same session moved on: its earlier request is dropped
+    waiter.join(5)
+    assert first == [None] and float(latest[0, 0, 0]) == 2.0
+    assert compute.stopped == [1] and compute.finished == [2]
+    assert jobs.cached(2) is not None and jobs.cached(1) is None
+
+
+def test_another_session_keeps_a_shared_volume_alive() -> None:
+    compute = SlowVolumes(steps=30)
+    jobs = VolumeJobs(compute)
+    results: dict[str, Any] = {}
+    other = threading.Thread(target=lambda: results.update(b=jobs.get(1, "b")))
+    other.start()
+    time.sleep(0.05)
+    first = threading.Thread(target=lambda: results.update(a=jobs.get(1, "a")))
+    first.start()
+    time.sleep(0.05)
+    jobs.get(2, "a")  # a moves on, b still waits for 1
+    other.join(5)
+    first.join(5)
+    assert results["a"] is None and float(results["b"][0, 0, 0]) == 1.0 and 1 in compute.finished
+
+
+def test_idle_precomputation_yields_to_interactive_work() -> None:
+    compute = SlowVolumes(steps=20)
+    jobs = VolumeJobs(compute)
+    jobs.prefetch([7, 8])
+    time.sleep(0.1)
+    assert compute.started[:1] == [7]
+    got = jobs.get(3, "s")  # preempts the idle job at its next batch
+    assert float(got[0, 0, 0]) == 3.0
+    assert 7 in compute.stopped and compute.finished[0] == 3
+    deadline = time.time() + 10
+    while (jobs.cached(7) is None or jobs.cached(8) is None) and time.time() < deadline:
+        time.sleep(0.05)
+    assert jobs.cached(7) is not None and jobs.cached(8) is not None  # resumed when idle again
+    with jobs.foreground():
+        jobs.prefetch([9])
+        time.sleep(0.3)
+        assert jobs.progress(9) in (0.0, None)  # paused while interactive work runs
+    assert IDLE == "<idle>"

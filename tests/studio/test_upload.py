@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from studio.upload import UploadArea, UploadedCase, synthesize_upload, validate_uploads
@@ -17,21 +16,35 @@ class LinearGenerator:
 
     name = "linear-test"
 
-    def synthesize(self, native, standard_dose, dose, field_strength, seed=None, progress=None):  # noqa: ANN001, ANN201
+    def prepare(self, native, standard_dose):  # noqa: ANN001, ANN201
+        self.prepared = getattr(self, "prepared", 0) + 1
+        return (native.data, standard_dose.data)
+
+    def synthesize_prepared(self, prepared, dose, field_strength, seed=None, progress=None):  # noqa: ANN001, ANN201
         if progress:
             progress(1, 1)
-        return native.data + dose * (standard_dose.data - native.data)
+        native, standard = prepared
+        return native + dose * (standard - native)
 
 
-def test_session_folder_is_deleted_at_session_end(tmp_path: Path) -> None:
+def test_session_folders_are_private_and_only_their_own_is_deleted(tmp_path: Path) -> None:
+    """Two visitors upload the same file: Gradio shares its cached copy (content hash); closing one page
+    deletes that page's private copy only, never the shared file or the other visitor's copy."""
     area = UploadArea(tmp_path)
-    source = tmp_path / "gradio-tmp" / "native.nii.gz"
-    source.parent.mkdir()
-    source.write_bytes(b"x")
-    copied = area.ingest("abc123", source, "native")
-    assert copied is not None and copied.is_file()
-    area.end_session("abc123")
-    assert not (tmp_path / "uploads" / "abc123").exists() and not source.exists()
+    shared = tmp_path / "gradio-cache" / "3f2a" / "native.nii.gz"
+    shared.parent.mkdir(parents=True)
+    shared.write_bytes(b"same bytes")
+    mine = area.ingest("session-a", shared, "native")
+    theirs = area.ingest("session-b", shared, "native")
+    assert mine is not None and theirs is not None and mine.parent != theirs.parent
+    for folder in (mine.parent, theirs.parent):
+        assert folder.stat().st_mode & 0o777 == 0o700
+        assert "session" not in folder.name  # random name, not the session hash
+    area.end_session("session-a")
+    assert not mine.exists() and theirs.is_file() and shared.is_file()
+    area.end_session("session-a")  # twice is harmless
+    area.end_session("../session-b")
+    assert theirs.is_file()
 
 
 @pytest.mark.parametrize(
@@ -43,23 +56,23 @@ def test_field_strength_has_one_rule(tmp_path: Path, field: float | None, words:
         validate_uploads(native, native, None, None, field)
 
 
-def test_synthesize_upload_previews_exports_and_compares(tmp_path: Path) -> None:
+def test_synthesize_upload_once_writes_both_exports_and_compares(tmp_path: Path) -> None:
     case = disc_case(1)
     uploaded = UploadedCase(case.native, case.standard_dose, case.low_doses[0.33], 0.33, 3.0)
     seen: list[float] = []
+    generator = LinearGenerator()
     result = synthesize_upload(
-        LinearGenerator(),
+        generator,
         uploaded,
         [0.1],
         tmp_path / "export",
-        "NIfTI",
         model_name="linear-test",
         progress=lambda fraction, what: seen.append(fraction),
     )
-    assert "**Done:** 2 dose(s) (10 %, 33 %) with linear-test, exported as NIfTI" in result.report
-    assert "Synthetic vs your acquired 33 % dose" in result.report and "PSNR" in result.report
-    assert result.archive.name == "synthetic_linear-test_nifti.zip" and result.archive.is_file()
-    assert result.preview_index == case.native.shape[2] // 2 and result.preview_dose == 0.1
-    assert result.preview_native.dtype == np.uint8
-    assert result.preview_native.shape == result.preview_synthetic.shape == case.native.shape[1::-1]
+    assert generator.prepared == 1  # normalised once for every dose
+    assert "**Done:** 2 dose(s) (10 %, 33 %) with linear-test" in result.report
+    assert "Synthetic and linear baseline vs your acquired 33 % dose" in result.report
+    assert "| Linear baseline |" in result.report
+    assert set(result.exports) == {"NIfTI", "DICOM"} and all(p.is_file() for p in result.exports.values())
+    assert sorted(result.volumes) == [0.1, 0.33]
     assert seen == sorted(seen) and seen[-1] == 1.0
