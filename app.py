@@ -138,17 +138,17 @@ def main(argv: list[str] | None = None) -> None:
     """Command line: build demo data if needed, build the app and serve it."""
     parser, args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    problem = port_problem(args.host, args.port)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        sys.exit(2)
     t0 = time.perf_counter()
     settings = Settings.resolve(data_dir=args.data, models_dir=args.models, db_url=args.db)
     demo_mode = args.data is None and not os.environ.get(ENV_DATA_DIR)
+    if not demo_mode and not settings.data_dir.is_dir():
+        parser.error(f"the data folder {settings.data_dir} does not exist (--data or ${ENV_DATA_DIR})")
+    problem = port_problem(args.host, args.port)  # before minutes of building, not after
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     if demo_mode:
         ensure_demo_cases(settings.data_dir)
-    elif not settings.data_dir.is_dir():
-        parser.error(f"the data folder {settings.data_dir} does not exist (--data or ${ENV_DATA_DIR})")
     studio = build_app(settings, demo_study=demo_mode)
     print(f"Built the app in {time.perf_counter() - t0:.1f} s", flush=True)
     try:
