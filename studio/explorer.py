@@ -46,6 +46,7 @@ from vce_core.display import (
     apply_window,
     clamp_index,
     n_slices,
+    plane_axis,
     slice_auto_window,
     slice_spacing,
     take_slice,
@@ -119,10 +120,11 @@ class Explorer:
     def __init__(self, library: CaseLibrary, generators: GeneratorRegistry) -> None:
         self.library = library
         self.generators = generators
-        self._slices: LRU[np.ndarray] = LRU(2048)
+        self._slices: LRU[np.ndarray] = LRU(1024)
         self._charts: LRU[go.Figure] = LRU(64)
         self._volume_metrics: LRU[str] = LRU(64)
         self._specs: LRU[StackSpec] = LRU(4096)
+        self._encodings: LRU[Encoding] = LRU(16)
         self.volumes = VolumeJobs(self._compute_volume, capacity=8)
 
     # -- geometry ---------------------------------------------------------------------------------
@@ -143,10 +145,12 @@ class Explorer:
         """The case's ``uint16`` encoding of every panel: ±1.5 × the largest magnitude of native and SD
         (synthetic images can overshoot either way; the step stays below 1e-4 of that magnitude)."""
         lc = self.library.get(case_id)
-        top = 1.5 * max(
-            float(np.abs(lc.case.native.data).max()), float(np.abs(lc.case.standard_dose.data).max())
-        )
-        return Encoding.for_range(-max(top, 1.0), max(top, 1.0), "uint16")
+
+        def compute() -> Encoding:
+            top = 1.5 * max(float(np.abs(v.data).max()) for v in (lc.case.native, lc.case.standard_dose))
+            return Encoding.for_range(-max(top, 1.0), max(top, 1.0), "uint16")
+
+        return self._encodings.get_or_compute(lc.case_id, compute)
 
     # -- float slices in volume orientation (cached) ---------------------------------------------
 
@@ -313,13 +317,20 @@ class Explorer:
         return out
 
     def viewer_payload(
-        self, view: View, *, session: str = "", wait: bool = True, busy: str | None = None
+        self,
+        view: View,
+        *,
+        session: str = "",
+        wait: bool = True,
+        busy: str | None = None,
+        static_slices: bool = True,
     ) -> dict[str, Any]:
         """The explorer's viewer group for ``view`` with the slice on screen inline.
 
         The synthetic slice is included when it is ready (axial: synthesized now; coronal/sagittal:
         when ``wait``, after its volume is computed); otherwise the synthetic and difference panels show
-        ``busy`` over their previous image until the next payload.
+        ``busy`` until the next payload. ``static_slices=False`` leaves out the native and standard-dose
+        slices (a dose step: the browser has them under the same stack ids, or its loader fetches them).
         """
         lc = self.library.get(view.case_id)
         plane, index, dose = view.plane, self.clamp(view.case_id, view.plane, view.index), view.dose
@@ -335,6 +346,8 @@ class Explorer:
             if kind == "synthetic" and not generator:
                 continue
             if kind == "real" and not has_real:
+                continue
+            if kind in ("native", "standard") and not static_slices:
                 continue
             stacks[sid].slices = self.stack_slices(sid, [index], session=session, wait=wait)
         syn_ready = bool(stacks[syn].slices) or not generator
@@ -394,7 +407,7 @@ class Explorer:
     @staticmethod
     def _display_shape(lc: LoadedCase, plane: str) -> tuple[int, int]:
         """``(rows, cols)`` of a displayed slice (:func:`vce_core.viewer.oriented`: ``(B, A)``)."""
-        a, b = take_slice(np.empty(lc.shape, dtype=np.bool_), plane, 0).shape
+        a, b = (n for axis, n in enumerate(lc.shape) if axis != plane_axis(plane))
         return b, a
 
     @staticmethod

@@ -31,6 +31,7 @@ import gradio as gr
 
 from studio.errors import handler
 from studio.explorer import GROUP, Explorer, View
+from vce_core.cache import LRU
 from vce_core.display import PLANES, Window
 from vce_core.domain import dose_from_percent, format_dose
 from vce_core.errors import VCEInputError
@@ -111,6 +112,7 @@ class ExplorerTab:
         self.generator_names = explorer.generators.names()
         self.first_case = self.case_ids[0] if self.case_ids else None
         self.first_generator = self.generator_names[0] if self.generator_names else None
+        self._contexts: LRU[str] = LRU(1024)  # session → case|plane|slice of its last viewer payload
 
     # -- values of the view ---------------------------------------------------------------------
 
@@ -138,10 +140,17 @@ class ExplorerTab:
         )
 
     def viewer_value(self, view: View, *, session: str = "", wait: bool = True) -> str:
-        """The viewer component's value (HTML carrying the payload) for ``view``."""
-        return viewer_html(
-            self.explorer.viewer_payload(view, session=session, wait=wait), element_id=VIEWER_ID
-        )
+        """The viewer component's value (HTML carrying the payload) for ``view``.
+
+        The native and standard-dose slice on screen travel only when the session's case, plane or slice
+        changed (a dose step leaves them in the browser's cache).
+        """
+        context = f"{view.case_id}|{view.plane}|{view.index}"
+        static = not session or self._contexts.get(session) != context
+        data = self.explorer.viewer_payload(view, session=session, wait=wait, static_slices=static)
+        if session and wait:
+            self._contexts.put(session, context)
+        return viewer_html(data, element_id=VIEWER_ID)
 
     # -- handlers --------------------------------------------------------------------------------
 

@@ -164,3 +164,21 @@ def test_initial_value_opens_on_the_lesion(served: dict[str, Any]) -> None:
     data = payload_of(value)
     assert index == tab.explorer.default_index(served["case_id"], "axial") == data["index"]
     assert count == data["count"] and served["case_id"] in info
+
+
+def test_a_dose_step_sends_only_what_the_dose_changes(served: dict[str, Any]) -> None:
+    client = served["client"]
+    first = payload_of(client.predict(*view_args(served, dose=52), api_name="/dose"))
+    second = payload_of(client.predict(*view_args(served, dose=53), api_name="/dose"))
+
+    def inline(data: dict[str, Any], key: str) -> bool:
+        panel = next(p for p in data["panels"] if p["key"] == key)
+        return bool(data["stacks"][panel["stack"]]["slices"])
+
+    assert all(inline(first, k) for k in ("native", "standard", "synthetic", "real"))
+    assert not inline(second, "native") and not inline(second, "standard")
+    assert inline(second, "synthetic") and inline(second, "real")
+    native = next(p for p in second["panels"] if p["key"] == "native")["stack"]
+    assert (
+        native == next(p for p in first["panels"] if p["key"] == "native")["stack"]
+    )  # cached by the browser
