@@ -95,3 +95,27 @@ def test_int16_label_map_reloads_exactly(tmp_path):
     path = save_nifti(Volume(labels), tmp_path / "labels.nii.gz", dtype="int16")
     back = load_volume(path).data
     np.testing.assert_array_equal(back, labels)
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "uint8", "int32"])
+def test_save_nifti_in_the_type_of_the_input_scan(
+    dtype: str, tmp_path: Path, make_volume: Callable[..., Volume]
+) -> None:
+    """Float data stored in another integer type: nibabel's slope/intercept, error at most half a slope."""
+    volume = make_volume(scale=900.0)
+    path = save_nifti(volume, tmp_path / f"v-{dtype}.nii.gz", dtype=dtype)
+    image = nib.load(path)
+    assert image.get_data_dtype() == np.dtype(dtype)
+    slope = float(image.dataobj.slope)
+    span = float(volume.data.max() - volume.data.min())
+    assert 0 < slope <= span / (np.iinfo(dtype).max - np.iinfo(dtype).min) * 1.01
+    assert np.abs(load_volume(path).data - volume.data).max() <= slope / 2 + 1e-3
+
+
+def test_integer_valued_data_fitting_the_type_is_stored_as_it_is(tmp_path: Path) -> None:
+    data = np.arange(6 * 5 * 4, dtype=np.float32).reshape(6, 5, 4)
+    path = save_nifti(Volume(data), tmp_path / "u8.nii", dtype="uint8")
+    image = nib.load(path)
+    assert image.get_data_dtype() == np.uint8
+    assert (float(image.dataobj.slope), float(image.dataobj.inter)) == (1.0, 0.0)
+    np.testing.assert_array_equal(load_volume(path).data, data)
