@@ -19,7 +19,7 @@ after every batch, which raises :class:`Stopped` when the job should stop.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,7 +43,7 @@ class Stopped(Exception):
 @dataclass
 class _Job:
     key: Hashable
-    waiters: set[str] = field(default_factory=set)
+    waiters: Counter[str] = field(default_factory=Counter)
     done: threading.Event = field(default_factory=threading.Event)
     fraction: float = 0.0
     result: np.ndarray | None = None
@@ -51,7 +51,13 @@ class _Job:
 
     @property
     def idle(self) -> bool:
-        return self.waiters <= {IDLE}
+        return set(self.waiters) <= {IDLE}
+
+    def drop(self, waiter: str) -> None:
+        """One wait of ``waiter`` ended (a session can wait twice for one volume: viewer and metrics)."""
+        self.waiters[waiter] -= 1
+        if self.waiters[waiter] <= 0:
+            del self.waiters[waiter]
 
 
 class VolumeJobs:
@@ -82,21 +88,22 @@ class VolumeJobs:
         if volume is not None:
             return volume
         with self._lock:
-            self._withdraw(session, keep=key)
-            self._wanted[session] = key
-            ticket = self._tickets[session] = self._tickets.get(session, 0) + 1
+            if self._wanted.get(session) != key:  # a new wish: earlier waits of this session are dropped
+                self._withdraw(session)
+                self._tickets[session] = self._tickets.get(session, 0) + 1
+                self._wanted[session] = key
+                self._forget_old_sessions()
+            ticket = self._tickets[session]
             job = self._jobs.get(key) or self._jobs.setdefault(key, _Job(key))
-            job.waiters.add(session)
+            job.waiters[session] += 1
             if job is not self._running:
                 self._jobs.move_to_end(key, last=False)  # the newest request goes first
             self._lock.notify_all()
         job.done.wait(timeout)
         with self._lock:
-            job.waiters.discard(session)
+            if session in job.waiters:
+                job.drop(session)
             superseded = self._tickets.get(session) != ticket
-            if not superseded:
-                self._wanted.pop(session, None)
-                self._tickets.pop(session, None)
         if superseded:
             return None
         if job.error is not None and not isinstance(job.error, Stopped):
@@ -107,11 +114,11 @@ class VolumeJobs:
         """Compute ``keys`` in this order while nothing interactive waits (replaces earlier prefetches)."""
         with self._lock:
             for key, job in list(self._jobs.items()):
-                if job.waiters == {IDLE} and job is not self._running:
+                if set(job.waiters) == {IDLE} and job is not self._running:
                     del self._jobs[key]
             for key in keys:
                 if self._cache.get(key) is None:
-                    self._jobs.setdefault(key, _Job(key)).waiters.add(IDLE)
+                    self._jobs.setdefault(key, _Job(key)).waiters[IDLE] = 1
             self._lock.notify_all()
 
     def progress(self, key: Hashable) -> float | None:
@@ -136,10 +143,18 @@ class VolumeJobs:
 
     # -- the worker ------------------------------------------------------------------------------
 
-    def _withdraw(self, session: str, keep: Hashable) -> None:
+    def _withdraw(self, session: str) -> None:
+        """Remove every wait of ``session`` from the job it wanted before (locked)."""
         old = self._wanted.get(session)
-        if old is not None and old != keep and old in self._jobs:
-            self._jobs[old].waiters.discard(session)
+        if old is not None and old in self._jobs:
+            self._jobs[old].waiters.pop(session, None)
+
+    def _forget_old_sessions(self, keep: int = 4096) -> None:
+        """Bound the per-session bookkeeping (locked): the oldest sessions are forgotten."""
+        while len(self._wanted) > keep:
+            oldest = next(iter(self._wanted))
+            self._wanted.pop(oldest, None)
+            self._tickets.pop(oldest, None)
 
     def _next(self) -> _Job:
         """The next job to run: the first one somebody waits for, else the first idle one (locked)."""

@@ -233,3 +233,18 @@ def test_idle_precomputation_yields_to_interactive_work() -> None:
         time.sleep(0.3)
         assert jobs.progress(9) in (0.0, None)  # paused while interactive work runs
     assert IDLE == "<idle>"
+
+
+def test_a_session_may_wait_twice_for_the_same_volume() -> None:
+    """The viewer and the metrics of one session both wait for the volume on screen: both get it."""
+    compute = SlowVolumes(steps=20)
+    jobs = VolumeJobs(compute)
+    got: list[Any] = []
+    waiters = [threading.Thread(target=lambda: got.append(jobs.get(4, "s"))) for _ in range(2)]
+    for w in waiters:
+        w.start()
+        time.sleep(0.05)
+    for w in waiters:
+        w.join(5)
+    assert len(got) == 2 and all(g is not None and float(g[0, 0, 0]) == 4.0 for g in got)
+    assert compute.started == [4] and compute.stopped == []
