@@ -352,38 +352,8 @@ class Explorer:
             stacks[sid].slices = self.stack_slices(sid, [index], session=session, wait=wait)
         syn_ready = bool(stacks[syn].slices) or not generator
         pending = busy or f"synthesizing the {format_dose(dose)} volume for the {plane} view…"
-        pct = format_dose(dose)
-        gen_label = generator or "no generator"
-        no_real = f"no acquisition at {pct} dose"
-        panels = [
-            Panel("native", "Native (pre-contrast)", stack=native),
-            Panel(
-                "synthetic",
-                f"Synthetic · {pct} · {gen_label}",
-                stack=syn,
-                message=None if generator else "no generator installed",
-                busy=None if syn_ready else pending,
-            ),
-            Panel(
-                "real",
-                f"Real · {pct} · {'acquired' if lc.acquired_volume(dose) is not None else 'simulated'}",
-                stack=real,
-                message=None if has_real else no_real,
-            ),
-            Panel("standard", "Standard dose (100 %)", stack=standard),
-            Panel("baseline", f"Linear baseline · {pct}", derive=Panel.lerp(native, standard, dose)),
-            Panel(
-                "difference",
-                "Synthetic − real (±25 % of window width)",
-                derive=Panel.difference(syn, real),
-                colormap="diverging",
-                units=SIGNAL_UNITS,
-                message=None
-                if (has_real and generator)
-                else (no_real if generator else "no generator installed"),
-                busy=None if syn_ready else pending,
-            ),
-        ]
+        acquired = lc.acquired_volume(dose) is not None
+        panels = self._panels(ids, dose, generator, has_real, acquired, None if syn_ready else pending)
         presets = self.presets(view.case_id, plane, index)
         return payload(
             group=GROUP,
@@ -403,6 +373,52 @@ class Explorer:
             prefetch=4,
             drag_scale=float(presets["Wide"].width) / 600,
         )
+
+    @staticmethod
+    def _panels(
+        ids: dict[str, str],
+        dose: float,
+        generator: str | None,
+        has_real: bool,
+        acquired: bool,
+        pending: str | None,
+    ) -> list[Panel]:
+        """The six panels: titles name the dose and generator; messages say what cannot be shown;
+        ``pending`` is the busy text of the synthetic and difference panels (None when ready)."""
+        pct = format_dose(dose)
+        no_real = f"no acquisition at {pct} dose"
+        missing_syn = None if generator else "no generator installed"
+        return [
+            Panel("native", "Native (pre-contrast)", stack=ids["native"]),
+            Panel(
+                "synthetic",
+                f"Synthetic · {pct} · {generator or 'no generator'}",
+                stack=ids["synthetic"],
+                message=missing_syn,
+                busy=pending,
+            ),
+            Panel(
+                "real",
+                f"Real · {pct} · {'acquired' if acquired else 'simulated'}",
+                stack=ids["real"],
+                message=None if has_real else no_real,
+            ),
+            Panel("standard", "Standard dose (100 %)", stack=ids["standard"]),
+            Panel(
+                "baseline",
+                f"Linear baseline · {pct}",
+                derive=Panel.lerp(ids["native"], ids["standard"], dose),
+            ),
+            Panel(
+                "difference",
+                "Synthetic − real (±25 % of window width)",
+                derive=Panel.difference(ids["synthetic"], ids["real"]),
+                colormap="diverging",
+                units=SIGNAL_UNITS,
+                message=missing_syn or (None if has_real else no_real),
+                busy=pending,
+            ),
+        ]
 
     @staticmethod
     def _display_shape(lc: LoadedCase, plane: str) -> tuple[int, int]:
