@@ -103,6 +103,7 @@ def launch(studio: Studio, host: str = "127.0.0.1", port: int = 7860, **kwargs: 
 def port_problem(host: str, port: int) -> str | None:
     """A one-line reason why the app could not listen on ``host:port`` (None when it can)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is free
         try:
             probe.bind((host, port))
         except OSError as exc:
