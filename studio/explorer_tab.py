@@ -213,6 +213,7 @@ class ExplorerTab:
         """Per-slice metrics, noise chart, dose–response chart and swipe pair of the view on screen."""
         view = self.view_of(case_id, generator, dose_pct, plane, index)
         session = _session(request)
+        self.explorer.prefetch_for(view)  # while the person looks: this dose's volume, its neighbours
         lc = self.explorer.library.get(view.case_id)
         window: Window = lc.presets["Brain T1"]
         swipe = self.explorer.swipe_pair(view, window)
@@ -302,8 +303,7 @@ class ExplorerTab:
             case_id = self.first_case
             index = self.explorer.default_index(case_id, "axial")
             view = View(case_id, self.first_generator, dose_from_percent(DEFAULT_DOSE_PCT), "axial", index)
-            value = self.viewer_value(view)
-            self.explorer.prefetch_for(view)
+            value = self.viewer_value(view)  # precomputation starts when a page opens (on_analysis)
             return value, index, self.explorer.slice_count(case_id, "axial"), self.case_info(case_id)
         except VCEInputError as exc:
             return "", 0, 2, f"**The first case could not be opened:** {exc}"
