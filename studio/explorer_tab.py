@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,8 @@ FAST = {"trigger_mode": "always_last", "concurrency_limit": 2, "show_progress": 
 ANALYSIS = {"trigger_mode": "always_last", "concurrency_limit": 1, "show_progress": "full"}
 """Event options of metrics and charts (Gradio's busy overlay on each output while it is recomputed)."""
 PRIVATE = {"api_visibility": "private"}
+_WAITING = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vce-wait")
+"""Threads that wait for whole volumes while the viewer event reports their progress."""
 VOLUME_HINT = "Per-volume metrics: press the button to compute them for the view above."
 
 VIEWER_JS = f"""
@@ -139,7 +143,9 @@ class ExplorerTab:
             f"acquired doses {doses} · {kind}"
         )
 
-    def viewer_value(self, view: View, *, session: str = "", wait: bool = True) -> str:
+    def viewer_value(
+        self, view: View, *, session: str = "", wait: bool = True, busy: str | None = None
+    ) -> str:
         """The viewer component's value (HTML carrying the payload) for ``view``.
 
         The native and standard-dose slice on screen travel only when the session's case, plane or slice
@@ -147,7 +153,7 @@ class ExplorerTab:
         """
         context = f"{view.case_id}|{view.plane}|{view.index}"
         static = not session or self._contexts.get(session) != context
-        data = self.explorer.viewer_payload(view, session=session, wait=wait, static_slices=static)
+        data = self.explorer.viewer_payload(view, session=session, wait=wait, busy=busy, static_slices=static)
         if session and wait:
             self._contexts.put(session, context)
         return viewer_html(data, element_id=VIEWER_ID)
@@ -169,14 +175,41 @@ class ExplorerTab:
         view = self.view_of(case_id, generator, dose_pct, plane, index)
         session = _session(request)
         explorer = self.explorer
-        ready = view.plane == "axial" or not view.generator
-        if not ready:
-            key = explorer.volume_key(view.case_id, view.generator, view.dose)  # type: ignore[arg-type]
-            ready = explorer.volumes.cached(key) is not None
-        if not ready:
-            yield self.viewer_value(view, session=session, wait=False)
+        if view.plane != "axial" and view.generator:
+            key = explorer.volume_key(view.case_id, view.generator, view.dose)
+            if explorer.volumes.cached(key) is None:
+                yield self.viewer_value(view, session=session, wait=False)
+                waiting = _WAITING.submit(explorer.volumes.get, key, session)
+                while not waiting.done():
+                    try:
+                        waiting.result(timeout=2.0)
+                    except FutureTimeout:
+                        done = explorer.volumes.progress(key) or 0.0
+                        what = f"the {format_dose(view.dose)} volume for the {view.plane} view"
+                        busy = f"synthesizing {what}… {done:.0%}"
+                        yield self.viewer_value(view, session=session, wait=False, busy=busy)
+                if waiting.result() is None:
+                    return  # the person moved on: the newer request shows its own view
         yield self.viewer_value(view, session=session, wait=True)
         explorer.prefetch_for(view)
+
+    def on_moved(
+        self,
+        case_id: str,
+        generator: str,
+        dose_pct: float,
+        plane: str,
+        request: gr.Request = None,  # type: ignore[assignment]
+    ) -> None:
+        """The dose, plane or case is being moved: this session's wait for another volume ends now, so
+        the request for the view it lands on does not queue behind a stale one."""
+        try:
+            dose = dose_from_percent(dose_pct, name="the dose")
+        except VCEInputError:
+            return
+        gen = self.explorer.generator_or_default(generator or None)
+        keep = self.explorer.volume_key(str(case_id), gen, dose) if gen and plane != "axial" else None
+        self.explorer.volumes.supersede(_session(request), keep=keep)
 
     def viewer_slices(self, requests: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
         """The viewer's loader: ``[{stack, index}, ...]`` (at most 64) → ``{stack: {index: base64}}``.
@@ -416,6 +449,9 @@ class ExplorerTab:
                 self.on_analysis, view, outputs, **ANALYSIS, **PRIVATE
             )
 
+        moved = {"show_progress": "hidden", "trigger_mode": "always_last", **PRIVATE}
+        for control in (c.dose, c.plane, c.case_dd, c.gen_dd):
+            control.input(self.on_moved, [c.case_dd, c.gen_dd, c.dose, c.plane], None, **moved)
         dose_event = c.dose.change(self.on_view, view, [c.viewer], api_name="dose", **FAST)
         dose_event.then(self.on_analysis, view, outputs, api_name="analysis", **ANALYSIS)
         c.dose.change(self.on_clear_volume, None, [c.vol_md], show_progress="hidden", **PRIVATE)

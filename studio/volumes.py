@@ -19,6 +19,7 @@ after every batch, which raises :class:`Stopped` when the job should stop.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
@@ -99,7 +100,13 @@ class VolumeJobs:
             if job is not self._running:
                 self._jobs.move_to_end(key, last=False)  # the newest request goes first
             self._lock.notify_all()
-        job.done.wait(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not job.done.wait(0.2):  # wake up now and then: the session may have moved on
+            with self._lock:
+                if self._tickets.get(session) != ticket:
+                    break
+            if deadline is not None and time.monotonic() > deadline:
+                break
         with self._lock:
             if session in job.waiters:
                 job.drop(session)
@@ -109,6 +116,17 @@ class VolumeJobs:
         if job.error is not None and not isinstance(job.error, Stopped):
             raise job.error
         return job.result
+
+    def supersede(self, session: str, keep: Hashable | None = None) -> None:
+        """``session`` moved on to ``keep`` (or nothing): its waits for any other volume end now (they
+        return None) and a job nobody else waits for stops at its next batch."""
+        with self._lock:
+            if keep is not None and self._wanted.get(session) == keep:
+                return
+            self._withdraw(session)
+            self._tickets[session] = self._tickets.get(session, 0) + 1
+            self._wanted.pop(session, None)
+            self._lock.notify_all()
 
     def prefetch(self, keys: list[Hashable]) -> None:
         """Compute ``keys`` in this order while nothing interactive waits (replaces earlier prefetches)."""

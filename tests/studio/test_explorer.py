@@ -248,3 +248,24 @@ def test_a_session_may_wait_twice_for_the_same_volume() -> None:
         w.join(5)
     assert len(got) == 2 and all(g is not None and float(g[0, 0, 0]) == 4.0 for g in got)
     assert compute.started == [4] and compute.stopped == []
+
+
+def test_moving_on_ends_a_stale_wait_at_once() -> None:
+    """A session's slider moved while it waited: supersede() ends that wait; keep= spares the new wish."""
+    compute = SlowVolumes(steps=200)
+    jobs = VolumeJobs(compute)
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(jobs.get(1, "s")))
+    waiter.start()
+    time.sleep(0.1)
+    jobs.supersede("s", keep=1)  # the same wish: nothing ends
+    time.sleep(0.3)
+    assert waiter.is_alive()
+    started = time.time()
+    jobs.supersede("s", keep=2)
+    waiter.join(5)
+    assert got == [None] and time.time() - started < 2.0
+    deadline = time.time() + 5
+    while 1 not in compute.stopped and time.time() < deadline:
+        time.sleep(0.05)
+    assert 1 in compute.stopped  # nobody waits for it any more
