@@ -93,7 +93,8 @@ class UploadTab:
     def __init__(self, uploads: UploadArea, generators: GeneratorRegistry) -> None:
         self.uploads = uploads
         self.generators = generators
-        self._stacks: LRU[tuple[Encoding, np.ndarray, tuple[float, float]]] = LRU(64)
+        # preview stacks of the latest uploads (about four uploads of five panels; arrays are shared)
+        self._stacks: LRU[tuple[Encoding, np.ndarray, tuple[float, float]]] = LRU(20)
 
     # -- handlers --------------------------------------------------------------------------------
 
