@@ -3,9 +3,9 @@
 Run ``python app.py`` (no arguments): builds a few demo phantom cases under ``data/demo/`` on the first
 run, loads every generator in ``assets/models/``, opens the reader-study database and serves the studio
 on http://127.0.0.1:7860. Options: ``--host``, ``--port``, ``--data DIR`` (a folder of case folders, real
-or phantom), ``--models DIR``, ``--db URL``; ``$VCE_DATA_DIR``, ``$VCE_MODELS_DIR`` and ``$VCE_DB_URL``
-stand in for missing flags (:class:`vce_core.settings.Settings`; the database defaults to SQLite in the
-data folder).
+or phantom), ``--models DIR``, ``--db URL``, ``--role all|reader|admin`` (``reader``: the blinded reader
+view only); ``$VCE_DATA_DIR``, ``$VCE_MODELS_DIR`` and ``$VCE_DB_URL`` stand in for missing flags
+(:class:`vce_core.settings.Settings`; the database defaults to SQLite in the data folder).
 
 This file is arguments, wiring and launch only: each tab is its own module in :mod:`studio` (and
 :mod:`reader_study.ui`). Tests build the app with :func:`build_app` and launch it themselves; the
@@ -26,11 +26,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from reader_study.ui import READER_JS  # noqa: E402
 from studio.demo import ensure_demo_cases  # noqa: E402
 from studio.explorer_tab import ExplorerTab  # noqa: E402
 from studio.upload_tab import UploadTab  # noqa: E402
-from studio.wiring import load_parts, mount_reader_study_tabs  # noqa: E402
+from studio.wiring import build_role_app, load_parts, mount_reader_study_tabs, reader_study_launch  # noqa: E402
 from vce_core.settings import ENV_DATA_DIR, Settings  # noqa: E402
 
 TITLE = "Dose-reduction review studio"
@@ -51,6 +50,7 @@ class Studio:
     explorer_tab: ExplorerTab
     upload_tab: UploadTab
     allowed_paths: list[str] = field(default_factory=list)
+    reader_study_launch: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
         """Stop the server of a launched studio."""
@@ -73,20 +73,27 @@ def build_app(settings: Settings, *, reader_study: bool = True, demo_study: bool
             explorer_tab.mount(blocks)
             upload_tab.mount(blocks)
             mount_reader_study_tabs(parts.study_service, parts.study_message)
-    return Studio(blocks, explorer_tab, upload_tab, allowed_paths=[str(parts.uploads.root.resolve())])
+    return Studio(
+        blocks,
+        explorer_tab,
+        upload_tab,
+        allowed_paths=[str(parts.uploads.root.resolve())],
+        reader_study_launch=reader_study_launch(parts.study_service),
+    )
 
 
 def launch(studio: Studio, host: str = "127.0.0.1", port: int = 7860, **kwargs: Any) -> tuple[Any, str, str]:
-    """Launch a studio built by :func:`build_app` with its CSS, keyboard script, footer and file access."""
+    """Launch a studio built by :func:`build_app` with its CSS, reader-study script and log-in routes,
+    footer and file access."""
+    options = dict(studio.reader_study_launch)
+    options["css"] = CSS + options.get("css", "")
     return studio.blocks.launch(
         server_name=host,
         server_port=port,
-        css=CSS,
-        js=READER_JS,  # reader tab keyboard: 1-5 answer, Enter submits (inactive outside that tab)
         footer_links=[],
         allowed_paths=studio.allowed_paths,
         show_error=True,
-        **kwargs,
+        **{**options, **kwargs},
     )
 
 
@@ -109,6 +116,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, 
         default=None,
         help="reader-study database URL (default $VCE_DB_URL or SQLite in the data folder)",
     )
+    parser.add_argument(
+        "--role",
+        choices=("all", "reader", "admin"),
+        default="all",
+        help="all: the all-in-one demo (not blinded); reader: the blinded reader view only; "
+        "admin: the study-admin view only (default all)",
+    )
     return parser, parser.parse_args(argv)
 
 
@@ -123,9 +137,17 @@ def main(argv: list[str] | None = None) -> None:
         ensure_demo_cases(settings.data_dir)
     elif not settings.data_dir.is_dir():
         parser.error(f"the data folder {settings.data_dir} does not exist (--data or ${ENV_DATA_DIR})")
-    studio = build_app(settings, demo_study=demo_mode)
+    if args.role != "all":
+        studio: Any = build_role_app(settings, args.role, demo_study=demo_mode)
+        _, url, _ = studio.blocks.launch(
+            server_name=args.host, server_port=args.port, prevent_thread_lock=True, quiet=True,
+            **studio.launch_options,
+        )  # fmt: skip
+    else:
+        studio = build_app(settings, demo_study=demo_mode)
+        print("Warning: the all-in-one app is not blinded; use --role reader for readers.", flush=True)
+        _, url, _ = launch(studio, args.host, args.port, prevent_thread_lock=True, quiet=True)
     print(f"Built the app in {time.perf_counter() - t0:.1f} s", flush=True)
-    _, url, _ = launch(studio, args.host, args.port, prevent_thread_lock=True, quiet=True)
     print(f"Serving the dose-reduction review studio on {url}", flush=True)
     try:
         studio.blocks.block_thread()

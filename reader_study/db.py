@@ -77,6 +77,8 @@ class Database:
             raise VCEInputError(
                 f"{url!r} is not a database URL", expected="an SQLAlchemy URL such as sqlite:///x.db"
             ) from exc
+        if parsed.drivername in ("postgresql", "postgres"):
+            parsed = parsed.set(drivername="postgresql+psycopg")  # the pinned driver (psycopg 3)
         self.url = parsed
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         kwargs: dict[str, Any] = {"echo": echo}
