@@ -299,7 +299,9 @@ def _results_section() -> dict[str, Any]:
 def _study_row(parts: dict[str, Any]) -> None:
     """The study picker with the status changes it allows (closing asks first)."""
     with gr.Row():
-        parts["study"] = gr.Dropdown(label="Study", choices=[], interactive=True, scale=3)
+        parts["study"] = gr.Dropdown(
+            label="Study", choices=[], interactive=True, scale=3, allow_custom_value=True
+        )
         parts["refresh"] = gr.Button("Refresh", scale=1)
         parts["open_btn"] = gr.Button("Open for reading", scale=1, visible=False)
         parts["close_btn"] = gr.Button("Close study…", scale=1, variant="stop", visible=False)

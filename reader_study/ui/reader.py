@@ -330,7 +330,9 @@ def reader_layout() -> ReaderLayout:
             parts["token"] = gr.Textbox(label="Access token", type="password", scale=4, max_lines=1)
             parts["login"] = gr.Button("Log in", variant="primary", scale=1)
     parts["message"] = gr.Markdown("", elem_id="rs-message")
-    parts["study_pick"] = gr.Dropdown(label="Study", choices=[], visible=False, interactive=True)
+    parts["study_pick"] = gr.Dropdown(
+        label="Study", choices=[], visible=False, interactive=True, allow_custom_value=True
+    )
     parts["instructions"] = gr.Markdown("", visible=False)
     with gr.Column(visible=False, elem_id="rs-reading") as parts["reading"]:
         with gr.Row():
