@@ -342,7 +342,7 @@ def reader_layout() -> ReaderLayout:
             with gr.Column(scale=3):
                 with gr.Row():
                     parts["viewer"] = gr.HTML("", elem_id="rs-viewer", padding=False)
-                    parts["reference"] = gr.HTML("", visible=False, label="Reference (standard dose)")
+                    parts["reference"] = gr.HTML("", visible=False, label="Reference")
             with gr.Column(scale=2):
                 parts["slots"] = _answer_slots()
                 parts["item"] = gr.Textbox(visible=False)
