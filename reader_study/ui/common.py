@@ -43,12 +43,12 @@ READER_JS = """
 """Keyboard shortcuts of the Reader view (keys 1-5 answer the first open question, Enter submits)."""
 
 READER_CSS = """
-.rs-missing { outline: 2px solid #dc2626 !important; outline-offset: 2px; border-radius: 8px; }
-.rs-missing:has(input:checked) { outline: none !important; }
+.rs-status { font-weight: 600; min-height: 1.2em; }
+#rs-back { display: none; }
 .rs-bar { height: 10px; border-radius: 5px; background: #e5e7eb; overflow: hidden; min-width: 160px; }
 .rs-bar > div { height: 10px; background: #2563eb; }
 """
-"""Style of the Reader view: the highlight of a missing answer clears as soon as it is given."""
+"""Style of the Reader view (the highlight of missing answers comes with the status line)."""
 
 _log = logging.getLogger("reader_study.ui")
 
@@ -75,10 +75,13 @@ class _ShownInPlace(Exception):
     """A message the handler shows in its own message area instead of raising a toast."""
 
 
-def notes_errors(action: str, n_outputs: int, message_index: int) -> Callable[[F], F]:
-    """Handler decorator like :func:`shows_errors`, but the message replaces output ``message_index`` and
-    every other of the ``n_outputs`` outputs stays as it is (a toast would mark every output of a big
-    view as failed and lose what the person was doing). The same policy decides the message."""
+def notes_errors(
+    action: str, n_outputs: int, message_index: int, shown: Callable[[str], Any] = str
+) -> Callable[[F], F]:
+    """Handler decorator like :func:`shows_errors`, but ``shown(message)`` replaces output
+    ``message_index`` and every other of the ``n_outputs`` outputs stays as it is (a toast would mark
+    every output of a big view as failed and lose what the person was doing). The same policy decides
+    the message."""
 
     def decorate(fn: F) -> F:
         inner = guarded(action, shown_as=_ShownInPlace, passthrough=(), logger=_log)(fn)
@@ -89,7 +92,7 @@ def notes_errors(action: str, n_outputs: int, message_index: int) -> Callable[[F
                 return inner(*args, **kwargs)
             except _ShownInPlace as exc:
                 out: list[Any] = [gr.update()] * n_outputs
-                out[message_index] = f"**{exc}**"
+                out[message_index] = shown(str(exc))
                 return out
 
         return wrapper  # type: ignore[return-value]

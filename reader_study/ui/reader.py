@@ -13,6 +13,7 @@ highlighted and a note; nothing else changes (what is chosen stays chosen).
 
 from __future__ import annotations
 
+import html
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -29,25 +30,31 @@ from ..service.views import QuestionView, ServedItem
 from .common import MAX_QUESTIONS, notes_errors, refuse, shows_errors
 from .session import LOGIN_JS, LOGOUT_JS, caller
 
-ITEM_OUTPUTS = (
-    "message",
-    "token",
-    "login_box",
-    "reading",
-    "study_pick",
-    "instructions",
-    "counter",
-    "bar",
-    "viewer",
-    "reference",
-    "item",
-    "back",
-)
-"""What a handler that shows an item returns, in order; the 3 × MAX_QUESTIONS answer slots follow."""
+VIEW_OUTPUTS = ("token", "login_box", "reading", "study_pick", "instructions", "reference_box")
+"""Layout outputs of the handlers that open a view (log-in, page load, study switch, back, log-out)."""
+ITEM_OUTPUTS = ("status", "counter", "bar", "viewer", "reference", "item")
+"""What every handler returns after the :data:`VIEW_OUTPUTS` (view handlers) or alone (submit), in order;
+the 3 × MAX_QUESTIONS answer slots follow. A submit returns plain values only: Gradio rebuilds a component
+for every ``gr.update``, which would cost more than storing the answers."""
 SLOT_CLASS = "rs-q"
-MISSING_CLASS = "rs-missing"
 PRESETS = {"Full range": (127.5, 255.0), "Brain": (110.0, 180.0), "Contrast": (150.0, 150.0)}
 """Window presets of the reader's viewer, (level, width) on the stored 0–255 images."""
+
+
+def status_html(message: str, *, missing: tuple[int, ...] = (), form: bool = True, back: bool = False) -> str:
+    """The status line with the view's state as a style sheet: the answer form hidden when there is
+    nothing to answer, Back shown when allowed, the ``missing`` answer slots outlined until answered."""
+    rules = []
+    if not form:
+        rules.append("#rs-form{display:none}")
+    if back:
+        rules.append("#rs-back{display:flex}")
+    for slot in missing:
+        rules.append(f"#rs-slot-{slot}{{outline:2px solid #dc2626;outline-offset:2px;border-radius:8px}}")
+        rules.append(f"#rs-slot-{slot}:has(input:checked){{outline:none}}")
+    style = f"<style>{''.join(rules)}</style>" if rules else ""
+    text = html.escape(message).replace("\n", "<br>")
+    return f'<div class="rs-status" role="status"{" data-missing" if missing else ""}>{text}</div>{style}'
 
 
 def progress_html(done: int, total: int) -> str:
@@ -134,7 +141,7 @@ def missing_slots(questions: list[QuestionView], values: tuple[Any, ...]) -> lis
 def _status_text(served: ServedItem) -> str:
     """Why there is no item to read."""
     if served.status == "done":
-        return "**All items are answered. Thank you!**"
+        return "All items are answered. Thank you!"
     if served.status == "washout" and served.available_at is not None:
         return f"Your next reading session opens on {served.available_at:%Y-%m-%d %H:%M} UTC (washout)."
     return "This study is not open for reading at the moment."
@@ -144,12 +151,26 @@ def _viewer(stack: list[np.ndarray], focus: int, plane: str) -> str:
     return viewer_html(payload(stack, focus=min(focus, len(stack) - 1), plane=plane, presets=PRESETS))
 
 
-def n_outputs() -> int:
-    """How many values an item-showing handler returns."""
-    return len(ITEM_OUTPUTS) + 3 * MAX_QUESTIONS
+def n_outputs(view: bool = False) -> int:
+    """How many values a submit (or, with ``view``, a view handler) returns."""
+    return (len(VIEW_OUTPUTS) if view else 0) + len(ITEM_OUTPUTS) + 3 * MAX_QUESTIONS
 
 
-UNCHANGED = gr.update()
+def _cleared(questions: list[QuestionView], answers: dict[str, Any]) -> list[Any]:
+    """Plain slot values for the next item of the same study: ``answers`` (back navigation) or empty."""
+    out: list[Any] = []
+    for i in range(MAX_QUESTIONS):
+        q = questions[i] if i < len(questions) else None
+        given = answers.get(q.key) if q is not None else None
+        if q is not None and q.kind == "real_vs_synthetic":
+            given = given or {}
+            confidence = given.get("confidence")
+            out += [given.get("value"), None if confidence is None else str(confidence), ""]
+        elif q is not None and q.kind == "free_text":
+            out += [None, None, given or ""]
+        else:
+            out += [given, None, ""]
+    return out
 
 
 class ReaderHandlers:
@@ -166,67 +187,59 @@ class ReaderHandlers:
             view = self._views.put(study, self.service.study_view(actor, study))
         return view
 
-    def _outputs(self, **values: Any) -> list[Any]:
-        out = [values.get(name, UNCHANGED) for name in ITEM_OUTPUTS]
-        return out + [UNCHANGED] * (3 * MAX_QUESTIONS)
-
-    def logged_out(self, note: str = "") -> list[Any]:
-        """The log-in form (reading view hidden) with ``note``."""
-        return self._outputs(
-            message=note,
-            token="",
-            login_box=gr.update(visible=True),
-            reading=gr.update(visible=False),
-            study_pick=gr.update(visible=False),
-            instructions=gr.update(visible=False),
-        )
-
-    def show(self, actor: Any, study: str, served: ServedItem, note: str = "") -> list[Any]:
-        """The outputs for ``served`` (an item, or why there is none) of ``study``."""
-        if served.status != "item":
-            return self._outputs(message=note + _status_text(served), reading=gr.update(visible=False))
+    def item(self, actor: Any, study: str, served: ServedItem, note: str = "") -> list[Any]:
+        """Plain values of :data:`ITEM_OUTPUTS` and the slots for ``served`` (an item, or why there is
+        none) of ``study``."""
         view = self.study_view(actor, study)
+        if served.status != "item":
+            empty = [None, None, ""] * MAX_QUESTIONS
+            return [status_html(note + _status_text(served), form=False), "", "", "", "", "", *empty]
         stack = self.service.ticket_images(actor, served.ticket)
-        reference = None
+        reference = ""
         if view["show_reference"]:
             reference = _viewer(
                 self.service.ticket_reference(actor, served.ticket), served.focus, served.plane
             )
         rounds = f" · reading {served.iteration} of {served.iterations}" if served.iterations > 1 else ""
-        out = self._outputs(
-            message=note,
-            login_box=gr.update(visible=False),
-            reading=gr.update(visible=True),
-            counter=f"**{served.position} / {served.total}**{rounds}",
-            bar=progress_html(served.done, served.total),
-            viewer=_viewer(stack, served.focus, served.plane),
-            reference=gr.update(value=reference or "", visible=reference is not None),
-            item=f"{served.ticket} {secrets.token_urlsafe(12)}",
-            back=gr.update(visible=served.can_back),
-        )
-        return out[: len(ITEM_OUTPUTS)] + slot_updates(view["questions"], served.answers)
+        return [
+            status_html(note, back=served.can_back),
+            f"**{served.position} / {served.total}**{rounds}",
+            progress_html(served.done, served.total),
+            _viewer(stack, served.focus, served.plane),
+            reference,
+            f"{served.ticket} {secrets.token_urlsafe(12)}",
+            *_cleared(view["questions"], served.answers),
+        ]
+
+    def logged_out(self, note: str = "") -> list[Any]:
+        """The log-in form (reading view hidden) with ``note``."""
+        hidden = gr.update(visible=False)
+        view = ["", gr.update(visible=True), hidden, hidden, hidden, hidden]
+        return [*view, status_html(note), *[gr.update()] * (n_outputs() - 1)]
 
     def enter(self, actor: Any, study: str | None, note: str = "") -> list[Any]:
         """Start or resume ``study`` (default: the reader's first open study) at the next item."""
         studies = [s["name"] for s in self.service.list_studies(actor)]
         if not studies:
-            return self._outputs(
-                message="You are not enrolled in an open study.",
-                login_box=gr.update(visible=False),
-                reading=gr.update(visible=False),
-            )
+            out = self.logged_out("You are not enrolled in an open study.")
+            out[VIEW_OUTPUTS.index("login_box")] = gr.update(visible=False)
+            return out
         study = study if study in studies else studies[0]
         view = self.study_view(actor, study)
         if len(view["questions"]) > MAX_QUESTIONS:
             refuse(f"This study has more than {MAX_QUESTIONS} questions; the reader view shows at most that.")
-        out = self.show(actor, study, self.service.next_item(actor, study), note)
-        out[ITEM_OUTPUTS.index("study_pick")] = gr.update(
-            choices=studies, value=study, visible=len(studies) > 1
-        )
-        out[ITEM_OUTPUTS.index("instructions")] = gr.update(visible=True, value=view["instructions"])
-        out[ITEM_OUTPUTS.index("login_box")] = gr.update(visible=False)
-        out[ITEM_OUTPUTS.index("token")] = ""
-        return out
+        served = self.service.next_item(actor, study)
+        items = self.item(actor, study, served, note)
+        layout = [
+            "",
+            gr.update(visible=False),
+            gr.update(visible=True),
+            gr.update(choices=studies, value=study, visible=len(studies) > 1),
+            gr.update(visible=True, value=view["instructions"]),
+            gr.update(visible=view["show_reference"]),
+        ]
+        slots = slot_updates(view["questions"], served.answers)
+        return [*layout, *items[: len(ITEM_OUTPUTS)], *slots]
 
     @shows_errors("opening the reading view")
     def load(self, request: gr.Request, study: str | None) -> list[Any]:
@@ -243,7 +256,7 @@ class ReaderHandlers:
         if note:
             return self.logged_out(note)
         actor = caller(self.service, request, "reader")
-        return self.enter(actor, study, f"Logged in as **{actor.display_name}**. ")
+        return self.enter(actor, study, f"Logged in as {actor.display_name}. ")
 
     @shows_errors("logging out")
     def logout(self) -> list[Any]:
@@ -255,7 +268,7 @@ class ReaderHandlers:
         """Switch to another of the reader's studies."""
         return self.enter(caller(self.service, request, "reader"), study)
 
-    @notes_errors("storing your answers", n_outputs(), ITEM_OUTPUTS.index("message"))
+    @notes_errors("storing your answers", n_outputs(), ITEM_OUTPUTS.index("status"), status_html)
     def submit(self, request: gr.Request, item: str, study: str | None, *values: Any) -> list[Any]:
         """Store the answers for the item the page shows (its ticket and idempotency key in ``item``)
         and show the next one; answers missing → only those questions are highlighted."""
@@ -266,9 +279,9 @@ class ReaderHandlers:
         questions = self.study_view(actor, study)["questions"]
         missing = missing_slots(questions, tuple(values))
         if missing:
-            out = self._outputs(message="**Please answer the highlighted questions.**")
-            for slot in missing:
-                out[len(ITEM_OUTPUTS) + slot] = gr.update(elem_classes=[SLOT_CLASS, MISSING_CLASS])
+            out: list[Any] = [gr.update()] * n_outputs()
+            out[0] = status_html("Please answer the highlighted questions.", missing=tuple(missing))
+            out[len(ITEM_OUTPUTS) :] = list(values)  # what was chosen stays chosen
             return out
         note = ""
         try:
@@ -276,7 +289,7 @@ class ReaderHandlers:
             note = "Answer already saved. " if result.status == "duplicate" else ""
         except AnswerConflict:
             note = "This image was already answered (in another window); here is your next one. "
-        return self.show(actor, study, self.service.next_item(actor, study), note)
+        return self.item(actor, study, self.service.next_item(actor, study), note)
 
     @shows_errors("going back")
     def back(self, request: gr.Request, item: str, study: str | None) -> list[Any]:
@@ -284,7 +297,8 @@ class ReaderHandlers:
         actor = caller(self.service, request, "reader")
         if study is None:
             refuse("There is no earlier item.")
-        return self.show(actor, study, self.service.previous_item(actor, str(item or "").split(" ")[0]))
+        served = self.service.previous_item(actor, str(item or "").split(" ")[0])
+        return [*[gr.update()] * len(VIEW_OUTPUTS), *self.item(actor, study, served)]
 
 
 @dataclass
@@ -294,13 +308,14 @@ class ReaderLayout:
     login_box: Any
     token: Any
     login: Any
-    message: Any
+    status: Any
     study_pick: Any
     instructions: Any
     reading: Any
     counter: Any
     bar: Any
     viewer: Any
+    reference_box: Any
     reference: Any
     item: Any
     slots: list[Any]
@@ -311,13 +326,23 @@ class ReaderLayout:
     def item_outputs(self) -> list[Any]:
         return [getattr(self, name) for name in ITEM_OUTPUTS] + self.slots
 
+    def view_outputs(self) -> list[Any]:
+        return [getattr(self, name) for name in VIEW_OUTPUTS] + self.item_outputs()
+
 
 def _answer_slots() -> list[Any]:
     slots: list[Any] = []
-    for _ in range(MAX_QUESTIONS):
-        slots.append(gr.Radio(choices=[], visible=False, elem_classes=[SLOT_CLASS]))
-        slots.append(gr.Radio(choices=[], visible=False, elem_classes=[SLOT_CLASS]))
-        slots.append(gr.Textbox(visible=False, lines=2, max_lines=6, elem_classes=[SLOT_CLASS]))
+    for i in range(MAX_QUESTIONS):
+        for kind in ("choice", "confidence"):
+            slot = 3 * i + (kind == "confidence")
+            slots.append(
+                gr.Radio(choices=[], visible=False, elem_classes=[SLOT_CLASS], elem_id=f"rs-slot-{slot}")
+            )
+        slots.append(
+            gr.Textbox(
+                visible=False, lines=2, max_lines=6, elem_classes=[SLOT_CLASS], elem_id=f"rs-slot-{3 * i + 2}"
+            )
+        )
     return slots
 
 
@@ -329,7 +354,7 @@ def reader_layout() -> ReaderLayout:
         with gr.Row():
             parts["token"] = gr.Textbox(label="Access token", type="password", scale=4, max_lines=1)
             parts["login"] = gr.Button("Log in", variant="primary", scale=1)
-    parts["message"] = gr.Markdown("", elem_id="rs-message")
+    parts["status"] = gr.HTML("", elem_id="rs-message", padding=False)
     parts["study_pick"] = gr.Dropdown(
         label="Study", choices=[], visible=False, interactive=True, allow_custom_value=True
     )
@@ -337,17 +362,19 @@ def reader_layout() -> ReaderLayout:
     with gr.Column(visible=False, elem_id="rs-reading") as parts["reading"]:
         with gr.Row():
             parts["counter"] = gr.Markdown("", elem_id="rs-counter")
-            parts["bar"] = gr.HTML("")
+            parts["bar"] = gr.HTML("", padding=False)
         with gr.Row():
             with gr.Column(scale=3):
                 with gr.Row():
                     parts["viewer"] = gr.HTML("", elem_id="rs-viewer", padding=False)
-                    parts["reference"] = gr.HTML("", visible=False, label="Reference")
-            with gr.Column(scale=2):
+                    with gr.Column(visible=False) as parts["reference_box"]:
+                        gr.Markdown("Reference")
+                        parts["reference"] = gr.HTML("", padding=False)
+            with gr.Column(scale=2, elem_id="rs-form"):
                 parts["slots"] = _answer_slots()
                 parts["item"] = gr.Textbox(visible=False)
                 with gr.Row():
-                    parts["back"] = gr.Button("Back", visible=False)
+                    parts["back"] = gr.Button("Back", elem_id="rs-back")
                     parts["submit"] = gr.Button("Submit", variant="primary", elem_id="rs-submit")
         parts["logout"] = gr.Button("Log out", size="sm", variant="secondary")
     return ReaderLayout(**parts)
@@ -355,26 +382,18 @@ def reader_layout() -> ReaderLayout:
 
 def _wire(blocks: gr.Blocks, ui: ReaderLayout, h: ReaderHandlers) -> None:
     """Connect the components to the handlers (neutral api names: nothing about the study in them)."""
-    outputs = ui.item_outputs()
+    view, items = ui.view_outputs(), ui.item_outputs()
     fast = {"concurrency_limit": None, "show_progress": "hidden"}
-    blocks.load(h.load, [ui.study_pick], outputs, api_visibility="private", **fast)
-    ui.login.click(
-        h.login, [ui.token, ui.study_pick], outputs, js=LOGIN_JS % "reader", api_name="r_login", **fast
-    )
-    ui.token.submit(
-        h.login, [ui.token, ui.study_pick], outputs, js=LOGIN_JS % "reader", api_visibility="private", **fast
-    )
-    ui.study_pick.input(h.pick, [ui.study_pick], outputs, api_name="r_study", **fast)
+    login_js = LOGIN_JS % "reader"
+    blocks.load(h.load, [ui.study_pick], view, api_visibility="private", **fast)
+    ui.login.click(h.login, [ui.token, ui.study_pick], view, js=login_js, api_name="r_login", **fast)
+    ui.token.submit(h.login, [ui.token, ui.study_pick], view, js=login_js, api_visibility="private", **fast)
+    ui.study_pick.input(h.pick, [ui.study_pick], view, api_name="r_study", **fast)
     ui.submit.click(
-        h.submit,
-        [ui.item, ui.study_pick, *ui.slots],
-        outputs,
-        api_name="r_submit",
-        trigger_mode="once",
-        **fast,
+        h.submit, [ui.item, ui.study_pick, *ui.slots], items, api_name="r_submit", trigger_mode="once", **fast
     )
-    ui.back.click(h.back, [ui.item, ui.study_pick], outputs, api_name="r_back", **fast)
-    ui.logout.click(h.logout, None, outputs, js=LOGOUT_JS % "reader", api_visibility="private", **fast)
+    ui.back.click(h.back, [ui.item, ui.study_pick], view, api_name="r_back", **fast)
+    ui.logout.click(h.logout, None, view, js=LOGOUT_JS % "reader", api_visibility="private", **fast)
 
 
 def mount_reader_tab(service: ReaderStudyService, blocks: gr.Blocks | None = None) -> ReaderHandlers:

@@ -49,8 +49,8 @@ V1_ROWS = [
     "washout_days, min_distance, spec, created_at) VALUES (1, 'old', '', 'open', 1, false, false, 1, 0, 0, "
     "'{}', '2026-01-01 00:00:00')",
     "INSERT INTO question (id, study_id, key, position, kind, text, required, options) VALUES "
-    "(1, 1, 'q', 0, 'likert', 'Quality', true, '{\"anchors\": {\"1\": \"a\", \"2\": \"b\", "
-    "\"3\": \"c\", \"4\": \"d\", \"5\": \"e\"}}')",
+    '(1, 1, \'q\', 0, \'likert\', \'Quality\', true, \'{"anchors": {"1": "a", "2": "b", '
+    '"3": "c", "4": "d", "5": "e"}}\')',
     'INSERT INTO "case" (id, study_id, case_key, source_path, window_low, window_high, slices, plane) '
     "VALUES (1, 1, 'c1', '', 0, 1, '[3, 4, 5, 6, 7]', 'axial')",
     "INSERT INTO item (id, public_id, study_id, case_id, condition, dose, generator, n_slices, is_reference) "

@@ -18,7 +18,7 @@ from gradio_client import Client
 from reader_study.auth import SYSTEM
 from reader_study.ui import MAX_QUESTIONS, AdminHandlers, ReaderHandlers
 from reader_study.ui.admin import RESULT_OUTPUTS
-from reader_study.ui.reader import ITEM_OUTPUTS
+from reader_study.ui.reader import ITEM_OUTPUTS, VIEW_OUTPUTS
 from reader_study.ui.session import HEADERS
 from support import make_service, spec_dict, write_disc_cases
 
@@ -112,13 +112,13 @@ def test_missing_answers_are_highlighted_in_place_and_replays_are_harmless(app) 
     partial[3] = partial[10] = None  # question 2 and the confidence of question 4 left out
     out = reader.predict(item, "t-study", *partial, api_name="/r_submit")
     assert "highlighted" in out[0]
-    updates = [v for v in out[1:] if isinstance(v, dict)]
-    highlighted = [u for u in updates if "rs-missing" in (u.get("elem_classes") or [])]
-    assert len(highlighted) == 2
+    outlined = set(re.findall(r"#rs-slot-(\d+)\{outline:2px", out[0]))
+    assert outlined == {"3", "10"}  # exactly the two missing answers
     unchanged = {"__type__": "update"}
-    for u in updates:  # nothing else changes (Gradio spells an empty update of gr.HTML with empty props)
-        assert set(u) - {"__type__", "elem_classes"} <= {"props"} and u.get("props", unchanged) == unchanged, u
-    assert not any(isinstance(v, str) and ITEM.fullmatch(v) for v in out)  # still the same item
+    for u in out[1 : len(ITEM_OUTPUTS)]:  # nothing else changes (gr.HTML spells it with empty props)
+        assert isinstance(u, dict) and u.get("props", unchanged) == unchanged and u["__type__"] == "update", u
+    given = [v for v in out[len(ITEM_OUTPUTS) :]]
+    assert given[:11] == [("" if v is None and k % 3 == 2 else v) for k, v in enumerate(partial[:11])]
     before = len(svc.answers_frame(SYSTEM, "t-study"))
     first = reader.predict(item, "t-study", *answers("2"), api_name="/r_submit")
     assert "2 / 6" in " ".join(str(v) for v in first)
@@ -159,17 +159,20 @@ def test_handlers_are_called_directly(tmp_path: Path) -> None:
     out = svc.create_study(SYSTEM, spec_dict(tmp_path, readers=1))
     reader = ReaderHandlers(svc)
     request = _request(svc.login(out["readers"][0]["token"])[1])
-    shown = dict(zip(ITEM_OUTPUTS, reader.login(request, "", None), strict=False))
-    assert shown["counter"] == "**1 / 6**" and shown["message"].startswith("Logged in as **Reader 1**")
-    assert 'class="vce-viewer"' in shown["viewer"]
-    after = dict(zip(ITEM_OUTPUTS, reader.submit(request, shown["item"], "t-study", *answers("2")), strict=False))
+    shown = dict(zip(VIEW_OUTPUTS + ITEM_OUTPUTS, reader.login(request, "", None), strict=False))
+    assert shown["counter"] == "**1 / 6**" and "Logged in as Reader 1" in shown["status"]
+    assert 'class="vce-viewer"' in shown["viewer"] and shown["login_box"]["visible"] is False
+    after = dict(
+        zip(ITEM_OUTPUTS, reader.submit(request, shown["item"], "t-study", *answers("2")), strict=False)
+    )
     assert after["counter"] == "**2 / 6**" and after["item"] != shown["item"]
     assert svc.progress(SYSTEM, "t-study", reader_id=1)["done"] == 1
     refused = reader.submit(gr.Request(headers={}, cookies={}), after["item"], "t-study", *answers())
     assert "log in" in refused[0].lower() and all(v == gr.update() for v in refused[1:])
+    assert "data-missing" in reader.submit(request, after["item"], "t-study", *empty())[0]
     with pytest.raises(gr.Error, match="does not allow going back"):  # a refusal of the service
         reader.back(request, after["item"], "t-study")
-    assert reader.logged_out()[ITEM_OUTPUTS.index("login_box")]["visible"] is True
+    assert reader.logged_out()[VIEW_OUTPUTS.index("login_box")]["visible"] is True
 
     admin = AdminHandlers(svc)
     admin_request = _request(svc.login(svc.create_admin(SYSTEM, "Admin")[1])[1], "admin")
