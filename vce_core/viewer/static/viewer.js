@@ -445,14 +445,16 @@
         }
       }
       if (!wanted.length) return;
+      let got = 0;
       Promise.resolve(loader(wanted)).then((answer) => {
         for (const [id, byIndex] of Object.entries(answer || {})) {
-          for (const [k, b64] of Object.entries(byIndex || {})) if (b64) store(id, Number(k), b64);
+          for (const [k, b64] of Object.entries(byIndex || {})) if (b64) { store(id, Number(k), b64); got++; }
         }
       }).catch((err) => console.warn("vce viewer: loading slices failed", err)).finally(() => {
         for (const w of wanted) this.inflight.delete(w.stack + "#" + w.index);
         this.draw();
-        if (wanted.some((w) => w.index === this.index)) this.prefetch();
+        // the person may have scrolled on meanwhile; ask again only if the loader had something to give
+        if (got > 0) this.prefetch();
       });
     }
   }
