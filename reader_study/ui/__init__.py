@@ -1,11 +1,13 @@
 """Gradio pieces of the reader study: the Reader tab and the Study-admin tab (thin: they call the service).
 
-Mount inside the app's ``gr.Blocks``::
+Mount inside the app's ``gr.Blocks``, or build a one-role deployment::
 
     with gr.Blocks() as demo:
         ...
         mount_reader_study(service)          # adds the tabs "Reader study" and "Study admin"
-    demo.launch(js=READER_JS)                 # keys 1-5 answer, Enter submits
+    demo.launch(**launch_kwargs(service))     # log-in routes, viewer, keys 1-5 / Enter
+
+    reader_app(service).launch(**launch_kwargs(service, ("reader",)))  # the blinded reader deployment
 
 Each tab is a module: :mod:`.reader` and :mod:`.admin` hold a handler class (callable directly, e.g. by
 tests) and a layout that is wired to it; :mod:`.common` holds the error policy of the handlers
@@ -16,9 +18,9 @@ Blinding, following ``gradio-notes.md``:
 - identity is never in the page: the log-in posts the token to ``/rs/session`` (:mod:`.session`), which
   sets an HttpOnly cookie; every handler resolves the caller from it (or from a header, for API clients)
   and the service re-checks role and ownership;
-- images leave as the stack viewer's payload (:mod:`vce_core.viewer`: raw bytes, so the size depends on
-  the slice shape only); the item's public id stays on the server, the page holds only a random ticket of
-  the reader's assignment;
+- images leave as the shared stack viewer's payload (:mod:`vce_core.viewer`: raw uint8 bytes, so the
+  size depends on the slice shape only); the item's public id stays on the server, the page holds only
+  a random ticket of the reader's assignment;
 - reader endpoints have neutral ``api_name`` values (``/r_login``, ``/r_submit``, ...), and no condition,
   dose, generator, case id or file name is in any value, label or choice sent to a reader;
 - :func:`reader_app` builds a deployment with the reader view only (no explorer, no admin endpoint).
@@ -30,7 +32,7 @@ from typing import Any
 
 import gradio as gr
 
-from vce_core.viewer import VIEWER_CSS, VIEWER_JS
+from vce_core.viewer import head_html
 
 from ..service import ReaderStudyService
 from .admin import AdminHandlers, mount_admin_tab
@@ -52,9 +54,9 @@ __all__ = [
     "reader_app",
 ]
 
-PAGE_JS = "() => { (" + READER_JS.strip() + ")(); (" + VIEWER_JS.strip() + ")(); }"
-"""Everything the reader-study views need in the browser (keys, stack viewer): ``launch(js=PAGE_JS)``."""
-PAGE_CSS = READER_CSS + VIEWER_CSS
+PAGE_JS = READER_JS
+"""The reader view's keyboard script: ``launch(js=PAGE_JS)``."""
+PAGE_CSS = READER_CSS
 """Style of the reader-study views: ``launch(css=PAGE_CSS)``."""
 READER_TITLE = "Reader study"
 
@@ -88,10 +90,12 @@ def admin_app(service: ReaderStudyService) -> gr.Blocks:
 def launch_kwargs(
     service: ReaderStudyService, roles: tuple[str, ...] = ("reader", "admin")
 ) -> dict[str, Any]:
-    """What ``Blocks.launch`` needs for the reader-study views: the log-in routes of ``roles``, the page
-    script and style, no footer links, errors shown (they are written for people)."""
+    """What ``Blocks.launch`` needs for the reader-study views: the log-in routes of ``roles``, the shared
+    stack viewer (``head``), the page script and style, no footer links, errors shown (they are written
+    for people)."""
     return {
         "app_kwargs": {"routes": session_routes(service, roles)},
+        "head": head_html(),
         "js": PAGE_JS,
         "css": PAGE_CSS,
         "footer_links": [],

@@ -110,8 +110,8 @@ class AdminHandlers:
         """Page (re)load: the admin view when the browser holds an admin session, else the log-in."""
         try:
             self.actor(request)
-        except AccessDenied:
-            return self.logged_out("")
+        except AccessDenied:  # the page already shows the log-in; a log-in made meanwhile stays shown
+            return tuple(gr.update() for _ in range(10))
         return self.login(request, "")
 
     @shows_errors("refreshing the studies")

@@ -22,7 +22,7 @@ import gradio as gr
 import numpy as np
 
 from vce_core.cache import LRU
-from vce_core.viewer import payload, viewer_html
+from vce_core.viewer import Encoding, Panel, Stack, payload, viewer_html
 
 from ..errors import AccessDenied, AnswerConflict, StudyStateError
 from ..service import ReaderStudyService
@@ -37,7 +37,8 @@ ITEM_OUTPUTS = ("status", "counter", "bar", "viewer", "reference", "item")
 the 3 × MAX_QUESTIONS answer slots follow. A submit returns plain values only: Gradio rebuilds a component
 for every ``gr.update``, which would cost more than storing the answers."""
 SLOT_CLASS = "rs-q"
-PRESETS = {"Full range": (127.5, 255.0), "Brain": (110.0, 180.0), "Contrast": (150.0, 150.0)}
+FULL_RANGE = "Full range"
+PRESETS = {FULL_RANGE: (127.5, 255.0), "Brain": (110.0, 180.0), "Contrast": (150.0, 150.0)}
 """Window presets of the reader's viewer, (level, width) on the stored 0–255 images."""
 
 
@@ -147,8 +148,29 @@ def _status_text(served: ServedItem) -> str:
     return "This study is not open for reading at the moment."
 
 
-def _viewer(stack: list[np.ndarray], focus: int, plane: str) -> str:
-    return viewer_html(payload(stack, focus=min(focus, len(stack) - 1), plane=plane, presets=PRESETS))
+def _viewer(stack: list[np.ndarray], focus: int, plane: str, element_id: str, ticket: str) -> str:
+    """The shared stack viewer with every slice inline, uint8 as stored (the encoded size depends only on
+    the number and shape of the slices). The stack id and context come from the assignment's random
+    ticket: the browser caches slices per stack id, and a new context resets slice and window."""
+    encoding = Encoding("uint8")
+    stack_id = f"{element_id}-{ticket}"
+    data = payload(
+        group=element_id,
+        panels=[Panel("image", "", stack=stack_id)],
+        stacks={stack_id: Stack(encoding, {k: encoding.encode(s) for k, s in enumerate(stack)}, lazy=False)},
+        count=len(stack),
+        index=min(focus, len(stack) - 1),
+        shape=stack[0].shape,
+        spacing=(1.0, 1.0),
+        window=PRESETS[FULL_RANGE],
+        preset=FULL_RANGE,
+        presets=PRESETS,
+        plane=plane,
+        context=ticket,
+        columns=1,
+        prefetch=0,
+    )
+    return viewer_html(data, element_id=element_id)
 
 
 def n_outputs(view: bool = False) -> int:
@@ -205,7 +227,7 @@ class ReaderHandlers:
             status_html(note, back=served.can_back),
             f"**{served.position} / {served.total}**{rounds}",
             progress_html(served.done, served.total),
-            _viewer(stack, served.focus, served.plane),
+            _viewer(stack, served.focus, served.plane, "rs-item", served.ticket),
             reference,
             f"{served.ticket} {secrets.token_urlsafe(12)}",
             *_cleared(view["questions"], served.answers),
@@ -246,8 +268,8 @@ class ReaderHandlers:
         """Page (re)load: resume where the reader is when the browser holds a session, else the log-in."""
         try:
             actor = caller(self.service, request, "reader")
-        except AccessDenied:
-            return self.logged_out()
+        except AccessDenied:  # the page already shows the log-in; a log-in made meanwhile stays shown
+            return [gr.update()] * n_outputs(view=True)
         return self.enter(actor, study)
 
     @shows_errors("logging in")

@@ -4,6 +4,7 @@ file names or error text, and payload sizes that are the same for every conditio
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
@@ -20,7 +21,6 @@ from reader_study.auth import SYSTEM
 from reader_study.models import Assignment, Item
 from reader_study.ui import MAX_QUESTIONS, launch_kwargs, reader_app
 from support import FakeGenerator, make_service, spec_dict, write_disc_cases
-from vce_core.viewer import decode_payload
 
 FORBIDDEN = [
     "real_standard_dose",
@@ -41,7 +41,7 @@ FORBIDDEN = [
     "a_login",
     "a_export",
 ]
-PAYLOAD = re.compile(r'data-payload="([^"]*)"')
+PAYLOAD = re.compile(r'data-vce-viewer="([^"]*)"')
 ITEM = re.compile(r"[\w-]{22} [\w-]{16}")
 
 
@@ -102,13 +102,18 @@ def test_curious_reader_learns_no_condition(deployment) -> None:
         item = next((v for v in shown if isinstance(v, str) and ITEM.fullmatch(v)), None)
         if item is None:
             break
-        viewer = next(v for v in shown if isinstance(v, str) and "data-payload" in v)
+        viewer = next(v for v in shown if isinstance(v, str) and "data-vce-viewer" in v)
         payload = json.loads(html.unescape(PAYLOAD.search(viewer).group(1)))
-        stack = decode_payload(payload)
-        assert stack.dtype == "uint8" and stack.shape[0] == 3
-        without_pixels = text.replace(payload["pixels"], "")
+        (stack,) = payload["stacks"].values()
+        assert stack["dtype"] == "uint8" and len(stack["slices"]) == payload["count"] == 3
+        pixels = "".join(stack["slices"].values())
+        slice_bytes = [len(base64.b64decode(v)) for v in stack["slices"].values()]
+        assert slice_bytes == [payload["rows"] * payload["cols"]] * 3  # raw uint8, uncompressed
+        without_pixels = text
+        for encoded in stack["slices"].values():
+            without_pixels = without_pixels.replace(encoded, "")
         if shown_by_submit:  # (the first view also carries the log-in note and the instructions)
-            features[truth[item.split(" ")[0]]].append((len(payload["pixels"]), len(without_pixels)))
+            features[truth[item.split(" ")[0]]].append((len(pixels), len(without_pixels)))
         shown = client.predict(item, "t-study", *_answers(), api_name="/r_submit")
         shown_by_submit = True
     assert "All items are answered" in text

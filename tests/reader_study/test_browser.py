@@ -41,11 +41,11 @@ def _browser(p: Any) -> Any:
 
 def _log_in(page: Any, url: str, token: str) -> None:
     page.goto(url)
-    page.wait_for_function("() => window.__rsKeys === true && window.__vceViewer === true", timeout=TIMEOUT_MS)
+    page.wait_for_function("() => window.__rsKeys === true && !!window.VCEViewer", timeout=TIMEOUT_MS)
     page.get_by_label("Access token").fill(token)
     page.get_by_role("button", name="Log in").first.click()
     page.locator("#rs-reading").wait_for(state="visible", timeout=TIMEOUT_MS)
-    page.locator("#rs-viewer canvas").wait_for(timeout=TIMEOUT_MS)
+    page.locator("#rs-viewer .vce-canvas").first.wait_for(timeout=TIMEOUT_MS)
 
 
 def _groups(page: Any) -> Any:
@@ -69,26 +69,30 @@ def _focus_of_current(svc: Any, reader_id: int) -> int:
         )
 
 
+def _state(page: Any) -> dict[str, Any]:
+    return page.evaluate("VCEViewer.state('rs-item')")
+
+
 def _viewer_checks(page: Any, focus: int) -> None:
-    """Wheel, drag and a preset on the stack viewer, checked through its data attributes."""
-    viewer = page.locator("#rs-viewer .vce-viewer")
-    assert viewer.get_attribute("data-slice") == str(focus)  # opens on the most relevant slice
-    box = page.locator("#rs-viewer .vce-stage").bounding_box()
+    """Wheel, drag and a preset on the shared stack viewer, checked through its state."""
+    page.wait_for_function("() => VCEViewer.state('rs-item') !== null", timeout=TIMEOUT_MS)
+    start = _state(page)
+    assert start["index"] == focus and start["count"] == 3  # opens on the most relevant slice
+    box = page.locator("#rs-viewer .vce-canvas").first.bounding_box()
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     page.mouse.move(cx, cy)
-    start = int(viewer.get_attribute("data-slice"))
-    page.mouse.wheel(0, 120 if start == 0 else -120)
-    time.sleep(0.2)
-    assert viewer.get_attribute("data-slice") == str(start + 1 if start == 0 else start - 1)
+    page.mouse.wheel(0, 120 if focus == 0 else -120)
+    page.wait_for_function(f"() => VCEViewer.state('rs-item').index !== {focus}", timeout=TIMEOUT_MS)
+    assert _state(page)["index"] == (1 if focus == 0 else focus - 1)
     page.mouse.down()
-    page.mouse.move(cx + 60, cy - 40, steps=6)
+    page.mouse.move(cx + 60, cy - 40, steps=6)  # right: wider window; up: lower level
     page.mouse.up()
-    level, width = (float(v) for v in viewer.get_attribute("data-window").split(","))
-    assert width == pytest.approx(255 + 60) and level == pytest.approx(127.5 + 20)
-    page.get_by_role("button", name="Brain").click()
-    assert viewer.get_attribute("data-window") == "110.0,180.0"
-    canvas = page.locator("#rs-viewer canvas").bounding_box()
-    assert canvas["width"] >= 3 * 24  # enlarged (drawn with interpolation) well beyond the 24-px slices
+    dragged = _state(page)
+    assert dragged["width"] > start["width"] and dragged["level"] < start["level"] and dragged["preset"] == ""
+    page.locator("#rs-viewer .vce-preset", has_text="Brain").click()
+    chosen = _state(page)
+    assert (chosen["level"], chosen["width"], chosen["preset"]) == (110.0, 180.0, "Brain")
+    assert box["width"] >= 3 * 24  # enlarged (drawn with interpolation) well beyond the 24-px slices
 
 
 def _outlines(page: Any, groups: Any) -> list[bool]:
