@@ -273,7 +273,11 @@ def score_figure(answers: pd.DataFrame) -> go.Figure:
     questions = list(dict.fromkeys(summary["question"]))
     arms = list(dict.fromkeys(summary["arm"]))
     fig = make_subplots(
-        rows=max(len(questions), 1), cols=1, shared_xaxes=True, subplot_titles=questions, vertical_spacing=0.08
+        rows=max(len(questions), 1),
+        cols=1,
+        shared_xaxes=True,
+        subplot_titles=questions,
+        vertical_spacing=0.08,
     )
     colours = ("#b91c1c", "#f97316", "#facc15", "#84cc16", "#15803d")
     for row, question in enumerate(questions, start=1):

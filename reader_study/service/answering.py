@@ -24,7 +24,8 @@ from ..errors import AccessDenied, AnswerConflict, StudyStateError
 from ..models import Answer, Assignment, AuditEvent, Item, Reader, Study, Submission, as_utc, utcnow
 from .answers import StoredAnswer, validate_answers
 from .base import ServiceBase, audit_denials, current_iteration, first_open_position
-from .views import SubmitResult
+from .reading import next_in
+from .views import ServedItem, SubmitResult
 
 
 def _time_on_task(a: Assignment, now: datetime) -> int | None:
@@ -203,6 +204,17 @@ def _replayed(s: Session, reader: Reader, key: str, target: _Target) -> SubmitRe
     return SubmitResult("duplicate", 0, next(iter(durations), None))
 
 
+def _submit_in(s: Session, reader: Reader, ticket: str, key: str, answers: Mapping[str, Any]) -> SubmitResult:
+    """A submit inside the caller's write session (see :meth:`Answering.submit`)."""
+    target, iteration = _ticket_target(s, reader, ticket)
+    replay = _replayed(s, reader, key, target)
+    if replay is not None:
+        return replay
+    result = _answer(s, target, iteration, answers)
+    s.add(Submission(reader_id=reader.id, key=key, assignment_id=target.assignment.id, status=result.status))
+    return result
+
+
 def _check_key(key: str) -> str:
     key = str(key or "")
     if not 8 <= len(key) <= 64:
@@ -226,18 +238,30 @@ class Answering(ServiceBase):
 
         def once() -> SubmitResult:
             with self.db.write() as s:
+                return _submit_in(s, _locked_reader(s, actor), ticket, key, answers)
+
+        return _retry_once(once)
+
+    @audit_denials
+    def submit_and_next(
+        self, actor: Actor, ticket: str, key: str, answers: Mapping[str, Any], study: str
+    ) -> tuple[str, ServedItem]:
+        """:meth:`submit`, then the reader's next item of ``study`` (:meth:`next_item`), in one transaction.
+
+        Returns the submit's status (``stored``, ``duplicate``, ``changed``, or ``conflict``: the item was
+        already answered differently, e.g. in another window; nothing stored) and the next item.
+        """
+        key = _check_key(key)
+
+        def once() -> tuple[str, ServedItem]:
+            with self.db.write() as s:
                 reader = _locked_reader(s, actor)
-                target, iteration = _ticket_target(s, reader, ticket)
-                replay = _replayed(s, reader, key, target)
-                if replay is not None:
-                    return replay
-                result = _answer(s, target, iteration, answers)
-                s.add(
-                    Submission(
-                        reader_id=reader.id, key=key, assignment_id=target.assignment.id, status=result.status
-                    )
-                )
-                return result
+                try:
+                    status = _submit_in(s, reader, ticket, key, answers).status
+                except AnswerConflict:  # raised before anything is written
+                    status = "conflict"
+                _, st = enrolled_study(s, actor, study)
+                return status, next_in(s, reader, st)
 
         return _retry_once(once)
 

@@ -61,6 +61,32 @@ def _serve(s: Session, study: Study, a: Assignment, total: int, done: int) -> Se
     )
 
 
+def next_in(s: Session, reader: Reader, st: Study) -> ServedItem:
+    """The reader's next unanswered item of ``st``, stamped as served, inside the caller's write session."""
+    if st.status != "open":
+        return ServedItem(status="closed", iterations=st.repeat_reads)
+    iteration, opens = current_iteration(s, st, reader)
+    if iteration is None:
+        total = _count(s, _iteration_queue(reader, st, st.repeat_reads))
+        return ServedItem(
+            status="done", total=total, done=total, iteration=st.repeat_reads, iterations=st.repeat_reads
+        )
+    if opens is not None and opens > utcnow():
+        return ServedItem(
+            status="washout", iteration=iteration, iterations=st.repeat_reads, available_at=opens
+        )
+    queue = _iteration_queue(reader, st, iteration).subquery()
+    total, done = s.execute(select(func.count(), func.count(queue.c.completed_at))).one()
+    a = s.scalar(
+        _iteration_queue(reader, st, iteration)
+        .where(Assignment.completed_at.is_(None))
+        .order_by(Assignment.position)
+        .limit(1)
+    )
+    assert a is not None
+    return _serve(s, st, a, total, done)
+
+
 def _owns(s: Session, reader: Reader, item: Item) -> bool:
     """Whether ``item`` is in the reader's queue (any iteration)."""
     owned = s.scalar(
@@ -91,29 +117,7 @@ class Reading(ServiceBase):
         """The reader's next unanswered item (exact resume) and stamp the time it is served."""
         with self.db.write() as s:
             reader, st = enrolled_study(s, actor, study)
-            if st.status != "open":
-                return ServedItem(status="closed", iterations=st.repeat_reads)
-            iteration, opens = current_iteration(s, st, reader)
-            if iteration is None:
-                total = _count(s, _iteration_queue(reader, st, st.repeat_reads))
-                return ServedItem(
-                    status="done",
-                    total=total,
-                    done=total,
-                    iteration=st.repeat_reads,
-                    iterations=st.repeat_reads,
-                )
-            if opens is not None and opens > utcnow():
-                return ServedItem(
-                    status="washout", iteration=iteration, iterations=st.repeat_reads, available_at=opens
-                )
-            queue = _iteration_queue(reader, st, iteration)
-            a = s.scalar(
-                queue.where(Assignment.completed_at.is_(None)).order_by(Assignment.position).limit(1)
-            )
-            assert a is not None
-            done = _count(s, queue.where(Assignment.completed_at.is_not(None)))
-            return _serve(s, st, a, _count(s, queue), done)
+            return next_in(s, reader, st)
 
     @audit_denials
     def item_at(self, actor: Actor, study: str, position: int) -> ServedItem:

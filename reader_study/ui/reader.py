@@ -24,7 +24,7 @@ import numpy as np
 from vce_core.cache import LRU
 from vce_core.viewer import Encoding, Panel, Stack, payload, viewer_html
 
-from ..errors import AccessDenied, AnswerConflict, StudyStateError
+from ..errors import AccessDenied, StudyStateError
 from ..service import ReaderStudyService
 from ..service.views import QuestionView, ServedItem
 from .common import MAX_QUESTIONS, notes_errors, refuse, shows_errors
@@ -37,6 +37,11 @@ ITEM_OUTPUTS = ("status", "counter", "bar", "viewer", "reference", "item")
 the 3 × MAX_QUESTIONS answer slots follow. A submit returns plain values only: Gradio rebuilds a component
 for every ``gr.update``, which would cost more than storing the answers."""
 SLOT_CLASS = "rs-q"
+SUBMIT_NOTES = {
+    "duplicate": "Answer already saved. ",
+    "conflict": "This image was already answered (in another window); here is your next one. ",
+}
+"""What the status line says after a submit that stored nothing new."""
 FULL_RANGE = "Full range"
 PRESETS = {FULL_RANGE: (127.5, 255.0), "Brain": (110.0, 180.0), "Contrast": (150.0, 150.0)}
 """Window presets of the reader's viewer, (level, width) on the stored 0–255 images."""
@@ -305,13 +310,9 @@ class ReaderHandlers:
             out[0] = status_html("Please answer the highlighted questions.", missing=tuple(missing))
             out[len(ITEM_OUTPUTS) :] = list(values)  # what was chosen stays chosen
             return out
-        note = ""
-        try:
-            result = self.service.submit(actor, ticket, key, answers_from(questions, tuple(values)))
-            note = "Answer already saved. " if result.status == "duplicate" else ""
-        except AnswerConflict:
-            note = "This image was already answered (in another window); here is your next one. "
-        return self.item(actor, study, self.service.next_item(actor, study), note)
+        answers = answers_from(questions, tuple(values))
+        status, served = self.service.submit_and_next(actor, ticket, key, answers, study)
+        return self.item(actor, study, served, SUBMIT_NOTES.get(status, ""))
 
     @shows_errors("going back")
     def back(self, request: gr.Request, item: str, study: str | None) -> list[Any]:
