@@ -85,14 +85,12 @@ def build_app(settings: Settings, *, reader_study: bool = True, demo_study: bool
 def launch(studio: Studio, host: str = "127.0.0.1", port: int = 7860, **kwargs: Any) -> tuple[Any, str, str]:
     """Launch a studio built by :func:`build_app` with its CSS, reader-study script and log-in routes,
     footer and file access."""
-    options = dict(studio.reader_study_launch)
+    options = {"footer_links": [], "show_error": True, **studio.reader_study_launch}
     options["css"] = CSS + options.get("css", "")
     return studio.blocks.launch(
         server_name=host,
         server_port=port,
-        footer_links=[],
         allowed_paths=studio.allowed_paths,
-        show_error=True,
         **{**options, **kwargs},
     )
 
