@@ -161,7 +161,7 @@ def test_handlers_are_called_directly(tmp_path: Path) -> None:
     request = _request(svc.login(out["readers"][0]["token"])[1])
     shown = dict(zip(VIEW_OUTPUTS + ITEM_OUTPUTS, reader.login(request, "", None), strict=False))
     assert shown["counter"] == "**1 / 6**" and "Logged in as Reader 1" in shown["status"]
-    assert 'data-vce-viewer=' in shown["viewer"] and shown["login_box"]["visible"] is False
+    assert "data-vce-viewer=" in shown["viewer"] and shown["login_box"]["visible"] is False
     after = dict(
         zip(ITEM_OUTPUTS, reader.submit(request, shown["item"], "t-study", *answers("2")), strict=False)
     )
