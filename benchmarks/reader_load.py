@@ -49,6 +49,7 @@ N_QUESTIONS = 2
 START_TIMEOUT_S = 600  # a loaded 2-core machine needs minutes to import gradio and start a server
 POSITION = re.compile(r"\*\*(\d+) / (\d+)\*\*")
 ITEM = re.compile(r"[\w-]{22} [\w-]{16}")
+READY = "reader_load server ready on port"
 
 
 def _write_cases(root: Path, n: int, size: int) -> None:
@@ -101,9 +102,10 @@ def serve(db_url: str, port: int) -> None:
 
     service = ReaderStudyService(open_database(db_url))
     blocks = reader_app(service)
-    blocks.launch(
-        server_name="127.0.0.1", server_port=port, quiet=True, **launch_kwargs(service, ("reader",))
-    )
+    options = launch_kwargs(service, ("reader",))
+    blocks.launch(server_name="127.0.0.1", server_port=port, quiet=True, prevent_thread_lock=True, **options)
+    print(f"{READY} {port}", flush=True)  # launch() returned: its own start-up checks passed
+    blocks.block_thread()
 
 
 def _free_port() -> int:
@@ -113,23 +115,28 @@ def _free_port() -> int:
 
 
 def _start_server(db_url: str, port: int, log: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", "--db", db_url, "--port", str(port)],
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    deadline = time.time() + START_TIMEOUT_S
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited ({proc.returncode}); see {log}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+    """Start a server process and wait until it says it serves. Gradio's launch() checks that the page
+    answers within 3 s and exits otherwise, which a restart under a herd of reconnecting readers on a
+    loaded machine can miss: such a start is tried again (up to 3 times) and reported."""
+    for attempt in range(1, 4):
+        ready = f"{READY} {port}"
+        before = log.read_text(errors="replace").count(ready) if log.exists() else 0
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve", "--db", db_url, "--port", str(port)],
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        deadline = time.time() + START_TIMEOUT_S
+        while time.time() < deadline and proc.poll() is None:
+            if log.read_text(errors="replace").count(ready) > before:
                 return proc
-        except OSError:
             time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"the server did not start within {START_TIMEOUT_S} s")
+        if proc.poll() is None:
+            proc.kill()
+            raise RuntimeError(f"the server did not start within {START_TIMEOUT_S} s")
+        print(f"server start {attempt} on port {port} failed (exit {proc.returncode}); see {log}", flush=True)
+    raise RuntimeError(f"the server did not start; see {log}")
 
 
 def _answers(k: int) -> list[Any]:
@@ -176,6 +183,7 @@ class ReaderThread(threading.Thread):
         from gradio_client import Client
 
         deadline = time.time() + START_TIMEOUT_S + 60
+        attempt = 0
         while True:
             try:
                 r = httpx.post(self.url + "rs/session", json={"token": self.token}, timeout=60)
@@ -190,9 +198,11 @@ class ReaderThread(threading.Thread):
                 break
             except Exception:  # noqa: BLE001 - the server is restarting: retry until the deadline
                 self.login_retries += 1
+                attempt += 1
                 if time.time() > deadline:
                     raise
-                time.sleep(0.5)
+                # like a browser that retries: back off (0.5 s doubling up to 8 s, jittered)
+                time.sleep(min(8.0, 0.5 * 2 ** min(attempt, 4)) * self.rng.uniform(0.5, 1.0))
         position, item = _shown(out)
         if resumed:
             self.resumes.append((position, self.progress(self.reader_id) + 1))
