@@ -278,9 +278,7 @@
     }
 
     attach(root) {
-      // the same element is kept unless a host page emptied it (Gradio morphs gr.HTML updates into it)
-      if (this.root === root && this.grid && this.grid.parentNode === root) return;
-      const fresh = this.root !== root;
+      if (this.root === root) return;
       this.root = root;
       root.classList.add("vce-viewer");
       root.textContent = "";
@@ -288,7 +286,6 @@
       this.toolbar = el("div", "vce-toolbar", root);
       this.grid = el("div", "vce-grid", root);
       this.panels = [];
-      if (!fresh) return; // its listeners are in place
       root.addEventListener("wheel", (e) => this.onWheel(e), { passive: false });
       root.addEventListener("keydown", (e) => this.onKey(e));
       root.addEventListener("pointerdown", (e) => this.onPointerDown(e));
