@@ -278,7 +278,7 @@
     }
 
     attach(root) {
-      if (this.root === root) return;
+      if (this.root === root && this.grid && root.contains(this.grid)) return;
       this.root = root;
       root.classList.add("vce-viewer");
       root.textContent = "";
@@ -286,11 +286,16 @@
       this.toolbar = el("div", "vce-toolbar", root);
       this.grid = el("div", "vce-grid", root);
       this.panels = [];
+      if (root.__vceGroup === this) return;
+      root.__vceGroup = this;
       root.addEventListener("wheel", (e) => this.onWheel(e), { passive: false });
       root.addEventListener("keydown", (e) => this.onKey(e));
       root.addEventListener("pointerdown", (e) => this.onPointerDown(e));
       root.addEventListener("dblclick", () => this.applyPreset(this.payload.window.preset));
-      if (window.ResizeObserver) new ResizeObserver(() => this.draw()).observe(root);
+      if (window.ResizeObserver && !root.__vceResize) {
+        root.__vceResize = new ResizeObserver(() => this.draw());
+        root.__vceResize.observe(root);
+      }
     }
 
     update(payload) {
@@ -476,7 +481,8 @@
     const nodes = root.querySelectorAll ? root.querySelectorAll("[data-vce-viewer]") : [];
     for (const node of nodes) {
       const text = node.getAttribute("data-vce-viewer");
-      if (!text || node.__vceText === text) continue;
+      // a host framework may re-render the element and drop what the viewer built: mount again then
+      if (!text || (node.__vceText === text && node.querySelector(".vce-grid"))) continue;
       node.__vceText = text;
       try {
         mount(node, JSON.parse(text));
