@@ -309,3 +309,70 @@ def test_javascript_formats_numbers_like_python(page: Any) -> None:
     values = [1208.2396, -250.4, 99.94, 12.5, 3.0, 0.03456, 0.0, -0.5, 0.00012345]
     shown = page.evaluate("(vs) => vs.map((v) => VCEViewer.format(v))", values)
     assert shown == [format_value(v) for v in values]
+
+
+@pytest.mark.browser
+def test_lazy_loader_fills_slices_and_overlays_tell_what_is_missing() -> None:
+    """One slice inline, the rest from a page loader that never has slice 5; busy and message panels."""
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    slices = _test_stack()
+    enc = Encoding.for_range(0, 200)
+    encoded = {k: enc.encode(s) for k, s in enumerate(slices)}
+    data = payload(
+        group="lazy",
+        panels=[
+            Panel("image", "Image", stack="img"),
+            Panel("soon", "Soon", stack="img", busy="synthesizing…"),
+            Panel("none", "None", stack="img", message="no acquisition at 50 % dose"),
+        ],
+        stacks={"img": Stack(enc, {3: encoded[3]})},
+        count=len(slices),
+        index=3,
+        shape=slices.shape[1:],
+        spacing=(1.0, 1.0),
+        window=(100.0, 200.0),
+        plane="coronal",
+        prefetch=1,
+    )
+    served = {str(k): v for k, v in encoded.items() if k != 5}
+    loader = (
+        "<script>window.ASKED = []; const S = " + json.dumps(served) + ";"
+        "VCEViewer.setLoader('lazy', async (reqs) => { const out = {img: {}};"
+        " for (const r of reqs) { ASKED.push(r.index); if (S[r.index]) out.img[r.index] = S[r.index]; }"
+        " return out; });</script>"
+    )
+    body = viewer_html_of(data) + loader
+    document = f"<html><head>{head_html()}</head><body style='width:700px'>{body}</body></html>"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            pg = browser.new_page(viewport={"width": 800, "height": 600})
+            pg.set_content(document)
+            pg.wait_for_function("window.ASKED && ASKED.length >= 2")
+            assert sorted(pg.evaluate("ASKED")) == [2, 4]  # the neighbours of slice 3, not slice 3 itself
+            busy = pg.locator(".vce-busy")
+            assert busy.nth(0).is_hidden()
+            assert (
+                busy.nth(1).inner_text() == "synthesizing…"
+                and busy.nth(2).inner_text() == "no acquisition at 50 % dose"
+            )
+            assert [m.inner_text() for m in pg.locator(".vce-panel").first.locator(".vce-marker").all()] == [
+                "S",
+                "I",
+                "R",
+                "L",
+            ]
+            pg.locator(".vce-viewer").focus()
+            pg.keyboard.press("ArrowDown")  # slice 4: arrives from the loader
+            pg.wait_for_function("document.querySelector('.vce-busy').style.display === 'none'")
+            pg.keyboard.press("ArrowDown")  # slice 5: the loader never has it
+            pg.wait_for_function("ASKED.includes(5)")
+            pg.wait_for_timeout(300)
+            assert busy.nth(0).inner_text() == "loading slice 6…"
+            asked = pg.evaluate("ASKED.length")
+            pg.wait_for_timeout(1000)
+            assert pg.evaluate("ASKED.length") == asked  # asked again only while answers brought slices
+        finally:
+            browser.close()
