@@ -175,10 +175,20 @@ def _test_stack(n: int = 8, shape: tuple[int, int] = (32, 24)) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def page() -> Iterator[Any]:
+def browser() -> Iterator[Any]:
     require_chromium()
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def page(browser: Any) -> Iterator[Any]:
     slices = _test_stack()
     enc = Encoding.for_range(0, 200)
     data = payload(
@@ -210,15 +220,11 @@ def page() -> Iterator[Any]:
         + viewer_html_of(data)
         + "</body></html>"
     )
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            pg = browser.new_page(viewport={"width": 800, "height": 600})
-            pg.set_content(document)
-            pg.wait_for_function("window.VCEViewer && VCEViewer.state('t') !== null")
-            yield pg
-        finally:
-            browser.close()
+    pg = browser.new_page(viewport={"width": 800, "height": 600})
+    pg.set_content(document)
+    pg.wait_for_function("window.VCEViewer && VCEViewer.state('t') !== null")
+    yield pg
+    pg.close()
 
 
 def viewer_html_of(data: dict[str, Any]) -> str:
@@ -312,11 +318,8 @@ def test_javascript_formats_numbers_like_python(page: Any) -> None:
 
 
 @pytest.mark.browser
-def test_lazy_loader_fills_slices_and_overlays_tell_what_is_missing() -> None:
+def test_lazy_loader_fills_slices_and_overlays_tell_what_is_missing(browser: Any) -> None:
     """One slice inline, the rest from a page loader that never has slice 5; busy and message panels."""
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
     slices = _test_stack()
     enc = Encoding.for_range(0, 200)
     encoded = {k: enc.encode(s) for k, s in enumerate(slices)}
@@ -345,34 +348,30 @@ def test_lazy_loader_fills_slices_and_overlays_tell_what_is_missing() -> None:
     )
     body = viewer_html_of(data) + loader
     document = f"<html><head>{head_html()}</head><body style='width:700px'>{body}</body></html>"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            pg = browser.new_page(viewport={"width": 800, "height": 600})
-            pg.set_content(document)
-            pg.wait_for_function("window.ASKED && ASKED.length >= 2")
-            assert sorted(pg.evaluate("ASKED")) == [2, 4]  # the neighbours of slice 3, not slice 3 itself
-            busy = pg.locator(".vce-busy")
-            assert busy.nth(0).is_hidden()
-            assert (
-                busy.nth(1).inner_text() == "synthesizing…"
-                and busy.nth(2).inner_text() == "no acquisition at 50 % dose"
-            )
-            assert [m.inner_text() for m in pg.locator(".vce-panel").first.locator(".vce-marker").all()] == [
-                "S",
-                "I",
-                "R",
-                "L",
-            ]
-            pg.locator(".vce-viewer").focus()
-            pg.keyboard.press("ArrowDown")  # slice 4: arrives from the loader
-            pg.wait_for_function("document.querySelector('.vce-busy').style.display === 'none'")
-            pg.keyboard.press("ArrowDown")  # slice 5: the loader never has it
-            pg.wait_for_function("ASKED.includes(5)")
-            pg.wait_for_timeout(300)
-            assert busy.nth(0).inner_text() == "loading slice 6…"
-            asked = pg.evaluate("ASKED.length")
-            pg.wait_for_timeout(1000)
-            assert pg.evaluate("ASKED.length") == asked  # asked again only while answers brought slices
-        finally:
-            browser.close()
+    pg = browser.new_page(viewport={"width": 800, "height": 600})
+    pg.set_content(document)
+    pg.wait_for_function("window.ASKED && ASKED.length >= 2")
+    assert sorted(pg.evaluate("ASKED")) == [2, 4]  # the neighbours of slice 3, not slice 3 itself
+    busy = pg.locator(".vce-busy")
+    assert busy.nth(0).is_hidden()
+    assert (
+        busy.nth(1).inner_text() == "synthesizing…"
+        and busy.nth(2).inner_text() == "no acquisition at 50 % dose"
+    )
+    assert [m.inner_text() for m in pg.locator(".vce-panel").first.locator(".vce-marker").all()] == [
+        "S",
+        "I",
+        "R",
+        "L",
+    ]
+    pg.locator(".vce-viewer").focus()
+    pg.keyboard.press("ArrowDown")  # slice 4: arrives from the loader
+    pg.wait_for_function("document.querySelector('.vce-busy').style.display === 'none'")
+    pg.keyboard.press("ArrowDown")  # slice 5: the loader never has it
+    pg.wait_for_function("ASKED.includes(5)")
+    pg.wait_for_timeout(300)
+    assert busy.nth(0).inner_text() == "loading slice 6…"
+    asked = pg.evaluate("ASKED.length")
+    pg.wait_for_timeout(1000)
+    assert pg.evaluate("ASKED.length") == asked  # asked again only while answers brought slices
+    pg.close()
