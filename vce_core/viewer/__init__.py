@@ -23,6 +23,14 @@ scale · stored``) and slices travel as base64 of the raw little-endian array in
 encoded length depends only on the slice shape and dtype (:meth:`Encoding.encoded_length`), never on the
 content: a reader study can send fixed-shape ``uint8`` slices whose byte size carries no information.
 
+Why not a WebGL library: chosen by measurement (``python -m benchmarks.viewer_speed``, Chromium, a 189 ×
+233 × 197 ``uint16`` stack in two linked panels, 2026-12-02): this script and style weigh 22.6 KiB (7.2 KiB
+gzip) against 2231 KiB (774 KiB gzip) for NiiVue 0.69.0's ``niivue.umd.js`` (BSD-2-Clause, from ``npm
+pack @niivue/niivue@0.69.0``, not bundled); first paint 0.47 s after navigation; a wheel step is redrawn
+within the next animation frame (p50 16.7 ms, p95 19.8 ms). A 2-D canvas needs no WebGL (headless and
+remote-desktop browsers often lack it), takes fixed-size ``uint8`` slices for reader studies, and draws
+the explorer's derived panels (baseline, difference) without a volume format.
+
 Slices are given in display orientation (:func:`oriented`: rows anterior/superior → posterior/inferior,
 columns patient right → left, or anterior → posterior for sagittal), the convention of
 :mod:`vce_core.display`, and are not resampled: the browser scales them to square pixels.
