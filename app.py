@@ -3,9 +3,9 @@
 Run ``python app.py`` (no arguments): builds a few demo phantom cases under ``data/demo/`` on the first
 run, loads every generator in ``assets/models/``, opens the reader-study database and serves the studio
 on http://127.0.0.1:7860. Options: ``--host``, ``--port``, ``--data DIR`` (a folder of case folders, real
-or phantom), ``--models DIR``, ``--db URL``; ``$VCE_DATA_DIR``, ``$VCE_MODELS_DIR`` and ``$VCE_DB_URL``
-stand in for missing flags (:class:`vce_core.settings.Settings`; the database defaults to SQLite in the
-data folder).
+or phantom), ``--models DIR``, ``--db URL``, ``--role all|reader|admin`` (``reader``: the blinded reader
+view only); ``$VCE_DATA_DIR``, ``$VCE_MODELS_DIR`` and ``$VCE_DB_URL`` stand in for missing flags
+(:class:`vce_core.settings.Settings`; the database defaults to SQLite in the data folder).
 
 This file is arguments, wiring and launch only: each tab is its own module in :mod:`studio` (and
 :mod:`reader_study.ui`). Tests build the app with :func:`build_app` and launch it themselves; the
@@ -21,18 +21,17 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from reader_study.ui import READER_JS  # noqa: E402
 from studio.demo import ensure_demo_cases  # noqa: E402
 from studio.explorer_tab import ExplorerTab  # noqa: E402
 from studio.upload_tab import UploadTab  # noqa: E402
-from studio.wiring import load_parts, mount_reader_study_tabs  # noqa: E402
+from studio.wiring import build_role_app, load_parts, mount_reader_study_tabs, reader_study_launch  # noqa: E402
 from vce_core.settings import ENV_DATA_DIR, Settings  # noqa: E402
 from vce_core.viewer import head_html  # noqa: E402
 
@@ -58,6 +57,7 @@ class Studio:
     explorer_tab: ExplorerTab
     upload_tab: UploadTab
     max_file_size: int = 1024**3
+    reader_study_launch: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
         """Stop the server of a launched studio."""
@@ -81,23 +81,27 @@ def build_app(settings: Settings, *, reader_study: bool = True, demo_study: bool
             explorer_tab.mount(blocks)
             upload_tab.mount(blocks)
             mount_reader_study_tabs(parts.study_service, parts.study_message)
-    return Studio(blocks, explorer_tab, upload_tab, max_file_size=parts.uploads.limits.max_bytes)
+    return Studio(
+        blocks,
+        explorer_tab,
+        upload_tab,
+        max_file_size=parts.uploads.limits.max_bytes,
+        reader_study_launch=reader_study_launch(parts.study_service),
+    )
+
+
+def launch_options(studio: Studio) -> dict[str, Any]:
+    """``Blocks.launch`` options of the all-in-one studio: its CSS, the viewer's script, the reader-study
+    page script and log-in routes, no footer, errors shown, the upload size limit."""
+    options = {"footer_links": [], "show_error": True, "head": head_html(), **studio.reader_study_launch}
+    options["css"] = CSS + options.get("css", "")
+    options["max_file_size"] = studio.max_file_size
+    return options
 
 
 def launch(studio: Studio, host: str = "127.0.0.1", port: int = 7860, **kwargs: Any) -> tuple[Any, str, str]:
-    """Launch a studio built by :func:`build_app` with its CSS, the viewer's script, the reader keyboard
-    script, no footer and the upload size limit."""
-    return studio.blocks.launch(
-        server_name=host,
-        server_port=port,
-        css=CSS,
-        head=head_html(),
-        js=READER_JS,  # reader tab keyboard: 1-5 answer, Enter submits (inactive outside that tab)
-        footer_links=[],
-        max_file_size=studio.max_file_size,
-        show_error=True,
-        **kwargs,
-    )
+    """Launch a studio built by :func:`build_app` (tests and benchmarks; ``kwargs`` win)."""
+    return studio.blocks.launch(server_name=host, server_port=port, **{**launch_options(studio), **kwargs})
 
 
 def port_problem(host: str, port: int) -> str | None:
@@ -132,6 +136,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, 
         default=None,
         help="reader-study database URL (default $VCE_DB_URL or SQLite in the data folder)",
     )
+    parser.add_argument(
+        "--role",
+        choices=("all", "reader", "admin"),
+        default="all",
+        help="all: the all-in-one demo (not blinded); reader: the blinded reader view only; "
+        "admin: the study-admin view only (default all)",
+    )
     return parser, parser.parse_args(argv)
 
 
@@ -150,10 +161,18 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     if demo_mode:
         ensure_demo_cases(settings.data_dir)
-    studio = build_app(settings, demo_study=demo_mode)
+    if args.role == "all":
+        studio: Any = build_app(settings, demo_study=demo_mode)
+        options = launch_options(studio)
+        print("Warning: the all-in-one app is not blinded; use --role reader for readers.", flush=True)
+    else:
+        studio = build_role_app(settings, args.role, demo_study=demo_mode)
+        options = studio.launch_options
     print(f"Built the app in {time.perf_counter() - t0:.1f} s", flush=True)
     try:
-        _, url, _ = launch(studio, args.host, args.port, prevent_thread_lock=True, quiet=True)
+        _, url, _ = studio.blocks.launch(
+            server_name=args.host, server_port=args.port, prevent_thread_lock=True, quiet=True, **options
+        )
     except OSError as exc:  # the port was taken while the app was being built
         print(f"error: {port_problem(args.host, args.port) or exc}", file=sys.stderr)
         sys.exit(2)

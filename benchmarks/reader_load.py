@@ -1,24 +1,30 @@
-"""Load test of the reader study over HTTP: N concurrent readers answer every item through gradio_client.
+"""Load test of the reader deployment over HTTP: N concurrent readers answer every item with gradio_client.
 
-    python -m benchmarks.reader_load                      # 20 readers × 52 items, prints the figures
-    python -m benchmarks.reader_load --readers 5 --cases 4
-    python -m benchmarks.reader_load --kill               # kill -9 the server mid-load, restart, verify
+    python -m benchmarks.reader_load                               # 50 readers × 52 items, 2 s think time
+    python -m benchmarks.reader_load --think 0                     # no pause between items (saturation)
+    python -m benchmarks.reader_load --workers 2 --db postgresql://postgres@127.0.0.1:5432/postgres
+    python -m benchmarks.reader_load --kill                        # kill -9 a worker mid-load, then verify
 
-A temporary SQLite database gets a study of ``--cases`` small synthetic cases × 4 conditions (standard dose
-and acquired 10/20/33 % doses), one Likert and one real-vs-synthetic question, and ``--readers`` readers.
-A server process mounts :func:`reader_study.ui.mount_reader_study` in a bare ``gr.Blocks``; each reader is a
-thread with its own ``gradio_client.Client`` that logs in with its token and submits until done.
+A study of ``--cases`` synthetic cases (``--size``² pixels, 5 slices shown) × 4 conditions (standard dose
+and acquired 10/20/33 % doses), one Likert and one real-vs-synthetic question, and ``--readers`` readers is
+created in a fresh database: a temporary SQLite file, or a new database on the PostgreSQL server of
+``--db``. ``--workers`` server processes each serve the reader deployment (``reader_study.ui.reader_app``,
+what ``python app.py --role reader`` serves) on their own port against that one database; reader *k* uses
+worker *k mod W*. Each reader is a thread: it logs in through ``POST /rs/session``, then calls ``/r_login``
+and ``/r_submit`` with its own ``gradio_client.Client``, pausing ``--think`` seconds (uniform 0.5–1.5 ×)
+before each submit, the time a person looks at the image (real readers take 10–60 s).
 
-Printed: acknowledged vs stored answers (must be equal without ``--kill``; with ``--kill`` every acknowledged
-answer must be stored and at most one unacknowledged item per reader may be stored too), duplicate rows
-(0: the database forbids them), p50/p95 submit latency, and with ``--kill`` whether every reader resumed at
-the right position after the restart. Exit status 1 when a check fails.
+Printed: acknowledged vs stored answers, duplicate rows, p50/p95/max submit latency (the round trip of one
+``/r_submit``: store the answers, serve the next item with its images), throughput; with ``--kill``: the
+submits lost in flight, whether every acknowledged answer is stored and whether every reader resumed at the
+right item. Exit status 1 when a check fails.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import re
 import signal
 import socket
@@ -27,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,28 +45,32 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import numpy as np  # noqa: E402
 
 DOSES = (0.1, 0.2, 0.33)
+N_QUESTIONS = 2
 START_TIMEOUT_S = 600  # a loaded 2-core machine needs minutes to import gradio and start a server
 POSITION = re.compile(r"\*\*(\d+) / (\d+)\*\*")
+ITEM = re.compile(r"[\w-]{22} [\w-]{16}")
+READY = "reader_load server ready on port"
 
 
-def _write_cases(root: Path, n: int) -> None:
+def _write_cases(root: Path, n: int, size: int) -> None:
     from vce_core.io import Case, Volume, save_case
 
-    shape = (64, 64, 12)
-    i, j = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
-    disc = ((i - 32) ** 2 + (j - 32) ** 2 < 26**2).astype(np.float32)
+    shape = (size, size, 12)
+    i, j = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    disc = ((i - size / 2) ** 2 + (j - size / 2) ** 2 < (0.4 * size) ** 2).astype(np.float32)
     for k in range(n):
         rng = np.random.default_rng(k)
         native = np.repeat(disc[:, :, None] * 100.0, shape[2], axis=2) + rng.normal(0, 2, shape)
         enhancement = np.zeros(shape, np.float32)
-        enhancement[28:36, 28:36, 4:8] = 80.0
-        volumes = {
+        c = size // 2
+        enhancement[c - 4 : c + 4, c - 4 : c + 4, 4:8] = 80.0
+        lows = {
             d: Volume((native + d * enhancement + rng.normal(0, 2, shape)).astype(np.float32)) for d in DOSES
         }
         case = Case(
             native=Volume(native.astype(np.float32)),
             standard_dose=Volume((native + enhancement).astype(np.float32)),
-            low_doses=volumes,
+            low_doses=lows,
             meta={"case_id": f"load-{k:03d}"},
         )
         save_case(case, root / "cases" / f"load-{k:03d}")
@@ -73,7 +84,7 @@ def _spec(n_readers: int) -> dict[str, Any]:
         "status": "open",
         "conditions": ["real_standard_dose", "real_low_dose"],
         "doses": list(DOSES),
-        "slices": {"select": "center", "count": 3},
+        "slices": {"select": "center", "count": 5},
         "questions": [
             {"key": "quality", "kind": "likert", "text": "Overall image quality"},
             {"key": "rvs", "kind": "real_vs_synthetic", "text": "Real or synthetic?"},
@@ -84,18 +95,17 @@ def _spec(n_readers: int) -> dict[str, Any]:
 
 
 def serve(db_url: str, port: int) -> None:
-    """Server process: the reader-study tabs on ``127.0.0.1:port`` until killed."""
-    import gradio as gr
-
+    """Server process: the reader deployment on ``127.0.0.1:port`` until killed."""
     from reader_study.db import open_database
     from reader_study.service import ReaderStudyService
-    from reader_study.ui import READER_JS, mount_reader_study
+    from reader_study.ui import launch_kwargs, reader_app
 
     service = ReaderStudyService(open_database(db_url))
-    with gr.Blocks() as demo:
-        mount_reader_study(service)
-    demo.queue(default_concurrency_limit=None)
-    demo.launch(server_name="127.0.0.1", server_port=port, js=READER_JS, quiet=True, footer_links=[])
+    blocks = reader_app(service)
+    options = launch_kwargs(service, ("reader",))
+    blocks.launch(server_name="127.0.0.1", server_port=port, quiet=True, prevent_thread_lock=True, **options)
+    print(f"{READY} {port}", flush=True)  # launch() returned: its own start-up checks passed
+    blocks.block_thread()
 
 
 def _free_port() -> int:
@@ -105,123 +115,170 @@ def _free_port() -> int:
 
 
 def _start_server(db_url: str, port: int, log: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", "--db", db_url, "--port", str(port)],
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    deadline = time.time() + START_TIMEOUT_S
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited ({proc.returncode}); see {log}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+    """Start a server process and wait until it says it serves. Gradio's launch() checks that the page
+    answers within 3 s and exits otherwise, which a restart under a herd of reconnecting readers on a
+    loaded machine can miss: such a start is tried again (up to 3 times) and reported."""
+    for attempt in range(1, 4):
+        ready = f"{READY} {port}"
+        before = log.read_text(errors="replace").count(ready) if log.exists() else 0
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve", "--db", db_url, "--port", str(port)],
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        deadline = time.time() + START_TIMEOUT_S
+        while time.time() < deadline and proc.poll() is None:
+            if log.read_text(errors="replace").count(ready) > before:
                 return proc
-        except OSError:
             time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"the server did not start within {START_TIMEOUT_S} s")
+        if proc.poll() is None:
+            proc.kill()
+            raise RuntimeError(f"the server did not start within {START_TIMEOUT_S} s")
+        print(f"server start {attempt} on port {port} failed (exit {proc.returncode}); see {log}", flush=True)
+    raise RuntimeError(f"the server did not start; see {log}")
 
 
-def _answers(n_slots: int, k: int) -> list[Any]:
-    values: list[Any] = []
-    for _ in range(n_slots):
-        values += [None, None, ""]
+def _answers(k: int) -> list[Any]:
+    from reader_study.ui import MAX_QUESTIONS
+
+    values: list[Any] = [None, None, ""] * MAX_QUESTIONS
     values[0] = str(1 + k % 5)
     values[3], values[4] = ("synthetic" if k % 2 else "real"), str(1 + (k * 3) % 5)
     return values
 
 
-class ReaderThread(threading.Thread):
-    """One reader: log in, submit until done; on a connection loss, log in again and check the position."""
+def _shown(out: tuple[Any, ...]) -> tuple[int, str | None]:
+    """(1-based position shown or 0 when done, the item field "<ticket> <key>")."""
+    text = " ".join(str(v)[:200] for v in out)
+    m = POSITION.search(text)
+    item = next((v for v in out if isinstance(v, str) and ITEM.fullmatch(v)), None)
+    return (int(m.group(1)) if m else 0), item
 
-    def __init__(self, url: str, token: str, reader_id: int, service: Any, study: str, n_slots: int) -> None:
+
+class ReaderThread(threading.Thread):
+    """One reader: log in, answer until done; on a connection loss, log in again and check the position."""
+
+    def __init__(
+        self, url: str, token: str, reader_id: int, progress: Callable[[int], int], think: float
+    ) -> None:
         super().__init__(daemon=True)
-        self.url, self.token, self.reader_id = url, token, reader_id
-        self.service, self.study, self.n_slots = service, study, n_slots
+        self.url, self.token, self.reader_id, self.progress, self.think = (
+            url,
+            token,
+            reader_id,
+            progress,
+            think,
+        )
+        self.rng = random.Random(reader_id)
         self.acknowledged = 0
         self.failed = 0
         self.latencies: list[float] = []
         self.resumes: list[tuple[int, int]] = []  # (position shown after re-login, stored done + 1)
         self.error: str | None = None
-        self.failures: list[str] = []
         self.login_retries = 0
 
-    def _login(self, resumed: bool) -> tuple[Any, int, int]:
+    def _login(self, resumed: bool) -> tuple[Any, int, str | None]:
+        import httpx
         from gradio_client import Client
 
-        from reader_study.auth import SYSTEM
-
         deadline = time.time() + START_TIMEOUT_S + 60
+        attempt = 0
         while True:
             try:
-                client = Client(self.url, verbose=False, download_files=False)
-                out = client.predict(self.token, api_name="/r_login")
+                r = httpx.post(self.url + "rs/session", json={"token": self.token}, timeout=60)
+                r.raise_for_status()
+                headers = {"x-reader-session": r.cookies["rs_session"]}
+                # plain HTTP on loopback: ssl_verify=False only spares gradio_client building a TLS
+                # context (loading the CA bundle, ~20 ms of CPU) for every request it sends
+                client = Client(
+                    self.url, verbose=False, download_files=False, headers=headers, ssl_verify=False
+                )
+                out = client.predict("", None, api_name="/r_login")
                 break
             except Exception:  # noqa: BLE001 - the server is restarting: retry until the deadline
                 self.login_retries += 1
+                attempt += 1
                 if time.time() > deadline:
                     raise
-                time.sleep(0.5)
-        text = " ".join(str(v) for v in out)
-        m = POSITION.search(text)
-        if m is None:
-            return client, 0, 0
-        position, total = int(m.group(1)), int(m.group(2))
+                # like a browser that retries: back off (0.5 s doubling up to 8 s, jittered)
+                time.sleep(min(8.0, 0.5 * 2 ** min(attempt, 4)) * self.rng.uniform(0.5, 1.0))
+        position, item = _shown(out)
         if resumed:
-            done = self.service.progress(SYSTEM, self.study, reader_id=self.reader_id)["done"]
-            self.resumes.append((position, done + 1))
-        return client, position, total
+            self.resumes.append((position, self.progress(self.reader_id) + 1))
+        return client, position, item
 
     def run(self) -> None:
         try:
-            client, position, total = self._login(resumed=False)
+            client, position, item = self._login(resumed=False)
             k = 0
             while position:
+                if self.think > 0:
+                    time.sleep(self.think * self.rng.uniform(0.5, 1.5))
                 t0 = time.perf_counter()
                 try:
-                    out = client.predict(*_answers(self.n_slots, k), api_name="/r_submit")
+                    out = client.predict(item, "load", *_answers(k), api_name="/r_submit")
                 except Exception as exc:  # noqa: BLE001 - connection lost (kill mode): log in again
                     self.failed += 1
-                    self.failures.append(f"{type(exc).__name__}: {str(exc)[:200]}")
-                    note = f"reader {self.reader_id}: submit failed ({self.failures[-1]})"
-                    print(note, file=sys.stderr, flush=True)
-                    client, position, total = self._login(resumed=True)
+                    print(f"reader {self.reader_id}: submit failed ({type(exc).__name__})", file=sys.stderr)
+                    client, position, item = self._login(resumed=True)
                     continue
                 self.latencies.append(time.perf_counter() - t0)
                 self.acknowledged += 1
                 k += 1
-                m = POSITION.search(" ".join(str(v) for v in out))
-                position = int(m.group(1)) if m else 0
+                position, item = _shown(out)
         except Exception as exc:  # noqa: BLE001 - reported in the summary
             self.error = f"{type(exc).__name__}: {exc}"
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--readers", type=int, default=20)
+    p.add_argument("--readers", type=int, default=50)
     p.add_argument("--cases", type=int, default=13, help="items per reader = 4 × cases (default 52)")
-    p.add_argument("--kill", action="store_true", help="kill -9 the server mid-load, restart, verify")
+    p.add_argument("--size", type=int, default=192, help="image side in pixels (default 192)")
+    p.add_argument("--think", type=float, default=2.0, help="mean seconds a reader looks before submitting")
+    p.add_argument("--workers", type=int, default=1, help="server processes on one database (default 1)")
+    p.add_argument("--db", default="sqlite", help="sqlite (a temporary file) or a PostgreSQL server URL")
+    p.add_argument("--kill", action="store_true", help="kill -9 worker 0 mid-load, restart, verify")
     p.add_argument("--kill-after", type=float, default=0.4, help="kill when this fraction of answers is in")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--db", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
-def _create_study(work: Path, db_url: str, n_cases: int, n_readers: int) -> tuple[Any, dict[str, Any]]:
+def _database(spec: str, work: Path) -> tuple[str, Callable[[], None]]:
+    """(URL of a fresh database, cleanup): a SQLite file in ``work`` or a new PostgreSQL database."""
+    if spec == "sqlite":
+        return f"sqlite:///{work / 'load.db'}", lambda: None
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from reader_study.db import Database
+
+    server = Database(spec).url
+    name = f"rs_load_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(make_url(server), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    return server.set(database=name).render_as_string(hide_password=False), drop
+
+
+def _create_study(work: Path, db_url: str, args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """Write the cases and create the study; returns (service, ``create_study`` output)."""
     from reader_study.auth import SYSTEM
     from reader_study.db import open_database
     from reader_study.service import ReaderStudyService
 
-    _write_cases(work, n_cases)
+    _write_cases(work, args.cases, args.size)
     service = ReaderStudyService(open_database(db_url), data_root=work)
     t0 = time.time()
-    created = service.create_study(SYSTEM, _spec(n_readers))
-    elapsed = time.time() - t0
-    print(f"study: {created['items']} items, {n_readers} readers (created in {elapsed:.1f} s) in {work}")
+    created = service.create_study(SYSTEM, _spec(args.readers))
+    print(f"study: {created['items']} items × {args.readers} readers (created in {time.time() - t0:.1f} s)")
     return service, created
 
 
@@ -236,11 +293,11 @@ def _stop(server: subprocess.Popen) -> None:
 
 def _run_readers(
     threads: list[ReaderThread],
-    server: subprocess.Popen,
+    servers: list[subprocess.Popen],
     restart: Callable[[], subprocess.Popen],
     kill_at: float | None,
 ) -> tuple[bool, float]:
-    """Run the reader threads until done; kill -9 the server (and ``restart()`` it) once ``kill_at``
+    """Run the reader threads until done; kill -9 worker 0 (and ``restart()`` it) once ``kill_at``
     answers are acknowledged, when given. Returns (killed, wall time in s)."""
     start = time.time()
     for t in threads:
@@ -250,27 +307,26 @@ def _run_readers(
         while any(t.is_alive() for t in threads):
             time.sleep(0.2)
             if kill_at is not None and not killed and sum(t.acknowledged for t in threads) >= kill_at:
-                os.kill(server.pid, signal.SIGKILL)
-                server.wait()
+                os.kill(servers[0].pid, signal.SIGKILL)
+                servers[0].wait()
                 kill_time = time.time()
-                killed_at = sum(t.acknowledged for t in threads)
-                print(f"kill -9 the server after {killed_at} acknowledged items; restarting")
+                print(f"kill -9 worker 0 after {sum(t.acknowledged for t in threads)} acknowledged items")
                 killed = True
-                server = restart()
-                print(f"server restarted in {time.time() - kill_time:.1f} s")
+                servers[0] = restart()
+                print(f"worker 0 restarted in {time.time() - kill_time:.1f} s")
     finally:
-        _stop(server)
+        for server in servers:
+            _stop(server)
     return killed, time.time() - start
 
 
-def _stored(db_url: str) -> tuple[int, int]:
+def _stored(service: Any) -> tuple[int, int]:
     """(answer rows, duplicate (reader, item, question, iteration) groups) in the database."""
     from sqlalchemy import func, select
 
-    from reader_study.db import open_database
     from reader_study.models import Answer
 
-    with open_database(db_url).read() as s:
+    with service.db.read() as s:
         stored = s.scalar(select(func.count(Answer.id)))
         duplicates = s.scalar(
             select(func.count()).select_from(
@@ -284,50 +340,40 @@ def _stored(db_url: str) -> tuple[int, int]:
 
 
 def _report(
-    args: argparse.Namespace,
-    threads: list[ReaderThread],
-    service: Any,
-    created: dict[str, Any],
-    killed: bool,
-    wall: float,
-    db_url: str,
+    args: argparse.Namespace, threads: list[ReaderThread], service: Any, items: int, killed: bool, wall: float
 ) -> bool:
     """Print the figures and checks; True when every check passes."""
     from reader_study.auth import SYSTEM
 
-    n_questions = 2
     acknowledged_items = sum(t.acknowledged for t in threads)
-    acknowledged = acknowledged_items * n_questions
-    stored, duplicates = _stored(db_url)
+    acknowledged = acknowledged_items * N_QUESTIONS
+    stored, duplicates = _stored(service)
     done = {t.reader_id: service.progress(SYSTEM, "load", reader_id=t.reader_id)["done"] for t in threads}
     per_reader_ok = all(done[t.reader_id] in (t.acknowledged, t.acknowledged + 1) for t in threads)
     latencies = np.array([x for t in threads for x in t.latencies]) * 1000
     errors = [t.error for t in threads if t.error]
-    print(f"readers: {args.readers}, items each: {created['items']}, wall time {wall:.1f} s")
+    print(f"backend: {service.db.url.get_backend_name()}, workers: {args.workers}, readers: {args.readers}, "
+          f"items each: {items}, think time {args.think:g} s, images {args.size}² × 5 slices")  # fmt: skip
+    print(f"wall time {wall:.1f} s, {acknowledged_items / wall:.1f} submits/s")
     print(f"acknowledged answers: {acknowledged} ({acknowledged_items} items); stored answers: {stored}")
-    print(f"duplicate answer rows: {duplicates}")
-    print(f"login attempts retried: {sum(t.login_retries for t in threads)}")
+    retried = sum(t.login_retries for t in threads)
+    print(f"duplicate answer rows: {duplicates}; login attempts retried: {retried}")
     if latencies.size:
         p50, p95 = np.percentile(latencies, [50, 95])
-        worst = latencies.max()
-        print(f"submit latency: p50 {p50:.0f} ms, p95 {p95:.0f} ms, max {worst:.0f} ms (n={latencies.size})")
+        worst, n = latencies.max(), latencies.size
+        print(f"submit latency: p50 {p50:.0f} ms, p95 {p95:.0f} ms, max {worst:.0f} ms (n={n})")
     ok = not errors and duplicates == 0 and per_reader_ok
     if args.kill:
         resumes = [r for t in threads for r in t.resumes]
         right = sum(1 for shown, expected in resumes if shown == expected)
-        failed = sum(t.failed for t in threads)
-        print(
-            f"after the restart: {len(resumes)} re-logins, {right} resumed at the right position; "
-            f"{failed} submits lost in flight (not acknowledged)"
-        )
+        print(f"after the restart: {len(resumes)} re-logins, {right} resumed at the right item; "
+              f"{sum(t.failed for t in threads)} submits lost in flight (not acknowledged)")  # fmt: skip
         print(f"every acknowledged answer stored: {stored >= acknowledged and per_reader_ok}")
         ok = ok and killed and right == len(resumes) and stored >= acknowledged
     else:
-        ok = ok and stored == acknowledged and acknowledged_items == args.readers * created["items"]
+        ok = ok and stored == acknowledged and acknowledged_items == args.readers * items
     for e in errors:
         print(f"reader error: {e}")
-    for f in sorted({f for t in threads for f in t.failures}):
-        print(f"submit failure seen: {f}")
     return ok
 
 
@@ -338,16 +384,29 @@ def main(argv: list[str] | None = None) -> int:
         serve(args.db, args.port)
         return 0
     work = Path(tempfile.mkdtemp(prefix="rs-load-"))
-    db_url = f"sqlite:///{work / 'load.db'}"
-    service, created = _create_study(work, db_url, args.cases, args.readers)
-    port = _free_port()
-    log = work / "server.log"
-    server = _start_server(db_url, port, log)
-    url = f"http://127.0.0.1:{port}/"
-    threads = [ReaderThread(url, r["token"], r["reader_id"], service, "load", 8) for r in created["readers"]]
-    kill_at = args.kill_after * args.readers * created["items"] if args.kill else None
-    killed, wall = _run_readers(threads, server, lambda: _start_server(db_url, port, log), kill_at)
-    ok = _report(args, threads, service, created, killed, wall, db_url)
+    db_url, drop = _database(args.db, work)
+    try:
+        service, created = _create_study(work, db_url, args)
+        from reader_study.auth import SYSTEM
+
+        ports = [_free_port() for _ in range(args.workers)]
+        log = work / "server.log"
+        servers = [_start_server(db_url, port, log) for port in ports]
+        urls = [f"http://127.0.0.1:{port}/" for port in ports]
+
+        def progress(reader_id: int) -> int:
+            return service.progress(SYSTEM, "load", reader_id=reader_id)["done"]
+
+        threads = [
+            ReaderThread(urls[k % len(urls)], r["token"], r["reader_id"], progress, args.think)
+            for k, r in enumerate(created["readers"])
+        ]
+        kill_at = args.kill_after * args.readers * created["items"] if args.kill else None
+        killed, wall = _run_readers(threads, servers, lambda: _start_server(db_url, ports[0], log), kill_at)
+        ok = _report(args, threads, service, created["items"], killed, wall)
+        service.db.dispose()
+    finally:
+        drop()
     print("OK" if ok else "FAILED")
     return 0 if ok else 1
 

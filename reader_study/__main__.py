@@ -2,7 +2,7 @@
 
 Examples::
 
-    python -m reader_study create configs/studies/demo.yaml --db sqlite:///data/reader_study.db
+    python -m reader_study create configs/studies/demo.yaml --name "My study" --db sqlite:///data/reader_study.db
     python -m reader_study open "Demo reader study"
     python -m reader_study enroll --study "Demo reader study" --name "Dr. Reader"
     python -m reader_study add-admin "Study admin"
@@ -24,8 +24,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import yaml
 
 from vce_core.errors import VCEInputError
 from vce_core.settings import Settings
@@ -65,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
         "create", help="create a study from a YAML spec (renders every item once)", parents=[common]
     )
     c.add_argument("spec", type=Path)
+    c.add_argument("--name", help="the study's name (default: the spec's name)")
     for name in ("open", "close"):
         s = sub.add_parser(name, help=f"{name} a study", parents=[common])
         s.add_argument("study")
@@ -94,6 +97,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _spec(path: Path, name: str | None) -> str | dict[str, Any]:
+    """The spec file's text, or its mapping with the name replaced by ``name``."""
+    text = path.read_text(encoding="utf-8")
+    if not name:
+        return text
+    try:
+        spec = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise VCEInputError(f"study spec: not valid YAML ({exc})", path=path) from None
+    if not isinstance(spec, dict):
+        raise VCEInputError("study spec: the top level must be a mapping", path=path)
+    return {**spec, "name": name}
+
+
+def _progress(done: int, total: int, message: str) -> None:
+    print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
+
+
 def _print_table(title: str, frame: pd.DataFrame) -> None:
     print(f"\n## {title}")
     print("(none)" if frame.empty else frame.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -113,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "create":
             if not args.spec.is_file():
                 raise VCEInputError("study spec not found", path=args.spec, expected="a YAML file")
-            out = svc.create_study(SYSTEM, args.spec.read_text(encoding="utf-8"))
+            out = svc.create_study(SYSTEM, _spec(args.spec, args.name), progress=_progress)
             print(f"created study {out['study']!r} ({out['status']}): ", end="")
             print(f"{out['cases']} cases, {out['items']} items")
             for r in out["readers"]:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 from scipy.stats import wilcoxon
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
@@ -265,22 +266,47 @@ def summarize(answers: pd.DataFrame) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- figures
 def score_figure(answers: pd.DataFrame) -> go.Figure:
-    """Stacked bars: distribution of Likert scores per arm, one group of bars per question."""
+    """Distribution of the Likert scores: one panel per question, one horizontal bar per arm, stacked by
+    score as percent of that arm's answers (hover: the count). The height grows with questions × arms,
+    so long arm names and many questions stay legible."""
     summary = score_summary(answers)
-    fig = go.Figure()
-    for score in LIKERT:
-        fig.add_bar(
-            name=str(score),
-            x=[summary["question"].tolist(), summary["arm"].tolist()],
-            y=summary[str(score)].tolist(),
-        )
+    questions = list(dict.fromkeys(summary["question"]))
+    arms = list(dict.fromkeys(summary["arm"]))
+    fig = make_subplots(
+        rows=max(len(questions), 1),
+        cols=1,
+        shared_xaxes=True,
+        subplot_titles=questions,
+        vertical_spacing=0.08,
+    )
+    colours = ("#b91c1c", "#f97316", "#facc15", "#84cc16", "#15803d")
+    for row, question in enumerate(questions, start=1):
+        part = summary[summary["question"] == question].set_index("arm").reindex(arms)
+        total = part[[str(v) for v in LIKERT]].sum(axis=1).replace(0, np.nan)
+        for score, colour in zip(LIKERT, colours, strict=True):
+            fig.add_bar(
+                row=row,
+                col=1,
+                orientation="h",
+                y=arms,
+                x=(100 * part[str(score)] / total).round(1).tolist(),
+                customdata=part[str(score)].tolist(),
+                name=str(score),
+                marker_color=colour,
+                legendgroup=str(score),
+                showlegend=row == 1,
+                hovertemplate="score " + str(score) + ": %{x}% (%{customdata} answers)<extra>%{y}</extra>",
+            )
     fig.update_layout(
         barmode="stack",
-        title="Score distribution per question and condition",
+        title="Score distribution per question and condition (% of answers)",
         legend_title_text="score",
-        yaxis_title="answers",
-        height=420,
+        legend_traceorder="normal",
+        height=140 + 60 * max(len(questions), 1) * max(len(arms), 1),
+        margin={"l": 10, "r": 10, "t": 80, "b": 40},
     )
+    fig.update_xaxes(range=[0, 100], ticksuffix="%")
+    fig.update_yaxes(automargin=True)
     return fig
 
 

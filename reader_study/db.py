@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, select
+from sqlalchemy import Engine, create_engine, event, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,9 +28,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from vce_core.errors import VCEInputError
 from vce_core.settings import Settings
 
-from .models import SCHEMA_VERSION, Base, SchemaVersion
+from .models import SCHEMA_VERSION, AuditEvent, Base, Case, Item, SchemaVersion, new_ticket
 
 BUSY_TIMEOUT_MS = 30_000
+POOL_SIZE = 8
+"""Pooled connections per process on server databases (PostgreSQL), plus as many on overflow."""
 
 
 class SchemaVersionError(RuntimeError):
@@ -75,6 +77,8 @@ class Database:
             raise VCEInputError(
                 f"{url!r} is not a database URL", expected="an SQLAlchemy URL such as sqlite:///x.db"
             ) from exc
+        if parsed.drivername in ("postgresql", "postgres"):
+            parsed = parsed.set(drivername="postgresql+psycopg")  # the pinned driver (psycopg 3)
         self.url = parsed
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         kwargs: dict[str, Any] = {"echo": echo}
@@ -84,7 +88,7 @@ class Database:
                 Path(db_path).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000}
         else:
-            kwargs["pool_pre_ping"] = True
+            kwargs.update(pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_SIZE, pool_timeout=60)
         self.engine = create_engine(parsed, **kwargs)
         if self.is_sqlite:
             _sqlite_events(self.engine)
@@ -153,6 +157,9 @@ def open_database(url: str | None = None, *, create: bool = True, echo: bool = F
         return db
     with db.read() as s:
         versions = list(s.scalars(select(SchemaVersion.version)))
+    if versions == [1]:
+        _migrate_1_to_2(db)
+        versions = [SCHEMA_VERSION]
     if versions != [SCHEMA_VERSION]:
         db.dispose()
         raise SchemaVersionError(
@@ -160,3 +167,33 @@ def open_database(url: str | None = None, *, create: bool = True, echo: bool = F
             f"needs {SCHEMA_VERSION}. Use a new database or migrate it."
         )
     return db
+
+
+def _migrate_1_to_2(db: Database) -> None:
+    """Schema 1 → 2 in one transaction: the new tables (submissions, sessions), a random ticket for every
+    assignment, the focus slice of every case (the middle one: schema 1 kept no ranking), the audit index
+    of the log-in limit, and the dose of acquired standard-dose (1) and native
+    (0) items, which schema 1 left empty."""
+    with db.write() as s:
+        conn = s.connection()
+        if conn.execute(select(SchemaVersion.version).with_for_update()).scalar() != 1:
+            return  # another process migrated it first
+        Base.metadata.create_all(conn, checkfirst=True)
+        conn.execute(text("ALTER TABLE assignment ADD COLUMN ticket VARCHAR(32)"))
+        ids = [row[0] for row in conn.execute(text("SELECT id FROM assignment"))]
+        for assignment_id in ids:
+            conn.execute(
+                text("UPDATE assignment SET ticket = :t WHERE id = :i"),
+                {"t": new_ticket(), "i": assignment_id},
+            )
+        conn.execute(text("CREATE UNIQUE INDEX uq_assignment_ticket ON assignment (ticket)"))
+        conn.execute(text('ALTER TABLE "case" ADD COLUMN focus INTEGER NOT NULL DEFAULT 0'))
+        for case_id, slices in conn.execute(select(Case.id, Case.slices)):
+            conn.execute(update(Case).where(Case.id == case_id).values(focus=len(slices or [0]) // 2))
+        for index in AuditEvent.__table__.indexes:
+            index.create(conn, checkfirst=True)
+        for condition, dose in (("real_standard_dose", 1.0), ("native", 0.0)):
+            conn.execute(
+                update(Item).where(Item.condition == condition, Item.dose.is_(None)).values(dose=dose)
+            )
+        conn.execute(update(SchemaVersion).values(version=SCHEMA_VERSION))

@@ -113,8 +113,15 @@ def turing_score(value: str, confidence: Any) -> int:
 
 def imrmc_text(answers: pd.DataFrame, question: str | None = None, iteration: int = 1) -> str:
     """iMRMC input text for the real-vs-synthetic question (``question`` key; the only one if None)."""
+    if answers.empty:
+        raise VCEInputError("the study has no answers yet: there is nothing to export for iMRMC")
     rvs = answers[answers["question_kind"] == "real_vs_synthetic"]
     keys = sorted(set(rvs["question"]))
+    if not keys:
+        raise VCEInputError(
+            "no answers to a real-vs-synthetic question: iMRMC export needs them",
+            expected="a study with a real_vs_synthetic question, or the long or wide format",
+        )
     if question is None:
         if len(keys) != 1:
             raise VCEInputError(f"the study has {len(keys)} real-vs-synthetic questions ({keys}); name one")

@@ -15,6 +15,9 @@ cannot store a duplicate answer or an assignment twice:
 ``Enrollment``  reader × study.
 ``Assignment``  the reader's seeded reading order: (reader, study, iteration, position) → item.
 ``Answer``      one value per (reader, item, question, iteration); ``duration_ms`` from server timestamps.
+``Submission``  one accepted submit per (reader, idempotency key): a replay finds it and stores nothing.
+``ReaderSession`` a log-in: the SHA-256 of a random session secret (the browser holds it in an HttpOnly
+                cookie, API clients in a header), bound to the account, with an expiry.
 ``AuditEvent``  who did what, when.
 ``SchemaVersion`` the schema version, checked when the database is opened.
 
@@ -23,6 +26,7 @@ No SQLite-only SQL: the schema runs on PostgreSQL unchanged.
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,7 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Bump when the schema changes; :func:`reader_study.db.open_database` refuses other versions."""
 
 STUDY_STATUSES = ("draft", "open", "closed")
@@ -71,6 +75,11 @@ def as_utc(dt: datetime | None) -> datetime | None:
     if dt is None or dt.tzinfo is not None:
         return dt
     return dt.replace(tzinfo=UTC)
+
+
+def new_ticket() -> str:
+    """A random 128-bit name (22 URL-safe characters) for an assignment."""
+    return secrets.token_urlsafe(16)
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -148,7 +157,8 @@ class Question(Base):
 
 
 class Case(Base):
-    """One subject of a study; ``window_low``/``window_high`` are the display window of all its items."""
+    """One subject of a study; ``window_low``/``window_high`` are the display window of all its items and
+    ``focus`` the position (0-based, in ``slices``) of its most relevant slice, where every item opens."""
 
     __tablename__ = "case"
     __table_args__ = (
@@ -164,6 +174,7 @@ class Case(Base):
     window_high: Mapped[float] = mapped_column(Float)
     slices: Mapped[list[Any]] = mapped_column(JSON, default=list)
     plane: Mapped[str] = mapped_column(String(16), default="axial")
+    focus: Mapped[int] = mapped_column(Integer, default=0)
 
     study: Mapped[Study] = relationship(back_populates="cases")
     items: Mapped[list[Item]] = relationship(back_populates="case")
@@ -241,7 +252,9 @@ class Assignment(Base):
     """Position ``position`` (0-based) of iteration ``iteration`` (1-based) of a reader's order is ``item``.
 
     ``served_at`` is the server time the item was last shown (for ``duration_ms``); ``completed_at`` is set
-    in the same transaction that stores the item's answers.
+    in the same transaction that stores the item's answers. ``ticket`` is a random name of this assignment:
+    the only item identity a reader's browser holds and sends back with its answers (it names neither the
+    item across readers nor the case, condition or position).
     """
 
     __tablename__ = "assignment"
@@ -259,6 +272,7 @@ class Assignment(Base):
     item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"))
     iteration: Mapped[int] = mapped_column(Integer, default=1)
     position: Mapped[int] = mapped_column(Integer)
+    ticket: Mapped[str] = mapped_column(String(32), unique=True, default=new_ticket)
     served_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
@@ -295,11 +309,45 @@ class Answer(Base):
     duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
+class Submission(Base):
+    """An accepted submit: ``key`` is the idempotency key the client sent with it (unique per reader).
+
+    Written in the transaction that stores the answers, so a replay of the same request (same key) finds
+    it and returns the first outcome without writing anything.
+    """
+
+    __tablename__ = "submission"
+    __table_args__ = (UniqueConstraint("reader_id", "key", name="uq_submission_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reader_id: Mapped[int] = mapped_column(ForeignKey("reader.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(64))
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignment.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ReaderSession(Base):
+    """A log-in of an account: only the SHA-256 (hex) of the session secret is stored."""
+
+    __tablename__ = "reader_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reader_id: Mapped[int] = mapped_column(ForeignKey("reader.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class AuditEvent(Base):
     """Append-only log: login, study created/opened/closed, reader enrolled, answer stored/changed, ..."""
 
     __tablename__ = "audit_event"
-    __table_args__ = (Index("ix_audit_study", "study_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_audit_study", "study_id", "created_at"),
+        Index("ix_audit_action", "action", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -40,10 +40,12 @@ __all__ = [
     "case_window",
     "choose_slices",
     "decode_png",
+    "focus_position",
     "load_generator",
     "render_condition",
     "render_stack",
     "resolve_generator",
+    "slice_scores",
 ]
 
 
@@ -113,7 +115,6 @@ def choose_slices(
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise VCEInputError(f"slices.count {count!r} is not a positive integer")
     count = min(count, n)
-    axes = tuple(a for a in range(3) if a != axis)
     if select == "center":
         start = max(0, n // 2 - count // 2)
         return plane, list(range(start, min(n, start + count)))
@@ -121,11 +122,25 @@ def choose_slices(
         raise VCEInputError(
             f"unknown slice selection {select!r}", expected="most_enhancing, center or indices"
         )
+    order = np.argsort(-slice_scores(native, standard_dose, plane), kind="stable")[:count]
+    return plane, sorted(int(i) for i in order)
+
+
+def slice_scores(native: np.ndarray, standard_dose: np.ndarray, plane: str) -> np.ndarray:
+    """Relevance of every slice of ``plane``: its contrast-enhanced voxels
+    (:func:`vce_core.preprocess.ce_mask` inside the brain mask) plus its brain fraction (< 1, the
+    tie-break). Shape ``(n slices,)``, float64."""
+    axes = tuple(a for a in range(3) if a != display.plane_axis(plane))
     brain = brain_mask(standard_dose)
     enhancing = ce_mask(native, standard_dose, mask=brain)
-    score = enhancing.sum(axis=axes).astype(np.float64) + brain.sum(axis=axes) / (brain.size + 1.0)
-    order = np.argsort(-score, kind="stable")[:count]
-    return plane, sorted(int(i) for i in order)
+    return enhancing.sum(axis=axes).astype(np.float64) + brain.sum(axis=axes) / (brain.size + 1.0)
+
+
+def focus_position(native: np.ndarray, standard_dose: np.ndarray, plane: str, slices: Sequence[int]) -> int:
+    """0-based position in ``slices`` of the most relevant slice (:func:`slice_scores`; first on ties):
+    where every item of the case opens. Computed from the case, never from a condition."""
+    scores = slice_scores(native, standard_dose, plane)
+    return int(np.argmax([scores[k] for k in slices]))
 
 
 def case_window(standard_dose: np.ndarray, plane: str, slices: Sequence[int]) -> tuple[float, float]:

@@ -1,8 +1,10 @@
-"""Start-up of the studio: what the tabs need, loaded side by side, and the reader-study tabs.
+"""Start-up of the studio: what the tabs need, loaded side by side, and the reader-study views per role.
 
 ``app.build_app`` calls :func:`load_parts` with the app's :class:`~vce_core.settings.Settings`, builds one
 tab object per tab from the parts, and mounts them; :func:`mount_reader_study_tabs` adds the reader-study
-tabs (or a tab that says why there are none).
+tabs (or a tab that says why there are none) with a warning that the all-in-one app is not blinded.
+:func:`build_role_app` builds the blinded reader deployment or the admin deployment
+(``python app.py --role reader|admin``).
 """
 
 from __future__ import annotations
@@ -86,12 +88,57 @@ def open_reader_study(settings: Settings, *, demo_study: bool = False) -> tuple[
     return service, None
 
 
+NOT_BLINDED = (
+    "**Demo only — not blinded.** This all-in-one app also serves the Dose explorer, which shows the same "
+    "cases with their conditions. For a real study run the reader deployment "
+    "(`python app.py --role reader`) for readers and `python app.py --role admin` for the study lead."
+)
+
+
 def mount_reader_study_tabs(service: Any | None, message: str | None) -> None:
-    """Inside ``gr.Tabs``: the Reader and Study-admin tabs, or one tab with ``message`` saying why not."""
+    """Inside ``gr.Tabs``: the Reader and Study-admin tabs (with the not-blinded warning), or one tab with
+    ``message`` saying why not."""
     if service is not None:
         from reader_study.ui import mount_reader_study
 
+        gr.Markdown(NOT_BLINDED, elem_id="rs-not-blinded")
         mount_reader_study(service)
     elif message:
         with gr.Tab("Reader study"):
             gr.Markdown(message)
+
+
+def reader_study_launch(service: Any | None, roles: tuple[str, ...] = ("reader", "admin")) -> dict[str, Any]:
+    """``launch`` options the reader-study views need (log-in routes of ``roles``, page script and style);
+    empty without a service."""
+    if service is None:
+        return {}
+    from reader_study.ui import launch_kwargs
+
+    return launch_kwargs(service, roles)
+
+
+@dataclass
+class RoleApp:
+    """A one-role deployment (``python app.py --role reader|admin``): its Blocks and launch options."""
+
+    blocks: gr.Blocks
+    launch_options: dict[str, Any]
+
+    def close(self) -> None:
+        """Stop the server of a launched app."""
+        self.blocks.close()
+
+
+def build_role_app(settings: Settings, role: str, *, demo_study: bool = False) -> RoleApp:
+    """The reader deployment (reader view only: no explorer, no admin endpoint, no generator loaded) or
+    the admin deployment (admin view behind its own log-in), over the database of ``settings``."""
+    if role not in ("reader", "admin"):
+        raise VCEInputError(f"unknown role {role!r}", expected="all, reader or admin")
+    service, message = open_reader_study(settings, demo_study=demo_study)
+    if service is None:
+        raise VCEInputError(message or "the reader study is not available")
+    from reader_study.ui import admin_app, reader_app
+
+    blocks = reader_app(service) if role == "reader" else admin_app(service)
+    return RoleApp(blocks, reader_study_launch(service, (role,)))

@@ -10,8 +10,9 @@ The service is composed of one part per job, each in its own module:
 ==============================  ==============================================================
 :class:`admin.StudyAdmin`       create a study from a spec, accounts, enrolment, status, list
 :class:`reading.Reading`        study view, next item (exact resume), back navigation, images
-:class:`answering.Answering`    submit answers (idempotent), allowed changes
+:class:`answering.Answering`    submit answers (by ticket and idempotency key), allowed changes
 :class:`results.Results`        progress, every answer as a long table, questions, audit log
+:class:`sessions.Sessions`      log in (token → session secret), resolve a session, log out
 ==============================  ==============================================================
 
 Study specs (YAML) are parsed by :mod:`reader_study.spec`, reading orders come from
@@ -29,9 +30,12 @@ from .admin import StudyAdmin
 from .answering import Answering
 from .reading import Reading
 from .results import Results
+from .sessions import SESSION_COOKIE, SESSION_HEADER, Sessions
 from .views import QuestionView, ServedItem, SubmitResult
 
 __all__ = [
+    "SESSION_COOKIE",
+    "SESSION_HEADER",
     "SYSTEM",
     "AccessDenied",
     "Actor",
@@ -50,7 +54,7 @@ __all__ = [
 ]
 
 
-class ReaderStudyService(StudyAdmin, Reading, Answering, Results):
+class ReaderStudyService(StudyAdmin, Reading, Answering, Results, Sessions):
     """Create and run reader studies over a :class:`reader_study.db.Database`.
 
     Parameters are those of :class:`reader_study.service.base.ServiceBase`: ``db``, and optionally

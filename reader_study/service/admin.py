@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import functools
+import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ from ..spec import QuestionSpec, StudySpec, parse_spec
 from .base import ServiceBase, audit_denials, study_named
 from .build import RenderedCase, render_case
 
+Progress = Callable[[int, int, str], None]
+"""``progress(done, total, message)``: cases rendered so far while a study is created."""
 STATUS_CHANGES = frozenset({("draft", "open"), ("open", "closed"), ("draft", "closed")})
 """Allowed (from, to) status changes: closed is final; open ↔ draft is not allowed."""
 
@@ -124,6 +127,7 @@ def _store_case(s: Session, study: Study, rendered: RenderedCase) -> int:
         window_high=rendered.window[1],
         slices=rendered.slices,
         plane=rendered.plane,
+        focus=rendered.focus,
     )
     s.add(case_row)
     s.flush()
@@ -217,23 +221,59 @@ class StudyAdmin(ServiceBase):
                 raise VCEInputError(f"a study named {spec.name!r} already exists", expected="a new name")
         return spec
 
-    def _render_cases(self, spec: StudySpec) -> list[RenderedCase]:
-        """Load and render every case of ``spec`` (each generator is loaded once)."""
-        generator = functools.cache(self._load_generator)
-        rendered: list[RenderedCase] = []
-        keys: set[str] = set()
-        for case_index, folder in enumerate(spec.case_folders):
-            case = self._load_case(folder)
-            key = str(case.meta.get("case_id") or folder.name)
-            if key in keys:
-                raise VCEInputError(f"two case folders have the same case id {key!r}", path=folder)
-            keys.add(key)
-            rendered.append(render_case(case, key, folder, spec, case_index, generator))
-        return rendered
+    def _render_cases(
+        self, spec: StudySpec, progress: Progress | None, workers: int | None
+    ) -> list[RenderedCase]:
+        """Load and render every case of ``spec`` on ``workers`` threads (default: one per CPU core).
+
+        Each generator is loaded once, before the workers start. ``progress(done, total, message)`` is
+        called after each case. The first failing case stops the others and its error is raised.
+        """
+        needed = sorted({c.generator for c in spec.conditions if c.generator is not None})
+        generators = {name: self._load_generator(name) for name in needed}
+        folders = spec.case_folders
+        total = len(folders)
+        workers = max(1, min(total, workers or os.cpu_count() or 1))
+        if progress is not None:
+            progress(0, total, f"rendering {total} cases on {workers} threads")
+
+        def one(index: int) -> RenderedCase:
+            case = self._load_case(folders[index])
+            key = str(case.meta.get("case_id") or folders[index].name)
+            return render_case(case, key, folders[index], spec, index, generators.__getitem__)
+
+        rendered: list[RenderedCase | None] = [None] * total
+        with ThreadPoolExecutor(workers, thread_name_prefix="rs-render") as pool:
+            futures = {pool.submit(one, i): i for i in range(total)}
+            try:
+                for done, future in enumerate(as_completed(futures), start=1):
+                    rendered[futures[future]] = future.result()
+                    if progress is not None:
+                        progress(done, total, f"rendered {done} of {total} cases")
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        out = [r for r in rendered if r is not None]
+        keys: dict[str, Path] = {}
+        for r in out:
+            if r.key in keys:
+                raise VCEInputError(f"two case folders have the same case id {r.key!r}", path=r.folder)
+            keys[r.key] = r.folder
+        return out
 
     @audit_denials
-    def create_study(self, actor: Actor, spec: str | Mapping[str, Any] | StudySpec) -> dict[str, Any]:
-        """Validate a spec, render every item once and store the study with its readers.
+    def create_study(
+        self,
+        actor: Actor,
+        spec: str | Mapping[str, Any] | StudySpec,
+        *,
+        progress: Progress | None = None,
+        workers: int | None = None,
+    ) -> dict[str, Any]:
+        """Validate a spec, render every item once (cases in parallel) and store the study with its readers.
+
+        ``progress(done, total, message)`` reports each rendered case (then "storing"); ``workers`` threads
+        render (default one per CPU core; 1 renders serially). Nothing is stored when any case fails.
 
         Returns
         -------
@@ -243,7 +283,9 @@ class StudyAdmin(ServiceBase):
         with self.db.read() as s:
             check_actor(s, actor, admin=True)
         parsed = self._new_spec(spec)
-        rendered = self._render_cases(parsed)
+        rendered = self._render_cases(parsed, progress, workers)
+        if progress is not None:
+            progress(len(rendered), len(rendered), "storing the study")
         with self.db.write() as s:
             me = check_actor(s, actor, admin=True)
             study = _store_study(s, parsed)

@@ -8,7 +8,7 @@ catches the IntegrityError and compares with what is stored (portable, no dialec
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,12 +17,15 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..auth import Actor, enrolled_study
+from vce_core.errors import VCEInputError
+
+from ..auth import Actor, check_actor, enrolled_study
 from ..errors import AccessDenied, AnswerConflict, StudyStateError
-from ..models import Answer, Assignment, AuditEvent, Item, Reader, Study, as_utc, utcnow
+from ..models import Answer, Assignment, AuditEvent, Item, Reader, Study, Submission, as_utc, utcnow
 from .answers import StoredAnswer, validate_answers
 from .base import ServiceBase, audit_denials, current_iteration, first_open_position
-from .views import SubmitResult
+from .reading import next_in
+from .views import ServedItem, SubmitResult
 
 
 def _time_on_task(a: Assignment, now: datetime) -> int | None:
@@ -168,8 +171,99 @@ def _resubmit(
     return _change(s, target, stored, values)
 
 
+def _ticket_target(s: Session, reader: Reader, ticket: str) -> tuple[_Target, int | None]:
+    """The reader's assignment named ``ticket`` and the reader's current iteration of its study.
+
+    Refuses a ticket of another reader exactly like an unknown one, a study that is not open, an
+    assignment of an iteration that is not open yet, and one whose washout is still running.
+    """
+    a = s.scalar(select(Assignment).where(Assignment.ticket == str(ticket or "")[:64]))
+    if a is None or a.reader_id != reader.id:
+        raise AccessDenied("No such item in your study.")
+    study = s.get(Study, a.study_id)
+    assert study is not None
+    if study.status != "open":
+        raise StudyStateError("This study is not open for reading.")
+    iteration, opens = current_iteration(s, study, reader)
+    if a.completed_at is None:
+        if a.iteration != iteration:
+            raise StudyStateError("This item is not open for answers yet.")
+        if opens is not None and opens > utcnow():
+            raise StudyStateError("The washout period of the next reading is still running.")
+    return _Target(study, reader, s.get(Item, a.item_id), a), iteration  # type: ignore[arg-type]
+
+
+def _replayed(s: Session, reader: Reader, key: str, target: _Target) -> SubmitResult | None:
+    """The outcome of an earlier submit with idempotency ``key`` (None: the key is new)."""
+    done = s.scalar(select(Submission).where(Submission.reader_id == reader.id, Submission.key == key))
+    if done is None:
+        return None
+    if done.assignment_id != target.assignment.id:
+        raise AnswerConflict("This submission was already used for another image; reload the page.")
+    durations = s.scalars(select(Answer.duration_ms).where(*target.answers_where()).limit(1))
+    return SubmitResult("duplicate", 0, next(iter(durations), None))
+
+
+def _submit_in(s: Session, reader: Reader, ticket: str, key: str, answers: Mapping[str, Any]) -> SubmitResult:
+    """A submit inside the caller's write session (see :meth:`Answering.submit`)."""
+    target, iteration = _ticket_target(s, reader, ticket)
+    replay = _replayed(s, reader, key, target)
+    if replay is not None:
+        return replay
+    result = _answer(s, target, iteration, answers)
+    s.add(Submission(reader_id=reader.id, key=key, assignment_id=target.assignment.id, status=result.status))
+    return result
+
+
+def _check_key(key: str) -> str:
+    key = str(key or "")
+    if not 8 <= len(key) <= 64:
+        raise VCEInputError("a submission needs an idempotency key of 8 to 64 characters")
+    return key
+
+
 class Answering(ServiceBase):
     """The reader's answers (every call checks enrolment and the reading order)."""
+
+    @audit_denials
+    def submit(self, actor: Actor, ticket: str, key: str, answers: Mapping[str, Any]) -> SubmitResult:
+        """Store the answers of the assignment named ``ticket`` (see :class:`ServedItem`), once per ``key``.
+
+        ``key`` is the idempotency key of this submit (8–64 characters, unique per reader): replaying the
+        same request returns ``duplicate`` and writes nothing; a key reused for another item is refused.
+        The ticket names the item, so a replay, a retry or a second browser tab can never store answers
+        for any other item. ``answers`` as in :meth:`submit_answers`.
+        """
+        key = _check_key(key)
+
+        def once() -> SubmitResult:
+            with self.db.write() as s:
+                return _submit_in(s, _locked_reader(s, actor), ticket, key, answers)
+
+        return _retry_once(once)
+
+    @audit_denials
+    def submit_and_next(
+        self, actor: Actor, ticket: str, key: str, answers: Mapping[str, Any], study: str
+    ) -> tuple[str, ServedItem]:
+        """:meth:`submit`, then the reader's next item of ``study`` (:meth:`next_item`), in one transaction.
+
+        Returns the submit's status (``stored``, ``duplicate``, ``changed``, or ``conflict``: the item was
+        already answered differently, e.g. in another window; nothing stored) and the next item.
+        """
+        key = _check_key(key)
+
+        def once() -> tuple[str, ServedItem]:
+            with self.db.write() as s:
+                reader = _locked_reader(s, actor)
+                try:
+                    status = _submit_in(s, reader, ticket, key, answers).status
+                except AnswerConflict:  # raised before anything is written
+                    status = "conflict"
+                _, st = enrolled_study(s, actor, study)
+                return status, next_in(s, reader, st)
+
+        return _retry_once(once)
 
     @audit_denials
     def submit_answers(
@@ -182,24 +276,46 @@ class Answering(ServiceBase):
         free text. Idempotent: the same answers again → ``duplicate`` and nothing written. Different answers
         for an answered item → ``changed`` if the study allows going back, else :class:`AnswerConflict`.
         Only the next unanswered item (or, with back navigation, an earlier one) can be answered.
+        Trusted callers (CLI, tests) name the item by its ``public_id``; readers' browsers use :meth:`submit`.
         """
-        for attempt in range(2):
-            try:
-                return self._submit_once(actor, study, public_id, answers)
-            except IntegrityError:
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
 
-    def _submit_once(
-        self, actor: Actor, study: str, public_id: str, answers: Mapping[str, Any]
-    ) -> SubmitResult:
-        with self.db.write() as s:
-            reader, st = enrolled_study(s, actor, study)
-            if st.status != "open":
-                raise StudyStateError("This study is not open for reading.")
-            target, iteration = _target(s, st, reader, public_id)
-            values = validate_answers(st.questions, answers)
-            if target.assignment.completed_at is not None:
-                return _resubmit(s, target, iteration, values)
-            return _store(s, target, values)
+        def once() -> SubmitResult:
+            with self.db.write() as s:
+                reader, st = enrolled_study(s, actor, study)
+                _locked_reader(s, actor)
+                if st.status != "open":
+                    raise StudyStateError("This study is not open for reading.")
+                target, iteration = _target(s, st, reader, public_id)
+                return _answer(s, target, iteration, answers)
+
+        return _retry_once(once)
+
+
+def _answer(s: Session, target: _Target, iteration: int | None, answers: Mapping[str, Any]) -> SubmitResult:
+    """Validate ``answers`` and store them for ``target`` (first answers, duplicate or allowed change)."""
+    values = validate_answers(target.study.questions, answers)
+    if target.assignment.completed_at is not None:
+        return _resubmit(s, target, iteration, values)
+    return _store(s, target, values)
+
+
+def _locked_reader(s: Session, actor: Actor) -> Reader:
+    """The caller's reader account, row-locked for this transaction (PostgreSQL: ``FOR UPDATE``), so the
+    submits of one reader run one after the other on every database and in every worker process."""
+    reader = check_actor(s, actor)
+    if reader is None:
+        raise AccessDenied("Reading needs a reader account.")
+    s.execute(select(Reader.id).where(Reader.id == reader.id).with_for_update())
+    return reader
+
+
+def _retry_once(once: Callable[[], SubmitResult]) -> SubmitResult:
+    """Run a submit; on a unique-constraint race (another worker stored the same answers a moment earlier)
+    run it once more, which then finds the stored answers."""
+    for attempt in range(2):
+        try:
+            return once()
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")

@@ -25,6 +25,8 @@ from ..models import Assignment, AuditEvent, ItemImage, Reader, Study, as_utc
 
 IMAGE_CACHE_ITEMS = 256
 """Items whose decoded slices the service keeps in memory."""
+SESSION_CACHE_ENTRIES = 4096
+"""Resolved log-in sessions the service remembers for a few seconds (see :mod:`.sessions`)."""
 
 
 def audit_denials(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -119,6 +121,7 @@ class ServiceBase:
         self._case_loader = case_loader
         self._generator_loader = generator_loader
         self._images: LRU[list[np.ndarray]] = LRU(IMAGE_CACHE_ITEMS)
+        self._sessions: LRU[tuple[Actor, float]] = LRU(SESSION_CACHE_ENTRIES)
 
     def authenticate(self, token: str) -> Actor:
         """The actor holding ``token``; :class:`AccessDenied` (and an audit event) if none does."""

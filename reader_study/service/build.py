@@ -16,6 +16,8 @@ import numpy as np
 from .. import render
 from ..spec import ConditionSpec, StudySpec
 
+ACQUIRED_DOSES = {"real_standard_dose": 1.0, "native": 0.0}
+"""Dose (fraction of the standard dose) of the conditions that are acquired at a fixed dose."""
 REFERENCE_CONDITION = "real_standard_dose"
 """Condition of the reference image shown next to each item (``show_reference``)."""
 
@@ -44,6 +46,7 @@ class RenderedCase:
     slices: list[int]
     window: tuple[float, float]
     items: list[RenderedItem]
+    focus: int = 0
 
 
 def _render_item(
@@ -59,7 +62,8 @@ def _render_item(
     generator_name = None
     if cond.generator is not None:
         generator_name = getattr(synth, "name", None) or cond.generator
-    return RenderedItem(cond.condition, cond.dose, generator_name, render.render_stack(floats, window))
+    dose = ACQUIRED_DOSES.get(cond.condition, cond.dose)
+    return RenderedItem(cond.condition, dose, generator_name, render.render_stack(floats, window))
 
 
 def render_case(
@@ -78,6 +82,7 @@ def render_case(
     native = np.asarray(case.native.data, dtype=np.float32)
     standard = np.asarray(case.standard_dose.data, dtype=np.float32)
     plane, slices = render.choose_slices(native, standard, spec.slices)
+    focus = render.focus_position(native, standard, plane, slices)
     window = render.case_window(standard, plane, slices)
     seed = spec.seed * 1000 + case_index
     items = []
@@ -87,4 +92,4 @@ def render_case(
     if spec.options["show_reference"]:
         floats = render.render_condition(case, REFERENCE_CONDITION, None, None, plane, slices)
         items.append(RenderedItem(REFERENCE_CONDITION, 1.0, None, render.render_stack(floats, window), True))
-    return RenderedCase(key, folder, plane, slices, window, items)
+    return RenderedCase(key, folder, plane, slices, window, items, focus)

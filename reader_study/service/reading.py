@@ -47,6 +47,9 @@ def _serve(s: Session, study: Study, a: Assignment, total: int, done: int) -> Se
     return ServedItem(
         status="item",
         public_id=a.item.public_id,
+        ticket=a.ticket,
+        focus=a.item.case.focus,
+        plane=a.item.case.plane,
         position=a.position + 1,
         total=total,
         iteration=a.iteration,
@@ -56,6 +59,32 @@ def _serve(s: Session, study: Study, a: Assignment, total: int, done: int) -> Se
         can_back=study.allow_back and a.position > 0,
         answers=_answers_of(s, a) if a.completed_at is not None else {},
     )
+
+
+def next_in(s: Session, reader: Reader, st: Study) -> ServedItem:
+    """The reader's next unanswered item of ``st``, stamped as served, inside the caller's write session."""
+    if st.status != "open":
+        return ServedItem(status="closed", iterations=st.repeat_reads)
+    iteration, opens = current_iteration(s, st, reader)
+    if iteration is None:
+        total = _count(s, _iteration_queue(reader, st, st.repeat_reads))
+        return ServedItem(
+            status="done", total=total, done=total, iteration=st.repeat_reads, iterations=st.repeat_reads
+        )
+    if opens is not None and opens > utcnow():
+        return ServedItem(
+            status="washout", iteration=iteration, iterations=st.repeat_reads, available_at=opens
+        )
+    queue = _iteration_queue(reader, st, iteration).subquery()
+    total, done = s.execute(select(func.count(), func.count(queue.c.completed_at))).one()
+    a = s.scalar(
+        _iteration_queue(reader, st, iteration)
+        .where(Assignment.completed_at.is_(None))
+        .order_by(Assignment.position)
+        .limit(1)
+    )
+    assert a is not None
+    return _serve(s, st, a, total, done)
 
 
 def _owns(s: Session, reader: Reader, item: Item) -> bool:
@@ -88,29 +117,7 @@ class Reading(ServiceBase):
         """The reader's next unanswered item (exact resume) and stamp the time it is served."""
         with self.db.write() as s:
             reader, st = enrolled_study(s, actor, study)
-            if st.status != "open":
-                return ServedItem(status="closed", iterations=st.repeat_reads)
-            iteration, opens = current_iteration(s, st, reader)
-            if iteration is None:
-                total = _count(s, _iteration_queue(reader, st, st.repeat_reads))
-                return ServedItem(
-                    status="done",
-                    total=total,
-                    done=total,
-                    iteration=st.repeat_reads,
-                    iterations=st.repeat_reads,
-                )
-            if opens is not None and opens > utcnow():
-                return ServedItem(
-                    status="washout", iteration=iteration, iterations=st.repeat_reads, available_at=opens
-                )
-            queue = _iteration_queue(reader, st, iteration)
-            a = s.scalar(
-                queue.where(Assignment.completed_at.is_(None)).order_by(Assignment.position).limit(1)
-            )
-            assert a is not None
-            done = _count(s, queue.where(Assignment.completed_at.is_not(None)))
-            return _serve(s, st, a, _count(s, queue), done)
+            return next_in(s, reader, st)
 
     @audit_denials
     def item_at(self, actor: Actor, study: str, position: int) -> ServedItem:
@@ -158,3 +165,41 @@ class Reading(ServiceBase):
             if ref is None:
                 raise AccessDenied("No reference for this item.")
             return self._decoded(s, ref)
+
+    def _ticket_item(self, s: Session, actor: Actor, ticket: str) -> tuple[Reader, Assignment]:
+        """The caller's assignment named ``ticket`` (another reader's ticket is refused like a wrong one)."""
+        reader = check_actor(s, actor)
+        a = s.scalar(select(Assignment).where(Assignment.ticket == str(ticket or "")[:64]))
+        if reader is None or a is None or a.reader_id != reader.id:
+            raise AccessDenied("No such item in your study.")
+        return reader, a
+
+    @audit_denials
+    def ticket_images(self, actor: Actor, ticket: str) -> list[np.ndarray]:
+        """The slices (read-only 2-D uint8 arrays) of the caller's item named ``ticket``."""
+        with self.db.read() as s:
+            _, a = self._ticket_item(s, actor, ticket)
+            return self._decoded(s, a.item_id)
+
+    @audit_denials
+    def ticket_reference(self, actor: Actor, ticket: str) -> list[np.ndarray]:
+        """The standard-dose reference slices of the case of the caller's item ``ticket``
+        (studies with ``show_reference``)."""
+        with self.db.read() as s:
+            _, a = self._ticket_item(s, actor, ticket)
+            st = s.get(Study, a.study_id)
+            ref = s.scalar(select(Item.id).where(Item.case_id == a.item.case_id, Item.is_reference.is_(True)))
+            if st is None or not st.show_reference or ref is None:
+                raise AccessDenied("No reference for this item.")
+            return self._decoded(s, ref)
+
+    def previous_item(self, actor: Actor, ticket: str) -> ServedItem:
+        """Back navigation from the caller's item ``ticket``: the item before it (see :meth:`item_at`)."""
+        with self.db.read() as s:
+            _, a = self._ticket_item(s, actor, ticket)
+            study = s.get(Study, a.study_id)
+            assert study is not None
+            name, position = study.name, a.position
+        if position < 1:
+            raise AccessDenied("There is no earlier item.")
+        return self.item_at(actor, name, position)

@@ -86,7 +86,8 @@ class Results(ServiceBase):
 
     @audit_denials
     def progress_all(self, actor: Actor, study: str) -> pd.DataFrame:
-        """Admin: one row per enrolled reader (reader, reader_id, done, total, percent, last answer)."""
+        """Admin: one row per enrolled reader (reader, reader_id, done, total, percent, last answer as UTC
+        ISO 8601 text, None before the first answer)."""
         with self.db.read() as s:
             check_actor(s, actor, admin=True)
             st = study_named(s, study)
@@ -104,6 +105,10 @@ class Results(ServiceBase):
                 .order_by(Reader.id)
             ).all()
         frame = pd.DataFrame(rows, columns=["reader_id", "reader", "total", "done", "last_answer"])
+        frame["last_answer"] = [
+            None if t is None or pd.isna(t) else as_utc(t).isoformat(timespec="seconds")
+            for t in frame["last_answer"]
+        ]
         frame["percent"] = (100.0 * frame["done"] / frame["total"].where(frame["total"] > 0)).round(1)
         return frame[["reader", "reader_id", "done", "total", "percent", "last_answer"]]
 

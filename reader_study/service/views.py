@@ -32,7 +32,9 @@ class ServedItem:
     ``status``: ``item`` (read ``public_id``), ``done`` (every iteration answered), ``washout`` (the next
     iteration opens at ``available_at``, UTC), ``closed`` (the study is not open). ``position`` is 1-based
     within the iteration; ``answers`` are the stored answers when the item was already answered (back
-    navigation).
+    navigation). ``ticket`` names this reader's assignment of the item: what a browser sends back with
+    its answers (:meth:`ReaderStudyService.submit`); ``public_id`` stays on the server. ``focus`` is the
+    0-based slice the item opens on (its case's most relevant slice).
     """
 
     status: str
@@ -46,6 +48,9 @@ class ServedItem:
     can_back: bool = False
     answers: dict[str, Any] = field(default_factory=dict)
     available_at: datetime | None = None
+    ticket: str | None = None
+    focus: int = 0
+    plane: str = "axial"
 
 
 @dataclass(frozen=True)

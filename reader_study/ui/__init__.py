@@ -1,11 +1,13 @@
 """Gradio pieces of the reader study: the Reader tab and the Study-admin tab (thin: they call the service).
 
-Mount inside the app's ``gr.Blocks``::
+Mount inside the app's ``gr.Blocks``, or build a one-role deployment::
 
     with gr.Blocks() as demo:
         ...
         mount_reader_study(service)          # adds the tabs "Reader study" and "Study admin"
-    demo.launch(js=READER_JS)                 # keys 1-5 answer, Enter submits
+    demo.launch(**launch_kwargs(service))     # log-in routes, viewer, keys 1-5 / Enter
+
+    reader_app(service).launch(**launch_kwargs(service, ("reader",)))  # the blinded reader deployment
 
 Each tab is a module: :mod:`.reader` and :mod:`.admin` hold a handler class (callable directly, e.g. by
 tests) and a layout that is wired to it; :mod:`.common` holds the error policy of the handlers
@@ -13,42 +15,89 @@ tests) and a layout that is wired to it; :mod:`.common` holds the error policy o
 
 Blinding, following ``gradio-notes.md``:
 
-- identity lives in a ``gr.State`` (server-side), never in a component value; every handler re-checks it and
-  the service re-checks the role and ownership (a direct call of an endpoint without logging in inside the
-  same session is refused);
-- images leave as numpy uint8 arrays (served under an opaque hash + ``image.png``), ``format="png"``,
-  ``buttons=[]``; the item's public id stays on the server;
-- reader endpoints have neutral ``api_name`` values (``/r_login``, ``/r_view``, ``/r_submit``, ...), and no
-  condition, dose, generator, case id or file name is in any value, label or choice sent to a reader.
+- identity is never in the page: the log-in posts the token to ``/rs/session`` (:mod:`.session`), which
+  sets an HttpOnly cookie; every handler resolves the caller from it (or from a header, for API clients)
+  and the service re-checks role and ownership;
+- images leave as the shared stack viewer's payload (:mod:`vce_core.viewer`: raw uint8 bytes, so the
+  size depends on the slice shape only); the item's public id stays on the server, the page holds only
+  a random ticket of the reader's assignment;
+- reader endpoints have neutral ``api_name`` values (``/r_login``, ``/r_submit``, ...), and no condition,
+  dose, generator, case id or file name is in any value, label or choice sent to a reader;
+- :func:`reader_app` builds a deployment with the reader view only (no explorer, no admin endpoint).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import gradio as gr
+
+from vce_core.viewer import head_html
 
 from ..service import ReaderStudyService
 from .admin import AdminHandlers, mount_admin_tab
-from .common import MAX_QUESTIONS, READER_JS
+from .common import MAX_QUESTIONS, READER_CSS, READER_JS
 from .reader import ReaderHandlers, mount_reader_tab
+from .session import session_routes
 
 __all__ = [
     "MAX_QUESTIONS",
-    "READER_JS",
+    "PAGE_CSS",
+    "PAGE_JS",
     "AdminHandlers",
     "ReaderHandlers",
+    "admin_app",
+    "launch_kwargs",
     "mount_admin_tab",
     "mount_reader_study",
     "mount_reader_tab",
+    "reader_app",
 ]
+
+PAGE_JS = READER_JS
+"""The reader view's keyboard script: ``launch(js=PAGE_JS)``."""
+PAGE_CSS = READER_CSS
+"""Style of the reader-study views: ``launch(css=PAGE_CSS)``."""
+READER_TITLE = "Reader study"
 
 
 def mount_reader_study(service: ReaderStudyService) -> tuple[ReaderHandlers, AdminHandlers]:
-    """Create the tabs "Reader study" and "Study admin" inside the current ``gr.Blocks`` context.
-
-    Returns the tabs' handlers (the same objects the components call).
-    """
+    """Create the tabs "Reader study" and "Study admin" inside the current ``gr.Blocks`` context (the
+    all-in-one demo; not blinded, see :func:`reader_app`). Returns the tabs' handlers."""
     with gr.Tab("Reader study", elem_id="rs-reader-tab"):
         reader = mount_reader_tab(service)
     with gr.Tab("Study admin", elem_id="rs-admin-tab"):
         admin = mount_admin_tab(service)
     return reader, admin
+
+
+def reader_app(service: ReaderStudyService) -> gr.Blocks:
+    """A blinded reader deployment: the reader view and nothing else (no explorer, no admin endpoint)."""
+    with gr.Blocks(title=READER_TITLE, analytics_enabled=False) as blocks:
+        gr.Markdown(f"## {READER_TITLE}")
+        mount_reader_tab(service, blocks)
+    return blocks
+
+
+def admin_app(service: ReaderStudyService) -> gr.Blocks:
+    """The study-admin deployment: the admin view behind its own log-in, and nothing else."""
+    with gr.Blocks(title="Study admin", analytics_enabled=False) as blocks:
+        gr.Markdown("## Study admin")
+        mount_admin_tab(service, blocks)
+    return blocks
+
+
+def launch_kwargs(
+    service: ReaderStudyService, roles: tuple[str, ...] = ("reader", "admin")
+) -> dict[str, Any]:
+    """What ``Blocks.launch`` needs for the reader-study views: the log-in routes of ``roles``, the shared
+    stack viewer (``head``), the page script and style, no footer links, errors shown (they are written
+    for people)."""
+    return {
+        "app_kwargs": {"routes": session_routes(service, roles)},
+        "head": head_html(),
+        "js": PAGE_JS,
+        "css": PAGE_CSS,
+        "footer_links": [],
+        "show_error": True,
+    }

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
 import gradio as gr
-import numpy as np
 
-from vce_core.display import Window
 from vce_core.errors import guarded
-
-from ..auth import Actor
 
 MAX_QUESTIONS = 8
 """Questions the reader view can show (answer slots laid out in advance)."""
-DEFAULT_LEVEL = 127.5
-DEFAULT_WIDTH = 255.0
-DISPLAY_PIXELS = 512
-"""Long side of a reader image on screen in pixels, reached by integer pixel replication."""
 
 READER_JS = """
 () => {
@@ -32,7 +25,8 @@ READER_JS = """
     const root = document.querySelector('#rs-reading');
     if (!root || root.offsetParent === null) return;
     if (e.key >= '1' && e.key <= '9' && !e.ctrlKey && !e.metaKey && !e.altKey) {
-      const groups = [...root.querySelectorAll('.rs-q')].filter((g) => g.offsetParent !== null);
+      const groups = [...root.querySelectorAll('.rs-q')].filter((g) => g.offsetParent !== null
+        && g.querySelector('input[type=radio]'));
       const open = groups.find((g) => !g.querySelector('input[type=radio]:checked'))
         || groups[groups.length - 1];
       if (!open) return;
@@ -46,7 +40,15 @@ READER_JS = """
   });
 }
 """
-"""Keyboard shortcuts of the Reader tab; pass to ``launch(js=READER_JS)``."""
+"""Keyboard shortcuts of the Reader view (keys 1-5 answer the first open question, Enter submits)."""
+
+READER_CSS = """
+.rs-status { font-weight: 600; min-height: 1.2em; }
+#rs-back { display: none; }
+.rs-bar { height: 10px; border-radius: 5px; background: #e5e7eb; overflow: hidden; min-width: 160px; }
+.rs-bar > div { height: 10px; background: #2563eb; }
+"""
+"""Style of the Reader view (the highlight of missing answers comes with the status line)."""
 
 _log = logging.getLogger("reader_study.ui")
 
@@ -69,31 +71,34 @@ def shows_errors(action: str) -> Callable[[F], F]:
     return guarded(action, shown_as=_toast, passthrough=(gr.Error,), logger=_log)
 
 
+class _ShownInPlace(Exception):
+    """A message the handler shows in its own message area instead of raising a toast."""
+
+
+def notes_errors(
+    action: str, n_outputs: int, message_index: int, shown: Callable[[str], Any] = str
+) -> Callable[[F], F]:
+    """Handler decorator like :func:`shows_errors`, but ``shown(message)`` replaces output
+    ``message_index`` and every other of the ``n_outputs`` outputs stays as it is (a toast would mark
+    every output of a big view as failed and lose what the person was doing). The same policy decides
+    the message."""
+
+    def decorate(fn: F) -> F:
+        inner = guarded(action, shown_as=_ShownInPlace, passthrough=(), logger=_log)(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return inner(*args, **kwargs)
+            except _ShownInPlace as exc:
+                out: list[Any] = [gr.update()] * n_outputs
+                out[message_index] = shown(str(exc))
+                return out
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
 def _toast(message: str) -> gr.Error:
     return gr.Error(message, print_exception=False)
-
-
-def reader_window(level: float, width: float) -> Window:
-    """The reader's window on a stored ``uint8`` image (display units 0–255; width at least 1).
-
-    Level 127.5 and width 255 leave the image unchanged.
-    """
-    return Window(float(level), max(float(width), 1.0))
-
-
-def actor_of(state: dict[str, Any] | None, *, admin: bool = False) -> Actor:
-    """The actor logged in in this browser session (an admin when ``admin``), else a refusal."""
-    actor = (state or {}).get("actor")
-    if not isinstance(actor, Actor) or (admin and actor.role != "admin"):
-        refuse("Please log in with your access token first.")
-    return actor
-
-
-def enlarge(image: np.ndarray, target: int = DISPLAY_PIXELS) -> np.ndarray:
-    """Integer nearest-neighbour enlargement of a 2-D image so the long side is close to ``target`` pixels.
-
-    Browsers show a small PNG at its own size; 1 mm brain slices (~200 px) would be read as thumbnails.
-    Pixel replication keeps every grey value exact (no interpolation a reader could mistake for texture).
-    """
-    factor = max(1, target // max(image.shape))
-    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1) if factor > 1 else image

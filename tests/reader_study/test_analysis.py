@@ -123,3 +123,18 @@ def test_degenerate_data_gives_nan_not_errors() -> None:
         analysis.turing_figure(answers),
     ):
         assert fig.to_dict()["data"]
+
+
+def test_score_figure_shows_percent_per_arm_with_room_for_every_question() -> None:
+    answers = _frame(readers=3, cases=8)
+    second = answers[answers["question"] == "q"].assign(question="q2")
+    both = pd.concat([answers, second], ignore_index=True)
+    one, two = analysis.score_figure(answers).to_dict(), analysis.score_figure(both).to_dict()
+    assert two["layout"]["height"] > one["layout"]["height"]  # grows instead of squashing
+    assert [a["text"] for a in two["layout"]["annotations"]] == ["q", "q2"]  # one panel per question
+    summary = analysis.score_summary(answers)
+    bars = [d for d in one["data"] if d["type"] == "bar"]
+    for k, arm in enumerate(bars[0]["y"]):
+        assert sum(b["x"][k] for b in bars) == pytest.approx(100, abs=0.3)  # percent of that arm's answers
+        counts = summary[summary["arm"] == arm][[str(v) for v in range(1, 6)]].iloc[0].tolist()
+        assert [b["customdata"][k] for b in bars] == counts

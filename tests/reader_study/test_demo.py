@@ -21,7 +21,7 @@ def test_demo_study_is_built_once(tmp_path: Path) -> None:
     with svc.db.read() as s:
         arms = {(i.condition, i.dose, i.generator) for i in s.query(Item)}
     assert arms == {
-        ("real_standard_dose", None, None),
+        ("real_standard_dose", 1.0, None),  # acquired at the full dose
         ("real_low_dose", 0.33, None),
         ("synthetic_low_dose", 0.33, FakeGenerator.name),
         ("linear_baseline", 0.33, None),

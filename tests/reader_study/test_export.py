@@ -13,6 +13,7 @@ from reader_study import __main__ as cli
 from reader_study import export
 from reader_study.service import SYSTEM, ReaderStudyService
 from support import LIKERT_ANSWERS, FakeGenerator, make_service, spec_dict, write_disc_cases
+from vce_core.errors import VCEInputError
 
 
 def _filled(tmp_path: Path) -> tuple[ReaderStudyService, pd.DataFrame]:
@@ -126,3 +127,26 @@ def test_cli_create_export_and_errors(
     buf = io.StringIO()
     monkeypatch.setattr("sys.stdout", buf)
     assert cli.main(["list"]) == 0 and "t-study" in buf.getvalue()
+
+
+def test_exports_of_a_study_without_answers_say_so(study, tmp_path: Path) -> None:
+    svc, _, _ = study
+    answers = svc.answers_frame(SYSTEM, "t-study")
+    assert answers.empty
+    with pytest.raises(VCEInputError, match="no answers yet"):
+        export.export_answers(answers, "imrmc", tmp_path / "x.imrmc")
+    assert not (tmp_path / "x.imrmc").exists()
+    assert len(pd.read_csv(export.export_answers(answers, "long", tmp_path / "x.csv"))) == 0
+
+
+def test_standard_dose_items_export_their_dose(study, tmp_path: Path) -> None:
+    svc, (r1, _), _ = study
+    for _ in range(9):
+        item = svc.next_item(r1, "t-study")
+        svc.submit_answers(r1, "t-study", item.public_id, LIKERT_ANSWERS)
+    long = pd.read_csv(
+        export.export_answers(svc.answers_frame(SYSTEM, "t-study"), "long", tmp_path / "l.csv")
+    )
+    doses = long.groupby("condition")["dose"].unique()
+    assert list(doses["real_standard_dose"]) == [1.0]
+    assert list(doses["real_low_dose"]) == [0.33] and long["dose"].notna().all()

@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 
 from reader_study import render
-from reader_study.ui.common import reader_window
 from support import disc_case
 from vce_core import display
-from vce_core.display import apply_window
 from vce_core.io import Case, Volume
 
 ANISOTROPIC_SHAPE = (20, 16, 6)  # I, J, K all different, so a transposed image would show
@@ -77,11 +75,16 @@ def test_acquired_low_dose_is_found_with_the_domain_tolerance() -> None:
     np.testing.assert_array_equal(exact[0], near[0])
 
 
-def test_apply_window_identity_and_stretch() -> None:
-    img = np.arange(256, dtype=np.uint8).reshape(16, 16)
-    np.testing.assert_array_equal(apply_window(img, reader_window(127.5, 255)), img)
-    narrow = apply_window(img, reader_window(128, 64))
-    assert narrow.min() == 0 and narrow.max() == 255
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_items_open_on_the_slice_with_the_enhancing_lesion(seed: int) -> None:
+    case = disc_case(seed)  # the enhancing blob fills slices k0 and k0 + 1, k0 = 2 + seed % 4
+    native, standard = case.native.data, case.standard_dose.data
+    plane, slices = render.choose_slices(native, standard, {"select": "center", "count": 5})
+    focus = render.focus_position(native, standard, plane, slices)
+    k0 = 2 + seed % 4
+    assert slices[focus] == k0 if k0 in slices else slices[focus] == k0 + 1
+    enhanced = [int(((standard - native)[:, :, k] > 40).sum()) for k in slices]  # independent count
+    assert enhanced[focus] == max(enhanced)
 
 
 @pytest.mark.parametrize("plane", ["axial", "coronal", "sagittal"])

@@ -67,12 +67,12 @@ def test_only_the_current_item_can_be_answered(study) -> None:
         svc.submit_answers(r1, "t-study", later, LIKERT_ANSWERS)
 
 
-def test_resume_is_exact_and_order_stable(study, tmp_path: Path) -> None:
+def test_resume_is_exact_and_order_stable(study, tmp_path: Path, db_url: str) -> None:
     svc, (r1, r2), out = study
     answered = _answer_all(svc, r1, n=4)
     nxt = svc.next_item(r1, "t-study")
     # a new process (new service over the same file) resumes at exactly the same item
-    svc2 = make_service(tmp_path)
+    svc2 = make_service(tmp_path, db_url)
     again = svc2.authenticate(out["readers"][0]["token"])
     assert svc2.next_item(again, "t-study").public_id == nxt.public_id
     assert svc2.next_item(again, "t-study").position == 5
@@ -100,9 +100,9 @@ def test_resume_is_exact_and_order_stable(study, tmp_path: Path) -> None:
     assert len(answered) == 4
 
 
-def test_status_washout_and_repeat_reads(tmp_path: Path) -> None:
+def test_status_washout_and_repeat_reads(tmp_path: Path, db_url: str) -> None:
     write_disc_cases(tmp_path, 2)
-    svc = make_service(tmp_path)
+    svc = make_service(tmp_path, db_url)
     spec = {
         **spec_dict(tmp_path, readers=1, repeat_reads=2, washout_days=1.0),
         "status": "draft",
@@ -129,9 +129,9 @@ def test_status_washout_and_repeat_reads(tmp_path: Path) -> None:
         svc.open_study(SYSTEM, "t-study")
 
 
-def test_back_navigation_when_allowed(tmp_path: Path) -> None:
+def test_back_navigation_when_allowed(tmp_path: Path, db_url: str) -> None:
     write_disc_cases(tmp_path, 2)
-    svc = make_service(tmp_path)
+    svc = make_service(tmp_path, db_url)
     out = svc.create_study(SYSTEM, spec_dict(tmp_path, readers=1, allow_back=True))
     r = svc.authenticate(out["readers"][0]["token"])
     ids = _answer_all(svc, r, n=2)
@@ -144,9 +144,9 @@ def test_back_navigation_when_allowed(tmp_path: Path) -> None:
         svc.item_at(r, "t-study", 5)
 
 
-def test_reference_images_and_audit_trail(tmp_path: Path) -> None:
+def test_reference_images_and_audit_trail(tmp_path: Path, db_url: str) -> None:
     write_disc_cases(tmp_path, 2)
-    svc = make_service(tmp_path)
+    svc = make_service(tmp_path, db_url)
     out = svc.create_study(SYSTEM, spec_dict(tmp_path, readers=1, show_reference=True))
     assert out["items"] == 6  # references are stored but never assigned
     r = svc.authenticate(out["readers"][0]["token"])

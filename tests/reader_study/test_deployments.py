@@ -1,0 +1,44 @@
+"""``python app.py --role reader|admin``: one-role deployments built by ``studio.wiring.build_role_app``;
+the all-in-one app carries the not-blinded warning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import app
+from reader_study.auth import SYSTEM
+from studio.wiring import NOT_BLINDED, build_role_app
+from support import make_service, spec_dict, write_disc_cases
+from vce_core.errors import VCEInputError
+from vce_core.settings import Settings, sqlite_url
+
+
+def _endpoints(blocks) -> set[str]:  # noqa: ANN001
+    return {str(d.get("api_name")) for d in blocks.get_config_file()["dependencies"]}
+
+
+def test_role_deployments_serve_one_view(tmp_path: Path) -> None:
+    write_disc_cases(tmp_path, 2)
+    make_service(tmp_path).create_study(SYSTEM, spec_dict(tmp_path, readers=1))
+    settings = Settings.resolve(
+        data_dir=tmp_path, models_dir=tmp_path / "models", db_url=sqlite_url(tmp_path / "rs.db")
+    )
+    reader = build_role_app(settings, "reader")
+    admin = build_role_app(settings, "admin")
+    assert {"r_login", "r_submit"} <= _endpoints(reader.blocks)
+    assert not any(e.startswith("a_") for e in _endpoints(reader.blocks))
+    assert {"a_login", "a_export", "a_close"} <= _endpoints(admin.blocks)
+    assert not any(e.startswith("r_") for e in _endpoints(admin.blocks))
+    labels = " ".join(
+        str(c.get("props", {}).get("label")) for c in reader.blocks.get_config_file()["components"]
+    )
+    assert "dose" not in labels.lower() and "generator" not in labels.lower()
+    routes = [r.path for r in reader.launch_options["app_kwargs"]["routes"]]
+    assert routes == ["/rs/session", "/rs/session"] and "head" in reader.launch_options
+    with pytest.raises(VCEInputError, match="unknown role"):
+        build_role_app(settings, "explorer")
+    assert app.parse_args(["--role", "reader"])[1].role == "reader"
+    assert app.parse_args([])[1].role == "all"
+    assert "not blinded" in NOT_BLINDED and "--role reader" in NOT_BLINDED
