@@ -3,6 +3,7 @@ schema 1, portable DDL, and the default database location."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,16 @@ V1_ROWS = [
 ]
 
 
+def schema_v1_ddl(dialect: str) -> str:
+    """The first release's DDL (``schema_v1.sql``, as SQLite created it) in ``dialect``: PostgreSQL differs
+    only in the types SQLAlchemy chose for it (SERIAL keys, BYTEA, TIMESTAMP WITH TIME ZONE)."""
+    ddl = (Path(__file__).parent / "schema_v1.sql").read_text()
+    if dialect == "postgresql":
+        ddl = ddl.replace("BLOB", "BYTEA").replace("DATETIME", "TIMESTAMP WITH TIME ZONE")
+        ddl = re.sub(r"^\t(id|version) INTEGER NOT NULL,", r"\t\1 SERIAL NOT NULL,", ddl, flags=re.M)
+    return ddl
+
+
 def test_schema_1_is_migrated(db_url: str) -> None:
     from sqlalchemy import create_engine
 
@@ -71,8 +82,7 @@ def test_schema_1_is_migrated(db_url: str) -> None:
     from reader_study.models import Assignment, Case, Item
     from reader_study.service import ReaderStudyService
 
-    dialect = "sqlite" if db_url.startswith("sqlite") else "postgresql"
-    ddl = (Path(__file__).parent / f"schema_v1.{dialect}.sql").read_text()
+    ddl = schema_v1_ddl("sqlite" if db_url.startswith("sqlite") else "postgresql")
     engine = create_engine(Database(db_url).url)
     with engine.begin() as conn:
         code = "\n".join(line for line in ddl.splitlines() if not line.startswith("--"))

@@ -1,14 +1,14 @@
--- reader_study schema version 1 (postgresql), as created by the first release; used to test the migration to 2
+-- reader_study schema version 1, as SQLite created it by the first release; used to test the migration to 2
 
 CREATE TABLE reader (
-	id SERIAL NOT NULL,
+	id INTEGER NOT NULL,
 	display_name VARCHAR(200) NOT NULL,
 	role VARCHAR(16) NOT NULL,
 	token_id VARCHAR(32) NOT NULL,
-	token_salt BYTEA NOT NULL,
-	token_hash BYTEA NOT NULL,
+	token_salt BLOB NOT NULL,
+	token_hash BLOB NOT NULL,
 	active BOOLEAN NOT NULL,
-	created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+	created_at DATETIME NOT NULL,
 	PRIMARY KEY (id),
 	CONSTRAINT ck_reader_role CHECK (role IN ('reader', 'admin'))
 );
@@ -16,12 +16,12 @@ CREATE TABLE reader (
 CREATE INDEX ix_reader_token_id ON reader (token_id);
 
 CREATE TABLE schema_version (
-	version SERIAL NOT NULL,
+	version INTEGER NOT NULL,
 	PRIMARY KEY (version)
 );
 
 CREATE TABLE study (
-	id SERIAL NOT NULL,
+	id INTEGER NOT NULL,
 	name VARCHAR(200) NOT NULL,
 	instructions TEXT NOT NULL,
 	status VARCHAR(16) NOT NULL,
@@ -32,7 +32,7 @@ CREATE TABLE study (
 	washout_days FLOAT NOT NULL,
 	min_distance INTEGER NOT NULL,
 	spec JSON NOT NULL,
-	created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+	created_at DATETIME NOT NULL,
 	PRIMARY KEY (id),
 	CONSTRAINT ck_study_status CHECK (status IN ('draft', 'open', 'closed')),
 	CONSTRAINT ck_study_repeat_reads CHECK (repeat_reads >= 1),
@@ -42,8 +42,8 @@ CREATE TABLE study (
 );
 
 CREATE TABLE audit_event (
-	id SERIAL NOT NULL,
-	created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+	id INTEGER NOT NULL,
+	created_at DATETIME NOT NULL,
 	actor_id INTEGER,
 	study_id INTEGER,
 	action VARCHAR(64) NOT NULL,
@@ -56,7 +56,7 @@ CREATE TABLE audit_event (
 CREATE INDEX ix_audit_study ON audit_event (study_id, created_at);
 
 CREATE TABLE "case" (
-	id SERIAL NOT NULL,
+	id INTEGER NOT NULL,
 	study_id INTEGER NOT NULL,
 	case_key VARCHAR(200) NOT NULL,
 	source_path TEXT NOT NULL,
@@ -73,30 +73,30 @@ CREATE TABLE "case" (
 CREATE TABLE enrollment (
 	study_id INTEGER NOT NULL,
 	reader_id INTEGER NOT NULL,
-	enrolled_at TIMESTAMP WITH TIME ZONE NOT NULL,
+	enrolled_at DATETIME NOT NULL,
 	PRIMARY KEY (study_id, reader_id),
 	FOREIGN KEY(study_id) REFERENCES study (id) ON DELETE CASCADE,
 	FOREIGN KEY(reader_id) REFERENCES reader (id) ON DELETE CASCADE
 );
 
 CREATE TABLE question (
-	id SERIAL NOT NULL,
+	id INTEGER NOT NULL,
 	study_id INTEGER NOT NULL,
-	key VARCHAR(64) NOT NULL,
+	"key" VARCHAR(64) NOT NULL,
 	position INTEGER NOT NULL,
 	kind VARCHAR(32) NOT NULL,
 	text TEXT NOT NULL,
 	required BOOLEAN NOT NULL,
 	options JSON NOT NULL,
 	PRIMARY KEY (id),
-	CONSTRAINT uq_question_key UNIQUE (study_id, key),
+	CONSTRAINT uq_question_key UNIQUE (study_id, "key"),
 	CONSTRAINT uq_question_position UNIQUE (study_id, position),
 	CONSTRAINT ck_question_kind CHECK (kind IN ('likert', 'single_choice', 'real_vs_synthetic', 'free_text')),
 	FOREIGN KEY(study_id) REFERENCES study (id) ON DELETE CASCADE
 );
 
 CREATE TABLE item (
-	id SERIAL NOT NULL,
+	id INTEGER NOT NULL,
 	public_id VARCHAR(64) NOT NULL,
 	study_id INTEGER NOT NULL,
 	case_id INTEGER NOT NULL,
@@ -116,14 +116,14 @@ CREATE TABLE item (
 CREATE INDEX ix_item_study_case ON item (study_id, case_id);
 
 CREATE TABLE assignment (
-	id SERIAL NOT NULL,
+	id INTEGER NOT NULL,
 	study_id INTEGER NOT NULL,
 	reader_id INTEGER NOT NULL,
 	item_id INTEGER NOT NULL,
 	iteration INTEGER NOT NULL,
 	position INTEGER NOT NULL,
-	served_at TIMESTAMP WITH TIME ZONE,
-	completed_at TIMESTAMP WITH TIME ZONE,
+	served_at DATETIME,
+	completed_at DATETIME,
 	PRIMARY KEY (id),
 	CONSTRAINT uq_assignment_position UNIQUE (reader_id, study_id, iteration, position),
 	CONSTRAINT uq_assignment_item UNIQUE (reader_id, item_id, iteration),
@@ -139,14 +139,14 @@ CREATE INDEX ix_assignment_reader_study ON assignment (reader_id, study_id, iter
 CREATE TABLE item_image (
 	item_id INTEGER NOT NULL,
 	position INTEGER NOT NULL,
-	png BYTEA NOT NULL,
+	png BLOB NOT NULL,
 	PRIMARY KEY (item_id, position),
 	CONSTRAINT ck_item_image_position CHECK (position >= 0),
 	FOREIGN KEY(item_id) REFERENCES item (id) ON DELETE CASCADE
 );
 
 CREATE TABLE answer (
-	id SERIAL NOT NULL,
+	id INTEGER NOT NULL,
 	study_id INTEGER NOT NULL,
 	reader_id INTEGER NOT NULL,
 	item_id INTEGER NOT NULL,
@@ -155,7 +155,7 @@ CREATE TABLE answer (
 	iteration INTEGER NOT NULL,
 	value TEXT NOT NULL,
 	confidence INTEGER,
-	created_at TIMESTAMP WITH TIME ZONE NOT NULL,
+	created_at DATETIME NOT NULL,
 	duration_ms INTEGER,
 	PRIMARY KEY (id),
 	CONSTRAINT uq_answer UNIQUE (reader_id, item_id, question_id, iteration),
