@@ -23,17 +23,15 @@ measure the synthesis itself (in coronal/sagittal: a whole volume per dose).
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from benchmarks.processes import machine, start_app, stop
+
 PLANES = ("axial", "coronal", "sagittal")
 
 
@@ -43,17 +41,14 @@ def drain(stream: Any) -> None:
         pass
 
 
-def start_app(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
+def serving_app(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
     """Start the app on ``args.port``; return the process and its URL once it serves."""
-    cmd = [sys.executable, str(REPO / "app.py"), "--port", str(args.port)]
+    extra = []
     if args.data:
-        cmd += ["--data", str(args.data)]
+        extra += ["--data", str(args.data)]
     if args.models:
-        cmd += ["--models", str(args.models)]
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+        extra += ["--models", str(args.models)]
+    proc = start_app(args.port, extra, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:
         print(f"  app | {line.rstrip()}")
@@ -109,7 +104,7 @@ def main() -> None:
 
     from gradio_client import Client
 
-    proc, url = start_app(args)
+    proc, url = serving_app(args)
     try:
         client = Client(url, verbose=False)
         info = client.view_api(return_format="dict", print_info=False)
@@ -120,8 +115,7 @@ def main() -> None:
         results, dose = {}, 33
         for plane in PLANES:
             results[plane], dose = measure_plane(client, case_id, generator, plane, dose, args)
-        load = os.getloadavg()[0]
-        print(f"\n{os.cpu_count()} CPUs, load average {load:.1f} at the end; times in ms")
+        print(f"\n{machine()} at the end; times in ms")
         head = ("plane", "echo p50", "step p50", "step p95", "ratio", "switch", "cold")
         print(f"{head[0]:<9} {head[1]:>9} {head[2]:>9} {head[3]:>9} {head[4]:>6} {head[5]:>8} {head[6]:>8}")
         for plane, r in results.items():
@@ -139,11 +133,7 @@ def main() -> None:
             f"(target ≤ 2 s); mean echo {echo_mean:.0f} ms"
         )
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 if __name__ == "__main__":

@@ -13,17 +13,13 @@ Run it after the demo cases exist (``python app.py`` once builds them). Each run
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import statistics
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from benchmarks.processes import REPO, machine, start_app, stop
 
 
 def one_run(port: int, extra: list[str]) -> tuple[float, float]:
@@ -31,15 +27,8 @@ def one_run(port: int, extra: list[str]) -> tuple[float, float]:
     from gradio_client import Client
 
     url = f"http://127.0.0.1:{port}/"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "app.py", "--port", str(port), *extra],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_app(port, extra, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while True:
             if proc.poll() is not None:
@@ -58,11 +47,7 @@ def one_run(port: int, extra: list[str]) -> tuple[float, float]:
         synthetic = time.perf_counter() - t0
         return page, synthetic
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def main() -> None:
@@ -88,7 +73,7 @@ def main() -> None:
             f"run {n}: HTTP 200 after {page:.1f} s, first synthetic panel after {synthetic:.1f} s", flush=True
         )
     print(
-        f"\nmedian of {args.runs} ({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}): "
+        f"\nmedian of {args.runs} ({machine()}): "
         f"page {statistics.median(pages):.1f} s (target ≤ 20 s), first synthetic panel "
         f"{statistics.median(synths):.1f} s"
     )

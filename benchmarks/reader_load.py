@@ -44,6 +44,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import numpy as np  # noqa: E402
 
+from benchmarks.processes import stop  # noqa: E402
+
 DOSES = (0.1, 0.2, 0.33)
 N_QUESTIONS = 2
 START_TIMEOUT_S = 600  # a loaded 2-core machine needs minutes to import gradio and start a server
@@ -282,15 +284,6 @@ def _create_study(work: Path, db_url: str, args: argparse.Namespace) -> tuple[An
     return service, created
 
 
-def _stop(server: subprocess.Popen) -> None:
-    if server.poll() is None:
-        server.send_signal(signal.SIGTERM)
-    try:
-        server.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        server.kill()
-
-
 def _run_readers(
     threads: list[ReaderThread],
     servers: list[subprocess.Popen],
@@ -316,7 +309,7 @@ def _run_readers(
                 print(f"worker 0 restarted in {time.time() - kill_time:.1f} s")
     finally:
         for server in servers:
-            _stop(server)
+            stop(server, signal.SIGTERM)
     return killed, time.time() - start
 
 

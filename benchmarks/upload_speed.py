@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from benchmarks.processes import REPO, machine
 
 
 def main() -> None:
@@ -74,7 +74,7 @@ def main() -> None:
     print(
         f"case {folder.name}: {' × '.join(map(str, case.native.shape))} voxels of "
         f"{' × '.join(f'{s:g}' for s in case.native.spacing)} mm; {synth.name}; {args.threads} threads; "
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+        f"{machine()}"
     )
     print(f"  {'stage':<45} {'wall':>7} {'CPU':>7}")
     for (start, cstart, what), (end, cend, _) in zip(stages, [*stages[1:], (total, cpu, "")], strict=True):
