@@ -192,65 +192,75 @@ def render_condition(
     keeps its true aspect ratio. Returns float32 arrays ``(rows, cols)``, one per slice.
     """
     pixel_spacing = display.slice_spacing(tuple(case.native.spacing), plane)
-    volume_slices = _condition_slices(case, condition, dose, synthesizer, plane, slices, seed)
+    if condition == "synthetic_low_dose":
+        volume_slices = _synthetic_slices(case, dose, synthesizer, plane, slices, seed)
+    else:
+        volume = _condition_volume(case, condition, dose)
+        volume_slices = _slices_of(case, condition, volume, plane, slices)
     return [display.to_display(s, pixel_spacing) for s in volume_slices]
 
 
-def _condition_slices(
+def _condition_volume(case: Any, condition: str, dose: float | None) -> np.ndarray:
+    """The float32 volume of every condition but ``synthetic_low_dose`` (see :func:`render_condition`)."""
+    if condition == "real_standard_dose":
+        return np.asarray(case.standard_dose.data, dtype=np.float32)
+    if condition == "native":
+        return np.asarray(case.native.data, dtype=np.float32)
+    if condition == "real_low_dose":
+        return _low_dose_volume(case, _need_dose(condition, dose))
+    if condition == "linear_baseline":
+        from vce_core.synthesis import linear_baseline
+
+        native = np.asarray(case.native.data, dtype=np.float32)
+        standard = np.asarray(case.standard_dose.data, dtype=np.float32)
+        return np.asarray(linear_baseline(native, standard, _need_dose(condition, dose)), dtype=np.float32)
+    if condition == "virtual_contrast":
+        if "virtual_contrast" not in case.extra:
+            raise VCEInputError(
+                f"case {case.meta.get('case_id', '?')} has no virtual_contrast volume",
+                expected="an extra volume named virtual_contrast in case.json",
+            )
+        return np.asarray(case.extra["virtual_contrast"].data, dtype=np.float32)
+    raise VCEInputError(f"unknown condition {condition!r}", expected="one of " + ", ".join(CONDITIONS))
+
+
+def _synthetic_slices(
     case: Any,
-    condition: str,
     dose: float | None,
     synthesizer: SynthesizerLike | None,
     plane: str,
     slices: Sequence[int],
     seed: int,
 ) -> list[np.ndarray]:
-    """Float slices in volume orientation of one condition (see :func:`render_condition`)."""
+    """The generator's slices at ``dose`` in volume orientation: only the shown ones when it can
+    (equal to slicing the synthesized volume with the same seed), else from the whole volume."""
+    if synthesizer is None:
+        raise VCEInputError(
+            "condition synthetic_low_dose needs a generator", expected="generator: <checkpoint folder>"
+        )
+    d, field = _need_dose("synthetic_low_dose", dose), float(case.field_strength)
     native = np.asarray(case.native.data, dtype=np.float32)
     standard = np.asarray(case.standard_dose.data, dtype=np.float32)
-    if condition == "real_standard_dose":
-        volume = standard
-    elif condition == "native":
-        volume = native
-    elif condition == "real_low_dose":
-        volume = _low_dose_volume(case, _need_dose(condition, dose))
-    elif condition == "linear_baseline":
-        from vce_core.synthesis import linear_baseline
+    if hasattr(synthesizer, "prepare") and hasattr(synthesizer, "synthesize_slice"):
+        prepared = synthesizer.prepare(native, standard)
+        return [
+            np.asarray(
+                synthesizer.synthesize_slice(prepared, d, field, plane=plane, index=k, seed=seed),
+                np.float32,
+            )
+            for k in slices
+        ]
+    volume = np.asarray(synthesizer.synthesize(native, standard, d, field, seed=seed), dtype=np.float32)
+    return _slices_of(case, "synthetic_low_dose", volume, plane, slices)
 
-        volume = np.asarray(linear_baseline(native, standard, _need_dose(condition, dose)), dtype=np.float32)
-    elif condition == "synthetic_low_dose":
-        if synthesizer is None:
-            raise VCEInputError(
-                "condition synthetic_low_dose needs a generator", expected="generator: <checkpoint folder>"
-            )
-        d, field = _need_dose(condition, dose), float(case.field_strength)
-        if hasattr(synthesizer, "prepare") and hasattr(synthesizer, "synthesize_slice"):
-            # only the shown slices (equal to slicing the synthesized volume with the same seed)
-            prepared = synthesizer.prepare(native, standard)
-            return [
-                np.asarray(
-                    synthesizer.synthesize_slice(prepared, d, field, plane=plane, index=k, seed=seed),
-                    np.float32,
-                )
-                for k in slices
-            ]
-        volume = np.asarray(synthesizer.synthesize(native, standard, d, field, seed=seed), dtype=np.float32)
-    elif condition == "virtual_contrast":
-        if "virtual_contrast" not in case.extra:
-            raise VCEInputError(
-                f"case {case.meta.get('case_id', '?')} has no virtual_contrast volume",
-                expected="an extra volume named virtual_contrast in case.json",
-            )
-        volume = np.asarray(case.extra["virtual_contrast"].data, dtype=np.float32)
-    else:
-        raise VCEInputError(
-            f"unknown condition {condition!r}",
-            expected="one of " + ", ".join(CONDITIONS),
-        )
-    if volume.shape != native.shape:
-        raise VCEInputError(
-            f"condition {condition} rendered shape {volume.shape}, the case grid is {native.shape}"
-        )
+
+def _slices_of(
+    case: Any, condition: str, volume: np.ndarray, plane: str, slices: Sequence[int]
+) -> list[np.ndarray]:
+    """``slices`` of a condition's ``volume``, which must lie on the case's grid."""
+    grid = np.shape(case.native.data)
+    if volume.shape != grid:
+        raise VCEInputError(f"condition {condition} rendered shape {volume.shape}, the case grid is {grid}")
     return [display.take_slice(volume, plane, k) for k in slices]
 
 

@@ -6,6 +6,7 @@ import os
 import secrets
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -56,16 +57,10 @@ def enroll(s: Session, study: Study, reader: Reader) -> None:
     ]
     for iteration in range(1, study.repeat_reads + 1):
         order = reading_order(pairs, f"{study.seed}:{reader.id}:{iteration}", study.min_distance)
-        for position, item_id in enumerate(order):
-            s.add(
-                Assignment(
-                    study_id=study.id,
-                    reader_id=reader.id,
-                    item_id=item_id,
-                    iteration=iteration,
-                    position=position,
-                )
-            )
+        s.add_all(
+            Assignment(study_id=study.id, reader_id=reader.id, item_id=i, iteration=iteration, position=k)
+            for k, i in enumerate(order)
+        )
 
 
 def _enroll_audited(s: Session, me: Reader | None, study: Study, reader: Reader) -> None:
@@ -103,18 +98,7 @@ def _store_study(s: Session, spec: StudySpec) -> Study:
 
 
 def _store_questions(s: Session, study: Study, questions: list[QuestionSpec]) -> None:
-    for position, q in enumerate(questions):
-        s.add(
-            Question(
-                study_id=study.id,
-                key=q.key,
-                position=position,
-                kind=q.kind,
-                text=q.text,
-                required=q.required,
-                options=q.options,
-            )
-        )
+    s.add_all(Question(study_id=study.id, position=k, **asdict(q)) for k, q in enumerate(questions))
 
 
 def _store_case(s: Session, study: Study, rendered: RenderedCase) -> int:

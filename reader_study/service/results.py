@@ -14,41 +14,27 @@ from ..models import Answer, Assignment, AuditEvent, Case, Item, Question, Reade
 from .base import ServiceBase, audit_denials, study_named
 from .views import QuestionView
 
-ANSWER_COLUMNS = [
-    "reader",
-    "reader_id",
-    "case",
-    "item",
-    "condition",
-    "dose",
-    "generator",
-    "question",
-    "question_kind",
-    "value",
-    "confidence",
-    "iteration",
-    "created_at",
-    "duration_ms",
-]
-"""Columns of :meth:`Results.answers_frame` after ``study``, in the order of the query below."""
+_ANSWER_FIELDS = {
+    "reader": Reader.display_name,
+    "reader_id": Reader.id,
+    "case": Case.case_key,
+    "item": Item.public_id,
+    "condition": Item.condition,
+    "dose": Item.dose,
+    "generator": Item.generator,
+    "question": Question.key,
+    "question_kind": Question.kind,
+    "value": Answer.value,
+    "confidence": Answer.confidence,
+    "iteration": Answer.iteration,
+    "created_at": Answer.created_at,
+    "duration_ms": Answer.duration_ms,
+}
+"""Columns of :meth:`Results.answers_frame` after ``study``, each with what the query reads into it."""
+ANSWER_COLUMNS = list(_ANSWER_FIELDS)
 
 _ANSWER_QUERY = (
-    select(
-        Reader.display_name,
-        Reader.id,
-        Case.case_key,
-        Item.public_id,
-        Item.condition,
-        Item.dose,
-        Item.generator,
-        Question.key,
-        Question.kind,
-        Answer.value,
-        Answer.confidence,
-        Answer.iteration,
-        Answer.created_at,
-        Answer.duration_ms,
-    )
+    select(*_ANSWER_FIELDS.values())
     .join(Reader, Reader.id == Answer.reader_id)
     .join(Item, Item.id == Answer.item_id)
     .join(Case, Case.id == Item.case_id)

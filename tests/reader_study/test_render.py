@@ -99,3 +99,76 @@ def test_reader_images_of_anisotropic_data_have_square_pixels(plane: str) -> Non
     # radiological orientation: the right-anterior-superior corner is at the top left
     rows, cols = np.nonzero(image > 20)
     assert rows.min() == 0 and cols.min() == 0
+
+
+class WholeVolumes:
+    """A generator that only synthesizes whole volumes: the linear dose scaling plus seeded noise."""
+
+    name = "whole"
+
+    def __init__(self, grid: tuple[int, ...] | None = None) -> None:
+        self.grid = grid  # a wrong output grid, to check that it is refused
+
+    def synthesize(self, native, standard_dose, dose, field_strength, seed=None):  # noqa: ANN001, ANN201
+        noise = np.random.default_rng(seed).normal(0, 1.0, native.shape).astype(np.float32)
+        out = native + dose * (standard_dose - native) + noise * field_strength
+        return out if self.grid is None else np.zeros(self.grid, np.float32)
+
+
+class SliceWise(WholeVolumes):
+    """The same generator, able to synthesize single slices (as the real Synthesizer is)."""
+
+    name = "slices"
+
+    def prepare(self, native, standard_dose):  # noqa: ANN001, ANN201
+        return native, standard_dose
+
+    def synthesize_slice(self, prepared, dose, field_strength, *, plane, index, seed=None):  # noqa: ANN001, ANN201
+        return display.take_slice(self.synthesize(*prepared, dose, field_strength, seed), plane, index)
+
+
+@pytest.mark.parametrize("plane", ["axial", "coronal", "sagittal"])
+def test_every_condition_shows_its_own_volume(plane: str) -> None:
+    """Each condition against the volume it names, sliced and displayed independently of render."""
+    case = anisotropic_case()
+    case.extra["virtual_contrast"] = Volume(case.native.data * 2.0, affine=case.native.affine)
+    native, standard = case.native.data, case.standard_dose.data
+    noise = np.random.default_rng(4).normal(0, 1.0, native.shape).astype(np.float32)
+    expected = {
+        ("native", None): native,
+        ("real_standard_dose", None): standard,
+        ("real_low_dose", 0.33): case.low_doses[0.33].data,
+        ("linear_baseline", 0.5): native + np.float32(0.5) * (standard - native),
+        ("virtual_contrast", None): native * 2.0,
+        ("synthetic_low_dose", 0.2): native + 0.2 * (standard - native) + noise * 3.0,
+    }
+    pixel = display.slice_spacing(ANISOTROPIC_SPACING, plane)
+    slices = [0, 2]
+    for (condition, dose), volume in expected.items():
+        want = [display.to_display(display.take_slice(volume, plane, k), pixel) for k in slices]
+        for synth in (WholeVolumes(), SliceWise()):
+            got = render.render_condition(case, condition, dose, synth, plane, slices, seed=4)
+            assert len(got) == len(want), condition
+            for g, w in zip(got, want, strict=True):
+                np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-4, err_msg=f"{condition} {synth.name}")
+
+
+@pytest.mark.parametrize(
+    ("condition", "dose", "synth", "words"),
+    [
+        ("synthetic_low_dose", None, None, "needs a generator"),  # the generator is named first
+        ("synthetic_low_dose", None, WholeVolumes(), "needs a dose"),
+        ("synthetic_low_dose", 0.2, WholeVolumes(grid=(4, 4, 4)), "rendered shape \\(4, 4, 4\\)"),
+        ("real_low_dose", None, None, "needs a dose"),
+        ("linear_baseline", 1.5, None, "dose"),
+        ("virtual_contrast", None, None, "no virtual_contrast volume"),
+        ("blurry", None, None, "unknown condition 'blurry'"),
+    ],
+)
+def test_a_condition_that_cannot_be_rendered_says_why(
+    condition: str, dose: float | None, synth: WholeVolumes | None, words: str
+) -> None:
+    from vce_core.errors import VCEInputError
+
+    with pytest.raises(VCEInputError, match=words):
+        render.render_condition(anisotropic_case(), condition, dose, synth, "axial", [0])
