@@ -185,12 +185,23 @@ class SlowVolumes:
         return np.full((2, 2, 2), float(key))
 
 
-def test_a_session_waits_only_for_its_latest_volume() -> None:
-    compute = SlowVolumes(steps=50)
-    jobs = VolumeJobs(compute)
-    first: list[Any] = []
-    waiter = threading.Thread(target=lambda: first.append(jobs.get(1, "session")))
+def _slow_jobs(steps: int) -> tuple[SlowVolumes, VolumeJobs]:
+    """A :class:`SlowVolumes` of ``steps`` batches and the volume worker over it."""
+    compute = SlowVolumes(steps=steps)
+    return compute, VolumeJobs(compute)
+
+
+def _waiting(jobs: VolumeJobs, key: Any, session: str) -> tuple[threading.Thread, list[Any]]:
+    """A started thread waiting for ``jobs.get(key, session)``, and the list it appends the result to."""
+    got: list[Any] = []
+    waiter = threading.Thread(target=lambda: got.append(jobs.get(key, session)))
     waiter.start()
+    return waiter, got
+
+
+def test_a_session_waits_only_for_its_latest_volume() -> None:
+    compute, jobs = _slow_jobs(50)
+    waiter, first = _waiting(jobs, 1, "session")
     time.sleep(0.1)
     latest = jobs.get(2, "session")  # the same session moved on: its earlier request is dropped
     waiter.join(5)
@@ -200,24 +211,19 @@ def test_a_session_waits_only_for_its_latest_volume() -> None:
 
 
 def test_another_session_keeps_a_shared_volume_alive() -> None:
-    compute = SlowVolumes(steps=30)
-    jobs = VolumeJobs(compute)
-    results: dict[str, Any] = {}
-    other = threading.Thread(target=lambda: results.update(b=jobs.get(1, "b")))
-    other.start()
+    compute, jobs = _slow_jobs(30)
+    other, got_b = _waiting(jobs, 1, "b")
     time.sleep(0.05)
-    first = threading.Thread(target=lambda: results.update(a=jobs.get(1, "a")))
-    first.start()
+    first, got_a = _waiting(jobs, 1, "a")
     time.sleep(0.05)
     jobs.get(2, "a")  # a moves on, b still waits for 1
     other.join(5)
     first.join(5)
-    assert results["a"] is None and float(results["b"][0, 0, 0]) == 1.0 and 1 in compute.finished
+    assert got_a == [None] and [float(v[0, 0, 0]) for v in got_b] == [1.0] and 1 in compute.finished
 
 
 def test_idle_precomputation_yields_to_interactive_work() -> None:
-    compute = SlowVolumes(steps=20)
-    jobs = VolumeJobs(compute)
+    compute, jobs = _slow_jobs(20)
     jobs.prefetch([7, 8])
     time.sleep(0.1)
     assert compute.started[:1] == [7]
@@ -237,26 +243,22 @@ def test_idle_precomputation_yields_to_interactive_work() -> None:
 
 def test_a_session_may_wait_twice_for_the_same_volume() -> None:
     """The viewer and the metrics of one session both wait for the volume on screen: both get it."""
-    compute = SlowVolumes(steps=20)
-    jobs = VolumeJobs(compute)
-    got: list[Any] = []
-    waiters = [threading.Thread(target=lambda: got.append(jobs.get(4, "s"))) for _ in range(2)]
-    for w in waiters:
-        w.start()
+    compute, jobs = _slow_jobs(20)
+    waiters = []
+    for _ in range(2):
+        waiters.append(_waiting(jobs, 4, "s"))
         time.sleep(0.05)
-    for w in waiters:
-        w.join(5)
+    for waiter, _ in waiters:
+        waiter.join(5)
+    got = [volume for _, results in waiters for volume in results]
     assert len(got) == 2 and all(g is not None and float(g[0, 0, 0]) == 4.0 for g in got)
     assert compute.started == [4] and compute.stopped == []
 
 
 def test_moving_on_ends_a_stale_wait_at_once() -> None:
     """A session's slider moved while it waited: supersede() ends that wait; keep= spares the new wish."""
-    compute = SlowVolumes(steps=200)
-    jobs = VolumeJobs(compute)
-    got: list[Any] = []
-    waiter = threading.Thread(target=lambda: got.append(jobs.get(1, "s")))
-    waiter.start()
+    compute, jobs = _slow_jobs(200)
+    waiter, got = _waiting(jobs, 1, "s")
     time.sleep(0.1)
     jobs.supersede("s", keep=1)  # the same wish: nothing ends
     time.sleep(0.3)

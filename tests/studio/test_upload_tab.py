@@ -79,9 +79,27 @@ def _payload(markup: str) -> dict[str, Any]:
     return json.loads(html.unescape(match.group(1)))
 
 
-def _check(served: dict[str, Any], native: Path, standard: Path) -> tuple[Any, str]:
+def _file(path: Path | None) -> Any:
+    return None if path is None else handle_file(str(path))
+
+
+def _check(served: dict[str, Any], native: Path, standard: Path | None) -> tuple[Any, str]:
+    """``/check_upload`` of a native and standard dose at 3 T: (error panel, description)."""
+    return served["client"].predict(_file(native), _file(standard), None, None, 3.0, api_name="/check_upload")
+
+
+def _synthesize(
+    served: dict[str, Any],
+    uploads: tuple[Path, Path, Path | None],
+    doses: str,
+    fmt: str,
+    low_pct: float | None = None,
+) -> tuple[Any, ...]:
+    """``/synthesize_upload`` of (native, standard dose, acquired low dose or None) at 3 T with the test
+    generator: (error panel, status, preview, download)."""
+    files = [_file(path) for path in uploads]
     return served["client"].predict(
-        handle_file(str(native)), handle_file(str(standard)), None, None, 3.0, api_name="/check_upload"
+        *files, low_pct, 3.0, GENERATOR, doses, fmt, api_name="/synthesize_upload"
     )
 
 
@@ -117,22 +135,10 @@ def test_bad_uploads_stay_in_the_error_panel(
 def test_missing_upload_and_bad_doses_are_plain_errors(
     served: dict[str, Any], nifti_pair: dict[str, Path]
 ) -> None:
-    client = served["client"]
-    errors, _ = client.predict(
-        handle_file(str(nifti_pair["native"])), None, None, None, 3.0, api_name="/check_upload"
-    )
+    errors, _ = _check(served, nifti_pair["native"], None)
     assert "no standard-dose image" in update_value(errors)
-    errors, status, _, download = client.predict(
-        handle_file(str(nifti_pair["native"])),
-        handle_file(str(nifti_pair["standard"])),
-        None,
-        None,
-        3.0,
-        GENERATOR,
-        "10, 250",
-        "NIfTI",
-        api_name="/synthesize_upload",
-    )
+    uploads = (nifti_pair["native"], nifti_pair["standard"], None)
+    errors, status, _, download = _synthesize(served, uploads, "10, 250", "NIfTI")
     assert _visible(errors) and "out of range" in update_value(errors) and not _visible(download)
 
 
@@ -143,18 +149,8 @@ def test_synthesis_once_exports_in_the_input_type_and_compares_with_the_baseline
 
     from vce_core.io import load_volume
 
-    client = served["client"]
-    errors, report, preview, download = client.predict(
-        handle_file(str(nifti_pair["native_int16"])),
-        handle_file(str(nifti_pair["standard_int16"])),
-        handle_file(str(nifti_pair["low_int16"])),
-        33,
-        3.0,
-        GENERATOR,
-        "20, 33",
-        "NIfTI",
-        api_name="/synthesize_upload",
-    )
+    uploads = (nifti_pair["native_int16"], nifti_pair["standard_int16"], nifti_pair["low_int16"])
+    errors, report, preview, download = _synthesize(served, uploads, "20, 33", "NIfTI", low_pct=33)
     assert not _visible(errors) and "Done" in report and "in the input's type (int16)" in report
     assert "| Synthetic |" in report and "| Linear baseline |" in report
     path = Path(update_value(download))
@@ -171,7 +167,7 @@ def test_synthesis_once_exports_in_the_input_type_and_compares_with_the_baseline
     assert titles == ["Native", "Standard dose", "Synthetic · 20 %", "Synthetic · 33 %"]
     assert data["markers"]["top"] == "A" and len(data["presets"]) >= 3
     # changing the format only swaps the file: the DICOM archive was written by the same synthesis
-    dicom = Path(update_value(client.predict("DICOM", api_name="/export_format")))
+    dicom = Path(update_value(served["client"].predict("DICOM", api_name="/export_format")))
     assert dicom.name.endswith("_dicom.zip") and dicom.stat().st_mtime <= path.stat().st_mtime + 60
 
 
@@ -180,16 +176,8 @@ def test_dicom_export_is_one_study_with_one_series_per_dose(
 ) -> None:
     import pydicom
 
-    *_, download = served["client"].predict(
-        handle_file(str(nifti_pair["native"])),
-        handle_file(str(nifti_pair["standard"])),
-        None,
-        None,
-        3.0,
-        GENERATOR,
-        "10, 25, 33",
-        "DICOM",
-        api_name="/synthesize_upload",
+    *_, download = _synthesize(
+        served, (nifti_pair["native"], nifti_pair["standard"], None), "10, 25, 33", "DICOM"
     )
     studies, series, descriptions = set(), set(), set()
     with zipfile.ZipFile(update_value(download)) as zf:

@@ -187,11 +187,26 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
+def _stack_payload(slices: np.ndarray, **fields: Any) -> dict[str, Any]:
+    """A viewer payload over ``slices``: their count and shape, 1 mm pixels, the window (100, 200)."""
+    return payload(
+        count=len(slices), shape=slices.shape[1:], spacing=(1.0, 1.0), window=(100.0, 200.0), **fields
+    )
+
+
+def _open(browser: Any, body: str) -> Any:
+    """A new 800 × 600 page holding the viewer's ``<head>`` and ``body``."""
+    pg = browser.new_page(viewport={"width": 800, "height": 600})
+    pg.set_content(f"<html><head>{head_html()}</head><body style='width:700px'>{body}</body></html>")
+    return pg
+
+
 @pytest.fixture(scope="module")
 def page(browser: Any) -> Iterator[Any]:
     slices = _test_stack()
     enc = Encoding.for_range(0, 200)
-    data = payload(
+    data = _stack_payload(
+        slices,
         group="t",
         panels=[
             Panel("image", "Image", stack="img"),
@@ -205,23 +220,13 @@ def page(browser: Any) -> Iterator[Any]:
                 enc, {k: enc.encode(np.full_like(s, 70.0)) for k, s in enumerate(slices)}, lazy=False
             ),
         },
-        count=len(slices),
         index=2,
-        shape=slices.shape[1:],
-        spacing=(1.0, 1.0),
-        window=(100.0, 200.0),
         preset="Full",
         presets={"Full": (100.0, 200.0), "Narrow": (60.0, 40.0)},
         plane="axial",
         panel_height=240,
     )
-    document = (
-        f"<html><head>{head_html()}</head><body style='width:700px'>"
-        + viewer_html_of(data)
-        + "</body></html>"
-    )
-    pg = browser.new_page(viewport={"width": 800, "height": 600})
-    pg.set_content(document)
+    pg = _open(browser, viewer_html_of(data))
     pg.wait_for_function("window.VCEViewer && VCEViewer.state('t') !== null")
     yield pg
     pg.close()
@@ -323,7 +328,8 @@ def test_lazy_loader_fills_slices_and_overlays_tell_what_is_missing(browser: Any
     slices = _test_stack()
     enc = Encoding.for_range(0, 200)
     encoded = {k: enc.encode(s) for k, s in enumerate(slices)}
-    data = payload(
+    data = _stack_payload(
+        slices,
         group="lazy",
         panels=[
             Panel("image", "Image", stack="img"),
@@ -331,11 +337,7 @@ def test_lazy_loader_fills_slices_and_overlays_tell_what_is_missing(browser: Any
             Panel("none", "None", stack="img", message="no acquisition at 50 % dose"),
         ],
         stacks={"img": Stack(enc, {3: encoded[3]})},
-        count=len(slices),
         index=3,
-        shape=slices.shape[1:],
-        spacing=(1.0, 1.0),
-        window=(100.0, 200.0),
         plane="coronal",
         prefetch=1,
     )
@@ -346,10 +348,7 @@ def test_lazy_loader_fills_slices_and_overlays_tell_what_is_missing(browser: Any
         " for (const r of reqs) { ASKED.push(r.index); if (S[r.index]) out.img[r.index] = S[r.index]; }"
         " return out; });</script>"
     )
-    body = viewer_html_of(data) + loader
-    document = f"<html><head>{head_html()}</head><body style='width:700px'>{body}</body></html>"
-    pg = browser.new_page(viewport={"width": 800, "height": 600})
-    pg.set_content(document)
+    pg = _open(browser, viewer_html_of(data) + loader)
     pg.wait_for_function("window.ASKED && ASKED.length >= 2")
     assert sorted(pg.evaluate("ASKED")) == [2, 4]  # the neighbours of slice 3, not slice 3 itself
     busy = pg.locator(".vce-busy")
