@@ -270,58 +270,73 @@ class UploadTab:
                 "its dose to compare. Uploads are kept on the server only while this page is open, in a "
                 "folder only this page can use."
             )
-            with gr.Row():
-                native = gr.File(label="Native (pre-contrast)", file_types=UPLOAD_TYPES)
-                standard_dose = gr.File(label="Standard dose", file_types=UPLOAD_TYPES)
-                with gr.Column():
-                    low_dose = gr.File(label="Acquired low dose (optional)", file_types=UPLOAD_TYPES)
-                    low_dose_pct = gr.Number(
-                        label="Its dose (% of standard dose; needed with an acquired low dose)",
-                        value=None,
-                        minimum=1,
-                        maximum=100,
-                        placeholder="e.g. 33",
-                    )
-            with gr.Row():
-                field_strength = gr.Number(label="Field strength (T)", value=3.0, minimum=0.1, maximum=12)
-                generator = gr.Dropdown(
-                    choices=names,
-                    value=names[0] if names else None,
-                    label="Generator",
-                    interactive=bool(names),
+            inputs = self._inputs(names)
+            outputs = self._outputs(preview_slices)
+        c = UploadComponents(**inputs, **outputs)
+        self._wire(demo, c)
+        return c
+
+    def _inputs(self, names: list[str]) -> dict[str, Any]:
+        """The upload fields, generator and doses, and the two buttons."""
+        with gr.Row():
+            native = gr.File(label="Native (pre-contrast)", file_types=UPLOAD_TYPES)
+            standard_dose = gr.File(label="Standard dose", file_types=UPLOAD_TYPES)
+            with gr.Column():
+                low_dose = gr.File(label="Acquired low dose (optional)", file_types=UPLOAD_TYPES)
+                low_dose_pct = gr.Number(
+                    label="Its dose (% of standard dose; needed with an acquired low dose)",
+                    value=None,
+                    minimum=1,
+                    maximum=100,
+                    placeholder="e.g. 33",
                 )
-                doses = gr.Textbox(label="Doses to synthesize (% of standard dose)", value="10, 25, 33")
-            with gr.Row():
-                check_btn = gr.Button("Check files")
-                synth_btn = gr.Button("Synthesize", variant="primary", interactive=bool(names))
-            if not names:
-                gr.Markdown(self.generators.empty_message())
-            errors = gr.Markdown(visible=False, elem_id="upload-errors", elem_classes=["vce-error"])
-            status = gr.Markdown(elem_id="upload-status")
-            preview = gr.HTML(
-                js_on_load=VIEWER_JS, server_functions=[preview_slices], elem_id="upload-preview"
+        with gr.Row():
+            field_strength = gr.Number(label="Field strength (T)", value=3.0, minimum=0.1, maximum=12)
+            generator = gr.Dropdown(
+                choices=names,
+                value=names[0] if names else None,
+                label="Generator",
+                interactive=bool(names),
             )
-            with gr.Row():
-                fmt = gr.Radio(list(EXPORT_FORMATS), value="NIfTI", label="Download as", scale=1)
-                download = gr.DownloadButton("Download", visible=False, scale=2)
-            exports = gr.State({})
-        c = UploadComponents(
-            native=native,
-            standard_dose=standard_dose,
-            low_dose=low_dose,
-            low_dose_pct=low_dose_pct,
-            field_strength=field_strength,
-            generator=generator,
-            doses=doses,
-            check_btn=check_btn,
-            synth_btn=synth_btn,
-            errors=errors,
-            status=status,
-            preview=preview,
-            fmt=fmt,
-            download=download,
-            exports=exports,
-        )
+            doses = gr.Textbox(label="Doses to synthesize (% of standard dose)", value="10, 25, 33")
+        with gr.Row():
+            check_btn = gr.Button("Check files")
+            synth_btn = gr.Button("Synthesize", variant="primary", interactive=bool(names))
+        if not names:
+            gr.Markdown(self.generators.empty_message())
+        return {
+            "native": native,
+            "standard_dose": standard_dose,
+            "low_dose": low_dose,
+            "low_dose_pct": low_dose_pct,
+            "field_strength": field_strength,
+            "generator": generator,
+            "doses": doses,
+            "check_btn": check_btn,
+            "synth_btn": synth_btn,
+        }
+
+    @staticmethod
+    def _outputs(preview_slices: Any) -> dict[str, Any]:
+        """Error panel, status, the preview viewer (``preview_slices`` its loader) and the download."""
+        errors = gr.Markdown(visible=False, elem_id="upload-errors", elem_classes=["vce-error"])
+        status = gr.Markdown(elem_id="upload-status")
+        preview = gr.HTML(js_on_load=VIEWER_JS, server_functions=[preview_slices], elem_id="upload-preview")
+        with gr.Row():
+            fmt = gr.Radio(list(EXPORT_FORMATS), value="NIfTI", label="Download as", scale=1)
+            download = gr.DownloadButton("Download", visible=False, scale=2)
+        exports = gr.State({})
+        return {
+            "errors": errors,
+            "status": status,
+            "preview": preview,
+            "fmt": fmt,
+            "download": download,
+            "exports": exports,
+        }
+
+    def _wire(self, demo: gr.Blocks, c: UploadComponents) -> None:
+        """Events: check, synthesize (one synthesis writes both exports), format switch, page close."""
         c.check_btn.click(self.on_check, c.upload_inputs, [c.errors, c.status], api_name="check_upload")
         c.synth_btn.click(
             self.on_synthesize,
@@ -333,4 +348,3 @@ class UploadTab:
         )
         c.fmt.change(self.on_format, [c.fmt, c.exports], [c.download], api_name="export_format")
         demo.unload(self.on_unload)
-        return c

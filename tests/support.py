@@ -229,6 +229,19 @@ def make_service(root: Path, url: str | None = None) -> Any:
     return ReaderStudyService(db, data_root=root, generator_loader=lambda name: FakeGenerator())
 
 
+def open_study(root: Path, cases: int, url: str | None = None, **spec: Any) -> tuple[Any, dict[str, Any]]:
+    """``cases`` :func:`write_disc_cases` under ``root``, a :func:`make_service` over them (``url``: its
+    database) and the study of ``spec_dict(root, **spec)`` created in it.
+
+    Returns (service, ``create_study`` output).
+    """
+    from reader_study.auth import SYSTEM
+
+    write_disc_cases(root, cases)
+    svc = make_service(root, url)
+    return svc, svc.create_study(SYSTEM, spec_dict(root, **spec))
+
+
 LIKERT_ANSWERS = {
     "overall_quality": 4,
     "lesion_conspicuity": 3,

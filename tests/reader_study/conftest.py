@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from reader_study.auth import SYSTEM
 from reader_study.ui import launch_kwargs, mount_reader_study
-from support import make_service, spec_dict, write_disc_cases
+from support import open_study
 
 PG_ENV = "VCE_TEST_PG_URL"
 BACKENDS = ("sqlite", "postgresql")
@@ -69,9 +69,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture()
 def study(tmp_path: Path, db_url: str):
     """(service, [reader 1, reader 2] actors, create_study output) of an open 3-case study ``t-study``."""
-    write_disc_cases(tmp_path, 3)
-    svc = make_service(tmp_path, db_url)
-    out = svc.create_study(SYSTEM, spec_dict(tmp_path))
+    svc, out = open_study(tmp_path, 3, db_url)
     readers = [svc.authenticate(r["token"]) for r in out["readers"]]
     yield svc, readers, out
     svc.db.dispose()
@@ -81,9 +79,7 @@ def study(tmp_path: Path, db_url: str):
 def app(tmp_path_factory: pytest.TempPathFactory):
     """The all-in-one reader and admin tabs over a 2-case study, launched (SQLite)."""
     root = tmp_path_factory.mktemp("rs-ui")
-    write_disc_cases(root, 2)
-    svc = make_service(root)
-    out = svc.create_study(SYSTEM, spec_dict(root, readers=2))
+    svc, out = open_study(root, 2, readers=2)
     _, admin_token = svc.create_admin(SYSTEM, "Admin")
     with gr.Blocks() as demo:
         mount_reader_study(svc)

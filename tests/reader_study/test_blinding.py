@@ -20,7 +20,7 @@ from sqlalchemy import select
 from reader_study.auth import SYSTEM
 from reader_study.models import Assignment, Item
 from reader_study.ui import MAX_QUESTIONS, launch_kwargs, reader_app
-from support import FakeGenerator, make_service, spec_dict, write_disc_cases
+from support import FakeGenerator, open_study
 
 FORBIDDEN = [
     "real_standard_dose",
@@ -48,9 +48,7 @@ ITEM = re.compile(r"[\w-]{22} [\w-]{16}")
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("rs-blind")
-    write_disc_cases(root, 3)
-    svc = make_service(root)
-    out = svc.create_study(SYSTEM, spec_dict(root, readers=1))
+    svc, out = open_study(root, 3, readers=1)
     blocks = reader_app(svc)
     _, url, _ = blocks.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(svc, ("reader",)))
     yield {"svc": svc, "url": url, "token": out["readers"][0]["token"], "root": root}

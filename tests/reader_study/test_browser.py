@@ -25,10 +25,8 @@ from support import (
     CHROMIUM,
     CHROMIUM_ARGS,
     OUTPUT,
-    make_service,
+    open_study,
     require_chromium,
-    spec_dict,
-    write_disc_cases,
 )
 
 pytestmark = pytest.mark.browser
@@ -135,9 +133,7 @@ def test_a_mouse_only_reader_runs_a_whole_study(tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     require_chromium()
-    write_disc_cases(tmp_path, 2)
-    svc = make_service(tmp_path)
-    out = svc.create_study(SYSTEM, spec_dict(tmp_path, readers=1))
+    svc, out = open_study(tmp_path, 2, readers=1)
     blocks = reader_app(svc)
     _, url, _ = blocks.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(svc, ("reader",)))
     reader_id = out["readers"][0]["reader_id"]

@@ -18,7 +18,7 @@ from reader_study.order import min_case_distance, reading_order
 from reader_study.service import ReaderStudyService
 from reader_study.service.answers import score
 from reader_study.service.base import IMAGE_CACHE_ITEMS
-from support import LIKERT_ANSWERS, make_service, spec_dict, write_disc_cases
+from support import LIKERT_ANSWERS, make_service, open_study, spec_dict, write_disc_cases
 from vce_core.cache import LRU
 from vce_core.errors import VCEInputError
 from vce_core.settings import sqlite_url
@@ -130,9 +130,7 @@ def test_status_washout_and_repeat_reads(tmp_path: Path, db_url: str) -> None:
 
 
 def test_back_navigation_when_allowed(tmp_path: Path, db_url: str) -> None:
-    write_disc_cases(tmp_path, 2)
-    svc = make_service(tmp_path, db_url)
-    out = svc.create_study(SYSTEM, spec_dict(tmp_path, readers=1, allow_back=True))
+    svc, out = open_study(tmp_path, 2, db_url, readers=1, allow_back=True)
     r = svc.authenticate(out["readers"][0]["token"])
     ids = _answer_all(svc, r, n=2)
     back = svc.item_at(r, "t-study", 1)
@@ -145,9 +143,7 @@ def test_back_navigation_when_allowed(tmp_path: Path, db_url: str) -> None:
 
 
 def test_reference_images_and_audit_trail(tmp_path: Path, db_url: str) -> None:
-    write_disc_cases(tmp_path, 2)
-    svc = make_service(tmp_path, db_url)
-    out = svc.create_study(SYSTEM, spec_dict(tmp_path, readers=1, show_reference=True))
+    svc, out = open_study(tmp_path, 2, db_url, readers=1, show_reference=True)
     assert out["items"] == 6  # references are stored but never assigned
     r = svc.authenticate(out["readers"][0]["token"])
     item = svc.next_item(r, "t-study")

@@ -20,7 +20,7 @@ from reader_study.ui import MAX_QUESTIONS, AdminHandlers, ReaderHandlers
 from reader_study.ui.admin import RESULT_OUTPUTS
 from reader_study.ui.reader import ITEM_OUTPUTS, VIEW_OUTPUTS
 from reader_study.ui.session import HEADERS
-from support import make_service, spec_dict, write_disc_cases
+from support import make_service, open_study, spec_dict, write_disc_cases
 
 ITEM = re.compile(r"[\w-]{22} [\w-]{16}")
 
@@ -154,9 +154,7 @@ def _request(secret: str, role: str = "reader") -> gr.Request:
 
 
 def test_handlers_are_called_directly(tmp_path: Path) -> None:
-    write_disc_cases(tmp_path, 2)
-    svc = make_service(tmp_path)
-    out = svc.create_study(SYSTEM, spec_dict(tmp_path, readers=1))
+    svc, out = open_study(tmp_path, 2, readers=1)
     reader = ReaderHandlers(svc)
     request = _request(svc.login(out["readers"][0]["token"])[1])
     shown = dict(zip(VIEW_OUTPUTS + ITEM_OUTPUTS, reader.login(request, "", None), strict=False))

@@ -266,14 +266,9 @@ def load_case(folder: str | PathLike) -> Case:
     folder = Path(folder)
     if folder.is_file() and folder.name == CASE_FILE:
         folder = folder.parent
-    if not folder.exists():
-        raise VCEInputError(
-            "does not exist", path=folder, expected="a case folder with case.json or BraTS files"
-        )
     if not folder.is_dir():
-        raise VCEInputError(
-            "is not a folder", path=folder, expected="a case folder with case.json or BraTS files"
-        )
+        problem = "is not a folder" if folder.exists() else "does not exist"
+        raise VCEInputError(problem, path=folder, expected="a case folder with case.json or BraTS files")
     manifest = folder / CASE_FILE
     if manifest.is_file():
         return _load_manifest_case(folder, manifest)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from os import PathLike
 from pathlib import Path
 
@@ -114,15 +115,40 @@ def _ds(value: float) -> str:
 
 @dataclass(frozen=True)
 class _Geometry:
-    """Plane geometry of the written slices (LPS, mm); slice ``k`` is ``data[:, :, k]``."""
+    """Plane geometry of the written slices (LPS, mm), all of it from the voxel → LPS affine; slice ``k`` is
+    ``data[:, :, k]``."""
 
     affine_lps: np.ndarray  # voxel (i = column, j = row, k = slice) → LPS
-    row_cos: np.ndarray  # direction of increasing column index
-    col_cos: np.ndarray  # direction of increasing row index
-    normal: np.ndarray  # row_cos × col_cos
-    spacing_r: float  # between rows
-    spacing_c: float  # between columns
-    slice_spacing: float
+
+    @cached_property
+    def spacing_c(self) -> float:
+        """Between columns."""
+        return float(np.linalg.norm(self.affine_lps[:3, 0]))
+
+    @cached_property
+    def spacing_r(self) -> float:
+        """Between rows."""
+        return float(np.linalg.norm(self.affine_lps[:3, 1]))
+
+    @cached_property
+    def row_cos(self) -> np.ndarray:
+        """Direction of increasing column index."""
+        return self.affine_lps[:3, 0] / self.spacing_c
+
+    @cached_property
+    def col_cos(self) -> np.ndarray:
+        """Direction of increasing row index."""
+        return self.affine_lps[:3, 1] / self.spacing_r
+
+    @cached_property
+    def normal(self) -> np.ndarray:
+        """``row_cos × col_cos``."""
+        return np.cross(self.row_cos, self.col_cos)
+
+    @cached_property
+    def slice_spacing(self) -> float:
+        """Between slices, along the normal."""
+        return abs(float(self.affine_lps[:3, 2] @ self.normal))
 
     def position(self, k: int) -> np.ndarray:
         """ImagePositionPatient of slice ``k`` (LPS, mm)."""
@@ -144,25 +170,13 @@ def _radiological_geometry(
             data = np.flip(data, axis)
             affine_lps[:3, 3] += direction * (data.shape[axis] - 1)
             affine_lps[:3, axis] = -direction
-    columns_vec, rows_vec, step = affine_lps[:3, 0], affine_lps[:3, 1], affine_lps[:3, 2]
-    spacing_c, spacing_r = float(np.linalg.norm(columns_vec)), float(np.linalg.norm(rows_vec))
-    row_cos, col_cos = columns_vec / spacing_c, rows_vec / spacing_r
-    if abs(row_cos @ col_cos) > 1e-4:
+    geometry = _Geometry(affine_lps)
+    if abs(geometry.row_cos @ geometry.col_cos) > 1e-4:
         raise VCEInputError(
             "the affine's first two axes are not orthogonal (in-plane shear), which DICOM cannot represent",
             path=out_dir,
             expected="a volume whose axial slices are rectangular grids",
         )
-    normal = np.cross(row_cos, col_cos)
-    geometry = _Geometry(
-        affine_lps=affine_lps,
-        row_cos=row_cos,
-        col_cos=col_cos,
-        normal=normal,
-        spacing_r=spacing_r,
-        spacing_c=spacing_c,
-        slice_spacing=abs(float(step @ normal)),
-    )
     return data, geometry
 
 

@@ -1,4 +1,4 @@
-"""Builders shared by the ``vce_core.io`` tests, as factory fixtures: rotations, affines, random volumes."""
+"""Builders shared by the ``vce_core.io`` tests, as factory fixtures: (rotated) affines, random volumes."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ def _rotation(ax: float, az: float) -> np.ndarray:
     return rz @ rx
 
 
-def _affine(spacing=(0.9, 1.1, 2.0), origin=(-50.0, -60.0, 10.0), rotation=None) -> np.ndarray:
-    """Voxel → world affine with voxel sizes ``spacing`` (mm), ``origin`` (mm) and an optional rotation."""
+def _affine(spacing=(0.9, 1.1, 2.0), origin=(-50.0, -60.0, 10.0), angles=None) -> np.ndarray:
+    """Voxel → world affine with voxel sizes ``spacing`` (mm), ``origin`` (mm) and, given ``angles``
+    ``(ax, az)`` in radians, the axes rotated by ``ax`` about x then ``az`` about z."""
     a = np.eye(4)
-    a[:3, :3] = (np.eye(3) if rotation is None else rotation) @ np.diag(spacing)
+    a[:3, :3] = (np.eye(3) if angles is None else _rotation(*angles)) @ np.diag(spacing)
     a[:3, 3] = origin
     return a
 
@@ -36,14 +37,8 @@ def _volume(shape=(12, 10, 5), affine=None, seed=0, scale=300.0) -> Volume:
 
 
 @pytest.fixture
-def rotation() -> Callable[[float, float], np.ndarray]:
-    """``rotation(ax, az)``: rotation by ``ax`` radians about x then ``az`` about z (3×3)."""
-    return _rotation
-
-
-@pytest.fixture
 def make_affine() -> Callable[..., np.ndarray]:
-    """``make_affine(spacing=(0.9, 1.1, 2.0), origin=(-50, -60, 10), rotation=None)`` → 4×4 affine."""
+    """``make_affine(spacing=(0.9, 1.1, 2.0), origin=(-50, -60, 10), angles=None)`` → 4×4 affine."""
     return _affine
 
 

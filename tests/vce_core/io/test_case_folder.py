@@ -22,14 +22,12 @@ from vce_core.io import (
 
 @pytest.fixture
 def make_case(
-    make_volume: Callable[..., Volume],
-    make_affine: Callable[..., np.ndarray],
-    rotation: Callable[[float, float], np.ndarray],
+    make_volume: Callable[..., Volume], make_affine: Callable[..., np.ndarray]
 ) -> Callable[..., Case]:
     """``make_case(shape=(10, 9, 6), seed=0)``: a 1.5 T gadoterate case with low doses 0.1 and 0.33."""
 
     def make_case(shape=(10, 9, 6), seed=0) -> Case:
-        affine = make_affine(rotation=rotation(0.1, 0.0))
+        affine = make_affine(angles=(0.1, 0.0))
         return Case(
             native=make_volume(shape, affine, seed),
             standard_dose=make_volume(shape, affine, seed + 1),
@@ -130,3 +128,14 @@ def test_iter_case_folders(tmp_path: Path, make_case: Callable[..., Case]) -> No
         tmp_path / "train" / "b",
     ]
     assert [load_case(f).meta["case_id"] for f in found][1:] == ["phantom-0007", "phantom-0007"]
+
+
+def test_a_missing_folder_or_a_file_is_no_case(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a case")
+    for path, problem in (
+        (tmp_path / "absent", "does not exist"),
+        (tmp_path / "notes.txt", "is not a folder"),
+    ):
+        with pytest.raises(VCEInputError, match=problem) as caught:
+            load_case(path)
+        assert str(path) in str(caught.value) and "case.json or BraTS files" in str(caught.value)

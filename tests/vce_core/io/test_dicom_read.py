@@ -128,12 +128,9 @@ def _enhanced_mr(volume: Volume, path: Path, order: list[int]) -> None:
 
 
 def test_enhanced_multiframe_per_frame_geometry_and_rescale(
-    tmp_path: Path,
-    make_volume: Callable[..., Volume],
-    make_affine: Callable[..., np.ndarray],
-    rotation: Callable[[float, float], np.ndarray],
+    tmp_path: Path, make_volume: Callable[..., Volume], make_affine: Callable[..., np.ndarray]
 ) -> None:
-    volume = make_volume(shape=(9, 7, 6), affine=make_affine(rotation=rotation(0.2, 0.1)), scale=200.0)
+    volume = make_volume(shape=(9, 7, 6), affine=make_affine(angles=(0.2, 0.1)), scale=200.0)
     _enhanced_mr(volume, tmp_path / "enhanced.dcm", order=[3, 0, 5, 1, 4, 2])
     back = load_volume(tmp_path / "enhanced.dcm")
     np.testing.assert_allclose(back.affine, volume.affine, atol=1e-3)

@@ -73,12 +73,9 @@ def test_integer_data_stored_exactly(tmp_path: Path, make_volume: Callable[..., 
 
 
 def test_oblique_series_round_trip(
-    tmp_path: Path,
-    make_volume: Callable[..., Volume],
-    make_affine: Callable[..., np.ndarray],
-    rotation: Callable[[float, float], np.ndarray],
+    tmp_path: Path, make_volume: Callable[..., Volume], make_affine: Callable[..., np.ndarray]
 ) -> None:
-    volume = make_volume(affine=make_affine(spacing=(1.0, 1.2, 3.0), rotation=rotation(0.35, -0.25)))
+    volume = make_volume(affine=make_affine(spacing=(1.0, 1.2, 3.0), angles=(0.35, -0.25)))
     save_dicom_series(volume, tmp_path / "s", series_description="oblique")
     back = load_volume(tmp_path / "s")
     np.testing.assert_allclose(back.affine, volume.affine, atol=1e-3)
@@ -102,12 +99,9 @@ def test_non_canonical_volume_comes_back_canonical(
 
 
 def test_dicom_series_and_nifti_agree(
-    tmp_path: Path,
-    make_volume: Callable[..., Volume],
-    make_affine: Callable[..., np.ndarray],
-    rotation: Callable[[float, float], np.ndarray],
+    tmp_path: Path, make_volume: Callable[..., Volume], make_affine: Callable[..., np.ndarray]
 ) -> None:
-    volume = make_volume(affine=make_affine(rotation=rotation(-0.15, 0.05)))
+    volume = make_volume(affine=make_affine(angles=(-0.15, 0.05)))
     save_dicom_series(volume, tmp_path / "s", series_description="x")
     from_dicom = load_volume(tmp_path / "s")
     from_nifti = load_volume(save_nifti(from_dicom, tmp_path / "s.nii.gz"))

@@ -66,12 +66,9 @@ def test_nifti_singleton_dims_accepted(tmp_path: Path) -> None:
 
 
 def test_save_nifti_float32_exact_and_int16_within_slope(
-    tmp_path: Path,
-    make_volume: Callable[..., Volume],
-    make_affine: Callable[..., np.ndarray],
-    rotation: Callable[[float, float], np.ndarray],
+    tmp_path: Path, make_volume: Callable[..., Volume], make_affine: Callable[..., np.ndarray]
 ) -> None:
-    volume = make_volume(affine=make_affine(rotation=rotation(0.3, -0.2)))
+    volume = make_volume(affine=make_affine(angles=(0.3, -0.2)))
     out = save_nifti(volume, tmp_path / "sub" / "v.nii.gz")
     assert out.exists() and sorted(p.name for p in out.parent.iterdir()) == ["v.nii.gz"]
     image = nib.load(out)
