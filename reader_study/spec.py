@@ -392,23 +392,16 @@ def parse_spec(source: str | dict[str, Any], data_dir: Path) -> StudySpec:
         Any problem, with the offending entry named.
     """
     raw = _top_level(source)
-    name = _name(raw)
-    seed = _seed(raw)
-    questions = _questions(raw)
-    options = _options(raw)
-    readers = _readers(raw)
-    status = _status(raw)
-    slices = _slices(raw)
-    return StudySpec(
-        name=name,
+    return StudySpec(  # checked in this order: the cheap entries first, the case folders on disk last
+        name=_name(raw),
+        seed=_seed(raw),
+        questions=_questions(raw),
+        options=_options(raw),
+        readers=_readers(raw),
+        status=_status(raw),
+        slices=_slices(raw),
         instructions=str(raw.get("instructions", "") or "").strip(),
-        seed=seed,
         case_folders=resolve_cases(raw.get("cases"), data_dir),
         conditions=_conditions(raw),
-        slices=slices,
-        questions=questions,
-        readers=readers,
-        options=options,
-        status=status,
         raw=raw,
     )
