@@ -43,7 +43,7 @@ def drain(stream: Any) -> None:
 
 def serving_app(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
     """Start the app on ``args.port``; return the process and its URL once it serves."""
-    extra = []
+    extra: list[str] = []
     if args.data:
         extra += ["--data", str(args.data)]
     if args.models:
