@@ -35,6 +35,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
     out = root / "report"
     args = ["--models", *map(str, models), "--data", str(root / "cases"), "--doses", "0.1", "0.2", "0.33"]
     args += ["--noise-seeds", "0", "1", "--lesion-slices", "2", "--extra-slices", "2", "--out", str(out)]
+    args += ["--physics-t1-scales", "1", "0.7"]
     assert main([*args, "--device", "cpu", "--update-cards"]) == 0
     return out, models
 
@@ -58,7 +59,8 @@ def test_files_methods_and_seeds(report: tuple[Path, list[Path]]) -> None:
     for name in ("report.md", "report.html", "results.csv", "lesions.csv", "summary.csv", "comparisons.csv"):
         assert (out / name).is_file()
     rows = _rows(out / "results.csv")
-    methods = {REFERENCE, *BASELINES, "zero residual", "untrained"}
+    variants = {"physics baseline (T1 × 1)", "physics baseline (T1 × 0.7)"}
+    methods = {REFERENCE, *BASELINES, *variants, "zero residual", "untrained"}
     assert {r["method"] for r in rows} == methods
     phantom = [r for r in rows if r["case_id"] == "phantom-0031"]
     assert {r["noise_seed"] for r in phantom} == {"0", "1"}
@@ -100,8 +102,11 @@ def test_comparisons_report_and_cards(report: tuple[Path, list[Path]]) -> None:
     out, models = report
     comps = _rows(out / "comparisons.csv")
     pairs = {(r["model"], r["baseline"]) for r in comps}
-    assert pairs == {(m, b) for m in ("zero residual", "untrained") for b in BASELINES}
-    primary = [r for r in comps if r["metric"] == PRIMARY]
+    baselines = [*BASELINES, "physics baseline (T1 × 1)", "physics baseline (T1 × 0.7)"]
+    assert pairs == {(m, b) for m in ("zero residual", "untrained") for b in baselines}
+    sensitivity = [r for r in comps if r["metric"] == PRIMARY and r["baseline"] not in BASELINES]
+    assert all(r["p_holm"] == "nan" for r in sensitivity)  # outside the Holm family
+    primary = [r for r in comps if r["metric"] == PRIMARY and r["baseline"] in BASELINES]
     assert {r["dose"] for r in primary} == {"0.1", "0.2", "0.33", "all"}
     assert all(r["n"] == "1" for r in primary)  # one phantom case holds lesions
     text = (out / "report.md").read_text()

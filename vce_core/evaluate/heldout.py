@@ -102,7 +102,7 @@ class EvalCase:
 
 
 def choose_slices(
-    brain: np.ndarray, regions: list[Region], lesion_slices: int = 5, extra_slices: int = 6
+    brain: np.ndarray, regions: list[Region], lesion_slices: int = 3, extra_slices: int = 4
 ) -> np.ndarray:
     """Evaluated axial slices (sorted, unique) — see the module docstring."""
     chosen: set[int] = set()
@@ -135,7 +135,7 @@ def _manifest(folder: Path) -> tuple[str, dict[str, Any] | None]:
     return str(manifest.get("case_id") or folder.name), meta if isinstance(meta, dict) else None
 
 
-def load_eval_case(folder: str | Path, *, lesion_slices: int = 5, extra_slices: int = 6) -> EvalCase:
+def load_eval_case(folder: str | Path, *, lesion_slices: int = 3, extra_slices: int = 4) -> EvalCase:
     """Prepare one case folder for evaluation (phantom: re-created from its record; real: loaded)."""
     from vce_core.phantom import phantom_from_case
 

@@ -68,6 +68,11 @@ PHYSICS = "physics baseline"
 BASELINES = (LINEAR, PHYSICS)
 
 
+def physics_variant(t1_scale: float) -> str:
+    """Label of the physics baseline with its assumed native T1 multiplied by ``t1_scale`` (sensitivity)."""
+    return f"{PHYSICS} (T1 × {t1_scale:g})"
+
+
 def case_metrics(x: np.ndarray, ref: np.ndarray, brain: np.ndarray, ce: np.ndarray) -> dict[str, float]:
     """The four Table-1 metrics of ``x`` vs ``ref`` (same shape, normalised units); NaN if undefined."""
     from vce_core import metrics
@@ -210,13 +215,15 @@ def _outputs(
     sd: np.ndarray,
     dose: float,
     seed: Any,
+    t1_scales: Sequence[float] = (),
 ) -> dict[str, np.ndarray]:
     """Every method's low dose on the evaluated slices (scanner units): both baselines and each model.
 
     ``models``: ``(name, synthesizer, prepared inputs)``; the physics baseline needs the case's sequence and
     its ``min_signal`` is taken from the full native volume (5 % of the 99th percentile of positive voxels).
+    ``t1_scales`` add sensitivity rows :func:`physics_variant` with the assumed native T1 scaled.
     """
-    from vce_core.baselines import linear_baseline, physics_baseline
+    from vce_core.baselines import DEFAULT_T1_S, linear_baseline, physics_baseline
 
     nat_s, sd_s = native[:, :, ec.slices], sd[:, :, ec.slices]
     out = {LINEAR: linear_baseline(nat_s, sd_s, dose)}
@@ -227,6 +234,11 @@ def _outputs(
         out[PHYSICS] = physics_baseline(
             nat_s, sd_s, dose, seq, field_strength=ec.field_strength, min_signal=min_signal
         )
+        for scale in t1_scales:
+            t1 = scale * DEFAULT_T1_S[ec.field_strength]
+            out[physics_variant(scale)] = physics_baseline(
+                nat_s, sd_s, dose, seq, t1_native_s=t1, min_signal=min_signal
+            )
     z = 0 if seed is None else int(seed)
     for name, synth, prep in models:
         out[name] = np.stack(
@@ -324,7 +336,12 @@ def _lesion_summary(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def _evaluate_case(
-    ec: Any, synths: Sequence[Any], names: Sequence[str], doses: Sequence[float], seeds: Sequence[int]
+    ec: Any,
+    synths: Sequence[Any],
+    names: Sequence[str],
+    doses: Sequence[float],
+    seeds: Sequence[int],
+    t1_scales: Sequence[float] = (),
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[tuple[str, float, Any]]]:
     """Image rows, lesion rows and noise spectra ``(method, dose, spectrum)`` of one case."""
     from vce_core.data import fit_normalization
@@ -341,7 +358,10 @@ def _evaluate_case(
             scan = _scan(ec, params, native, sd, dose, seed)
             if scan is None:
                 continue
-            outputs = {REFERENCE: scan.acquired_raw, **_outputs(ec, models, native, sd, dose, seed)}
+            outputs = {
+                REFERENCE: scan.acquired_raw,
+                **_outputs(ec, models, native, sd, dose, seed, t1_scales),
+            }
             key = {
                 "case_id": ec.case_id,
                 "agent": ec.agent,
@@ -424,18 +444,22 @@ def summarize(
 
 
 def comparisons(
-    table: dict[tuple[str, Any, str], dict[str, float]], models: Sequence[str], doses: Sequence[Any]
+    table: dict[tuple[str, Any, str], dict[str, float]],
+    models: Sequence[str],
+    doses: Sequence[Any],
+    baselines: Sequence[str] = BASELINES,
 ) -> list[dict[str, Any]]:
     """Every model vs every baseline on :data:`COMPARED` per dose (and all doses), paired over cases.
 
-    ``p_holm`` adjusts the primary endpoint's p-values over models × baselines × doses (each dose and the
-    pooled row) with Holm's method; other metrics carry their raw p-values only.
+    ``p_holm`` adjusts the primary endpoint's p-values against the two baselines of :data:`BASELINES` over
+    models × baselines × doses (each dose and the pooled row) with Holm's method; sensitivity baselines and
+    the other metrics carry their raw p-values only.
     """
     from vce_core.evaluate.stats import compare, holm
 
     rows = []
     for model in models:
-        for baseline in BASELINES:
+        for baseline in baselines:
             for dose in [*doses, ALL_DOSES]:
                 for metric in COMPARED:
                     a, b = table.get((model, dose, metric), {}), table.get((baseline, dose, metric), {})
@@ -464,7 +488,7 @@ def comparisons(
                             "wins": c.wins,
                         }
                     )
-    primary = [r for r in rows if r["metric"] == PRIMARY]
+    primary = [r for r in rows if r["metric"] == PRIMARY and r["baseline"] in BASELINES]
     for r, p in zip(primary, holm([r["p_value"] for r in primary]), strict=True):
         r["p_holm"] = p
     return rows
@@ -480,11 +504,16 @@ def _check_doses(doses: Sequence[float]) -> list[float]:
 
 
 def _method_names(synths: Sequence[Any]) -> list[str]:
+    """Report labels: each card's ``display_name``, made unique with the card name, then the iterations."""
     names: list[str] = []
     for s in synths:
         name = s.display_name
         if name in names or name in (REFERENCE, *BASELINES):
             name = f"{name} ({s.name})"
+        if name in names:
+            name = f"{name[:-1]}, {s.card.training.get('iterations')} it)"
+        while name in names:
+            name += "'"
         names.append(name)
     return names
 
@@ -496,13 +525,16 @@ def evaluate(
     out: str | PathLike,
     *,
     noise_seeds: Sequence[int] = (0, 1, 2),
-    lesion_slices: int = 5,
-    extra_slices: int = 6,
+    lesion_slices: int = 3,
+    extra_slices: int = 4,
+    physics_t1_scales: Sequence[float] = (),
     device: str = "auto",
     command: str | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``models`` (checkpoint folders) and both baselines on the cases in ``data``; write ``out``.
+
+    ``physics_t1_scales`` add physics baselines whose assumed native T1 is scaled (sensitivity rows).
 
     Returns ``{"results", "lesions", "table", "summary", "comparisons", "methods", "models", "cases",
     "info"}``. Raises :class:`VCEInputError` for bad doses or seeds, missing folders or models, or when no
@@ -519,6 +551,7 @@ def evaluate(
     seeds = _check_seeds(noise_seeds)
     synths = [Synthesizer.from_checkpoint(m, device=device) for m in models]
     names = _method_names(synths)
+    baselines = [*BASELINES, *(physics_variant(_check_scale(t)) for t in physics_t1_scales)]
     folders = find_case_folders(data)
     results: list[dict[str, Any]] = []
     lesions: list[dict[str, Any]] = []
@@ -527,7 +560,7 @@ def evaluate(
     t0 = time.perf_counter()
     for folder in tqdm(folders, desc="cases", disable=not show_progress):
         ec = load_eval_case(folder, lesion_slices=lesion_slices, extra_slices=extra_slices)
-        rows, les, spec = _evaluate_case(ec, synths, names, doses, seeds)
+        rows, les, spec = _evaluate_case(ec, synths, names, doses, seeds, physics_t1_scales)
         results += rows
         lesions += les
         spectra += spec
@@ -554,14 +587,20 @@ def evaluate(
         "lesions": lesions,
         "table": table,
         "summary": summarize(table),
-        "comparisons": comparisons(table, names, doses),
-        "methods": [REFERENCE, *BASELINES, *names],
+        "comparisons": comparisons(table, names, doses, baselines),
+        "methods": [REFERENCE, *baselines, *names],
         "models": names,
         "cases": [c["case_id"] for c in cases],
         "info": info,
     }
     write_report(Path(out), result, spectra)
     return result
+
+
+def _check_scale(scale: float) -> float:
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale < 10:
+        raise VCEInputError(f"T1 scale {scale!r}", expected="a factor in (0, 10) on the assumed native T1")
+    return float(scale)
 
 
 def _check_seeds(seeds: Sequence[int]) -> list[int]:
@@ -605,8 +644,21 @@ def _model_info(folder: Any, synth: Any, name: str) -> dict[str, Any]:
         "n_critic": cfg.get("n_critic"),
         "train_cases": train.get("count"),
         "train_field_strengths": train.get("field_strengths"),
-        "train_agents": train.get("agents"),
+        "train_agents": train.get("agents") or _agents_of(train.get("folders") or []),
     }
+
+
+def _agents_of(folders: Sequence[str]) -> list[str] | None:
+    """Agents of the training case folders a card lists (their ``case.json``); None if any is unreadable."""
+    import json
+
+    agents = set()
+    for folder in folders:
+        try:
+            agents.add(str(json.loads((Path(folder) / "case.json").read_text())["agent"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+    return sorted(agents) or None
 
 
 def update_card(
@@ -651,8 +703,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--doses", nargs="+", type=float, default=[0.1, 0.2, 0.33])
     parser.add_argument("--out", required=True, help="report folder")
     parser.add_argument("--noise-seeds", nargs="+", type=int, default=[0, 1, 2], help="repeat scans per case")
-    parser.add_argument("--lesion-slices", type=int, default=5, help="evaluated slices per lesion (at most)")
-    parser.add_argument("--extra-slices", type=int, default=6, help="further brain slices per case")
+    parser.add_argument("--lesion-slices", type=int, default=3, help="evaluated slices per lesion (at most)")
+    parser.add_argument("--extra-slices", type=int, default=4, help="further brain slices per case")
+    parser.add_argument(
+        "--physics-t1-scales",
+        nargs="*",
+        type=float,
+        default=[],
+        help="sensitivity rows: physics baselines with the assumed native T1 times these factors",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument(
@@ -673,6 +732,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             noise_seeds=args.noise_seeds,
             lesion_slices=args.lesion_slices,
             extra_slices=args.extra_slices,
+            physics_t1_scales=args.physics_t1_scales,
             device=args.device,
             command=command,
         )
