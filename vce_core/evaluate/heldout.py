@@ -63,6 +63,7 @@ class EvalCase:
     phantom: Any = None
     case: Any = None
     _truth: dict[float, np.ndarray] = field(default_factory=dict, repr=False)
+    _lesions: list[tuple[Region, np.ndarray, np.ndarray]] | None = field(default=None, repr=False)
 
     @property
     def has_truth(self) -> bool:
@@ -91,6 +92,17 @@ class EvalCase:
 
         acquired = match_dose(self.case.low_doses, dose)
         return None if acquired is None else self.case.low_doses[acquired].data[:, :, self.slices]
+
+    def lesion_masks(self) -> list[tuple[Region, np.ndarray, np.ndarray]]:
+        """``(region, its voxels on the evaluated slices, its background shell there)`` for each lesion
+        with voxels on those slices (:func:`vce_core.evaluate.enhancement.shell` within the noise mask)."""
+        from vce_core.evaluate.enhancement import shell
+
+        if self._lesions is None:
+            noise = self.noise_mask[:, :, self.slices]
+            masks = [(r, r.mask[:, :, self.slices]) for r in self.regions]
+            self._lesions = [(r, m, shell(m, noise, ~noise)) for r, m in masks if m.any()]
+        return self._lesions
 
     def truth(self, dose: float) -> np.ndarray | None:
         """Noise-free image at ``dose`` on the evaluated slices (I, J, n); None for a real case."""

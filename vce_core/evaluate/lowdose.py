@@ -175,17 +175,13 @@ def _spectrum(x: np.ndarray, scan: _Scan) -> Any:
 
 def _lesion_rows(ec: Any, x: np.ndarray, scan: _Scan, key: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per enhancing lesion of the case for method output ``x`` (normalised slices)."""
-    from vce_core.evaluate.enhancement import cnr, enhancement, shell
+    from vce_core.evaluate.enhancement import cnr, enhancement
 
     if scan.truth is None or scan.truth0 is None:
         return []
     rows = []
     sub, sub_acq, sub_true = x - scan.native, scan.acquired - scan.native, scan.truth - scan.truth0
-    for region in ec.regions:
-        m = region.mask[:, :, ec.slices]
-        if not m.any():
-            continue
-        background = shell(m, scan.noise, ~scan.noise)
+    for region, m, background in ec.lesion_masks():
         e_true, e = enhancement(sub_true, m), enhancement(sub, m)
         rows.append(
             {
@@ -252,11 +248,13 @@ def _outputs(
 
 
 def _scan(
-    ec: Any, params: dict[str, Any], native: np.ndarray, sd: np.ndarray, dose: float, seed: Any
+    ec: Any, params: dict[str, Any], native: np.ndarray, ce: np.ndarray, dose: float, seed: Any
 ) -> _Scan | None:
-    """Normalised reference images of (case, seed, dose) on the evaluated slices; None if not acquired."""
+    """Normalised reference images of (case, seed, dose) on the evaluated slices; None if not acquired.
+
+    ``ce``: seed 000's CE mask of this scan on the evaluated slices.
+    """
     from vce_core.data import apply_normalization
-    from vce_core.preprocess import ce_mask
 
     acquired = ec.low_dose(dose, seed)
     if acquired is None:
@@ -272,7 +270,7 @@ def _scan(
         truth0=norm(truth0),
         brain=ec.brain[:, :, S],
         noise=ec.noise_mask[:, :, S],
-        ce=np.asarray(ce_mask(native, sd, 0.1, mask=ec.brain), dtype=bool)[:, :, S],
+        ce=ce,
         enhancing=None if ec.enhancing is None else ec.enhancing[:, :, S],
     )
 
@@ -345,7 +343,7 @@ def _evaluate_case(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[tuple[str, float, Any]]]:
     """Image rows, lesion rows and noise spectra ``(method, dose, spectrum)`` of one case."""
     from vce_core.data import fit_normalization
-    from vce_core.preprocess import brain_mask
+    from vce_core.preprocess import brain_mask, ce_mask
 
     rows: list[dict[str, Any]] = []
     lesions: list[dict[str, Any]] = []
@@ -354,8 +352,9 @@ def _evaluate_case(
         native, sd = ec.inputs(seed)
         params = fit_normalization(native, np.asarray(brain_mask(native), dtype=bool), "percentile")
         models = [(n, s, s.prepare(native, sd)) for n, s in zip(names, synths, strict=True)]
+        ce = np.asarray(ce_mask(native, sd, 0.1, mask=ec.brain), dtype=bool)[:, :, ec.slices]
         for dose in doses:
-            scan = _scan(ec, params, native, sd, dose, seed)
+            scan = _scan(ec, params, native, ce, dose, seed)
             if scan is None:
                 continue
             outputs = {
