@@ -1,106 +1,142 @@
-"""Evaluation report on two tiny cases: files, rows, columns, p-values."""
+"""The low-dose report end to end on a 2 mm phantom case and a real-style case: files, rows, properties."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from support import SMALL, write_checkpoint, write_tiny_cases
 from vce_core.checkpoint import read_card
-from vce_core.errors import VCEInputError
-from vce_core.evaluate import METRICS, main
+from vce_core.evaluate import BASELINES, REFERENCE, main
+from vce_core.evaluate.lowdose import PRIMARY
+from vce_core.io import save_case
+from vce_core.phantom import LesionSpec, make_case
+
+LESIONS = [
+    LesionSpec("metastasis", 5.0, center_mm=(30, 10, 20)),
+    LesionSpec("meningioma", 10.0, center_mm=(-20, 20, 45)),
+    LesionSpec("weakly_enhancing", 6.0, center_mm=(20, -40, 30)),
+]
 
 
-def test_evaluate_writes_table_1_report(tmp_path: Path) -> None:
-    cases = write_tiny_cases(tmp_path / "cases", 2, shape=(22, 22, 10))
-    a = write_checkpoint(tmp_path / "models" / "l1", SMALL, display_name="L1 content loss")
-    b = write_checkpoint(
-        tmp_path / "models" / "np", {**SMALL, "base_channels": 6}, display_name="noise-preserving loss"
-    )
-    out = tmp_path / "report"
-    assert (
-        main(
-            [
-                "--models",
-                str(a),
-                str(b),
-                "--data",
-                str(tmp_path / "cases"),
-                "--doses",
-                "0.1",
-                "0.2",
-                "0.33",
-                "--out",
-                str(out),
-                "--device",
-                "cpu",
-                "--update-cards",
-            ]
-        )
-        == 0
-    )
-    for name in ("report.md", "results.csv", "summary.csv", "report.html"):
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    root = tmp_path_factory.mktemp("evaluate")
+    case = make_case(31, resolution=2, sequence="achieva_3t", doses=(0.1, 0.33), lesions=LESIONS)
+    save_case(case, root / "cases" / "phantom-0031")
+    write_tiny_cases(root / "cases", 1, shape=(24, 24, 14))  # real-style: no truth, one acquisition
+    models = [
+        write_checkpoint(root / "models" / "zero", SMALL, zero=True, display_name="zero residual"),
+        write_checkpoint(root / "models" / "rand", {**SMALL, "base_channels": 6}, display_name="untrained"),
+    ]
+    out = root / "report"
+    args = ["--models", *map(str, models), "--data", str(root / "cases"), "--doses", "0.1", "0.2", "0.33"]
+    args += ["--noise-seeds", "0", "1", "--lesion-slices", "2", "--extra-slices", "2", "--out", str(out)]
+    args += ["--physics-t1-scales", "1", "0.7"]
+    assert main([*args, "--device", "cpu", "--update-cards"]) == 0
+    return out, models
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def _mean(rows: list[dict[str, str]], method: str, metric: str, **where: str) -> float:
+    vals = [
+        float(r["value"])
+        for r in rows
+        if r["method"] == method and r["metric"] == metric and all(r[k] == v for k, v in where.items())
+    ]
+    return float(np.mean(vals))
+
+
+def test_files_methods_and_seeds(report: tuple[Path, list[Path]]) -> None:
+    out, _ = report
+    for name in ("report.md", "report.html", "results.csv", "lesions.csv", "summary.csv", "comparisons.csv"):
         assert (out / name).is_file()
-    with (out / "results.csv").open() as f:
-        rows = list(csv.DictReader(f))
-    # 2 cases × 2 acquired doses (0.1, 0.33; 0.2 not acquired) × 3 methods × 4 metrics
-    assert len(rows) == 2 * 2 * 3 * 4
-    assert {r["method"] for r in rows} == {"linear baseline", "L1 content loss", "noise-preserving loss"}
-    assert {r["metric"] for r in rows} == set(METRICS)
-    with (out / "summary.csv").open() as f:
-        summary = list(csv.DictReader(f))
-    assert list(summary[0]) == ["method", "dose", "metric", "mean", "sd", "n", "p_value", "compared_with"]
-    compared = [r for r in summary if r["compared_with"]]
-    assert compared and {r["method"] for r in compared} == {"noise-preserving loss"}
-    assert all(r["compared_with"] == "L1 content loss" for r in compared)
-    report = (out / "report.md").read_text()
-    assert "| Method | PSNR | SSIM | MAE_CE | MAE_σ | n |" in report
-    assert "| linear baseline |" in report and "p (noise-preserving loss vs L1 content loss)" in report
-    assert "dose 0.2 not acquired" in report
-    assert cases and "plotly" in (out / "report.html").read_text()[:100000].lower()
-    # --update-cards: each card's held-out figures are the mean of its own rows in results.csv
-    for folder, method in ((a, "L1 content loss"), (b, "noise-preserving loss")):
-        held_out = read_card(folder).held_out
-        mine = [float(r["value"]) for r in rows if r["method"] == method and r["metric"] == "mae_ce"]
-        assert held_out["mae_ce"] == pytest.approx(sum(mine) / len(mine))
-        assert held_out["doses"] == [0.1, 0.33] and held_out["cases"] == 2
-        assert "--update-cards" in held_out["command"]
+    rows = _rows(out / "results.csv")
+    variants = {"physics baseline (T1 × 1)", "physics baseline (T1 × 0.7)"}
+    methods = {REFERENCE, *BASELINES, *variants, "zero residual", "untrained"}
+    assert {r["method"] for r in rows} == methods
+    phantom = [r for r in rows if r["case_id"] == "phantom-0031"]
+    assert {r["noise_seed"] for r in phantom} == {"0", "1"}
+    assert {r["dose"] for r in phantom} == {"0.1", "0.2", "0.33"}  # the phantom acquires any dose
+    real = [r for r in rows if r["case_id"] == "tiny-00"]
+    assert {r["noise_seed"] for r in real} == {""} and {r["dose"] for r in real} == {"0.1", "0.33"}
+    assert not any(r["metric"].startswith("lesion") for r in real)  # no truth, no enhancement figures
 
 
-def test_evaluate_bad_input(tmp_path: Path) -> None:
+def test_physical_properties(report: tuple[Path, list[Path]]) -> None:
+    """What the figures must show on a saturating 8° protocol, whatever the models are."""
+    out, _ = report
+    rows = [r for r in _rows(out / "results.csv") if r["case_id"] == "phantom-0031"]
+    for dose in ("0.1", "0.33"):
+        # the real scan's own subtraction σ̂ ratio is 1; the linear baseline's subtraction is d (x_SD − x_NA)
+        assert _mean(rows, REFERENCE, "sub_sigma_ratio", dose=dose) == 1.0
+        assert _mean(rows, "linear baseline", "sub_sigma_ratio", dose=dose) == pytest.approx(
+            float(dose), rel=0.15
+        )
+        # a zero residual returns the native image: no enhancement, no subtraction noise
+        assert _mean(rows, "zero residual", "lesion_ratio", dose=dose) == pytest.approx(0.0, abs=1e-3)
+        # enhancement saturates: linear underestimates, the physics baseline is close, the scan is unbiased
+        linear = _mean(rows, "linear baseline", "lesion_ratio", dose=dose)
+        physics = _mean(rows, "physics baseline", "lesion_ratio", dose=dose)
+        assert linear < 0.8 and 0.85 < physics < 1.05
+        assert _mean(rows, "physics baseline", PRIMARY, dose=dose) < _mean(
+            rows, "linear baseline", PRIMARY, dose=dose
+        )
+    lesions = _rows(out / "lesions.csv")
+    types = {r["type"] for r in lesions}
+    assert types == {"metastasis", "meningioma", "weakly enhancing"}
+    acquired = [
+        float(r["ratio"]) for r in lesions if r["method"] == REFERENCE and r["type"] != "weakly enhancing"
+    ]
+    assert np.mean(acquired) == pytest.approx(1.0, abs=0.1)
+
+
+def test_comparisons_report_and_cards(report: tuple[Path, list[Path]]) -> None:
+    out, models = report
+    comps = _rows(out / "comparisons.csv")
+    pairs = {(r["model"], r["baseline"]) for r in comps}
+    baselines = [*BASELINES, "physics baseline (T1 × 1)", "physics baseline (T1 × 0.7)"]
+    assert pairs == {(m, b) for m in ("zero residual", "untrained") for b in baselines}
+    sensitivity = [r for r in comps if r["metric"] == PRIMARY and r["baseline"] not in BASELINES]
+    assert all(r["p_holm"] == "nan" for r in sensitivity)  # outside the Holm family
+    primary = [r for r in comps if r["metric"] == PRIMARY and r["baseline"] in BASELINES]
+    assert {r["dose"] for r in primary} == {"0.1", "0.2", "0.33", "all"}
+    assert all(r["n"] == "1" for r in primary)  # one phantom case holds lesions
+    text = (out / "report.md").read_text()
+    for heading in (
+        "Lesion enhancement against the noise-free truth",
+        "Noise realism of the subtraction",
+        "Per lesion type",
+        "Small and weak lesions",
+        "Image metrics against the noise-free truth",
+        "Subgroups",
+    ):
+        assert heading in text
+    assert "--noise-seeds 0 1" in text and "plotly" in (out / "report.html").read_text()[:200000].lower()
+    held = read_card(models[0]).held_out
+    assert held["lesion_error"] == pytest.approx(
+        _mean([r for r in _rows(out / "results.csv") if r["metric"] == PRIMARY], "zero residual", PRIMARY),
+        rel=1e-6,
+    )
+    assert set(held["lesion_error_vs"]) == set(BASELINES) and held["noise_seeds"] == [0, 1]
+    assert held["doses"] == [0.1, 0.2, 0.33] and held["cases"] == 2 and "--update-cards" in held["command"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--doses", "1.5"], ["--doses", "0.5"], ["--noise-seeds", "-1"], ["--noise-seeds", "1", "1"]],
+)
+def test_bad_input(tmp_path: Path, extra: list[str]) -> None:
     write_tiny_cases(tmp_path / "cases", 1, shape=(16, 16, 6))
     m = write_checkpoint(tmp_path / "m", SMALL)
-    assert (
-        main(
-            [
-                "--models",
-                str(m),
-                "--data",
-                str(tmp_path / "cases"),
-                "--doses",
-                "0.5",
-                "--out",
-                str(tmp_path / "r"),
-            ]
-        )
-        == 2
-    )
-    assert (
-        main(
-            [
-                "--models",
-                str(tmp_path / "nope"),
-                "--data",
-                str(tmp_path / "cases"),
-                "--out",
-                str(tmp_path / "r"),
-            ]
-        )
-        == 2
-    )
-    with pytest.raises(VCEInputError):
-        from vce_core.evaluate import evaluate
-
-        evaluate([m], [tmp_path / "cases"], [1.5], tmp_path / "r")
+    args = ["--models", str(m), "--data", str(tmp_path / "cases"), "--out", str(tmp_path / "r"), *extra]
+    assert main(args) == 2
+    assert not (tmp_path / "r").exists()  # nothing written half-way
+    assert main(["--models", str(tmp_path / "missing"), "--data", str(tmp_path / "cases"), "--out", "x"]) == 2

@@ -39,3 +39,15 @@ def test_bad_samples(bad: list[float]) -> None:
         bootstrap_ci(bad)
     with pytest.raises(VCEInputError):
         compare([1.0, 2.0], [1.0])
+
+
+def test_holm_by_hand_and_direction() -> None:
+    from vce_core.evaluate.stats import holm
+
+    # sorted p: 0.01·4 = 0.04, 0.02·3 = 0.06, 0.03·2 = 0.06 (monotone), 0.5·1 = 0.5; NaN stays out
+    adjusted = holm([0.03, np.nan, 0.01, 0.5, 0.02])
+    assert adjusted[0] == pytest.approx(0.06) and np.isnan(adjusted[1])
+    assert adjusted[2:] == pytest.approx([0.04, 0.5, 0.06])
+    assert holm([0.9, 0.8]) == [1.0, 1.0]
+    higher_better = compare([30.0, 31.0, 29.0], [29.0, 30.0, 30.0], lower_is_better=False)
+    assert higher_better.wins == 2 and higher_better.mean_difference == pytest.approx(1 / 3)

@@ -1,52 +1,76 @@
-"""Held-out evaluation of low-dose synthesis, laid out like seed 000's Table 1.
+"""Held-out evaluation of low-dose synthesis (seed 000): lesion enhancement, noise realism, image metrics.
 
-    python -m vce_core.evaluate --models assets/models/ld_cgan_2d_l1 assets/models/ld_cgan_2d_np \\
-        --data data/phantom/test --doses 0.1 0.2 0.33 --out reports/<name> [--seed 0] [--device auto]
+    python -m vce_core.evaluate --models assets/models/<a> assets/models/<b> --data data/<held-out cases> \\
+        --doses 0.1 0.2 0.33 --noise-seeds 0 1 2 --out reports/<name> [--update-cards]
 
-For every test case and every requested dose that the case *acquired* (its real low dose is the reference),
-the methods are the linear baseline ``x_NA + d · (x_SD − x_NA)`` and each model (labelled with the card's
-``display_name``). Metrics (seed 000, section 3), on images normalised with the case's native
-percentiles (0.5 %, 99.5 % inside the brain → 0, 1), identical for every method:
+What is compared. For every case, every noise seed ``k`` (a repeat scan: native, standard dose and low dose
+acquired with their own noise; phantom cases only, see :mod:`vce_core.evaluate.heldout`) and every dose
+``d``: the acquired low dose ``x_LD`` (the reference "acquired low dose"), the **linear baseline**
+``x_NA + d (x_SD − x_NA)``, the **physics baseline** (:func:`vce_core.baselines.physics_baseline`: SPGR
+inversion with the case's sequence, concentration scaled by ``d``) and every model (its card's
+``display_name``; generator noise seed ``k``). All images are normalised with the percentile map fitted on
+that scan's native image (0.5/99.5 % in the brain → 0/1), so errors are fractions of the native range.
 
-* PSNR and SSIM (3-D) inside the brain mask, data range = the reference's range in the brain;
-* MAE_CE: mean absolute error on contrast-enhanced voxels, ``ce_mask(native, standard_dose, 0.1)`` of the
-  real native/standard dose within the brain;
-* MAE_σ: absolute difference of the noise standard deviations (:func:`vce_core.metrics.noise_sigma`) on
-  the non-enhancing brain voxels ``brain ∖ CE``.
+What is measured (on the evaluated slices, :func:`vce_core.evaluate.heldout.choose_slices`):
 
-Outputs in ``--out``: ``results.csv`` (case_id, dose, method, metric, value), ``summary.csv`` (method, dose,
-metric, mean, sd, n, p_value), ``report.md`` (one table per dose, mean ± SD over cases, Wilcoxon
-signed-rank p-values between the first two models — or model vs. linear baseline when only one model is
-given — via :func:`vce_core.metrics.paired_test`), and ``report.html`` (plotly box plots per metric).
+* lesion enhancement against the noise-free truth (phantom): for every enhancing lesion, ``E`` = mean of
+  the subtraction ``x − x_NA`` over its enhancing voxels, ``E_true`` = the same on ``T_d − T_0``;
+  ``lesion_error`` = mean over the case's lesions of ``|E − E_true|`` (the primary endpoint),
+  ``lesion_rel_error`` of ``|E / E_true − 1|``, and per lesion type; CNR of small/weak lesions;
+* images against the noise-free truth ``T_d`` (PSNR, SSIM, MAE in the brain, MAE on the truly enhancing
+  voxels) and against the noisy acquisition (PSNR, SSIM, MAE_CE on seed 000's mask, MAE_σ);
+* noise realism of the subtraction image: σ̂ (pooled 2-D Immerkær), local SD, residual SD against the
+  noise-free subtraction and the noise power spectrum in three bands, each also as the ratio to the same
+  figure of the acquired subtraction ``x_LD − x_NA`` (1 = the real noise).
+
+Statistics (:mod:`vce_core.evaluate.stats`): seeds are averaged within a case; means over cases with
+bootstrap 95 % CIs; every model is compared with every baseline (Wilcoxon signed-rank over cases, bootstrap
+CI of the mean paired difference, Holm-adjusted over the primary family). Outputs in ``--out``:
+``results.csv`` (case, seed, dose, method, metric, value), ``lesions.csv`` (one row per lesion, seed, dose,
+method), ``summary.csv``, ``comparisons.csv``, ``nps.csv``, ``report.md`` and ``report.html``
+(:mod:`vce_core.evaluate.report`).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import shlex
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vce_core import checkpoint
-from vce_core.data import apply_normalization, find_case_folders, fit_normalization
-from vce_core.domain import check_dose, match_dose
+from vce_core.domain import check_dose
 from vce_core.errors import VCEInputError
 
-__all__ = ["METRICS", "evaluate", "main", "update_card"]
+__all__ = [
+    "BASELINES",
+    "METRICS",
+    "REFERENCE",
+    "case_metrics",
+    "evaluate",
+    "main",
+    "update_card",
+]
 
 METRICS = ("psnr", "ssim", "mae_ce", "mae_sigma")
-LABELS = {"psnr": "PSNR", "ssim": "SSIM", "mae_ce": "MAE_CE", "mae_sigma": "MAE_σ"}
-BASELINE = "linear baseline"
-RESULT_FIELDS = ["case_id", "dose", "method", "metric", "value"]
-SUMMARY_FIELDS = ["method", "dose", "metric", "mean", "sd", "n", "p_value", "compared_with"]
+"""Seed 000's Table-1 metrics against the acquired low dose (:func:`case_metrics`)."""
+
+REFERENCE = "acquired low dose"
+LINEAR = "linear baseline"
+PHYSICS = "physics baseline"
+BASELINES = (LINEAR, PHYSICS)
+
+
+def physics_variant(t1_scale: float) -> str:
+    """Label of the physics baseline with its assumed native T1 multiplied by ``t1_scale`` (sensitivity)."""
+    return f"{PHYSICS} (T1 × {t1_scale:g})"
 
 
 def case_metrics(x: np.ndarray, ref: np.ndarray, brain: np.ndarray, ce: np.ndarray) -> dict[str, float]:
@@ -69,12 +93,426 @@ def case_metrics(x: np.ndarray, ref: np.ndarray, brain: np.ndarray, ce: np.ndarr
     return out
 
 
+# ======================================================================================== per-scan context
+@dataclass
+class _Scan:
+    """Normalised images of one (case, noise seed, dose) on the evaluated slices (I, J, n)."""
+
+    native: np.ndarray
+    acquired: np.ndarray
+    acquired_raw: np.ndarray
+    truth: np.ndarray | None
+    truth0: np.ndarray | None
+    brain: np.ndarray
+    noise: np.ndarray
+    ce: np.ndarray
+    enhancing: np.ndarray | None
+
+    def norm(self, x: np.ndarray, params: dict[str, Any]) -> np.ndarray:
+        from vce_core.data import apply_normalization
+
+        return apply_normalization(x, params)
+
+
+def _slice_ssim(x: np.ndarray, ref: np.ndarray, brain: np.ndarray, data_range: float) -> float:
+    from vce_core import metrics
+
+    values = []
+    for i in range(x.shape[2]):
+        try:
+            values.append(metrics.ssim(x[:, :, i], ref[:, :, i], data_range=data_range, mask=brain[:, :, i]))
+        except VCEInputError:
+            continue
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _against(x: np.ndarray, ref: np.ndarray, brain: np.ndarray) -> tuple[float, float, float]:
+    """PSNR, SSIM (2-D per slice, averaged) and MAE of ``x`` vs ``ref`` inside ``brain``."""
+    from vce_core import metrics
+
+    data_range = float(ref[brain].max() - ref[brain].min())
+    return (
+        metrics.psnr(x, ref, data_range=data_range, mask=brain),
+        _slice_ssim(x, ref, brain, data_range),
+        metrics.mae(x, ref, brain),
+    )
+
+
+def _image_metrics(x: np.ndarray, scan: _Scan) -> dict[str, float]:
+    """Metrics of one method's normalised slices ``x`` (module docstring), NaN where undefined."""
+    from vce_core import metrics
+    from vce_core.evaluate.noise import local_sd, pooled_noise_sigma
+
+    out: dict[str, float] = {}
+    out["psnr"], out["ssim"], out["mae"] = _against(x, scan.acquired, scan.brain)
+    out["mae_ce"] = metrics.mae_ce(x, scan.acquired, scan.ce) if scan.ce.any() else math.nan
+    non_ce = scan.brain & ~scan.ce
+    out["mae_sigma"] = abs(pooled_noise_sigma(x, non_ce) - pooled_noise_sigma(scan.acquired, non_ce))
+    sub = x - scan.native
+    out["sub_sigma"] = pooled_noise_sigma(sub, scan.noise)
+    out["sub_local_sd"] = local_sd(sub, scan.noise)
+    out["img_sigma"] = pooled_noise_sigma(x, scan.noise)
+    if scan.truth is not None and scan.truth0 is not None:
+        out["psnr_truth"], out["ssim_truth"], out["mae_truth"] = _against(x, scan.truth, scan.brain)
+        enh = scan.enhancing
+        out["mae_enh_truth"] = metrics.mae(x, scan.truth, enh) if enh is not None and enh.any() else math.nan
+        resid = sub - (scan.truth - scan.truth0)
+        out["sub_resid_sd"] = float(resid[scan.noise].std(ddof=1)) if scan.noise.sum() > 2 else math.nan
+    return out
+
+
+def _spectrum(x: np.ndarray, scan: _Scan) -> Any:
+    """Noise power spectrum of the subtraction's deviation from the noise-free subtraction (None if none)."""
+    from vce_core.evaluate.noise import noise_power_spectrum
+
+    if scan.truth is None or scan.truth0 is None:
+        return None
+    try:
+        return noise_power_spectrum((x - scan.native) - (scan.truth - scan.truth0), scan.noise, patch=24)
+    except VCEInputError:
+        return None
+
+
+def _lesion_rows(ec: Any, x: np.ndarray, scan: _Scan, key: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per enhancing lesion of the case for method output ``x`` (normalised slices)."""
+    from vce_core.evaluate.enhancement import cnr, enhancement
+
+    if scan.truth is None or scan.truth0 is None:
+        return []
+    rows = []
+    sub, sub_acq, sub_true = x - scan.native, scan.acquired - scan.native, scan.truth - scan.truth0
+    for region, m, background in ec.lesion_masks():
+        e_true, e = enhancement(sub_true, m), enhancement(sub, m)
+        rows.append(
+            {
+                **key,
+                "lesion": region.index,
+                "type": region.type,
+                "voxels": region.voxels,
+                "small_or_weak": region.small_or_weak,
+                "e_true": e_true,
+                "e_method": e,
+                "e_acquired": enhancement(sub_acq, m),
+                "ratio": e / e_true if e_true else math.nan,
+                "abs_error": abs(e - e_true),
+                "rel_error": abs(e / e_true - 1.0) if e_true else math.nan,
+                "cnr": cnr(sub, m, background),
+                "cnr_acquired": cnr(sub_acq, m, background),
+            }
+        )
+    return rows
+
+
+# ============================================================================================ the loop
+def _outputs(
+    ec: Any,
+    models: Sequence[tuple[str, Any, Any]],
+    native: np.ndarray,
+    sd: np.ndarray,
+    dose: float,
+    seed: Any,
+    t1_scales: Sequence[float] = (),
+) -> dict[str, np.ndarray]:
+    """Every method's low dose on the evaluated slices (scanner units): both baselines and each model.
+
+    ``models``: ``(name, synthesizer, prepared inputs)``; the physics baseline needs the case's sequence and
+    its ``min_signal`` is taken from the full native volume (5 % of the 99th percentile of positive voxels).
+    ``t1_scales`` add sensitivity rows :func:`physics_variant` with the assumed native T1 scaled.
+    """
+    from vce_core.baselines import DEFAULT_T1_S, linear_baseline, physics_baseline
+
+    nat_s, sd_s = native[:, :, ec.slices], sd[:, :, ec.slices]
+    out = {LINEAR: linear_baseline(nat_s, sd_s, dose)}
+    if ec.sequence is not None:
+        positive = native[native > 0]
+        min_signal = 0.05 * float(np.percentile(positive, 99)) if positive.size else 0.0
+        seq = {**ec.sequence, "field_strength": None}
+        out[PHYSICS] = physics_baseline(
+            nat_s, sd_s, dose, seq, field_strength=ec.field_strength, min_signal=min_signal
+        )
+        for scale in t1_scales:
+            t1 = scale * DEFAULT_T1_S[ec.field_strength]
+            out[physics_variant(scale)] = physics_baseline(
+                nat_s, sd_s, dose, seq, t1_native_s=t1, min_signal=min_signal
+            )
+    z = 0 if seed is None else int(seed)
+    for name, synth, prep in models:
+        out[name] = np.stack(
+            [
+                synth.synthesize_slice(prep, dose, ec.field_strength, plane="axial", index=int(k), seed=z)
+                for k in ec.slices
+            ],
+            axis=-1,
+        )
+    return out
+
+
+def _scan(
+    ec: Any, params: dict[str, Any], native: np.ndarray, ce: np.ndarray, dose: float, seed: Any
+) -> _Scan | None:
+    """Normalised reference images of (case, seed, dose) on the evaluated slices; None if not acquired.
+
+    ``ce``: seed 000's CE mask of this scan on the evaluated slices.
+    """
+    from vce_core.data import apply_normalization
+
+    acquired = ec.low_dose(dose, seed)
+    if acquired is None:
+        return None
+    S = ec.slices
+    truth, truth0 = ec.truth(dose), ec.truth(0.0)
+    norm = lambda a: None if a is None else apply_normalization(a, params)  # noqa: E731
+    return _Scan(
+        native=norm(native[:, :, S]),
+        acquired=norm(acquired),
+        acquired_raw=acquired,
+        truth=norm(truth),
+        truth0=norm(truth0),
+        brain=ec.brain[:, :, S],
+        noise=ec.noise_mask[:, :, S],
+        ce=ce,
+        enhancing=None if ec.enhancing is None else ec.enhancing[:, :, S],
+    )
+
+
+RATIO_METRICS = ("sub_sigma", "sub_local_sd", "img_sigma", "sub_resid_sd")
+"""Noise figures also reported as the ratio to the acquired low dose's (``<metric>_ratio``)."""
+
+
+def _scan_rows(
+    ec: Any, outputs: dict[str, np.ndarray], scan: _Scan, params: dict[str, Any], key: dict[str, Any]
+) -> tuple[list[dict], list[dict], list[tuple[str, Any]]]:
+    """Image rows (with noise ratios to the acquisition), lesion rows and spectra of one scan."""
+    from vce_core.evaluate.noise import nps_band_ratios
+
+    values: dict[str, dict[str, float]] = {}
+    lesions: list[dict[str, Any]] = []
+    spectra: dict[str, Any] = {}
+    for method, x in outputs.items():
+        xn = scan.norm(x, params)
+        values[method] = _image_metrics(xn, scan)
+        lesions += _lesion_rows(ec, xn, scan, {**key, "method": method})
+        spectra[method] = _spectrum(xn, scan)
+    ref, ref_nps = values[REFERENCE], spectra[REFERENCE]
+    for method, v in values.items():
+        for m in RATIO_METRICS:
+            if m in v and m in ref:
+                v[f"{m}_ratio"] = v[m] / ref[m] if ref[m] > 0 else math.nan
+        if spectra[method] is not None and ref_nps is not None:
+            v |= {f"nps_{b}_ratio": r for b, r in nps_band_ratios(spectra[method], ref_nps).items()}
+        v |= _lesion_summary([r for r in lesions if r["method"] == method])
+    rows = [
+        {**key, "method": method, "metric": m, "value": float(x)}
+        for method, v in values.items()
+        for m, x in v.items()
+    ]
+    return rows, lesions, list(spectra.items())
+
+
+def _lesion_summary(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Per-scan lesion figures of one method: mean errors over its lesions (all, per type), small/weak CNR."""
+    from vce_core.evaluate.enhancement import LESION_LABELS
+
+    if not rows:
+        return {}
+    out = {
+        "lesion_error": float(np.mean([r["abs_error"] for r in rows])),
+        "lesion_rel_error": float(np.nanmean([r["rel_error"] for r in rows])),
+        "lesion_ratio": float(np.nanmean([r["ratio"] for r in rows])),
+    }
+    for kind in LESION_LABELS.values():
+        mine = [r["abs_error"] for r in rows if r["type"] == kind]
+        if mine:
+            out[f"lesion_error:{kind}"] = float(np.mean(mine))
+    small = [
+        r for r in rows if r["small_or_weak"] and math.isfinite(r["cnr"]) and math.isfinite(r["cnr_acquired"])
+    ]
+    if small:
+        out["cnr_small"] = float(np.mean([r["cnr"] for r in small]))
+        out["cnr_small_error"] = float(np.mean([abs(r["cnr"] - r["cnr_acquired"]) for r in small]))
+    return out
+
+
+def _evaluate_case(
+    ec: Any,
+    synths: Sequence[Any],
+    names: Sequence[str],
+    doses: Sequence[float],
+    seeds: Sequence[int],
+    t1_scales: Sequence[float] = (),
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[tuple[str, float, Any]]]:
+    """Image rows, lesion rows and noise spectra ``(method, dose, spectrum)`` of one case."""
+    from vce_core.data import fit_normalization
+    from vce_core.preprocess import brain_mask, ce_mask
+
+    rows: list[dict[str, Any]] = []
+    lesions: list[dict[str, Any]] = []
+    spectra: list[tuple[str, float, Any]] = []
+    for seed in ec.noise_seeds(list(seeds)):
+        native, sd = ec.inputs(seed)
+        params = fit_normalization(native, np.asarray(brain_mask(native), dtype=bool), "percentile")
+        models = [(n, s, s.prepare(native, sd)) for n, s in zip(names, synths, strict=True)]
+        ce = np.asarray(ce_mask(native, sd, 0.1, mask=ec.brain), dtype=bool)[:, :, ec.slices]
+        for dose in doses:
+            scan = _scan(ec, params, native, ce, dose, seed)
+            if scan is None:
+                continue
+            outputs = {
+                REFERENCE: scan.acquired_raw,
+                **_outputs(ec, models, native, sd, dose, seed, t1_scales),
+            }
+            key = {
+                "case_id": ec.case_id,
+                "agent": ec.agent,
+                "field_strength": ec.field_strength,
+                "noise_seed": "" if seed is None else seed,
+                "dose": dose,
+            }
+            r, les, spec = _scan_rows(ec, outputs, scan, params, key)
+            rows += r
+            lesions += les
+            spectra += [(method, dose, sp) for method, sp in spec]
+    return rows, lesions, spectra
+
+
+# ============================================================================================ aggregation
+LOWER_IS_BETTER = {"psnr": False, "ssim": False, "psnr_truth": False, "ssim_truth": False}
+"""Metrics where higher is better; every other compared metric is an error (lower is better)."""
+
+PRIMARY = "lesion_error"
+COMPARED = (
+    PRIMARY,
+    "lesion_rel_error",
+    "lesion_error:enhancing rim",
+    "lesion_error:metastasis",
+    "lesion_error:meningioma",
+    "lesion_error:weakly enhancing",
+    "cnr_small_error",
+    "mae_enh_truth",
+    "mae_truth",
+    "psnr_truth",
+    "ssim_truth",
+)
+"""Metrics on which every model is tested against every baseline (the first is the primary endpoint)."""
+
+ALL_DOSES = "all"
+
+
+def per_case(results: list[dict[str, Any]]) -> dict[tuple[str, Any, str], dict[str, float]]:
+    """``{(method, dose, metric): {case_id: mean over noise seeds}}`` plus dose ``"all"`` (mean of doses)."""
+    acc: dict[tuple[str, Any, str], dict[str, list[float]]] = {}
+    for r in results:
+        v = r["value"]
+        if isinstance(v, float) and not math.isfinite(v):
+            continue
+        acc.setdefault((r["method"], r["dose"], r["metric"]), {}).setdefault(r["case_id"], []).append(v)
+    table = {k: {c: float(np.mean(vs)) for c, vs in cases.items()} for k, cases in acc.items()}
+    pooled: dict[tuple[str, Any, str], dict[str, list[float]]] = {}
+    for (method, _, metric), cases in table.items():
+        for c, v in cases.items():
+            pooled.setdefault((method, ALL_DOSES, metric), {}).setdefault(c, []).append(v)
+    table |= {k: {c: float(np.mean(vs)) for c, vs in cases.items()} for k, cases in pooled.items()}
+    return table
+
+
+def summarize(
+    table: dict[tuple[str, Any, str], dict[str, float]], cases: set[str] | None = None
+) -> list[dict[str, Any]]:
+    """Mean, SD, bootstrap 95 % CI and n over cases per (method, dose, metric); ``cases`` restricts them."""
+    from vce_core.evaluate.stats import bootstrap_ci
+
+    rows = []
+    for (method, dose, metric), values in table.items():
+        vals = np.array([v for c, v in values.items() if cases is None or c in cases])
+        if not vals.size:
+            continue
+        low, high = bootstrap_ci(vals)
+        rows.append(
+            {
+                "method": method,
+                "dose": dose,
+                "metric": metric,
+                "mean": float(vals.mean()),
+                "sd": float(vals.std(ddof=1)) if vals.size > 1 else math.nan,
+                "ci_low": low,
+                "ci_high": high,
+                "n": int(vals.size),
+            }
+        )
+    return rows
+
+
+def comparisons(
+    table: dict[tuple[str, Any, str], dict[str, float]],
+    models: Sequence[str],
+    doses: Sequence[Any],
+    baselines: Sequence[str] = BASELINES,
+) -> list[dict[str, Any]]:
+    """Every model vs every baseline on :data:`COMPARED` per dose (and all doses), paired over cases.
+
+    ``p_holm`` adjusts the primary endpoint's p-values against the two baselines of :data:`BASELINES` over
+    models × baselines × doses (each dose and the pooled row) with Holm's method; sensitivity baselines and
+    the other metrics carry their raw p-values only.
+    """
+    from vce_core.evaluate.stats import compare, holm
+
+    rows = []
+    for model in models:
+        for baseline in baselines:
+            for dose in [*doses, ALL_DOSES]:
+                for metric in COMPARED:
+                    a, b = table.get((model, dose, metric), {}), table.get((baseline, dose, metric), {})
+                    keys = sorted(set(a) & set(b))
+                    if not keys:
+                        continue
+                    c = compare(
+                        [a[k] for k in keys],
+                        [b[k] for k in keys],
+                        lower_is_better=LOWER_IS_BETTER.get(metric, True),
+                    )
+                    rows.append(
+                        {
+                            "model": model,
+                            "baseline": baseline,
+                            "dose": dose,
+                            "metric": metric,
+                            "n": c.n,
+                            "model_mean": float(np.mean([a[k] for k in keys])),
+                            "baseline_mean": float(np.mean([b[k] for k in keys])),
+                            "mean_difference": c.mean_difference,
+                            "ci_low": c.ci_low,
+                            "ci_high": c.ci_high,
+                            "p_value": c.p_value,
+                            "p_holm": math.nan,
+                            "wins": c.wins,
+                        }
+                    )
+    primary = [r for r in rows if r["metric"] == PRIMARY and r["baseline"] in BASELINES]
+    for r, p in zip(primary, holm([r["p_value"] for r in primary]), strict=True):
+        r["p_holm"] = p
+    return rows
+
+
+# ============================================================================================ entry points
+def _check_doses(doses: Sequence[float]) -> list[float]:
+    """The requested doses as fractions in (0, 1], in the given order; at least one."""
+    checked = [check_dose(d, positive=True) for d in doses]
+    if not checked:
+        raise VCEInputError("no doses were given", expected="one or more fractions in (0, 1]")
+    return checked
+
+
 def _method_names(synths: Sequence[Any]) -> list[str]:
+    """Report labels: each card's ``display_name``, made unique with the card name, then the iterations."""
     names: list[str] = []
     for s in synths:
         name = s.display_name
-        if name in names or name == BASELINE:
+        if name in names or name in (REFERENCE, *BASELINES):
             name = f"{name} ({s.name})"
+        if name in names:
+            name = f"{name[:-1]}, {s.card.training.get('iterations')} it)"
+        while name in names:
+            name += "'"
         names.append(name)
     return names
 
@@ -85,303 +523,169 @@ def evaluate(
     doses: Sequence[float],
     out: str | PathLike,
     *,
-    seed: int = 0,
+    noise_seeds: Sequence[int] = (0, 1, 2),
+    lesion_slices: int = 3,
+    extra_slices: int = 4,
+    physics_t1_scales: Sequence[float] = (),
     device: str = "auto",
     command: str | None = None,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate ``models`` (checkpoint folders) on the case folders in ``data``; write the report to ``out``.
+    """Evaluate ``models`` (checkpoint folders) and both baselines on the cases in ``data``; write ``out``.
 
-    ``doses`` are fractions of the standard dose in (0, 1], evaluated in the given order; a case counts for
-    a dose only if it acquired it (:func:`vce_core.domain.match_dose`). Returns ``{"results": rows,
-    "summary": rows, "methods": [...], "cases": [...], "skipped": [...]}``. Raises :class:`VCEInputError` for
-    bad doses, missing folders/models, or when no case has any of the doses.
+    ``physics_t1_scales`` add physics baselines whose assumed native T1 is scaled (sensitivity rows).
+
+    Returns ``{"results", "lesions", "table", "summary", "comparisons", "methods", "models", "cases",
+    "info"}``. Raises :class:`VCEInputError` for bad doses or seeds, missing folders or models, or when no
+    case acquired any of the doses.
     """
     from tqdm import tqdm
 
+    from vce_core.data import find_case_folders
+    from vce_core.evaluate.heldout import load_eval_case
+    from vce_core.evaluate.report import write_report
     from vce_core.synthesis import Synthesizer
 
     doses = _check_doses(doses)
+    seeds = _check_seeds(noise_seeds)
     synths = [Synthesizer.from_checkpoint(m, device=device) for m in models]
-    methods = [BASELINE, *_method_names(synths)]
+    names = _method_names(synths)
+    baselines = [*BASELINES, *(physics_variant(_check_scale(t)) for t in physics_t1_scales)]
+    folders = find_case_folders(data)
     results: list[dict[str, Any]] = []
-    skipped: list[str] = []
-    case_ids: list[str] = []
+    lesions: list[dict[str, Any]] = []
+    spectra: list[tuple[str, float, Any]] = []
+    cases: list[dict[str, Any]] = []
     t0 = time.perf_counter()
-    for folder in tqdm(find_case_folders(data), desc="cases", disable=not show_progress):
-        case_id, rows, missing = _evaluate_case(folder, synths, methods, doses, seed)
+    for folder in tqdm(folders, desc="cases", disable=not show_progress):
+        ec = load_eval_case(folder, lesion_slices=lesion_slices, extra_slices=extra_slices)
+        rows, les, spec = _evaluate_case(ec, synths, names, doses, seeds, physics_t1_scales)
         results += rows
-        skipped += missing
+        lesions += les
+        spectra += spec
         if rows:
-            case_ids.append(case_id)
+            cases.append(_case_info(ec))
     if not results:
         raise VCEInputError(
-            f"no case acquired any of the doses {doses}",
-            expected="test cases whose case.json lists these low doses",
+            f"no case acquired any of the doses {doses}", expected="held-out cases with these low doses"
         )
-    summary = summarize(results, methods, doses)
+    table = per_case(results)
     info = {
         "command": command or "",
-        "models": [
-            {
-                "folder": str(m),
-                "name": s.name,
-                "display_name": n,
-                "iterations": s.card.training.get("iterations"),
-            }
-            for m, s, n in zip(models, synths, methods[1:], strict=True)
-        ],
         "data": [str(d) for d in data],
-        "cases": case_ids,
         "doses": doses,
-        "seed": seed,
-        "skipped": skipped,
+        "noise_seeds": seeds,
+        "lesion_slices": lesion_slices,
+        "extra_slices": extra_slices,
         "wall_time_s": time.perf_counter() - t0,
+        "models": [_model_info(m, s, n) for m, s, n in zip(models, synths, names, strict=True)],
+        "cases": cases,
     }
-    _write_report(Path(out), results, summary, methods, doses, info)
-    return {"results": results, "summary": summary, "methods": methods, "cases": case_ids, "skipped": skipped}
+    result = {
+        "results": results,
+        "lesions": lesions,
+        "table": table,
+        "summary": summarize(table),
+        "comparisons": comparisons(table, names, doses, baselines),
+        "methods": [REFERENCE, *baselines, *names],
+        "models": names,
+        "cases": [c["case_id"] for c in cases],
+        "info": info,
+    }
+    write_report(Path(out), result, spectra)
+    return result
 
 
-def _check_doses(doses: Sequence[float]) -> list[float]:
-    """The requested doses as fractions in (0, 1], in the given order; at least one."""
-    checked = [check_dose(d, positive=True) for d in doses]
-    if not checked:
-        raise VCEInputError("no doses were given", expected="one or more fractions in (0, 1]")
-    return checked
+def _check_scale(scale: float) -> float:
+    if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale < 10:
+        raise VCEInputError(f"T1 scale {scale!r}", expected="a factor in (0, 10) on the assumed native T1")
+    return float(scale)
 
 
-def _evaluate_case(
-    folder: Path, synths: Sequence[Any], methods: Sequence[str], doses: Sequence[float], seed: int
-) -> tuple[str, list[dict[str, Any]], list[str]]:
-    """Metric rows of every method at every requested dose that ``folder``'s case acquired.
-
-    Returns ``(case_id, rows, skipped)``; ``skipped`` names the requested doses the case did not acquire.
-    Every method's output and the real low dose are normalised with the native image's percentiles.
-    """
-    from vce_core.io import load_case
-    from vce_core.preprocess import brain_mask, ce_mask
-    from vce_core.synthesis import linear_baseline
-
-    case = load_case(folder)
-    case_id = str(case.meta.get("case_id", folder.name))
-    native, sd = case.native.data.astype(np.float32), case.standard_dose.data.astype(np.float32)
-    brain = np.asarray(brain_mask(native), dtype=bool)
-    params = fit_normalization(native, brain, "percentile")
-    ce = np.asarray(ce_mask(native, sd, 0.1, mask=brain), dtype=bool)
-    prepared = [s.prepare(native, sd) for s in synths]
-    rows: list[dict[str, Any]] = []
-    skipped: list[str] = []
-    for dose in doses:
-        acquired = match_dose(case.low_doses, dose)
-        if acquired is None:
-            skipped.append(f"{case_id}: dose {dose:g} not acquired")
-            continue
-        ref = apply_normalization(case.low_doses[acquired].data, params)
-        outputs = [linear_baseline(native, sd, dose)]
-        outputs += [
-            s.synthesize_prepared(p, dose, case.field_strength, seed=seed)
-            for s, p in zip(synths, prepared, strict=True)
-        ]
-        for method, x in zip(methods, outputs, strict=True):
-            for metric, value in case_metrics(apply_normalization(x, params), ref, brain, ce).items():
-                rows.append(
-                    {"case_id": case_id, "dose": dose, "method": method, "metric": metric, "value": value}
-                )
-    return case_id, rows, skipped
+def _check_seeds(seeds: Sequence[int]) -> list[int]:
+    out = []
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int | np.integer) or s < 0:
+            raise VCEInputError(f"noise seed {s!r}", expected="non-negative integers")
+        out.append(int(s))
+    if not out or len(set(out)) != len(out):
+        raise VCEInputError(f"noise seeds {list(seeds)}", expected="one or more distinct seeds")
+    return out
 
 
-def _write_report(
-    out: Path,
-    results: list[dict[str, Any]],
-    summary: list[dict[str, Any]],
-    methods: Sequence[str],
-    doses: Sequence[float],
-    info: dict[str, Any],
-) -> None:
-    """``results.csv``, ``summary.csv``, ``report.md`` and ``report.html`` in ``out`` (created if needed)."""
-    out.mkdir(parents=True, exist_ok=True)
-    _write_csv(out / "results.csv", results, RESULT_FIELDS)
-    _write_csv(out / "summary.csv", summary, SUMMARY_FIELDS)
-    (out / "report.md").write_text(markdown_report(summary, methods, doses, info))
-    write_html(out / "report.html", results, methods, doses)
+def _case_info(ec: Any) -> dict[str, Any]:
+    return {
+        "case_id": ec.case_id,
+        "field_strength": ec.field_strength,
+        "agent": ec.agent,
+        "sequence": (ec.sequence or {}).get("name", ""),
+        "phantom": ec.has_truth,
+        "slices": [int(k) for k in ec.slices],
+        "lesions": [{"index": r.index, "type": r.type, "voxels": r.voxels} for r in ec.regions],
+    }
 
 
-def summarize(
-    results: list[dict[str, Any]], methods: Sequence[str], doses: Sequence[float]
-) -> list[dict[str, Any]]:
-    """Mean ± SD over cases per (method, dose, metric), with the paired Wilcoxon p-value on the compared row.
-
-    The p-value compares ``methods[2]`` with ``methods[1]`` (the first two models) per case; with a single
-    model it compares ``methods[1]`` with the linear baseline. Empty when the test is undefined.
-    """
-    from vce_core.metrics import paired_test
-
-    table: dict[tuple[str, float, str], dict[str, float]] = {}
-    for r in results:
-        table.setdefault((r["method"], r["dose"], r["metric"]), {})[r["case_id"]] = r["value"]
-    a, b = (
-        (methods[1], methods[2])
-        if len(methods) > 2
-        else (methods[0], methods[1])
-        if len(methods) > 1
-        else (None, None)
-    )
-    rows = []
-    for method in methods:
-        for dose in doses:
-            for metric in METRICS:
-                values = table.get((method, dose, metric), {})
-                finite = np.array([v for v in values.values() if math.isfinite(v)])
-                row: dict[str, Any] = {
-                    "method": method,
-                    "dose": dose,
-                    "metric": metric,
-                    "mean": float(finite.mean()) if finite.size else float("nan"),
-                    "sd": float(finite.std(ddof=1)) if finite.size > 1 else float("nan"),
-                    "n": int(finite.size),
-                    "p_value": "",
-                    "compared_with": "",
-                }
-                if method == b and a is not None:
-                    va, vb = table.get((a, dose, metric), {}), values
-                    keys = [k for k in vb if k in va and math.isfinite(va[k]) and math.isfinite(vb[k])]
-                    try:
-                        row["p_value"] = paired_test([vb[k] for k in keys], [va[k] for k in keys])[1]
-                    except VCEInputError:
-                        row["p_value"] = ""
-                    row["compared_with"] = a
-                rows.append(row)
-    return rows
+def _model_info(folder: Any, synth: Any, name: str) -> dict[str, Any]:
+    """What the report says about a model: where it is, how it was trained, on what."""
+    card = synth.card
+    train = (card.data or {}).get("train") or {}
+    cfg = (card.training or {}).get("config") or {}
+    return {
+        "folder": str(folder),
+        "name": card.name,
+        "display_name": name,
+        "iterations": (card.training or {}).get("iterations"),
+        "wall_time_s": (card.training or {}).get("wall_time_s"),
+        "base": card.config.get("base", "native"),
+        "content_loss": card.content_loss,
+        "content_space": card.content_space,
+        "critic": bool(card.critic),
+        "n_critic": cfg.get("n_critic"),
+        "train_cases": train.get("count"),
+        "train_field_strengths": train.get("field_strengths"),
+        "train_agents": train.get("agents") or _agents_of(train.get("folders") or []),
+    }
 
 
-def _fmt(mean: float, sd: float, metric: str) -> str:
-    if not math.isfinite(mean):
-        return "–"
-    digits = 2 if metric == "psnr" else 4
-    return f"{mean:.{digits}f} ± {sd:.{digits}f}" if math.isfinite(sd) else f"{mean:.{digits}f}"
+def _agents_of(folders: Sequence[str]) -> list[str] | None:
+    """Agents of the training case folders a card lists (their ``case.json``); None if any is unreadable."""
+    import json
 
-
-def markdown_report(
-    summary: list[dict[str, Any]], methods: Sequence[str], doses: Sequence[float], info: dict[str, Any]
-) -> str:
-    """Report text: provenance, then one Table-1-style table per dose (rows methods, columns metrics)."""
-    index = {(r["method"], r["dose"], r["metric"]): r for r in summary}
-    lines = ["# Low-dose synthesis evaluation", ""]
-    if info.get("command"):
-        lines += [f"Command: `{info['command']}`", ""]
-    lines += [
-        f"Cases: {len(info['cases'])} ({', '.join(info['cases'])}); "
-        f"doses: {', '.join(f'{d:g}' for d in doses)}; "
-        f"noise seed {info['seed']}; wall time {info['wall_time_s']:.0f} s.",
-        "",
-    ]
-    lines += ["Models:", ""]
-    for m in info["models"]:
-        lines.append(
-            f"- **{m['display_name']}**: `{m['folder']}` "
-            f"(card name {m['name']}, {m['iterations']} iterations)"
-        )
-    lines += [
-        "",
-        "Images normalised per case with the native image's 0.5/99.5 percentiles inside the brain "
-        "(→ 0/1) for every method; metrics inside the brain mask; CE mask = standard dose − native ≥ 10 % "
-        "of the native 0.95-quantile (brain); MAE_σ on brain ∖ CE. Mean ± SD over cases.",
-        "",
-    ]
-    compared = next((r for r in summary if r["compared_with"]), None)
-    for dose in doses:
-        lines += [f"## Dose {dose:g} ({dose * 100:g} %)", ""]
-        lines.append("| Method | " + " | ".join(LABELS[m] for m in METRICS) + " | n |")
-        lines.append("|---|" + "---|" * (len(METRICS) + 1))
-        for method in methods:
-            cells = [
-                _fmt(index[(method, dose, m)]["mean"], index[(method, dose, m)]["sd"], m) for m in METRICS
-            ]
-            lines.append(
-                f"| {method} | " + " | ".join(cells) + f" | {index[(method, dose, METRICS[0])]['n']} |"
-            )
-        if compared is not None:
-            b, a = compared["method"], compared["compared_with"]
-            ps = []
-            for m in METRICS:
-                p = index[(b, dose, m)]["p_value"]
-                ps.append("–" if p == "" else (f"{p:.3g}" + ("*" if p < 0.05 else "")))
-            lines.append(f"| p ({b} vs {a}) | " + " | ".join(ps) + " | |")
-        lines.append("")
-    if compared is not None:
-        lines += [
-            "p: two-sided Wilcoxon signed-rank test over cases (vce_core.metrics.paired_test); * p < 0.05.",
-            "",
-        ]
-    if info["skipped"]:
-        lines += ["Skipped (dose not acquired):", "", *[f"- {s}" for s in info["skipped"]], ""]
-    return "\n".join(lines)
-
-
-def write_html(
-    path: Path, results: list[dict[str, Any]], methods: Sequence[str], doses: Sequence[float]
-) -> None:
-    """Plotly box plots: one panel per metric, x = dose, one box per method (self-contained HTML)."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    fig = make_subplots(rows=2, cols=2, subplot_titles=[LABELS[m] for m in METRICS])
-    for i, metric in enumerate(METRICS):
-        for j, method in enumerate(methods):
-            rows = [
-                r
-                for r in results
-                if r["metric"] == metric and r["method"] == method and math.isfinite(r["value"])
-            ]
-            fig.add_trace(
-                go.Box(
-                    x=[f"{r['dose']:g}" for r in rows],
-                    y=[r["value"] for r in rows],
-                    name=method,
-                    legendgroup=method,
-                    showlegend=i == 0,
-                    marker_color=_COLORS[j % len(_COLORS)],
-                    boxpoints="all",
-                ),
-                row=i // 2 + 1,
-                col=i % 2 + 1,
-            )
-    fig.update_layout(boxmode="group", title="Low-dose synthesis: metrics per dose (over cases)", height=800)
-    fig.update_xaxes(title_text="dose (fraction of standard dose)")
-    fig.write_html(str(path), include_plotlyjs=True, full_html=True)
-
-
-_COLORS = ("#7f7f7f", "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    agents = set()
+    for folder in folders:
+        try:
+            agents.add(str(json.loads((Path(folder) / "case.json").read_text())["agent"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+    return sorted(agents) or None
 
 
 def update_card(
     folder: str | PathLike, method: str, result: dict[str, Any], command: str, report: str | PathLike
-) -> checkpoint.ModelCard:
-    """Record a model's held-out figures (``method``: its row in ``result``) in its ``card.json``.
+) -> Any:
+    """Record a model's held-out figures (row ``method`` of ``result``) in its ``card.json`` (atomically).
 
-    ``held_out`` holds each metric's mean over every evaluated case and dose, the per-dose means, the
-    doses, the number of cases, the report folder and the command that produced the figures. The card is
-    rewritten atomically by :func:`vce_core.checkpoint.update_card`; returns the updated card.
+    ``held_out`` keeps seed 000's four metrics against the acquisition (``psnr``, ``ssim``, ``mae_ce``,
+    ``mae_sigma``; mean over cases and doses) and adds ``lesion_error`` (vs noise-free truth),
+    ``lesion_error_vs`` (the two baselines' figure on the same cases), ``sub_sigma_ratio``, per-dose values,
+    the doses, noise seeds, number of cases, the report folder and the command.
     """
-    rows = [r for r in result["results"] if r["method"] == method and math.isfinite(r["value"])]
-    doses = sorted({r["dose"] for r in rows})
-    held_out = {
-        **{m: float(np.mean([r["value"] for r in rows if r["metric"] == m])) for m in METRICS},
-        "by_dose": {
-            f"{d:g}": {
-                m: float(np.mean([r["value"] for r in rows if r["metric"] == m and r["dose"] == d]))
-                for m in METRICS
-            }
-            for d in doses
-        },
+    from vce_core import checkpoint
+
+    table = result["table"]
+    doses = result["info"]["doses"]
+    keys = (*METRICS, "psnr_truth", "ssim_truth", "mae_truth", PRIMARY, "sub_sigma_ratio", "img_sigma_ratio")
+
+    def mean(m: str, metric: str, dose: Any) -> float | None:
+        vals = list(table.get((m, dose, metric), {}).values())
+        return float(np.mean(vals)) if vals else None
+
+    held_out = {k: mean(method, k, ALL_DOSES) for k in keys}
+    held_out |= {
+        "lesion_error_vs": {b: mean(b, PRIMARY, ALL_DOSES) for b in BASELINES},
+        "by_dose": {f"{d:g}": {k: mean(method, k, d) for k in keys} for d in doses},
         "doses": doses,
+        "noise_seeds": result["info"]["noise_seeds"],
         "cases": len(result["cases"]),
         "report": str(report),
         "command": command,
@@ -391,30 +695,51 @@ def update_card(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vce_core.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", required=True, help="checkpoint folders")
     parser.add_argument(
-        "--models", nargs="+", required=True, help="checkpoint folders (first two are compared)"
+        "--data", nargs="+", required=True, help="held-out case folders or roots holding them"
     )
-    parser.add_argument("--data", nargs="+", required=True, help="test case folders or roots holding them")
     parser.add_argument("--doses", nargs="+", type=float, default=[0.1, 0.2, 0.33])
     parser.add_argument("--out", required=True, help="report folder")
-    parser.add_argument("--seed", type=int, default=0, help="noise seed of the generators")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--noise-seeds", nargs="+", type=int, default=[0, 1, 2], help="repeat scans per case")
+    parser.add_argument("--lesion-slices", type=int, default=3, help="evaluated slices per lesion (at most)")
+    parser.add_argument("--extra-slices", type=int, default=4, help="further brain slices per case")
     parser.add_argument(
-        "--update-cards",
-        action="store_true",
-        help="write each model's held-out figures (mean over cases and doses) into its card.json",
+        "--physics-t1-scales",
+        nargs="*",
+        type=float,
+        default=[],
+        help="sensitivity rows: physics baselines with the assumed native T1 times these factors",
+    )
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument(
+        "--update-cards", action="store_true", help="write each model's held-out figures into its card"
     )
     args = parser.parse_args(argv)
     command = shlex.join(["python", "-m", "vce_core.evaluate", *(sys.argv[1:] if argv is None else argv)])
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         result = evaluate(
-            args.models, args.data, args.doses, args.out, seed=args.seed, device=args.device, command=command
+            args.models,
+            args.data,
+            args.doses,
+            args.out,
+            noise_seeds=args.noise_seeds,
+            lesion_slices=args.lesion_slices,
+            extra_slices=args.extra_slices,
+            physics_t1_scales=args.physics_t1_scales,
+            device=args.device,
+            command=command,
         )
     except VCEInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.update_cards:
-        for folder, method in zip(args.models, result["methods"][1:], strict=True):
+        for folder, method in zip(args.models, result["models"], strict=True):
             update_card(folder, method, result, command, args.out)
     print((Path(args.out) / "report.md").read_text())
     print(f"{len(result['results'])} results for {len(result['cases'])} cases written to {args.out}")

@@ -15,7 +15,7 @@ import numpy as np
 from vce_core.errors import VCEInputError
 from vce_core.metrics import paired_test
 
-__all__ = ["Comparison", "bootstrap_ci", "compare"]
+__all__ = ["Comparison", "bootstrap_ci", "compare", "holm"]
 
 
 def _values(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
@@ -60,14 +60,21 @@ class Comparison:
     ci_high: float
     p_value: float
     wins: int
-    """Cases where A < B (for error metrics: A is better)."""
+    """Cases where A is better than B: A < B when lower is better (errors), A > B otherwise."""
 
 
-def compare(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, *, seed: int = 0) -> Comparison:
+def compare(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    *,
+    seed: int = 0,
+    lower_is_better: bool = True,
+) -> Comparison:
     """Paired comparison of per-case values of two methods (same case order).
 
     ``p_value`` is the two-sided Wilcoxon signed-rank test (:func:`vce_core.metrics.paired_test`; NaN when
-    every difference is zero), the CI is the bootstrap CI of the mean paired difference.
+    every difference is zero or there are fewer than 2 pairs), the CI is the bootstrap CI of the mean paired
+    difference ``A − B``; ``wins`` counts the cases where A is better (``lower_is_better`` says which way).
     """
     x, y = _values(a, "the first sample"), _values(b, "the second sample")
     if x.shape != y.shape:
@@ -86,5 +93,22 @@ def compare(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, *,
         ci_low=low,
         ci_high=high,
         p_value=p,
-        wins=int(np.sum(x < y)),
+        wins=int(np.sum(x < y) if lower_is_better else np.sum(x > y)),
     )
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values (same order; NaN stays NaN and is not counted in the family).
+
+    The ``m`` finite p-values sorted ascending get ``min(1, max_{j ≤ i} (m − j) · p_(j))`` (0-based ``j``),
+    so rejecting where the adjusted value is below α controls the family-wise error rate at α.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    m = finite.size
+    running = 0.0
+    for rank, i in enumerate(finite[np.argsort(p[finite], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return [float(v) for v in out]
