@@ -50,6 +50,37 @@ def write_tiny_cases(
     return folders
 
 
+def write_contrast_cases(
+    root: Path,
+    n: int,
+    shape: tuple[int, int, int] = TINY_SHAPE,
+    seed: int = 0,
+    extras: tuple[str, ...] = ("t2", "flair", "adc"),
+) -> list[Path]:
+    """Write ``n`` tiny cases with T2/FLAIR/ADC extras (virtual contrast): the enhancing blob is dark on T2
+    and bright on FLAIR, so the inputs tell where the contrast goes. ``extras`` picks the extra images."""
+    folders = write_tiny_cases(root, n, shape=shape, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    i, j, k = np.meshgrid(*(np.linspace(-1, 1, s) for s in shape), indexing="ij")
+    blob = np.exp(-((i - 0.2) ** 2 + (j + 0.1) ** 2 + k**2) / 0.05)
+    for folder in folders:
+        from vce_core.io import load_case
+
+        case = load_case(folder)
+        brain = case.native.data > 0
+        levels = {"t2": (80.0, -40.0), "flair": (120.0, 60.0), "adc": (0.9, -0.4)}
+        case.extra = {
+            name: Volume(
+                np.where(brain, levels[name][0] + levels[name][1] * blob + rng.normal(0, 1, shape), 0).astype(
+                    np.float32
+                )
+            )
+            for name in extras
+        }
+        save_case(case, folder, overwrite=True)
+    return folders
+
+
 DISC_SHAPE = (24, 24, 8)
 
 
