@@ -138,6 +138,36 @@ def copy_case(source: Path, data: Path) -> Path:
     return target
 
 
+VGG16_CONVS = (
+    (0, 3, 64),
+    (2, 64, 64),
+    (5, 64, 128),
+    (7, 128, 128),
+    (10, 128, 256),
+    (12, 256, 256),
+    (14, 256, 256),
+)
+
+
+def write_random_vgg(path: Path, seed: int = 0) -> Path:
+    """A VGG-16 ``features`` state dict (torchvision keys up to relu3_3) with random weights, as safetensors."""
+    import math
+
+    import torch
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for index, cin, cout in VGG16_CONVS:
+        state[f"features.{index}.weight"] = torch.randn(cout, cin, 3, 3, generator=gen) * math.sqrt(
+            2 / (9 * cin)
+        )
+        state[f"features.{index}.bias"] = torch.randn(cout, generator=gen) * 0.01
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))
+    return path
+
+
 # -------------------------------------------------------------------------------------------- checkpoints
 SMALL = {
     "spatial_dims": 2,

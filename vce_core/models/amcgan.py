@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vce_core.models import register_model
@@ -219,26 +220,34 @@ class AMCGANObjective(Objective):
     the loss weights ``adv`` (1) and ``l1`` (λ; pix2pix's 100, which the paper does not change).
     """
 
-    def step(self) -> dict[str, float]:
-        import torch.nn.functional as F
-
-        t = self.trainer
-        b = t.next_batch()
-        x, y = b["inputs"], b["target"]
-        critic, d_train = t.nets["critic"], t.train_nets["critic"]
-        with t.autocast():
-            fake = t.g_train(x).float()
-            real_scores = d_train(y, x).float()
-            fake_scores = d_train(fake.detach(), x).float()
-        loss_d = 0.5 * (
+    def discriminator_loss(self, b: dict[str, Any], fake: Tensor) -> Tensor:
+        """``½ [BCE(D(y, x), 1) + BCE(D(G(x), x), 0)]`` through the (DDP-wrapped) discriminator."""
+        d_train = self.trainer.train_nets["critic"]
+        with self.trainer.autocast():
+            real_scores = d_train(b["target"], b["inputs"]).float()
+            fake_scores = d_train(fake.detach(), b["inputs"]).float()
+        return 0.5 * (
             F.binary_cross_entropy_with_logits(real_scores, torch.ones_like(real_scores))
             + F.binary_cross_entropy_with_logits(fake_scores, torch.zeros_like(fake_scores))
         )
-        t.update("d", loss_d)
-        with frozen(critic), t.autocast():
-            scores = critic(fake, x).float()
+
+    def generator_loss(self, b: dict[str, Any], fake: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """``w_adv · BCE(D(G(x), x), 1) + w_l1 · ‖y − G(x)‖₁`` (the discriminator frozen) and its terms."""
+        t = self.trainer
+        with frozen(t.nets["critic"]), t.autocast():
+            scores = t.nets["critic"](fake, b["inputs"]).float()
         adv = F.binary_cross_entropy_with_logits(scores, torch.ones_like(scores))
-        l1 = (fake - y).abs().mean()
-        loss_g = t.weight("adv", 1.0) * adv + t.weight("l1", 100.0) * l1
+        l1 = (fake - b["target"]).abs().mean()
+        loss = t.weight("adv", 1.0) * adv + t.weight("l1", 100.0) * l1
+        return loss, {"adv": adv.item(), "l1": l1.item(), "loss_g": loss.item()}
+
+    def step(self) -> dict[str, float]:
+        t = self.trainer
+        b = t.next_batch()
+        with t.autocast():
+            fake = t.g_train(b["inputs"]).float()
+        loss_d = self.discriminator_loss(b, fake)
+        t.update("d", loss_d)
+        loss_g, stats = self.generator_loss(b, fake)
         t.update("g", loss_g)
-        return {"loss_d": loss_d.item(), "adv": adv.item(), "l1": l1.item(), "loss_g": loss_g.item()}
+        return {"loss_d": loss_d.item(), **stats}

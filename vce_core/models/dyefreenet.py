@@ -222,7 +222,7 @@ def intensity_batch(x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def feature_loss(features: Any, pred: Tensor, target: Tensor) -> Tensor:
-    """``Σ_j ℓ_feat^j = Σ_j ‖φ_j(ŷ) − φ_j(y)‖²₂ / (C_j·H_j·W_j)`` over the blocks of ``features(·)`` (a list)."""
+    """``Σ_j ℓ_feat^j = Σ_j ‖φ_j(ŷ) − φ_j(y)‖²₂ / (C_j·H_j·W_j)`` over the blocks ``features(·)`` returns."""
     with torch.no_grad():
         real = features(target)
     return sum(F.mse_loss(a, b) for a, b in zip(features(pred), real, strict=True))
@@ -294,6 +294,7 @@ class DyeFreeNetObjective(Objective):
         if first_time and stage.phase == "refine":
             gen.init_refine_from_primary()
         gen.primary.requires_grad_(stage.phase != "refine")
+        gen.primary.train(stage.phase != "refine")  # frozen: its batch-norm statistics too
         gen.classifier.requires_grad_(stage.phase == "pretrain")
 
     def _perceptual(self, pred: Tensor, target: Tensor) -> Tensor:
@@ -304,45 +305,60 @@ class DyeFreeNetObjective(Objective):
             return pred.new_zeros(())
         return feature_loss(self.trainer.nets["perceptual"].encode, pred, target)
 
-    def step(self) -> dict[str, float]:
+    def pretrain_loss(self, b: dict[str, Any]) -> tuple[Tensor, dict[str, float]]:
+        """Eq. 1: cross-entropy of the intensity level over the four scaled copies of every input."""
         t = self.trainer
-        b = t.next_batch()
-        if t.stage.phase == "pretrain":
-            scaled, labels = intensity_batch(b["inputs"])
-            with t.autocast():
-                logits = t.g_train(scaled, part="classify").float()
-            loss = F.cross_entropy(logits, labels)
-            t.update("g", loss)
-            accuracy = (logits.argmax(1) == labels).float().mean()
-            return {"pretrain_ce": loss.item(), "pretrain_accuracy": accuracy.item()}
-        return self._gan_step(b, refine=t.stage.phase == "refine")
-
-    def _gan_step(self, b: dict[str, Any], refine: bool) -> dict[str, float]:
-        from vce_core.losses import bce_mse_discriminator_loss, bce_mse_generator_loss, mse_loss
-
-        t = self.trainer
-        x, y = b["inputs"], b["target"]
-        if not refine:
-            x, y = _pool(x, 2), _pool(y, 2)
-        name = "critic_refine" if refine else "critic"
-        critic, d_train = t.nets[name], t.train_nets[name]
+        scaled, labels = intensity_batch(b["inputs"])
         with t.autocast():
-            fake = t.g_train(b["inputs"], part="full" if refine else "primary").float()
-            real_scores, fake_scores = (
-                d_train(torch.cat([y, fake.detach()]), torch.cat([x, x])).float().chunk(2)
-            )
-        loss_d = bce_mse_discriminator_loss(real_scores, fake_scores)
-        t.update("d", loss_d)
+            logits = t.g_train(scaled, part="classify").float()
+        loss = F.cross_entropy(logits, labels)
+        accuracy = (logits.argmax(1) == labels).float().mean()
+        return loss, {"pretrain_ce": loss.item(), "pretrain_accuracy": accuracy.item()}
+
+    def pair(self, b: dict[str, Any], refine: bool) -> tuple[Tensor, Tensor]:
+        """The inputs and target of a GAN phase: half size for ``primary``, full size for ``refine``."""
+        x, y = b["inputs"], b["target"]
+        return (x, y) if refine else (_pool(x, 2), _pool(y, 2))
+
+    def discriminator_loss(self, b: dict[str, Any], fake: Tensor, refine: bool) -> Tensor:
+        """Eq. 4, ``D_MSE + D_BCE``, real (label 1) and synthesized (label 0) with the inputs."""
+        from vce_core.losses import bce_mse_discriminator_loss
+
+        x, y = self.pair(b, refine)
+        d_train = self.trainer.train_nets["critic_refine" if refine else "critic"]
+        with self.trainer.autocast():
+            real, generated = d_train(torch.cat([y, fake.detach()]), torch.cat([x, x])).float().chunk(2)
+        return bce_mse_discriminator_loss(real, generated)
+
+    def generator_loss(
+        self, b: dict[str, Any], fake: Tensor, refine: bool
+    ) -> tuple[Tensor, dict[str, float]]:
+        """Eq. 5 for the generator: ``w_adv · adversarial + w_mse · MSE + w_perceptual · Σ_j ℓ_feat^j``."""
+        from vce_core.losses import bce_mse_generator_loss, mse_loss
+
+        t = self.trainer
+        x, y = self.pair(b, refine)
+        critic = t.nets["critic_refine" if refine else "critic"]
         with frozen(critic), t.autocast():
             adv = bce_mse_generator_loss(critic(fake, x).float())
         mse = mse_loss(fake, y)
         feat = self._perceptual(fake, y)
-        loss_g = t.weight("adv", 1.0) * adv + t.weight("mse", 0.01) * mse + t.weight("perceptual", 1.0) * feat
+        loss = t.weight("adv", 1.0) * adv + t.weight("mse", 0.01) * mse + t.weight("perceptual", 1.0) * feat
+        terms = {"adv": adv, "mse": mse, "perceptual": feat, "loss_g": loss}
+        return loss, {k: v.item() for k, v in terms.items()}
+
+    def step(self) -> dict[str, float]:
+        t = self.trainer
+        b = t.next_batch()
+        if t.stage.phase == "pretrain":
+            loss, stats = self.pretrain_loss(b)
+            t.update("g", loss)
+            return stats
+        refine = t.stage.phase == "refine"
+        with t.autocast():
+            fake = t.g_train(b["inputs"], part="full" if refine else "primary").float()
+        loss_d = self.discriminator_loss(b, fake, refine)
+        t.update("d", loss_d)
+        loss_g, stats = self.generator_loss(b, fake, refine)
         t.update("g", loss_g)
-        return {
-            "loss_d": loss_d.item(),
-            "adv": adv.item(),
-            "mse": mse.item(),
-            "perceptual": feat.item(),
-            "loss_g": loss_g.item(),
-        }
+        return {"loss_d": loss_d.item(), **stats}

@@ -240,19 +240,30 @@ class HRFCNObjective(Objective):
     def build_networks(self) -> dict[str, nn.Module]:
         return {}
 
-    def step(self) -> dict[str, float]:
+    def losses(self, b: dict[str, Any], pred: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """The weighted loss of ``pred`` on batch ``b`` and its terms (floats, for the log)."""
         from vce_core.losses import l1_loss, local_loss
 
         t = self.trainer
         kw = t.cfg.objective_kwargs
-        b = t.next_batch()
-        with t.autocast():
-            pred = t.g_train(b["inputs"]).float()
         target = b["target"]
         mask = enhancement_mask(target, b["native"], float(kw.get("local_threshold", 0.1)))
         mae = l1_loss(pred, target)
         ssim = slice_ssim_loss(pred, target, kw.get("ssim_data_range", 1.0))
         local = local_loss(pred, target, mask)
         loss = t.weight("mae", 1.0) * mae + t.weight("ssim", 1.0) * ssim + t.weight("local", 1.0) * local
+        return loss, {
+            "mae": mae.item(),
+            "ssim_loss": ssim.item(),
+            "local": local.item(),
+            "loss_g": loss.item(),
+        }
+
+    def step(self) -> dict[str, float]:
+        t = self.trainer
+        b = t.next_batch()
+        with t.autocast():
+            pred = t.g_train(b["inputs"]).float()
+        loss, stats = self.losses(b, pred)
         t.update("g", loss)
-        return {"mae": mae.item(), "ssim_loss": ssim.item(), "local": local.item(), "loss_g": loss.item()}
+        return stats

@@ -170,31 +170,39 @@ class PGMGVCEObjective(Objective):
     ``objective_kwargs.gradient_eps`` is eq. 2's ε (1e-3 in normalised units).
     """
 
-    def step(self) -> dict[str, float]:
-        from vce_core.losses import gradient_penalty, lsgan_losses, pixelwise_gradient_loss
+    def discriminator_loss(self, b: dict[str, Any], fake: Tensor) -> tuple[Tensor, Tensor]:
+        """LSGAN ``½ E[(D(y, x) − 1)²] + ½ E[D(G(x), x)²]`` plus ``λ_GP · GP``; returns (total, GP)."""
+        from vce_core.losses import gradient_penalty, lsgan_losses
 
         t = self.trainer
-        b = t.next_batch()
         x, y = b["inputs"], b["target"]
-        critic, d_train = t.nets["critic"], t.train_nets["critic"]
         with t.autocast():
-            fake = t.g_train(x).float()
-            scores = d_train(torch.cat([y, fake.detach()]), torch.cat([x, x])).float()
+            scores = t.train_nets["critic"](torch.cat([y, fake.detach()]), torch.cat([x, x])).float()
             gp = gradient_penalty(
-                critic, y, fake.detach(), (x,), (x,), t.cfg.lambda_gp, condition_gradient=False
+                t.nets["critic"], y, fake.detach(), (x,), (x,), t.cfg.lambda_gp, condition_gradient=False
             )
-        n = x.shape[0]
-        loss_d = lsgan_losses(scores[:n], scores[n:]).discriminator + gp.float()
+        real, generated = scores.chunk(2)
+        return lsgan_losses(real, generated).discriminator + gp.float(), gp
+
+    def generator_loss(self, b: dict[str, Any], fake: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """``w_gradient · PG(G(x), y) + w_adv · ½ E[(D(G(x), x) − 1)²]`` (discriminator frozen), its terms."""
+        from vce_core.losses import pixelwise_gradient_loss
+
+        t = self.trainer
+        with frozen(t.nets["critic"]), t.autocast():
+            adv = 0.5 * (t.nets["critic"](fake, b["inputs"]).float() - 1).pow(2).mean()
+        eps = float(t.cfg.objective_kwargs.get("gradient_eps", 1e-3))
+        pg = pixelwise_gradient_loss(fake, b["target"], eps=eps)
+        loss = t.weight("gradient", 1.0) * pg + t.weight("adv", 1.0) * adv
+        return loss, {"gradient": pg.item(), "adv": adv.item(), "loss_g": loss.item()}
+
+    def step(self) -> dict[str, float]:
+        t = self.trainer
+        b = t.next_batch()
+        with t.autocast():
+            fake = t.g_train(b["inputs"]).float()
+        loss_d, gp = self.discriminator_loss(b, fake)
         t.update("d", loss_d)
-        with frozen(critic), t.autocast():
-            adv = lsgan_losses(scores[:n].detach(), critic(fake, x).float()).generator
-        pg = pixelwise_gradient_loss(fake, y, eps=float(t.cfg.objective_kwargs.get("gradient_eps", 1e-3)))
-        loss_g = t.weight("gradient", 1.0) * pg + t.weight("adv", 1.0) * adv
+        loss_g, stats = self.generator_loss(b, fake)
         t.update("g", loss_g)
-        return {
-            "loss_d": loss_d.item(),
-            "gp": gp.item(),
-            "gradient": pg.item(),
-            "adv": adv.item(),
-            "loss_g": loss_g.item(),
-        }
+        return {"loss_d": loss_d.item(), "gp": gp.item(), **stats}
