@@ -4,9 +4,9 @@
         [--device cpu|cuda] [--threads 1] [--iterations 10] [--warmup 2] [--data <case folders>]
 
 Without ``--data`` it writes a few synthetic cases (ellipsoid "brain", an enhancing blob, noisy low doses at
-0.1/0.2/0.33, T2/FLAIR/ADC extras for virtual-contrast configs, 2 mm-like size) to a temporary folder, so only the model, loss and optimiser cost is measured
-on the config's crop/batch/n_critic. Prints it/s, s/it, the projected iterations in the config's
-``max_minutes`` and peak memory.
+0.1/0.2/0.33, T2/FLAIR/ADC extras for virtual-contrast configs, 2 mm-like size) to a temporary folder, so
+only the model, loss and optimiser cost is measured on the config's crop/batch (and the objective's steps).
+Prints it/s, s/it, the projected iterations in the config's ``max_minutes`` and peak memory.
 """
 
 from __future__ import annotations

@@ -150,7 +150,7 @@ VGG16_CONVS = (
 
 
 def write_random_vgg(path: Path, seed: int = 0) -> Path:
-    """A VGG-16 ``features`` state dict (torchvision keys up to relu3_3) with random weights, as safetensors."""
+    """A VGG-16 ``features`` state dict (torchvision keys to relu3_3), random weights, as safetensors."""
     import math
 
     import torch

@@ -1,4 +1,4 @@
-"""DyeFreeNet (seed 003): dense encoder, cascade, intensity pretraining, perceptual loss, phases, checkpoint."""
+"""DyeFreeNet (seed 003): encoder, cascade, intensity pretraining, perceptual loss, phases, round trip."""
 
 from __future__ import annotations
 
