@@ -156,7 +156,7 @@ def test_case_cache_is_bounded_and_datasets_pickle(cases: list[Path]) -> None:
             torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
 
 
-# ============================================================================================== virtual contrast
+# ======================================================================================== virtual contrast
 @pytest.fixture(scope="module")
 def vc_cases(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     from support import write_contrast_cases
