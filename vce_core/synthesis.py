@@ -296,6 +296,7 @@ class Synthesizer:
         Virtual contrast (a :class:`PreparedContrast`): the synthesized standard dose, float32 (I, J, K) in
         the native image's units; ``dose`` must be None or 0, ``field_strength`` and ``seed`` are unused.
         """
+        self._check_prepared(prepared)
         if isinstance(prepared, PreparedContrast):
             self._check_zero_dose(dose)
             return self._contrast_volume(prepared, progress)
@@ -322,6 +323,7 @@ class Synthesizer:
         same seed. See the module docstring for what non-axial planes cost with slice-wise models.
         Virtual contrast: the same slice of the synthesized standard dose (``dose`` None or 0).
         """
+        self._check_prepared(prepared)
         if isinstance(prepared, PreparedContrast):
             self._check_zero_dose(dose)
             return self._contrast_slice(prepared, plane, index)
@@ -539,6 +541,14 @@ class Synthesizer:
             raise VCEInputError(
                 f"{self.display_name} is a {self.task.replace('_', '-')} model; {what} is for {task} models",
                 expected=f"a {task.replace('_', '-')} model",
+            )
+
+    def _check_prepared(self, prepared: object) -> None:
+        wanted = PreparedContrast if self.task == "virtual_contrast" else Prepared
+        if not isinstance(prepared, wanted):
+            raise VCEInputError(
+                f"prepared is a {type(prepared).__name__}, not a {wanted.__name__}",
+                expected=f"the result of {self.display_name}'s Synthesizer.prepare()",
             )
 
     def _check_zero_dose(self, dose: float | None) -> None:
