@@ -7,7 +7,8 @@ With ``--model`` the checkpoint is timed; otherwise a freshly initialised genera
 ``generator``/``generator_kwargs`` (default: configs/ld_cgan_2d_np.yaml) — the speed does not depend on the
 weights. Inputs are a synthetic ellipsoid head on the 1 mm MNI-like grid; virtual-contrast models (seeds
 001–004) get the inputs their card lists (synthetic T2/FLAIR/ADC) and synthesize the standard dose.
-Targets on 2 CPU cores: slice ≤ 100 ms, volume ≤ 30 s. Prints p50/p90 slice time, volume time and peak memory (RSS / GPU).
+Targets on 2 CPU cores: slice ≤ 100 ms, volume ≤ 30 s. Prints p50/p90 slice time, volume time and peak
+memory (RSS / GPU).
 """
 
 from __future__ import annotations
