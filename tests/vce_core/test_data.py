@@ -274,3 +274,28 @@ def test_missing_inputs_required_refused_optional_zero(vc_cases: list[Path], tmp
     assert s["inputs"][1].abs().sum() > 0
     with pytest.raises(VCEInputError, match="'low_dose@0.5'"):
         ContrastSliceDataset(vc_cases, inputs=["native", "low_dose@0.5"])
+
+
+def test_brats_folders_give_their_t2_and_flair(vc_cases: list[Path], tmp_path: Path) -> None:
+    """A BraTS-style folder (T1, T1ce, T2, FLAIR, seg; no ADC) feeds a T1+T2+FLAIR model, and a T1+T2+ADC
+    model when ADC is optional (seed 001's zero input); its segmentation is never an input."""
+    import nibabel as nib
+
+    from vce_core.data import ContrastSliceDataset
+
+    case = load_case(vc_cases[0])
+    folder = tmp_path / "BraTS20_Training_007"
+    folder.mkdir()
+    for suffix, volume in (
+        ("t1", case.native),
+        ("t1ce", case.standard_dose),
+        ("t2", case.extra["t2"]),
+        ("flair", case.extra["flair"]),
+    ):
+        nib.save(nib.Nifti1Image(volume.data, np.eye(4)), folder / f"BraTS20_Training_007_{suffix}.nii.gz")
+    ds = ContrastSliceDataset([folder], inputs=["native", "t2", "flair"], dtype="float32")
+    assert ds.case_ids == ["BraTS20_Training_007"] and ds[0]["present"].tolist() == [1, 1, 1]
+    with pytest.raises(VCEInputError, match="'adc'"):
+        ContrastSliceDataset([folder], inputs=["native", "t2", "adc"])
+    optional = ContrastSliceDataset([folder], inputs=["native", "t2", "adc"], optional_inputs=["adc"])
+    assert optional[0]["present"].tolist() == [1, 1, 0]
