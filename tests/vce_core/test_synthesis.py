@@ -218,13 +218,14 @@ def vc_case(tmp_path_factory: pytest.TempPathFactory) -> Path:
             {"width": 2, "levels": 2, "in_modalities": 2, "in_slices": 3, "out_channels": 3},
             "2.5d",
         ),
-        ("hrfcn", {**HRFCN, "spatial_dims": 3}, "3d"),
+        ("hrfcn", {**HRFCN, "spatial_dims": 3}, "3d"),  # sliding 16³ windows, 50 % overlap
     ],
 )
 def test_virtual_contrast_volume_and_slices(
     name: str, config: dict, mode: str, vc_case: Path, tmp_path: Path
 ) -> None:
-    synth = Synthesizer.from_checkpoint(_vc_checkpoint(tmp_path / "m", name, config, mode), device="cpu")
+    folder = _vc_checkpoint(tmp_path / "m", name, config, mode, patch_size=16)
+    synth = Synthesizer.from_checkpoint(folder, device="cpu")
     assert synth.task == "virtual_contrast" and synth.inputs == ["native", "t2"]
     case = load_case(vc_case)
     prepared = synth.prepare(case.native, t2=case.extra["t2"])
@@ -296,3 +297,39 @@ def test_virtual_contrast_cli_and_listing(vc_case: Path, tmp_path: Path) -> None
         == 2
     )
     assert main(["--model", str(models / "ld"), "--case", str(vc_case), "--out", str(tmp_path / "o")]) == 2
+
+
+@pytest.mark.parametrize("method", ["percentile", "zscore", "sigmoid", "tanh"])
+def test_virtual_contrast_output_is_mapped_back_exactly(method: str, vc_case: Path) -> None:
+    """A model that returns its (normalised) native channel gives back the native image in its own units,
+    for every normalisation (seed 002's sigmoid and tanh included): the inverse is exact."""
+    import torch
+
+    from vce_core.checkpoint import ModelCard
+
+    class NativeChannel(torch.nn.Module):
+        size_multiple = 4
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x[:, :1]
+
+    card = ModelCard(
+        name="identity",
+        model="hrfcn",
+        config={"spatial_dims": 2},
+        data_mode="2d",
+        context=0,
+        patch_size=8,
+        normalization={"method": method},
+        task="virtual_contrast",
+        inputs=["native", "t2"],
+        target="standard_dose",
+    )
+    synth = Synthesizer(NativeChannel(), card, torch.device("cpu"))
+    case = load_case(vc_case)
+    prepared = synth.prepare_case(case)
+    out = synth.synthesize_prepared(prepared)
+    native = case.native.data
+    brain = prepared.brain
+    rtol = 1e-3 if method in ("sigmoid", "tanh") else 1e-5
+    np.testing.assert_allclose(out[brain], native[brain], rtol=rtol, atol=1e-2)
