@@ -657,6 +657,23 @@ def validate(
     return out
 
 
+def _padded_forward(model: nn.Module, x: Tensor, autocast: Any) -> Tensor:
+    """``model(x)`` with ``x``'s spatial size padded (edge values) to the model's ``size_multiple``, then
+    cropped back (validation slices are padded to multiples of 8 only)."""
+    import torch.nn.functional as F
+
+    m = int(getattr(model, "size_multiple", 8))
+    size = x.shape[2:]
+    pads: list[int] = []
+    for n in reversed(size):
+        pads += [0, -(-n // m) * m - n]
+    if any(pads):
+        x = F.pad(x, pads, mode="replicate")
+    with autocast():
+        out = model(x).float()
+    return out[(slice(None), slice(None), *(slice(0, n) for n in size))]
+
+
 def _in_native_range(y: np.ndarray, case: Any) -> np.ndarray:
     """Normalised ``y`` back to native intensities, divided by the native 0.5–99.5 percentile range."""
     from vce_core.preprocess import denormalize
@@ -702,8 +719,7 @@ def validate_contrast(
         brain = s["brain"][0].numpy()
         if brain.sum() < 50:
             continue
-        with autocast():
-            out = model(s["inputs"][None].to(device)).float()
+        out = _padded_forward(model, s["inputs"][None].to(device), autocast)
         centre = out.shape[1] // 2
         ref = _in_native_range(s["target"][s["target"].shape[0] // 2].numpy(), case)
         rng = float(ref[brain].max() - ref[brain].min())
