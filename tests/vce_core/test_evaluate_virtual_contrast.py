@@ -128,6 +128,10 @@ def test_report_rows_match_hand_computed_metrics(phantom_cases: list[Path], repo
     assert {c["baseline"] for c in comparisons} == {vc.NATIVE, vc.SCALED}
     assert all(float(c["ci_low"]) <= float(c["mean_difference"]) <= float(c["ci_high"]) for c in comparisons)
     assert (report / "report.html").stat().st_size > 10_000
+    from vce_core.display import decode_png
+
+    example = decode_png((report / "example.png").read_bytes())  # native, T2, native × k, model, SD, clean
+    assert example.ndim == 2 and example.shape[1] % 6 == 0 and "example.png" in text
 
 
 def test_cards_get_the_figures_and_low_dose_models_are_refused(

@@ -214,7 +214,56 @@ def evaluate_case(folder: Path, synths: Sequence[Any], names: Sequence[str], fac
         clean_range = float(clean_n[brain].max() - clean_n[brain].min())
         errors = _errors(ref, clean_n, {"clean": brain}, clean_range)
         rows += _rows(case_id, ACQUIRED, errors) + _rows(case_id, NOISE_FREE, texture_of(clean_n, brain))
-    return {"case_id": case_id, "rows": rows, "lesion_voxels": int(masks["lesion"].sum())}
+    k = _example_slice(masks)
+    panels = {"native": norm(native), "T2": _input_panel(case, "t2")}
+    panels |= {m: norm(x) for m, x in outputs.items() if m != NATIVE} | {ACQUIRED: ref}
+    if clean_n is not None:
+        panels[NOISE_FREE] = clean_n
+    example = {
+        "case_id": case_id,
+        "slice": k,
+        "panels": {m: v[:, :, k] for m, v in panels.items() if v is not None},
+    }
+    return {"case_id": case_id, "rows": rows, "lesion_voxels": int(masks["lesion"].sum()), "example": example}
+
+
+def _example_slice(masks: dict[str, np.ndarray]) -> int:
+    """The axial slice with the most lesion voxels (the most brain voxels when there is no lesion)."""
+    region = masks["lesion"] if masks["lesion"].any() else masks["brain"]
+    return int(np.argmax(region.sum(axis=(0, 1))))
+
+
+def _input_panel(case: Any, name: str) -> np.ndarray | None:
+    """An extra input (e.g. T2) scaled to the native display range by its own 0.5/99.5 brain percentiles."""
+    volume = case.extra.get(name)
+    if volume is None:
+        return None
+    from vce_core.preprocess import brain_mask
+
+    data = np.asarray(volume.data, dtype=np.float32)
+    lo, hi = np.percentile(data[brain_mask(case.native.data)], [0.5, 99.5])
+    return (data - lo) / max(hi - lo, 1e-6)
+
+
+def write_example(path: Path, example: dict[str, Any]) -> None:
+    """One axial slice per method side by side (radiological orientation, one window for all: the acquired
+    standard dose's 1st–99th brain percentile), each captioned; a PNG without metadata."""
+    from PIL import Image, ImageDraw
+
+    from vce_core.display import Window, apply_window, encode_png, to_display
+
+    panels = {m: to_display(v) for m, v in example["panels"].items()}
+    ref = panels[ACQUIRED]
+    lo, hi = np.percentile(ref[ref > 0.05], [1, 99.5]) if (ref > 0.05).any() else (0.0, 1.0)
+    window = Window.from_range(float(lo), float(hi))
+    h, w = ref.shape
+    caption = 14
+    canvas = Image.new("L", (w * len(panels), h + caption), 0)
+    draw = ImageDraw.Draw(canvas)
+    for i, (name, image) in enumerate(panels.items()):
+        canvas.paste(Image.fromarray(apply_window(image, window)), (i * w, caption))
+        draw.text((i * w + 2, 1), name.replace(" (baseline)", "")[: max(4, w // 6)], fill=255)
+    path.write_bytes(encode_png(np.asarray(canvas)))
 
 
 def _fit_mask(mask: np.ndarray, brain: np.ndarray) -> np.ndarray:
@@ -258,11 +307,13 @@ def evaluate(
         if not baseline_data:
             raise VCEInputError("no factor and no baseline data", expected="--baseline-data <training cases>")
         factor = fit_global_factor(find_case_folders(baseline_data))
-    results, cases = [], []
+    results, cases, example = [], [], None
     for folder in tqdm(find_case_folders(data), desc="cases", disable=not show_progress):
         case = evaluate_case(folder, synths, names, factor)
         results += case["rows"]
-        cases.append(case)
+        if example is None or case["lesion_voxels"] > example[0]:
+            example = (case["lesion_voxels"], case.pop("example"))
+        cases.append({k: v for k, v in case.items() if k != "example"})
     methods = [NATIVE, SCALED, *names]
     summary = summarize(results, [*methods, ACQUIRED, NOISE_FREE])
     comparisons = compare_methods(results, names, [NATIVE, SCALED])
@@ -278,8 +329,11 @@ def evaluate(
         "lesion_cases": sum(c["lesion_voxels"] > 0 for c in cases),
         "factor": factor,
         "wall_time_s": time.perf_counter() - t0,
+        "example": {k: v for k, v in example[1].items() if k != "panels"} if example else None,
     }
     _write(Path(out), results, summary, comparisons, methods, info)
+    if example is not None:
+        write_example(Path(out) / "example.png", example[1])
     return {
         "results": results,
         "summary": summary,
@@ -479,6 +533,15 @@ def markdown_report(
     lines += _table_lines(index, [NOISE_FREE, ACQUIRED, *methods], list(TEXTURE), list(TEXTURE))
     lines += _comparison_lines(comparisons)
     lines += _losses_lines(comparisons)
+    if info.get("example"):
+        ex = info["example"]
+        lines += [
+            f"## Example: case {ex['case_id']}, axial slice {ex['slice']} of its brain box "
+            "(the case with the most tumour voxels)",
+            "",
+            "![one axial slice per method, one window for all](example.png)",
+            "",
+        ]
     return "\n".join(lines)
 
 
