@@ -4,9 +4,9 @@
         [--device cpu|cuda] [--threads 1] [--iterations 10] [--warmup 2] [--data <case folders>]
 
 Without ``--data`` it writes a few synthetic cases (ellipsoid "brain", an enhancing blob, noisy low doses at
-0.1/0.2/0.33, 2 mm-like size) to a temporary folder, so only the model, loss and optimiser cost is measured
-on the config's crop/batch/n_critic. Prints it/s, s/it, the projected iterations in the config's
-``max_minutes`` and peak memory.
+0.1/0.2/0.33, T2/FLAIR/ADC extras for virtual-contrast configs, 2 mm-like size) to a temporary folder, so
+only the model, loss and optimiser cost is measured on the config's crop/batch (and the objective's steps).
+Prints it/s, s/it, the projected iterations in the config's ``max_minutes`` and peak memory.
 """
 
 from __future__ import annotations
@@ -40,7 +40,18 @@ def synthetic_cases(root: Path, n: int = 3, shape: tuple[int, int, int] = (100, 
             d: Volume((native + d * enh + rng.normal(0, 3, shape) * brain).astype(np.float32))
             for d in (0.1, 0.2, 0.33)
         }
-        case = Case(Volume(native), Volume(sd.astype(np.float32)), lows, 3.0, meta={"case_id": f"bench-{c}"})
+        extra = {
+            name: Volume(np.where(brain, level - 30 * np.cos(4 * j + c), 0).astype(np.float32))
+            for name, level in (("t2", 80.0), ("flair", 120.0), ("adc", 0.9))
+        }
+        case = Case(
+            Volume(native),
+            Volume(sd.astype(np.float32)),
+            lows,
+            3.0,
+            extra=extra,
+            meta={"case_id": f"bench-{c}"},
+        )
         folder = root / f"bench-{c}"
         save_case(case, folder)
         folders.append(str(folder))
@@ -80,7 +91,7 @@ def main() -> int:
     print(
         f"device {trainer.device}, torch threads {torch.get_num_threads()}, mode {cfg.mode}, "
         f"crop {cfg.crop}, "
-        f"batch {cfg.batch_size}, n_critic {cfg.n_critic}, content {cfg.content_loss}"
+        f"batch {cfg.batch_size}, task {cfg.task}, objective {trainer.objective.name}"
     )
     print(f"{1 / dt:.3f} it/s ({dt:.3f} s/it) over {args.iterations} iterations after {args.warmup} warm-up")
     if cfg.max_minutes:

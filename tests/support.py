@@ -50,6 +50,37 @@ def write_tiny_cases(
     return folders
 
 
+def write_contrast_cases(
+    root: Path,
+    n: int,
+    shape: tuple[int, int, int] = TINY_SHAPE,
+    seed: int = 0,
+    extras: tuple[str, ...] = ("t2", "flair", "adc"),
+) -> list[Path]:
+    """Write ``n`` tiny cases with T2/FLAIR/ADC extras (virtual contrast): the enhancing blob is dark on T2
+    and bright on FLAIR, so the inputs tell where the contrast goes. ``extras`` picks the extra images."""
+    folders = write_tiny_cases(root, n, shape=shape, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    i, j, k = np.meshgrid(*(np.linspace(-1, 1, s) for s in shape), indexing="ij")
+    blob = np.exp(-((i - 0.2) ** 2 + (j + 0.1) ** 2 + k**2) / 0.05)
+    for folder in folders:
+        from vce_core.io import load_case
+
+        case = load_case(folder)
+        brain = case.native.data > 0
+        levels = {"t2": (80.0, -40.0), "flair": (120.0, 60.0), "adc": (0.9, -0.4)}
+        case.extra = {
+            name: Volume(
+                np.where(brain, levels[name][0] + levels[name][1] * blob + rng.normal(0, 1, shape), 0).astype(
+                    np.float32
+                )
+            )
+            for name in extras
+        }
+        save_case(case, folder, overwrite=True)
+    return folders
+
+
 DISC_SHAPE = (24, 24, 8)
 
 
@@ -105,6 +136,36 @@ def copy_case(source: Path, data: Path) -> Path:
     target = data / "demo" / f"phantom-{PHANTOM_SEED:04d}"
     shutil.copytree(source, target)
     return target
+
+
+VGG16_CONVS = (
+    (0, 3, 64),
+    (2, 64, 64),
+    (5, 64, 128),
+    (7, 128, 128),
+    (10, 128, 256),
+    (12, 256, 256),
+    (14, 256, 256),
+)
+
+
+def write_random_vgg(path: Path, seed: int = 0) -> Path:
+    """A VGG-16 ``features`` state dict (torchvision keys to relu3_3), random weights, as safetensors."""
+    import math
+
+    import torch
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for index, cin, cout in VGG16_CONVS:
+        state[f"features.{index}.weight"] = torch.randn(cout, cin, 3, 3, generator=gen) * math.sqrt(
+            2 / (9 * cin)
+        )
+        state[f"features.{index}.bias"] = torch.randn(cout, generator=gen) * 0.01
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))
+    return path
 
 
 # -------------------------------------------------------------------------------------------- checkpoints

@@ -13,8 +13,13 @@ JSON in the ``vce-model-card`` format, version :data:`CARD_VERSION`::
 * :func:`read_card` validates: a missing required key, a value of the wrong type, another format or another
   version raises :class:`vce_core.errors.VCEModelError` naming the card file and the key. Keys this version
   does not know are kept in :attr:`ModelCard.extra` and written back unchanged.
-* :func:`list_checkpoints` lists the checkpoint folders of a models folder, the card marked
-  ``"default": true`` first.
+* :func:`list_checkpoints` lists the checkpoint folders of a models folder for one task (low-dose synthesis by
+  default, virtual contrast on request), the card marked ``"default": true`` first.
+
+Tasks: a card's ``task`` is ``low_dose`` (seed 000: the generator takes native, standard dose, dose, field
+strength and noise and returns residuals; the default, so cards written before tasks existed read as
+low-dose cards) or ``virtual_contrast`` (seeds 001–004: the generator takes the ``inputs`` the card lists —
+``optional_inputs`` may be absent and are then zero images — and returns the ``target``, the standard dose).
 
 Versions: version 1 is the only version so far (the trainer has written it from the start); a card of any
 other version is refused with a message saying which version this code reads. A future version bump adds an
@@ -43,6 +48,7 @@ __all__ = [
     "CARD_FORMAT",
     "CARD_VERSION",
     "DATA_MODES",
+    "TASKS",
     "WEIGHTS_FILE",
     "ModelCard",
     "atomic_write",
@@ -59,6 +65,8 @@ CARD_FORMAT = "vce-model-card"
 CARD_VERSION = 1
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "weights.safetensors"
+TASKS = ("low_dose", "virtual_contrast")
+"""What a generator synthesizes: a low dose from native + standard dose, or the standard dose from inputs."""
 DATA_MODES = ("2d", "2.5d", "3d")
 """How a generator sees the images: axial slices, stacks of ``2·context + 1`` axial slices, or 3-D patches."""
 
@@ -74,6 +82,15 @@ def _is_number(value: Any) -> bool:
 
 def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda value: value is None or check(value)
+
+
+def _names(value: Any) -> bool:
+    """A list of distinct non-empty strings."""
+    return (
+        isinstance(value, list)
+        and all(isinstance(v, str) and v.strip() for v in value)
+        and len(set(value)) == len(value)
+    )
 
 
 _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -113,6 +130,10 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     ),
     "default": (lambda v: isinstance(v, bool), "true or false"),
     "held_out": (_optional(lambda v: isinstance(v, dict)), "null or a mapping of metric names to values"),
+    "task": (lambda v: v in TASKS, " or ".join(TASKS)),
+    "inputs": (_names, 'a list of distinct input names, e.g. ["native", "t2", "adc"]'),
+    "optional_inputs": (_names, "a list of distinct input names (a subset of inputs)"),
+    "target": (_optional(lambda v: isinstance(v, str) and bool(v)), "null or the target's name"),
 }
 """Type rule and its plain description for every key of a card except ``format`` and ``version``."""
 
@@ -142,6 +163,10 @@ _KEYS = (
     "validation_history",
     "default",
     "held_out",
+    "task",
+    "inputs",
+    "optional_inputs",
+    "target",
 )
 """The keys of this card version, in the order they are written."""
 
@@ -176,6 +201,17 @@ def _check_keys(values: Mapping[str, Any], source: str) -> None:
             raise VCEModelError(
                 f"the model card's {key!r} is {values[key]!r}", path=source, expected=expected
             )
+    if values.get("task") == "virtual_contrast" and not values.get("inputs"):
+        raise VCEModelError(
+            "the virtual-contrast model card lists no inputs", path=source, expected="inputs: [native, ...]"
+        )
+    extra_optional = sorted(set(values.get("optional_inputs") or []) - set(values.get("inputs") or []))
+    if extra_optional:
+        raise VCEModelError(
+            f"the model card's optional_inputs {extra_optional} are not among its inputs",
+            path=source,
+            expected="optional_inputs ⊆ inputs",
+        )
     dims = values["config"].get("spatial_dims")
     wanted = 3 if values["data_mode"] == "3d" else 2
     if dims is not None and dims != wanted:
@@ -204,8 +240,11 @@ class ModelCard(Mapping[str, Any]):
     hardware, deviations), ``data`` (``{"train": ..., "val": ...}`` descriptions of the case sets),
     ``validation`` (last validation metrics, normalised units), ``validation_history`` (all of them),
     ``default`` (False; True marks the app's default generator), ``held_out`` (None, or the figures of
-    :func:`vce_core.evaluate.update_card`). ``extra`` holds keys this version does not know; they are
-    written back unchanged.
+    :func:`vce_core.evaluate.update_card`), ``task`` (``"low_dose"``; or ``"virtual_contrast"``),
+    ``inputs`` (virtual contrast: the input names in the model's channel order; ``[]`` for low dose, whose
+    inputs are native and standard dose), ``optional_inputs`` (inputs that may be absent: zero images) and
+    ``target`` (virtual contrast: ``"standard_dose"``). ``extra`` holds keys this version does not know; they
+    are written back unchanged.
 
     The card is also a read-only mapping over its JSON keys (``card["model"]``, ``card.get("held_out")``,
     ``dict(card)``) for code written against the JSON; new code reads the attributes.
@@ -231,6 +270,10 @@ class ModelCard(Mapping[str, Any]):
     validation_history: list[dict[str, Any]] = field(default_factory=list)
     default: bool = False
     held_out: dict[str, Any] | None = None
+    task: str = "low_dose"
+    inputs: list[str] = field(default_factory=list)
+    optional_inputs: list[str] = field(default_factory=list)
+    target: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     format: str = CARD_FORMAT
     version: int = CARD_VERSION
@@ -247,6 +290,11 @@ class ModelCard(Mapping[str, Any]):
     def spatial_dims(self) -> int:
         """2 for slice-wise generators (``2d``, ``2.5d``), 3 for volume generators (``3d``)."""
         return 3 if self.data_mode == "3d" else 2
+
+    @property
+    def input_names(self) -> list[str]:
+        """The images the generator reads: the card's ``inputs``, or native + standard dose for low dose."""
+        return list(self.inputs) if self.task == "virtual_contrast" else ["native", "standard_dose"]
 
     @property
     def normalization_method(self) -> str:
@@ -429,18 +477,32 @@ def _marked_default(folder: Path) -> bool:
         return False
 
 
-def list_checkpoints(models_dir: str | PathLike) -> list[Path]:
+def _task_of(folder: Path) -> str | None:
+    """The card's task, or None for an unreadable or invalid card."""
+    try:
+        return read_card(folder).task
+    except VCEInputError:
+        return None
+
+
+def list_checkpoints(models_dir: str | PathLike, task: str | None = "low_dose") -> list[Path]:
     """Checkpoint folders (``card.json`` + ``weights.safetensors``) directly below ``models_dir``.
 
-    The checkpoint whose card says ``"default": true`` comes first (the app's and the demo study's default
-    generator), the others follow sorted by folder name. Folders with an invalid card are listed too, so
-    that loading them reports why. A missing ``models_dir`` has no checkpoints (``[]``); a path that is a
-    file raises :class:`VCEInputError`.
+    ``task`` selects the generators of one task (:data:`TASKS`; default ``"low_dose"``, what the dose
+    explorer and the reader study load) or, with None, every checkpoint. The checkpoint whose card says
+    ``"default": true`` comes first (the app's and the demo study's default generator), the others follow
+    sorted by folder name. Folders with an invalid card are listed for every task, so that loading them
+    reports why. A missing ``models_dir`` has no checkpoints (``[]``); a path that is a file or an unknown
+    task raises :class:`VCEInputError`.
     """
+    if task is not None and task not in TASKS:
+        raise VCEInputError(f"unknown task {task!r}", expected=" or ".join(TASKS))
     root = Path(models_dir)
     if not root.exists():
         return []
     if not root.is_dir():
         raise VCEInputError("is not a folder", path=root, expected="a folder of model checkpoints")
     folders = [p for p in root.iterdir() if is_checkpoint(p)]
+    if task is not None:
+        folders = [p for p in folders if _task_of(p) in (task, None)]
     return sorted(folders, key=lambda p: (not _marked_default(p), p.name))

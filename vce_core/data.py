@@ -20,6 +20,26 @@ the residual ``y_LD`` keeps its meaning and the map can be inverted exactly (:fu
 :func:`invert_normalization`). Only affine methods (``percentile``, ``zscore``) are accepted, since a residual
 in a non-linear intensity space would not add back to the native image.
 
+Virtual contrast (seeds 001–004, ``task: virtual_contrast``): :class:`ContrastSliceDataset` and
+:class:`ContrastPatchDataset` return the inputs a model's card declares and the standard dose as target::
+
+    inputs          float32 [M·C, *S]  the M inputs (modality-major; C slices each for 2.5-D), normalised
+    target          float32 [T, *S]    standard dose, normalised with the *native* image's parameters
+                                       (T = 1, or C with ``target_context``)
+    native          float32 [1, *S]    native image (centre slice), same normalisation as the target
+    brain           bool    [1, *S]
+    present         float32 [M]        1 = acquired, 0 = absent optional input (its channels are zero)
+    dose            float32 []         0 (zero dose), field_strength, case_id as above
+
+Input names (:func:`parse_input`): ``native``, ``standard_dose``, ``low_dose@<dose>`` (the acquired low dose
+at that fraction), or the name of any other volume of the case's ``extra`` (``t2``, ``flair``, ``adc``, ...).
+T1 images (native, low doses, standard dose) share the native image's normalisation, so enhancement keeps its
+meaning; every other modality is normalised on its own inside the native brain mask. Any method of
+:mod:`vce_core.preprocess` (percentile, zscore, sigmoid, tanh) is accepted here, since the target is an
+image, not a residual, and :func:`vce_core.preprocess.denormalize` inverts it exactly. A required input the
+case lacks raises :class:`VCEInputError` naming it; an *optional* one is a zero image (seed 001's missing
+modality).
+
 Memory and workers: each case is loaded with :func:`vce_core.io.load_case`, cropped to its brain bounding box
 (plus a margin), normalised and kept as float16 (default) in a small per-process LRU cache; arrays are read
 fully into memory, so no file handle outlives a load and DataLoader workers never share one. All random
@@ -31,6 +51,7 @@ same in every worker, after a resume, and on every DDP rank layout.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from os import PathLike
@@ -46,21 +67,36 @@ from vce_core.errors import VCEInputError
 
 AFFINE_METHODS = ("percentile", "zscore")
 MODES = ("2d", "2.5d", "3d")
+T1_ROLES = ("native", "low_dose", "standard_dose")
+"""Input roles that are T1 images: normalised with the native image's parameters."""
+TRUTH_NAMES = ("labels", "ce_truth", "ce_mask")
+"""Case extras derived from the contrast-enhanced images: never an input (they would leak the target)."""
 
 __all__ = [
     "AFFINE_METHODS",
     "MODES",
+    "T1_ROLES",
+    "TRUTH_NAMES",
     "CaseDataset",
+    "ContrastCase",
+    "ContrastPatchDataset",
+    "ContrastSliceDataset",
+    "InputSpec",
     "PatchDataset",
     "PreparedCase",
     "ResumableSampler",
     "SliceDataset",
     "apply_normalization",
     "build_dataset",
+    "check_inputs",
     "fit_normalization",
     "find_case_folders",
+    "input_volume",
     "invert_normalization",
+    "normalize_inputs",
+    "parse_input",
     "prepare_case",
+    "prepare_contrast_case",
     "split_by_case",
 ]
 
@@ -122,6 +158,106 @@ def invert_normalization(y: np.ndarray, params: dict[str, Any]) -> np.ndarray:
     """Exact inverse of :func:`apply_normalization` (normalised → scanner units), float32."""
     offset, scale = _affine_of(params)
     return (np.asarray(y, dtype=np.float32) * np.float32(scale) + np.float32(offset)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------- input names
+@dataclass(frozen=True)
+class InputSpec:
+    """A parsed input name: ``name`` as written, its ``role`` and, for ``low_dose@d``, the ``dose``."""
+
+    name: str
+    role: str
+    dose: float | None = None
+
+    @property
+    def is_t1(self) -> bool:
+        """Whether the input is a T1 image (normalised with the native image's parameters)."""
+        return self.role in T1_ROLES
+
+
+_ROLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def parse_input(name: str) -> InputSpec:
+    """Parse an input name: ``native``, ``standard_dose``, ``low_dose@0.33`` or a case extra (``t2``, ...).
+
+    Raises :class:`VCEInputError` for an empty or malformed name, ``low_dose`` without ``@<dose>``, a dose on
+    anything but ``low_dose``, or a dose outside (0, 1].
+    """
+    from vce_core.domain import check_dose
+
+    if not isinstance(name, str) or not name.strip():
+        raise VCEInputError(f"input name {name!r} is empty", expected="e.g. native, t2, adc or low_dose@0.33")
+    role, _, dose_text = name.strip().partition("@")
+    if not _ROLE_NAME.fullmatch(role):
+        raise VCEInputError(
+            f"input name {name!r} is malformed", expected="letters, digits, '_', '.', '-' (and @<dose>)"
+        )
+    if role == "low_dose":
+        if not dose_text:
+            raise VCEInputError(
+                f"input {name!r} has no dose", expected="low_dose@<fraction>, e.g. low_dose@0.33"
+            )
+        try:
+            value = float(dose_text)
+        except ValueError as err:
+            raise VCEInputError(
+                f"input {name!r}: {dose_text!r} is not a dose", expected="a fraction"
+            ) from err
+        return InputSpec(name.strip(), role, check_dose(value, name=f"dose of input {name!r}", positive=True))
+    if dose_text or "@" in name:
+        raise VCEInputError(f"input {name!r} has a dose", expected="@<dose> only after low_dose")
+    return InputSpec(role, role)
+
+
+def check_inputs(
+    names: Sequence[str], optional: Sequence[str] = (), target: str = "standard_dose"
+) -> list[InputSpec]:
+    """Validate a virtual-contrast model's inputs; returns their :class:`InputSpec` in order.
+
+    Rules: at least one input, no duplicates, ``optional`` ⊆ ``names``, the target is a T1 image and is not
+    an input, and no input derived from the contrast images (:data:`TRUTH_NAMES`: it would leak the target).
+    """
+    specs = [parse_input(n) for n in names]
+    if not specs:
+        raise VCEInputError(
+            "a virtual-contrast task has no inputs", expected="e.g. inputs: [native, t2, adc]"
+        )
+    written = [s.name for s in specs]
+    duplicates = sorted({n for n in written if written.count(n) > 1})
+    if duplicates:
+        raise VCEInputError(f"input(s) {duplicates} are listed twice", expected="each input once")
+    unknown = sorted(set(optional) - set(written))
+    if unknown:
+        raise VCEInputError(f"optional input(s) {unknown} are not inputs", expected=f"a subset of {written}")
+    goal = parse_input(target)
+    if not goal.is_t1:
+        raise VCEInputError(
+            f"target {target!r} is not a T1 image", expected="standard_dose or low_dose@<dose>"
+        )
+    for spec in specs:
+        if spec.role in TRUTH_NAMES:
+            raise VCEInputError(
+                f"input {spec.name!r} is derived from the contrast-enhanced images and would leak the target",
+                expected="images acquired without that contrast (native, t2, flair, adc, low_dose@<dose>)",
+            )
+        if spec == goal or (spec.role == "standard_dose" and goal.role == "standard_dose"):
+            raise VCEInputError(f"input {spec.name!r} is the target", expected="inputs other than the target")
+    return specs
+
+
+def input_volume(case: Any, spec: InputSpec) -> Any:
+    """The :class:`vce_core.io.Volume` of ``spec`` in a :class:`vce_core.io.Case`, or None when absent."""
+    from vce_core.domain import match_dose
+
+    if spec.role == "native":
+        return case.native
+    if spec.role == "standard_dose":
+        return case.standard_dose
+    if spec.role == "low_dose":
+        acquired = match_dose(case.low_doses, spec.dose)
+        return None if acquired is None else case.low_doses[acquired]
+    return case.extra.get(spec.role)
 
 
 # --------------------------------------------------------------------------------------------- case folders
@@ -228,14 +364,7 @@ def prepare_case(
                 expected="all volumes of a case on one grid",
             )
     brain = np.asarray(brain_mask(case.native), dtype=bool)
-    if brain.any():
-        idx = np.nonzero(brain)
-        bbox = tuple(
-            (max(int(a.min()) - margin, 0), min(int(a.max()) + 1 + margin, n))
-            for a, n in zip(idx, native.shape, strict=False)
-        )
-    else:
-        bbox = tuple((0, n) for n in native.shape)
+    bbox = _brain_bbox(brain, margin)
     crop = tuple(slice(a, b) for a, b in bbox)
     params = fit_normalization(native, brain, normalization)
     store = np.dtype(dtype)
@@ -259,6 +388,164 @@ def prepare_case(
         bbox=bbox,  # type: ignore[arg-type]
         params=params,
         background=float(apply_normalization(np.zeros(1, np.float32), params)[0]),
+    )
+
+
+def _brain_bbox(brain: np.ndarray, margin: int) -> tuple[tuple[int, int], ...]:
+    """The brain's bounding box ``((i0, i1), (j0, j1), (k0, k1))`` plus ``margin`` (whole grid if empty)."""
+    if not brain.any():
+        return tuple((0, n) for n in brain.shape)
+    idx = np.nonzero(brain)
+    return tuple(
+        (max(int(a.min()) - margin, 0), min(int(a.max()) + 1 + margin, n))
+        for a, n in zip(idx, brain.shape, strict=False)
+    )
+
+
+@dataclass
+class ContrastCase:
+    """One case prepared for a virtual-contrast model (cropped to the brain bounding box, normalised).
+
+    Attributes
+    ----------
+    case_id, field_strength (T), folder.
+    names: the input names, in the model's order.
+    inputs: array (M, I', J', K') of the normalised inputs (cache dtype); an absent optional input is zeros.
+    present: per input, whether the case has it.
+    native: (I', J', K') native image normalised with its own parameters (also the target's).
+    standard_dose: (I', J', K') the target normalised with the native image's parameters (None at inference).
+    brain: bool (I', J', K'); bbox: the crop in the original grid.
+    params: normalisation parameters per input name and for ``"native"`` (the target's).
+    backgrounds: per input, the normalised value of a raw 0 (0 for an absent input), used to pad.
+    background: the native normalisation's value of a raw 0 (pads native and target).
+    display_range: the native image's 0.5 and 99.5 percentiles inside the brain (raw units), the scale of
+        the validation metrics.
+    """
+
+    case_id: str
+    field_strength: float
+    folder: Path
+    names: tuple[str, ...]
+    inputs: np.ndarray
+    present: tuple[bool, ...]
+    native: np.ndarray
+    standard_dose: np.ndarray | None
+    brain: np.ndarray
+    bbox: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+    params: dict[str, dict[str, Any]]
+    backgrounds: tuple[float, ...]
+    background: float
+    display_range: tuple[float, float]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.native.shape)  # type: ignore[return-value]
+
+
+def _check_grid(volume: Any, shape: tuple[int, ...], name: str, folder: Path) -> np.ndarray:
+    data = np.asarray(getattr(volume, "data", volume), dtype=np.float32)
+    if data.shape != shape:
+        raise VCEInputError(
+            f"the {name} image has shape {data.shape} but the native image has {shape}",
+            path=folder,
+            expected="all volumes of a case on one grid",
+        )
+    return data
+
+
+def normalize_inputs(
+    images: dict[str, np.ndarray | None],
+    specs: Sequence[InputSpec],
+    brain: np.ndarray,
+    method: str,
+    crop: tuple[slice, ...] = (),
+) -> tuple[np.ndarray, list[bool], dict[str, dict[str, Any]], list[float]]:
+    """Normalise raw inputs ``images[name]`` (None = absent) for a virtual-contrast model.
+
+    T1 inputs use ``images["native"]``'s parameters, any other modality its own, fitted inside ``brain``;
+    absent inputs become zeros. Returns ``(stack [M, *crop shape] float32, present, params, backgrounds)``;
+    ``params`` also holds ``"native"``.
+    """
+    from vce_core.preprocess import normalize, normalize_with
+
+    native = images["native"]
+    _, native_params = normalize(native, method, mask=brain)
+    params: dict[str, dict[str, Any]] = {"native": native_params}
+    planes, present, backgrounds = [], [], []
+    for spec in specs:
+        raw = images.get(spec.name)
+        if raw is None:
+            planes.append(np.zeros(native[crop].shape, np.float32))
+            present.append(False)
+            backgrounds.append(0.0)
+            continue
+        p = native_params if spec.is_t1 else normalize(raw, method, mask=brain)[1]
+        params[spec.name] = p
+        planes.append(np.asarray(normalize_with(raw[crop], p), dtype=np.float32))
+        present.append(True)
+        backgrounds.append(float(normalize_with(np.zeros(1, np.float32), p)[0]))
+    return np.stack(planes), present, params, backgrounds
+
+
+def prepare_contrast_case(
+    folder: str | PathLike,
+    inputs: Sequence[str],
+    optional: Sequence[str] = (),
+    *,
+    target: str | None = "standard_dose",
+    normalization: str = "percentile",
+    margin: int = 4,
+    dtype: str = "float16",
+) -> ContrastCase:
+    """Load a case folder for a virtual-contrast model: its inputs, the target, cropped and normalised.
+
+    Raises :class:`VCEInputError` naming the case folder and the input when a required input (not in
+    ``optional``) or the target is missing, or when a volume is not on the native grid.
+    """
+    from vce_core.io import load_case
+    from vce_core.preprocess import brain_mask, normalize_with
+
+    folder = Path(folder)
+    specs = check_inputs(inputs, optional, target or "standard_dose")
+    case = load_case(folder)
+    native = np.asarray(case.native.data, dtype=np.float32)
+    images: dict[str, np.ndarray | None] = {"native": native}
+    for spec in specs:
+        volume = input_volume(case, spec)
+        if volume is None and spec.name not in optional:
+            raise VCEInputError(
+                f"the case has no {spec.name!r} image, a required input of this model",
+                path=folder,
+                expected=f"a case with {', '.join(s.name for s in specs if s.name not in optional)}",
+            )
+        images[spec.name] = None if volume is None else _check_grid(volume, native.shape, spec.name, folder)
+    brain = np.asarray(brain_mask(native), dtype=bool)
+    bbox = _brain_bbox(brain, margin)
+    crop = tuple(slice(a, b) for a, b in bbox)
+    stack, present, params, backgrounds = normalize_inputs(images, specs, brain, normalization, crop)
+    store = np.dtype(dtype)
+    goal = None
+    if target is not None:
+        volume = input_volume(case, parse_input(target))
+        if volume is None:
+            raise VCEInputError(f"the case has no {target!r} image (the target)", path=folder)
+        goal = normalize_with(_check_grid(volume, native.shape, target, folder)[crop], params["native"])
+    lo, hi = np.percentile(native[brain] if brain.any() else native, [0.5, 99.5])
+    return ContrastCase(
+        case_id=str(case.meta.get("case_id", folder.name)),
+        field_strength=float(case.field_strength),
+        folder=folder,
+        names=tuple(s.name for s in specs),
+        inputs=stack.astype(store),
+        present=tuple(present),
+        native=np.asarray(normalize_with(native[crop], params["native"]), dtype=np.float32).astype(store),
+        standard_dose=None if goal is None else np.asarray(goal, dtype=np.float32).astype(store),
+        brain=np.ascontiguousarray(brain[crop]),
+        bbox=bbox,  # type: ignore[arg-type]
+        params=params,
+        backgrounds=tuple(backgrounds),
+        background=float(normalize_with(np.zeros(1, np.float32), params["native"])[0]),
+        display_range=(float(lo), float(max(hi, lo + 1e-6))),
     )
 
 
@@ -325,6 +612,7 @@ class CaseDataset(Dataset):
     """
 
     spatial_dims = 2
+    normalizations: tuple[str, ...] = AFFINE_METHODS
 
     def __init__(
         self,
@@ -339,9 +627,10 @@ class CaseDataset(Dataset):
     ):
         if crop is not None and (crop <= 0 or crop % 8):
             raise VCEInputError(f"crop {crop} is not a positive multiple of 8", expected="e.g. 64, 96 or 128")
-        if normalization not in AFFINE_METHODS:
+        if normalization not in self.normalizations:
             raise VCEInputError(
-                f"normalisation {normalization!r} is not supported", expected=" or ".join(AFFINE_METHODS)
+                f"normalisation {normalization!r} is not supported",
+                expected=" or ".join(self.normalizations),
             )
         self.folders = [Path(f) for f in folders]
         if not self.folders:
@@ -361,8 +650,16 @@ class CaseDataset(Dataset):
             case = self.case(ci)
             self.case_ids.append(case.case_id)
             self.field_strengths.append(case.field_strength)
-            self.doses.append(tuple(case.residuals))
+            self.doses.append(self._case_doses(case))
             self.items.extend(self._index_case(ci, case))
+
+    def _case_doses(self, case: Any) -> tuple[float, ...]:
+        """The acquired doses a case contributes (for :meth:`describe`)."""
+        return tuple(case.residuals)
+
+    def _prepare(self, folder: Path) -> Any:
+        """Load and prepare one case folder (cached by :meth:`case`)."""
+        return prepare_case(folder, normalization=self.normalization, margin=self.margin, dtype=self.dtype)
 
     def _index_case(self, ci: int, case: PreparedCase) -> list[tuple[int, float, int]]:
         """Sample index entries ``(case index, dose, position)`` of one case."""
@@ -378,14 +675,9 @@ class CaseDataset(Dataset):
         self.__dict__.update(state)
         self._cache = LRU(self.cache_size)
 
-    def case(self, ci: int) -> PreparedCase:
+    def case(self, ci: int) -> Any:
         """The prepared case number ``ci`` (loaded on first use, then cached per process)."""
-        return self._cache.get_or_compute(
-            ci,
-            lambda: prepare_case(
-                self.folders[ci], normalization=self.normalization, margin=self.margin, dtype=self.dtype
-            ),
-        )
+        return self._cache.get_or_compute(ci, lambda: self._prepare(self.folders[ci]))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -393,13 +685,21 @@ class CaseDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         index, sample_seed = (key, int(key)) if isinstance(key, int | np.integer) else key
         ci, dose, pos = self.items[int(index)]
-        case = self.case(ci)
-        rng = np.random.default_rng([int(sample_seed), 1])
-        native, sd, res, brain = self._extract(case, dose, pos, rng)
+        return self._sample(self.case(ci), dose, pos, np.random.default_rng([int(sample_seed), 1]))
+
+    def _flip(self, arrays: Sequence[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+        """Random flips (p = 0.5 per spatial axis) of arrays ``[C, *S]`` alike, when cropping with flips."""
+        arrays = list(arrays)
         if self.crop is not None and self.flips:
-            for axis in range(1, native.ndim):
+            for axis in range(1, arrays[0].ndim):
                 if rng.random() < 0.5:
-                    native, sd, res, brain = (np.flip(a, axis) for a in (native, sd, res, brain))
+                    arrays = [np.flip(a, axis) for a in arrays]
+        return arrays
+
+    def _sample(self, case: PreparedCase, dose: float, pos: int, rng: np.random.Generator) -> dict[str, Any]:
+        """The sample of index entry ``(case, dose, pos)`` with the random choices of ``rng``."""
+        native, sd, res, brain = self._extract(case, dose, pos, rng)
+        native, sd, res, brain = self._flip((native, sd, res, brain), rng)
         return {
             "native": torch.from_numpy(np.ascontiguousarray(native, dtype=np.float32)),
             "standard_dose": torch.from_numpy(np.ascontiguousarray(sd, dtype=np.float32)),
@@ -497,6 +797,14 @@ class SliceDataset(CaseDataset):
         sd = np.moveaxis(case.standard_dose[:, :, ks], 2, 0)
         res = case.residuals[dose][None, :, :, pos]
         brain = case.brain[None, :, :, pos]
+        starts, size = self._window(case, pos, rng)
+        return tuple(
+            _crop([native, sd, res, brain], starts, size, [case.background, case.background, 0.0, False])
+        )
+
+    def _window(self, case: Any, pos: int, rng: np.random.Generator) -> tuple[list[int], tuple[int, int]]:
+        """Start and size of the in-plane window of axial slice ``pos``: a random (or CE-centred) crop, or
+        the whole slice padded to a multiple of 8."""
         H, W = case.shape[:2]
         if self.crop is not None:
             size = (self.crop, self.crop)
@@ -514,9 +822,7 @@ class SliceDataset(CaseDataset):
         else:
             size = (padded_size(H), padded_size(W))
             starts = [0, 0]
-        return tuple(
-            _crop([native, sd, res, brain], starts, size, [case.background, case.background, 0.0, False])
-        )
+        return starts, size
 
     @staticmethod
     def _ce_centre(case: PreparedCase, pos: int, rng: np.random.Generator) -> tuple[int, int] | None:
@@ -565,15 +871,142 @@ class PatchDataset(CaseDataset):
     def _extract(self, case, dose, pos, rng):  # noqa: ANN001, ANN202 - see base class
         arrays = [case.native[None], case.standard_dose[None], case.residuals[dose][None], case.brain[None]]
         pads = [case.background, case.background, 0.0, False]
+        starts, size = self._window(case, rng)
+        return tuple(_crop(arrays, starts, size, pads))
+
+    def _window(self, case: Any, rng: np.random.Generator) -> tuple[list[int], list[int]]:
+        """Start and size of a patch (centred on a brain voxel with ``brain_probability``), or the whole
+        volume padded to a multiple of 8 when ``crop`` is None."""
         if self.crop is None:
-            return tuple(_crop(arrays, [0, 0, 0], [padded_size(n) for n in case.shape], pads))
+            return [0, 0, 0], [padded_size(n) for n in case.shape]
         if rng.random() < self.brain_probability and case.brain.any():
             flat = np.flatnonzero(case.brain)
             center = np.unravel_index(int(flat[rng.integers(len(flat))]), case.shape)
         else:
             center = [int(rng.integers(n)) for n in case.shape]
-        starts = [int(c) - self.crop // 2 for c in center]
-        return tuple(_crop(arrays, starts, [self.crop] * 3, pads))
+        return [int(c) - self.crop // 2 for c in center], [self.crop] * 3
+
+
+class _ContrastData:
+    """Virtual-contrast behaviour shared by the slice and patch datasets (mixed in before them)."""
+
+    normalizations: tuple[str, ...] = ("percentile", "zscore", "sigmoid", "tanh")
+    input_names: tuple[str, ...]
+    optional_inputs: tuple[str, ...]
+    target: str
+
+    def _setup_inputs(self, inputs: Sequence[str], optional_inputs: Sequence[str], target: str) -> None:
+        check_inputs(inputs, optional_inputs, target)
+        self.input_names, self.optional_inputs, self.target = tuple(inputs), tuple(optional_inputs), target
+
+    def _prepare(self, folder: Path) -> ContrastCase:
+        return prepare_contrast_case(
+            folder,
+            self.input_names,
+            self.optional_inputs,
+            target=self.target,
+            normalization=self.normalization,  # type: ignore[attr-defined]
+            margin=self.margin,  # type: ignore[attr-defined]
+            dtype=self.dtype,  # type: ignore[attr-defined]
+        )
+
+    def _case_doses(self, case: ContrastCase) -> tuple[float, ...]:
+        return ()
+
+    def _contrast_sample(
+        self,
+        case: ContrastCase,
+        inputs: Sequence[np.ndarray],
+        rest: Sequence[np.ndarray],
+        window: tuple[Sequence[int], Sequence[int]],
+        rng: np.random.Generator,
+    ) -> dict[str, Any]:
+        """Crop every input (padded with its own background) and ``rest = [target, native, brain]`` to
+        ``window``, flip them alike, and build the sample dict."""
+        pads = [*case.backgrounds, case.background, case.background, False]
+        arrays = self._flip(_crop([*inputs, *rest], *window, pads), rng)  # type: ignore[attr-defined]
+        m = len(inputs)
+        target, native, brain = arrays[m:]
+        return {
+            "inputs": torch.from_numpy(np.ascontiguousarray(np.concatenate(arrays[:m]), dtype=np.float32)),
+            "target": torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)),
+            "native": torch.from_numpy(np.ascontiguousarray(native, dtype=np.float32)),
+            "brain": torch.from_numpy(np.ascontiguousarray(brain, dtype=bool)),
+            "present": torch.tensor([float(p) for p in case.present], dtype=torch.float32),
+            "dose": torch.tensor(0.0, dtype=torch.float32),
+            "field_strength": torch.tensor(case.field_strength, dtype=torch.float32),
+            "case_id": case.case_id,
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """The dataset's card description, with its inputs (and no doses)."""
+        out = super().describe()  # type: ignore[misc]
+        out.pop("doses", None)
+        return {**out, "inputs": list(self.input_names), "optional_inputs": list(self.optional_inputs)}
+
+
+class ContrastSliceDataset(_ContrastData, SliceDataset):
+    """Virtual contrast on axial slices (``context = 0``) or 2.5-D stacks: inputs → standard dose.
+
+    One item per brain slice (the slice selection, crops, CE focus and flips of :class:`SliceDataset`).
+    ``inputs`` ``[M·C, H, W]`` holds input ``m``'s slices ``k − c … k + c`` at channels ``m·C … m·C + C − 1``;
+    ``target`` is the centre slice ``[1, H, W]``, or all ``C`` slices with ``target_context``.
+    """
+
+    def __init__(
+        self,
+        folders: Sequence[str | PathLike],
+        *,
+        inputs: Sequence[str],
+        optional_inputs: Sequence[str] = (),
+        target: str = "standard_dose",
+        target_context: bool = False,
+        **kwargs: Any,
+    ):
+        self._setup_inputs(inputs, optional_inputs, target)
+        self.target_context = target_context
+        super().__init__(folders, **kwargs)
+
+    def _index_case(self, ci: int, case: ContrastCase) -> list[tuple[int, float, int]]:
+        frac = case.brain.reshape(-1, case.brain.shape[2]).mean(axis=0)
+        return [(ci, 0.0, int(k)) for k in np.nonzero(frac > self.brain_fraction)[0]]
+
+    def _sample(self, case: ContrastCase, dose: float, pos: int, rng: np.random.Generator) -> dict[str, Any]:
+        K = case.shape[2]
+        ks = np.clip(np.arange(pos - self.context, pos + self.context + 1), 0, K - 1)
+        inputs = [np.moveaxis(x[:, :, ks], 2, 0) for x in case.inputs]  # M × [C, I, J]
+        target = np.moveaxis(case.standard_dose[:, :, ks if self.target_context else [pos]], 2, 0)
+        rest = [target, case.native[None, :, :, pos], case.brain[None, :, :, pos]]
+        return self._contrast_sample(case, inputs, rest, self._window(case, pos, rng), rng)
+
+
+class ContrastPatchDataset(_ContrastData, PatchDataset):
+    """Virtual contrast on 3-D patches (``crop³``; the whole bounding-box volume when ``crop`` is None).
+
+    ``inputs [M, D, H, W]``, ``target``/``native``/``brain`` ``[1, D, H, W]``; ``patches_per_case`` items per
+    case and epoch, centred like :class:`PatchDataset`'s.
+    """
+
+    def __init__(
+        self,
+        folders: Sequence[str | PathLike],
+        *,
+        inputs: Sequence[str],
+        optional_inputs: Sequence[str] = (),
+        target: str = "standard_dose",
+        **kwargs: Any,
+    ):
+        self._setup_inputs(inputs, optional_inputs, target)
+        self.target_context = False
+        super().__init__(folders, **kwargs)
+
+    def _index_case(self, ci: int, case: ContrastCase) -> list[tuple[int, float, int]]:
+        return [(ci, 0.0, p) for p in range(self.patches_per_case if self.crop is not None else 1)]
+
+    def _sample(self, case: ContrastCase, dose: float, pos: int, rng: np.random.Generator) -> dict[str, Any]:
+        inputs = [x[None] for x in case.inputs]
+        rest = [case.standard_dose[None], case.native[None], case.brain[None]]
+        return self._contrast_sample(case, inputs, rest, self._window(case, rng), rng)
 
 
 def build_dataset(
@@ -589,9 +1022,34 @@ def build_dataset(
     dtype: str = "float16",
     patches_per_case: int = 16,
     ce_focus: float = 0.0,
+    task: str = "low_dose",
+    inputs: Sequence[str] = (),
+    optional_inputs: Sequence[str] = (),
+    target: str = "standard_dose",
+    target_context: bool = False,
 ) -> CaseDataset:
-    """The dataset of a mode: ``2d`` / ``2.5d`` → :class:`SliceDataset`, ``3d`` → :class:`PatchDataset`."""
+    """The dataset of a mode and task.
+
+    ``low_dose``: ``2d`` / ``2.5d`` → :class:`SliceDataset`, ``3d`` → :class:`PatchDataset`;
+    ``virtual_contrast``: :class:`ContrastSliceDataset` / :class:`ContrastPatchDataset` over ``inputs``.
+    """
     common = dict(normalization=normalization, crop=crop, flips=flips, cache_size=cache_size, dtype=dtype)
+    if task == "virtual_contrast":
+        spec = dict(inputs=inputs, optional_inputs=optional_inputs, target=target)
+        if mode == "3d":
+            return ContrastPatchDataset(folders, patches_per_case=patches_per_case, **spec, **common)
+        if mode not in MODES:
+            raise VCEInputError(f"unknown data mode {mode!r}", expected=" or ".join(MODES))
+        context = context if mode == "2.5d" else 0
+        return ContrastSliceDataset(
+            folders,
+            context=context,
+            brain_fraction=brain_fraction,
+            ce_focus=ce_focus,
+            target_context=target_context,
+            **spec,
+            **common,
+        )
     if mode == "2d":
         return SliceDataset(folders, context=0, brain_fraction=brain_fraction, ce_focus=ce_focus, **common)
     if mode == "2.5d":

@@ -330,6 +330,22 @@ def denormalize(y: Any, params: Mapping[str, Any]) -> Any:
     return _apply(y, checked, inverse=True)
 
 
+def normalize_with(x: Any, params: Mapping[str, Any]) -> Any:
+    """Apply the forward transform of existing ``params`` (from :func:`normalize`) to ``x``.
+
+    Used to bring further images into a space fitted on another one (e.g. the standard dose into the native
+    image's normalisation, so that :func:`denormalize` with the same ``params`` inverts it). ``x``: ndarray
+    (→ float32), Volume or torch tensor (→ its floating dtype), any shape. Raises :class:`VCEInputError` on
+    malformed ``params`` or NaN/inf in a numpy ``x``.
+    """
+    checked = _checked_params(params)
+    if isinstance(x, Volume):
+        x = x.data
+    if not _is_torch(x):
+        x = as_float_image(x, name="image")
+    return _apply(x, checked, inverse=False)
+
+
 # ----------------------------------------------------------------------------------------------------
 # masks
 

@@ -1,4 +1,5 @@
-"""Synthesize low-dose images from a trained checkpoint: ``x̂_LD = x_NA + ŷ_LD`` at any dose in [0, 1].
+"""Synthesize images from a trained checkpoint: low doses ``x̂_LD = x_NA + ŷ_LD`` at any dose in [0, 1]
+(seed 000), or the standard dose from images acquired without contrast (virtual contrast, seeds 001–004).
 
 A checkpoint is a folder with ``card.json`` and ``weights.safetensors`` written by :mod:`vce_core.train`
 (format: :mod:`vce_core.checkpoint`); :meth:`Synthesizer.from_checkpoint` rebuilds the generator from the
@@ -19,10 +20,23 @@ non-axial request per dose to take a full-volume time. 3-D models use a sliding 
 size, 50 % overlap, Gaussian blending); ``synthesize_slice`` evaluates only the windows that intersect the
 requested plane, so it too equals the corresponding slice of ``synthesize``.
 
+Virtual contrast (a card with ``task: virtual_contrast``): the same class serves zero-dose models. Their
+inputs are the card's ``inputs`` (``native``, ``t2``, ``flair``, ``adc``, ``low_dose@0.33`` …), given as a
+mapping (:meth:`Synthesizer.prepare_inputs`), as keyword arguments of :meth:`Synthesizer.prepare` or taken
+from a case (:meth:`Synthesizer.prepare_case`). A required input that is missing raises
+:class:`VCEInputError` naming it; an ``optional_inputs`` entry that is missing becomes a zero image (seed 001)
+and is listed in :attr:`PreparedContrast.missing`, so a user interface can say so. ``dose`` is absent or 0
+(no agent is given); :meth:`Synthesizer.synthesize_prepared` returns the synthesized standard dose for the
+whole volume (``progress(done, total)`` per batch of slices or window) and
+:meth:`Synthesizer.synthesize_slice` one slice of any plane, equal to that slice of the volume. Each input is
+normalised like in training and the output is mapped back with the native image's parameters
+(:func:`vce_core.preprocess.denormalize`, exact for every method), so it is in the native image's units.
+
 CLI::
 
     python -m vce_core.synthesis --model assets/models/<name> --case <case folder> --dose 0.25
         [--dose 0.1 ...] --out <dir> [--format nifti|dicom] [--seed 0] [--device auto]
+    python -m vce_core.synthesis --model assets/models/hrfcn_2d --case <case folder> --out <dir>
 """
 
 from __future__ import annotations
@@ -31,7 +45,7 @@ import argparse
 import math
 import secrets
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -48,7 +62,7 @@ from vce_core.display import plane_axis
 from vce_core.domain import check_dose, check_field_strength
 from vce_core.errors import VCEInputError, VCEModelError
 
-__all__ = ["Prepared", "Synthesizer", "linear_baseline", "list_checkpoints"]
+__all__ = ["Prepared", "PreparedContrast", "Synthesizer", "linear_baseline", "list_checkpoints"]
 
 _VOLUME_CACHE = 4  # full volumes kept per Prepared for non-axial planes of slice-wise models
 
@@ -131,6 +145,41 @@ class Prepared:
         return tuple(self.native.shape)  # type: ignore[return-value]
 
 
+@dataclass
+class PreparedContrast:
+    """The inputs of a virtual-contrast model for one subject, normalised once (cacheable).
+
+    Attributes
+    ----------
+    native_raw: float32 (I, J, K), the native image in its own units (the output's grid and units).
+    names: the card's input names, in the model's channel order.
+    inputs: float32 (M, I, J, K) normalised inputs; an absent optional input is zeros.
+    present: per input, whether it was given.
+    params: normalisation parameters per given input and for ``"native"`` (which also maps the output back).
+    backgrounds: per input, the normalised value of a raw 0 (0 for an absent input), used to pad.
+    brain: bool (I, J, K) brain mask of the native image.
+    volumes: synthesized volumes kept for coronal/sagittal slices of slice-wise models (LRU).
+    """
+
+    native_raw: np.ndarray
+    names: tuple[str, ...]
+    inputs: np.ndarray
+    present: tuple[bool, ...]
+    params: dict[str, dict[str, Any]]
+    backgrounds: tuple[float, ...]
+    brain: np.ndarray
+    volumes: LRU[np.ndarray] = field(default_factory=lambda: LRU(_VOLUME_CACHE), repr=False)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.native_raw.shape)  # type: ignore[return-value]
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """Inputs that were absent and enter the model as zero images (seed 001's missing modality)."""
+        return tuple(n for n, p in zip(self.names, self.present, strict=True) if not p)
+
+
 # ============================================================================================== synthesizer
 class Synthesizer:
     """A trained generator plus everything needed to apply it (normalisation, data mode, patch size).
@@ -154,6 +203,9 @@ class Synthesizer:
         self.size_multiple = int(getattr(model, "size_multiple", 8))
         self.batch_size = 8
         self.overlap = 0.5
+        self.task: str = card.task
+        self.inputs: list[str] = card.input_names
+        self.optional_inputs: list[str] = list(card.optional_inputs)
 
     # ------------------------------------------------------------------------------------------ loading
     @classmethod
@@ -183,10 +235,22 @@ class Synthesizer:
         return cls(model.to(dev), card, dev, folder)
 
     # ------------------------------------------------------------------------------------------ public API
-    def prepare(self, native: Any, standard_dose: Any) -> Prepared:
-        """Normalise native and standard dose once (brain mask + card's normalisation fitted on native)."""
+    def prepare(self, native: Any, standard_dose: Any = None, **inputs: Any) -> Prepared | PreparedContrast:
+        """Normalise a subject's images once (brain mask + the card's normalisation fitted on native).
+
+        Low dose: ``native`` and ``standard_dose`` → :class:`Prepared`. Virtual contrast: ``native`` and
+        the card's other inputs as keyword arguments (``t2=…, adc=…``) → :class:`PreparedContrast` (see
+        :meth:`prepare_inputs`; names with ``@`` go through that method).
+        """
         from vce_core.preprocess import brain_mask
 
+        if self.task == "virtual_contrast":
+            given = {"native": native, **inputs}
+            if standard_dose is not None:
+                given["standard_dose"] = standard_dose
+            return self.prepare_inputs(given)
+        if standard_dose is None:
+            raise VCEInputError("no standard-dose image was given", expected="native and standard dose")
         nat, sd = _pair(native, standard_dose)
         brain = np.asarray(brain_mask(nat), dtype=bool)
         params = fit_normalization(nat, brain, self.normalization)
@@ -221,13 +285,21 @@ class Synthesizer:
 
     def synthesize_prepared(
         self,
-        prepared: Prepared,
-        dose: float,
-        field_strength: float,
+        prepared: Prepared | PreparedContrast,
+        dose: float | None = None,
+        field_strength: float | None = None,
         seed: int | None = None,
         progress: ProgressFn | None = None,
     ) -> np.ndarray:
-        """:meth:`synthesize` on an already prepared subject (several doses without re-normalising)."""
+        """:meth:`synthesize` on an already prepared subject (several doses without re-normalising).
+
+        Virtual contrast (a :class:`PreparedContrast`): the synthesized standard dose, float32 (I, J, K) in
+        the native image's units; ``dose`` must be None or 0, ``field_strength`` and ``seed`` are unused.
+        """
+        self._check_prepared(prepared)
+        if isinstance(prepared, PreparedContrast):
+            self._check_zero_dose(dose)
+            return self._contrast_volume(prepared, progress)
         if not isinstance(prepared, Prepared):
             raise VCEInputError(
                 f"prepared is a {type(prepared).__name__}", expected="the result of Synthesizer.prepare()"
@@ -236,9 +308,9 @@ class Synthesizer:
 
     def synthesize_slice(
         self,
-        prepared: Prepared,
-        dose: float,
-        field_strength: float,
+        prepared: Prepared | PreparedContrast,
+        dose: float | None = None,
+        field_strength: float | None = None,
         *,
         plane: str = "axial",
         index: int,
@@ -249,7 +321,12 @@ class Synthesizer:
         ``plane``: ``axial`` → ``[:, :, index]`` (I, J); ``coronal`` → ``[:, index, :]`` (I, K);
         ``sagittal`` → ``[index, :, :]`` (J, K). Equal to the same slice of :meth:`synthesize` with the
         same seed. See the module docstring for what non-axial planes cost with slice-wise models.
+        Virtual contrast: the same slice of the synthesized standard dose (``dose`` None or 0).
         """
+        self._check_prepared(prepared)
+        if isinstance(prepared, PreparedContrast):
+            self._check_zero_dose(dose)
+            return self._contrast_slice(prepared, plane, index)
         if not isinstance(prepared, Prepared):
             raise VCEInputError(
                 f"prepared is a {type(prepared).__name__}", expected="the result of Synthesizer.prepare()"
@@ -390,6 +467,184 @@ class Synthesizer:
             return np.take(res, plane[1], axis=plane[0]).astype(np.float32)
         return res.astype(np.float32)
 
+    # ------------------------------------------------------------------------------------ virtual contrast
+    def prepare_inputs(self, images: Mapping[str, Any]) -> PreparedContrast:
+        """Normalise a virtual-contrast model's inputs once: ``images`` maps input names to 3-D arrays or
+        Volumes on one grid (None or absent = not acquired); ``"native"`` is always needed (it is the
+        output's grid, units and normalisation). Names that are not inputs of the card are ignored.
+
+        Raises :class:`VCEInputError` naming the missing required inputs (and listing the optional ones),
+        an image of another shape than the native image, or non-finite values.
+        """
+        from vce_core.data import check_inputs, normalize_inputs
+        from vce_core.preprocess import brain_mask
+
+        self._require_task("virtual_contrast", "prepare_inputs")
+        if not isinstance(images, Mapping):
+            raise VCEInputError(
+                f"images is a {type(images).__name__}", expected="a mapping of input names to images"
+            )
+        specs = check_inputs(self.inputs, self.optional_inputs, self.card.target or "standard_dose")
+        required = [s.name for s in specs if s.name not in self.optional_inputs]
+        absent = [n for n in dict.fromkeys(["native", *required]) if images.get(n) is None]
+        if absent:
+            optional = f"; optional (a zero image when absent): {', '.join(self.optional_inputs)}"
+            raise VCEInputError(
+                f"the required input(s) {', '.join(absent)} of {self.display_name} are missing",
+                expected=f"images for {', '.join(dict.fromkeys(['native', *required]))}"
+                + (optional if self.optional_inputs else ""),
+            )
+        native = _as_volume_array(images["native"], "native")
+        arrays: dict[str, np.ndarray | None] = {"native": native}
+        for spec in specs:
+            given = images.get(spec.name)
+            arrays[spec.name] = None if given is None else _as_volume_array(given, spec.name)
+            if arrays[spec.name] is not None and arrays[spec.name].shape != native.shape:
+                raise VCEInputError(
+                    f"the {spec.name} image has shape {arrays[spec.name].shape} but the native image has "
+                    f"{native.shape}",
+                    expected="co-registered images on one grid",
+                )
+        brain = np.asarray(brain_mask(native), dtype=bool)
+        stack, present, params, backgrounds = normalize_inputs(arrays, specs, brain, self.normalization)
+        return PreparedContrast(
+            native_raw=native,
+            names=tuple(s.name for s in specs),
+            inputs=stack,
+            present=tuple(present),
+            params=params,
+            backgrounds=tuple(backgrounds),
+            brain=brain,
+        )
+
+    def prepare_case(self, case: Any) -> Prepared | PreparedContrast:
+        """Prepare a :class:`vce_core.io.Case` (or a case folder): its native and standard dose for a
+        low-dose model, the inputs the card lists (extras, acquired low doses) for a virtual-contrast one."""
+        from vce_core.data import input_volume, parse_input
+        from vce_core.io import Case, load_case
+
+        if not isinstance(case, Case):
+            case = load_case(case)
+        if self.task != "virtual_contrast":
+            return self.prepare(case.native, case.standard_dose)
+        images = {name: input_volume(case, parse_input(name)) for name in self.inputs}
+        return self.prepare_inputs({**images, "native": case.native})
+
+    def synthesize_contrast(self, images: Any, progress: ProgressFn | None = None) -> np.ndarray:
+        """The synthesized standard dose for a whole volume from a mapping of inputs or a case (folder):
+        float32 (I, J, K) in the native image's units. ``progress(done, total)`` per batch or window."""
+        prepared = self.prepare_inputs(images) if isinstance(images, Mapping) else self.prepare_case(images)
+        return self.synthesize_prepared(prepared, progress=progress)
+
+    def _require_task(self, task: str, what: str) -> None:
+        if self.task != task:
+            raise VCEInputError(
+                f"{self.display_name} is a {self.task.replace('_', '-')} model; {what} is for {task} models",
+                expected=f"a {task.replace('_', '-')} model",
+            )
+
+    def _check_prepared(self, prepared: object) -> None:
+        wanted = PreparedContrast if self.task == "virtual_contrast" else Prepared
+        if not isinstance(prepared, wanted):
+            raise VCEInputError(
+                f"prepared is a {type(prepared).__name__}, not a {wanted.__name__}",
+                expected=f"the result of {self.display_name}'s Synthesizer.prepare()",
+            )
+
+    def _check_zero_dose(self, dose: float | None) -> None:
+        if dose is not None and check_dose(dose) != 0.0:
+            raise VCEInputError(
+                f"{self.display_name} synthesizes the standard dose from images acquired without contrast, "
+                f"so dose {dose!r} does not apply",
+                expected="dose 0 or no dose",
+            )
+
+    def _contrast_volume(self, prep: PreparedContrast, progress: ProgressFn | None) -> np.ndarray:
+        from vce_core.preprocess import denormalize
+
+        if self.spatial_dims == 3:
+            normalised = self._contrast_3d(prep, progress)
+        else:
+            K = prep.shape[2]
+            normalised = np.empty(prep.shape, np.float32)
+            total = math.ceil(K / self.batch_size)
+            for i, start in enumerate(range(0, K, self.batch_size)):
+                chunk = list(range(start, min(start + self.batch_size, K)))
+                normalised[:, :, chunk] = np.moveaxis(self._contrast_slices(prep, chunk), 0, 2)
+                if progress is not None:
+                    progress(i + 1, total)
+        return np.asarray(denormalize(normalised, prep.params["native"]), dtype=np.float32)
+
+    def _contrast_slice(self, prep: PreparedContrast, plane: str, index: int) -> np.ndarray:
+        from vce_core.preprocess import denormalize
+
+        axis = plane_axis(plane)
+        n = prep.shape[axis]
+        if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= int(index) < n:
+            raise VCEInputError(
+                f"{plane} slice index {index!r} is out of range", expected=f"an integer in [0, {n - 1}]"
+            )
+        index = int(index)
+        if self.spatial_dims == 2 and axis != 2:
+            volume = prep.volumes.get_or_compute("volume", lambda: self._contrast_volume(prep, None))
+            return np.take(volume, index, axis=axis).copy()
+        if self.spatial_dims == 2:
+            normalised = self._contrast_slices(prep, [index])[0]
+        else:
+            normalised = self._contrast_3d(prep, None, plane=(axis, index))
+        return np.asarray(denormalize(normalised, prep.params["native"]), dtype=np.float32)
+
+    @torch.inference_mode()
+    def _contrast_slices(self, prep: PreparedContrast, ks: Sequence[int]) -> np.ndarray:
+        """Normalised synthesized slices ``[len(ks), I, J]`` for axial slices ``ks`` (one forward pass)."""
+        I, J, K = prep.shape
+        m = self.size_multiple
+        H, W = -(-I // m) * m, -(-J // m) * m
+        c = self.context
+        idx = np.clip(np.asarray(ks)[:, None] + np.arange(-c, c + 1)[None, :], 0, K - 1)  # [n, C]
+        x = np.empty((len(ks), len(prep.names), 2 * c + 1, H, W), np.float32)
+        for mi, background in enumerate(prep.backgrounds):
+            x[:, mi] = background
+            x[:, mi, :, :I, :J] = np.transpose(prep.inputs[mi][:, :, idx], (2, 3, 0, 1))
+        out = self.model(torch.from_numpy(x.reshape(len(ks), -1, H, W)).to(self.device))
+        return out[:, out.shape[1] // 2, :I, :J].float().cpu().numpy()
+
+    @torch.inference_mode()
+    def _contrast_3d(
+        self, prep: PreparedContrast, progress: ProgressFn | None, plane: tuple[int, int] | None = None
+    ) -> np.ndarray:
+        """Sliding-window normalised output: the whole (I, J, K) volume, or one plane ``(axis, index)``."""
+        P = self.patch_size
+        shape = prep.shape
+        padded, starts = self._windows(shape)
+        x = np.empty((len(prep.names), *padded), np.float32)
+        for mi, background in enumerate(prep.backgrounds):
+            x[mi] = background
+            x[mi, : shape[0], : shape[1], : shape[2]] = prep.inputs[mi]
+        weight = torch.from_numpy(_blend_weight(P))
+        if plane is not None:
+            starts[plane[0]] = [s for s in starts[plane[0]] if s <= plane[1] < s + P]
+        acc, wsum = torch.zeros(padded), torch.zeros(padded)
+        windows = [(a, b_, c) for a in starts[0] for b_ in starts[1] for c in starts[2]]
+        for w, (a, b_, c) in enumerate(windows):
+            sl = (slice(a, a + P), slice(b_, b_ + P), slice(c, c + P))
+            patch = torch.from_numpy(np.ascontiguousarray(x[(slice(None), *sl)]))[None].to(self.device)
+            out = self.model(patch)
+            acc[sl] += out[0, out.shape[1] // 2].float().cpu() * weight
+            wsum[sl] += weight
+            if progress is not None:
+                progress(w + 1, len(windows))
+        res = (acc / wsum.clamp_min(1e-12))[: shape[0], : shape[1], : shape[2]].numpy()
+        if plane is not None:
+            return np.take(res, plane[1], axis=plane[0]).astype(np.float32)
+        return res.astype(np.float32)
+
+
+def _blend_weight(size: int) -> np.ndarray:
+    """Gaussian blending weight (σ = size / 8) of a ``size³`` sliding window, +1e-6 so it is never 0."""
+    g = np.exp(-0.5 * ((np.arange(size) - (size - 1) / 2) / (size / 8.0)) ** 2).astype(np.float32)
+    return np.einsum("i,j,k->ijk", g, g, g) + np.float32(1e-6)
+
 
 def _resolve_seed(seed: int | None) -> int:
     if seed is None:
@@ -407,13 +662,50 @@ def _noise(shape: tuple[int, ...], seed: int, key: int) -> torch.Tensor:
 
 
 # ============================================================================================== CLI
-def main(argv: Sequence[str] | None = None) -> int:
+def _progress_bar(desc: str) -> tuple[Any, ProgressFn]:
+    """A tqdm bar and the ``progress(done, total)`` callback that moves it."""
     from tqdm import tqdm
 
-    from vce_core.io import Volume, load_case, save_dicom_series, save_nifti
+    bar = tqdm(total=1, desc=desc, unit="batch")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return bar, progress
+
+
+def _write_output(
+    data: np.ndarray, case: Any, path_stem: Path, fmt: str, description: str, **info: Any
+) -> Path:
+    """Write a synthesized volume on the native grid as NIfTI or a DICOM series marked SYNTHETIC."""
+    from vce_core.io import Volume, save_dicom_series, save_nifti
+
+    meta = {**case.native.meta, "synthetic": True, **info}
+    volume = Volume(data=data, affine=case.native.affine, spacing=case.native.spacing, meta=meta)
+    if fmt == "nifti":
+        path = path_stem.with_name(f"{path_stem.name}.nii.gz")
+        save_nifti(volume, path)
+        return path
+    save_dicom_series(
+        volume,
+        path_stem,
+        series_description=description,
+        synthetic=True,
+        model_name=info["model"],
+        dose=info["dose"],
+    )
+    return path_stem
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from vce_core.io import load_case
 
     parser = argparse.ArgumentParser(
-        prog="python -m vce_core.synthesis", description="Synthesize low-dose images from a checkpoint."
+        prog="python -m vce_core.synthesis",
+        description="Synthesize low-dose images (or, with a virtual-contrast model, the standard dose) "
+        "from a checkpoint.",
     )
     parser.add_argument("--model", required=True, help="checkpoint folder (card.json + weights.safetensors)")
     parser.add_argument(
@@ -422,7 +714,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="case folder (case.json, BraTS-style or DICOM; see vce_core.io.load_case)",
     )
     parser.add_argument(
-        "--dose", type=float, action="append", required=True, help="dose fraction in [0, 1]; repeatable"
+        "--dose",
+        type=float,
+        action="append",
+        default=[],
+        help="dose fraction in [0, 1]; repeatable (low-dose models; virtual-contrast models take none)",
     )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--format", choices=("nifti", "dicom"), default="nifti")
@@ -434,36 +730,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         synth = Synthesizer.from_checkpoint(args.model, device=args.device)
         case = load_case(args.case)
         case_id = str(case.meta.get("case_id", Path(args.case).name))
+        if synth.task == "virtual_contrast":
+            for d in doses:
+                synth._check_zero_dose(d)
+        elif not doses:
+            raise VCEInputError("no --dose was given", expected="--dose <fraction> (repeatable)")
+        prepared = synth.prepare_case(case)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        prepared = synth.prepare(case.native, case.standard_dose)
+        if synth.task == "virtual_contrast":
+            bar, progress = _progress_bar(f"{case_id} virtual contrast")
+            with bar:
+                data = synth.synthesize_prepared(prepared, progress=progress)
+            description = f"SYNTHETIC {synth.display_name} virtual contrast (no agent given)"
+            stem = out / f"{case_id}_{synth.name}_virtual_contrast"
+            print(_write_output(data, case, stem, args.format, description, model=synth.name, dose=1.0))
+            return 0
         field_strength = check_field_strength(case.field_strength)
         for d in doses:
-            with tqdm(total=1, desc=f"{case_id} dose {d:g}", unit="batch") as bar:
-
-                def progress(done: int, total: int) -> None:
-                    bar.total = total
-                    bar.n = done
-                    bar.refresh()
-
+            bar, progress = _progress_bar(f"{case_id} dose {d:g}")
+            with bar:
                 data = synth.synthesize_prepared(prepared, d, field_strength, args.seed, progress)
-            meta = {**case.native.meta, "synthetic": True, "model": synth.name, "dose": d, "seed": args.seed}
-            volume = Volume(data=data, affine=case.native.affine, spacing=case.native.spacing, meta=meta)
-            stem = f"{case_id}_{synth.name}_dose{round(d * 100):03d}"
-            if args.format == "nifti":
-                path = out / f"{stem}.nii.gz"
-                save_nifti(volume, path)
-            else:
-                path = out / stem
-                save_dicom_series(
-                    volume,
-                    path,
-                    series_description=f"SYNTHETIC {synth.display_name} {d * 100:g}% dose",
-                    synthetic=True,
-                    model_name=synth.name,
-                    dose=d,
+            description = f"SYNTHETIC {synth.display_name} {d * 100:g}% dose"
+            stem = out / f"{case_id}_{synth.name}_dose{round(d * 100):03d}"
+            print(
+                _write_output(
+                    data, case, stem, args.format, description, model=synth.name, dose=d, seed=args.seed
                 )
-            print(path)
+            )
     except VCEInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,20 +1,20 @@
-"""One training loop for every registered generator (+ critic): CPU or GPU, bf16, resume, DDP via torchrun.
+"""One training loop for every registered generator: CPU or GPU, bf16, resume, DDP via torchrun, stages.
 
 Usage::
 
     python -m vce_core.train --config configs/ld_cgan_2d_np.yaml [--set key=value ...] [--resume RUN_DIR]
+    python -m vce_core.train --config configs/hrfcn_2d.yaml          # virtual contrast (seed 001)
     torchrun --nproc_per_node 4 -m vce_core.train --config configs/ld_cgan_3d_np.yaml
 
-The objective is seed 000's (eq. 1): WGAN critic loss + λ_GP · gradient penalty (images *and* doses
-interpolated) for the critic, ``n_critic`` critic updates per generator update, and for the generator
-``λ_C · content(g(z, c), y_LD) + λ_adv · (−f(g(z, ĉ), ĉ))``: the content term compares residuals generated
-at the *acquired* doses with the real ones (every output head against the average-pooled target), the
-adversarial term scores residuals generated at *random* doses ``d̂ ~ U[dose_range]``. Real doses shown to the
-critic are label-smoothed (``+ N(0, 0.05²)``). Both generator passes run as one batch of ``2B``.
-
-Content losses follow the paper's definitions: ``np`` = Σ over patches of the per-patch Wasserstein distance
-(:func:`vce_core.losses.np_loss`), ``l1`` = ``‖ŷ − y‖₁`` summed over the image; both averaged over the batch
-and summed over the output heads. The ``l1`` run differs from the ``np`` run only in this term.
+The loop is the same for every model; what one training iteration does is the model family's
+:class:`vce_core.models.objective.Objective` (seed 000's WGAN-GP + content in
+:mod:`vce_core.models.ld_cgan`, HRFCN's MAE + SSIM + local loss, PGMGVCE's pixelwise gradient + LSGAN,
+DyeFreeNet's pretraining and cascade, AMCGAN's cGAN + λ·L1 in their model files). The trainer owns the data
+(:func:`vce_core.data.build_dataset` for the config's ``task``), the generator and the objective's extra
+networks, the optimisers ``g`` and ``d`` (Adam with the config's betas and weight decay), the **stages**
+(:func:`vce_core.train_config.resolve_stages`: learning rates, lr decay and loss weights per stage, set
+before every iteration), EMA, validation (:func:`validate` for ``low_dose``, :func:`validate_contrast` for
+``virtual_contrast``), checkpoints and bit-exact resume.
 
 The settings are a :class:`vce_core.train_config.TrainConfig` (YAML + ``--set`` overrides). A run directory
 holds ``weights.safetensors`` (EMA generator) and ``card.json`` (everything needed to rebuild and to cite the
@@ -57,7 +57,15 @@ from vce_core.data import (
     split_by_case,
 )
 from vce_core.errors import VCEInputError, VCEModelError
-from vce_core.train_config import TrainConfig, config_from_dict, load_config, model_kwargs
+from vce_core.train_config import (
+    Stage,
+    TrainConfig,
+    config_from_dict,
+    load_config,
+    model_kwargs,
+    resolve_stages,
+    stage_at,
+)
 
 __all__ = [
     "TrainConfig",
@@ -68,6 +76,7 @@ __all__ = [
     "model_kwargs",
     "train",
     "validate",
+    "validate_contrast",
 ]
 
 
@@ -111,24 +120,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _content(cfg: TrainConfig, preds: list[Tensor], target: Tensor, native: Tensor) -> Tensor:
-    """Content loss of the generator heads vs. the full-resolution target residual (paper's definitions).
-
-    With ``content_space: image`` the centre slice of ``native`` (average-pooled to each head) is added to
-    heads and target first, so the loss compares low-dose images ``x̂_LD`` with ``x_LD``.
-    """
-    from vce_core.losses import downsample_like, l1_loss, multiscale_loss, np_loss
-
-    if cfg.content_space == "image":
-        c = native.shape[1] // 2 if target.shape[1] == 1 else slice(None)
-        base = native[:, c : c + 1] if isinstance(c, int) else native
-        preds = [p + downsample_like(base, p) for p in preds]
-        target = target + base
-    if cfg.content_loss == "np":
-        return np_loss(preds, target, **cfg.content_loss_kwargs)
-    return multiscale_loss(lambda p, t: l1_loss(p, t) * p[0].numel(), preds, target)  # ‖ŷ − y‖₁ per sample
-
-
 def _split_folders(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
     """Training and validation case folders: ``data`` and ``val_data``, or a ``val_fraction`` of the cases."""
     folders = find_case_folders(cfg.data)
@@ -152,9 +143,10 @@ class _Stop(Exception):
 class Trainer:
     """Holds models, optimisers, EMA, data and state; :meth:`fit` is the loop.
 
-    The object is small on purpose: :meth:`critic_step` and :meth:`generator_step` are the two updates of
-    eq. (1), :meth:`fit` orders them (``n_critic`` critic steps, then one generator step), and the rest is
-    bookkeeping (validation, checkpoints, resume, DDP).
+    The object is small on purpose: :meth:`iteration` applies the current stage (learning rates, loss
+    weights), asks the objective for one training step and updates the EMA; the rest is bookkeeping
+    (validation, checkpoints, resume, DDP). Objectives use :meth:`next_batch`, :meth:`update`, :meth:`weight`,
+    :attr:`stage`, :attr:`autocast` and the networks (see :class:`vce_core.models.objective.Objective`).
     """
 
     def __init__(
@@ -165,6 +157,7 @@ class Trainer:
             [Path(sys.executable).name, "-m", "vce_core.train", *sys.argv[1:]]
         )
         self.run_dir = Path(run_dir or cfg.out_dir or Path("runs") / cfg.name)
+        self.stages = resolve_stages(cfg)
         self._join_process_group()
         self._choose_device()
         self._build_models()
@@ -214,40 +207,57 @@ class Trainer:
         self.amp_dtype = "bf16" if use_amp else "off"
 
     def _build_models(self) -> None:
-        """Generator, critic (None for content-only training) and the generator's EMA copy.
+        """Generator, the objective and its extra networks (e.g. the critic), and the generator's EMA copy.
 
         Every rank seeds identically first, so all ranks start from the same weights (DDP broadcasts anyway).
         """
         from vce_core.models import build_model
+        from vce_core.models.objective import build_objective
 
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
         self.generator = build_model(cfg.generator, **model_kwargs(cfg, "generator")).to(self.device)
-        self.critic = (
-            build_model(cfg.critic, **model_kwargs(cfg, "critic")).to(self.device) if cfg.critic else None
-        )
+        name = cfg.objective or getattr(self.generator, "objective", "")
+        if not name:
+            raise VCEModelError(
+                f"the generator {cfg.generator!r} names no training objective",
+                expected="objective: <name> in the config (see vce_core.models.objective)",
+            )
+        self.objective = build_objective(name, self)
+        self.nets: dict[str, nn.Module] = self.objective.build_networks()
         self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
 
+    @property
+    def critic(self) -> nn.Module | None:
+        """The objective's ``critic`` network, if it has one."""
+        return self.nets.get("critic")
+
     def _build_optimisers(self) -> None:
-        """Adam for the generator and (if any) the critic, with the config's learning rates and betas."""
+        """Adam ``g`` (generator side) and ``d`` (critic side) over the objective's parameter groups."""
         cfg = self.cfg
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g, betas=tuple(cfg.betas))
-        self.opt_d = (
-            torch.optim.Adam(self.critic.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
-            if self.critic
-            else None
-        )
+        self.opts: dict[str, torch.optim.Optimizer] = {
+            which: torch.optim.Adam(
+                params,
+                lr=self.stages[0].lr(which, 0),
+                betas=tuple(cfg.betas),
+                weight_decay=cfg.weight_decay,
+            )
+            for which, params in self.objective.optimizer_parameters().items()
+        }
 
     def _wrap_models(self) -> None:
         """Modules the updates run through: DDP-wrapped under torchrun; the generator compiled if asked."""
         self.g_train: nn.Module = self.generator
-        self.d_train: nn.Module | None = self.critic
+        self.train_nets: dict[str, nn.Module] = dict(self.nets)
         if self.ddp:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.g_train = DDP(self.generator, device_ids=ids)
-            self.d_train = DDP(self.critic, device_ids=ids) if self.critic else None
+            unused = self.objective.ddp_find_unused
+            self.g_train = DDP(self.generator, device_ids=ids, find_unused_parameters=unused)
+            for name, net in self.nets.items():
+                if any(p.requires_grad for p in net.parameters()):
+                    self.train_nets[name] = DDP(net, device_ids=ids, find_unused_parameters=unused)
         if self.cfg.compile:
             self.g_train = torch.compile(self.g_train)
 
@@ -256,6 +266,7 @@ class Trainer:
         self.step = 0  # generator updates done
         self.batches_drawn = 0  # batches this rank has taken from its sampler
         self.elapsed = 0.0  # training wall time (s), accumulated over resumes
+        self.stage_index = -1  # the stage whose begin_stage ran last (-1: none yet)
         self.val_history: list[dict[str, Any]] = []
         seed = self.cfg.seed + 1000 * self.rank
         torch.manual_seed(seed)
@@ -273,6 +284,11 @@ class Trainer:
             cache_size=cfg.cache_size,
             dtype=cfg.cache_dtype,
             patches_per_case=cfg.patches_per_case,
+            task=cfg.task,
+            inputs=cfg.inputs,
+            optional_inputs=cfg.optional_inputs,
+            target=cfg.target,
+            target_context=cfg.target_context,
         )
         self.train_set: CaseDataset = build_dataset(
             cfg.mode, train_folders, crop=cfg.crop, flips=cfg.flips, ce_focus=cfg.ce_focus, **common
@@ -313,93 +329,23 @@ class Trainer:
         }
 
     # ------------------------------------------------------------------------------------------ updates
-    def _noise(self, like: Tensor, n: int) -> Tensor:
-        return torch.randn((n, 1, *like.shape[2:]), device=self.device)
+    @property
+    def stage(self) -> Stage:
+        """The stage of the current iteration (learning rates, loss weights, phase)."""
+        return stage_at(self.stages, self.step)
 
-    def _sample_doses(self, n: int) -> Tensor:
-        from vce_core.losses import sample_generated_doses
+    def weight(self, name: str, default: float) -> float:
+        """Loss weight ``name`` of the current stage (the config's ``loss_weights``), else ``default``."""
+        return float(self.stage.loss_weights.get(name, default))
 
-        lo, hi = self.cfg.dose_range
-        return sample_generated_doses(n, lo, hi).to(self.device)
-
-    def critic_step(self, b: dict[str, Any]) -> dict[str, float]:
-        """One critic update: WGAN loss on (real y_LD, smoothed d) vs (g(z, ĉ), d̂) + λ_GP · GP."""
-        from vce_core.losses import gradient_penalty, smooth_dose_labels, wgan_critic_loss
-
-        assert self.d_train is not None and self.opt_d is not None
-        nat, sd, res, fs = b["native"], b["standard_dose"], b["residual"], b["field_strength"]
-        n = nat.shape[0]
-        fake_dose = self._sample_doses(n)
-        with torch.no_grad(), self.autocast():
-            fake = self.generator(nat, sd, fake_dose, fs, self._noise(nat, n))[0].float()
-        real_dose = smooth_dose_labels(b["dose"], self.cfg.dose_label_std)
-        with self.autocast():
-            # real and fake scored in one pass (one DDP forward per backward)
-            scores = self.d_train(
-                torch.cat([res, fake]),
-                torch.cat([nat, nat]),
-                torch.cat([sd, sd]),
-                torch.cat([real_dose, fake_dose]),
-                torch.cat([fs, fs]),
-            ).float()
-            gp = gradient_penalty(
-                self.critic, res, fake, (nat, sd, real_dose, fs), (nat, sd, fake_dose, fs), self.cfg.lambda_gp
-            )
-        wgan = wgan_critic_loss(scores[:n], scores[n:])
-        loss = wgan + gp.float()
-        self.opt_d.zero_grad(set_to_none=True)
-        # The penalty ran through the unwrapped critic; autograd sums both uses of a parameter before its
-        # gradient-accumulation hook fires once, so DDP still averages the complete critic gradient.
+    def update(self, which: str, loss: Tensor) -> None:
+        """Step optimiser ``which`` (``g`` or ``d``): zero grads, backward, clip (``grad_clip``), step."""
+        opt = self.opts[which]
+        opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.critic.parameters(), self.cfg.grad_clip)
-        self.opt_d.step()
-        return {"loss_d": loss.item(), "wasserstein": -wgan.item(), "gp": gp.item()}
-
-    def generator_step(self, b: dict[str, Any], adversarial: bool) -> dict[str, float]:
-        """One generator update: λ_C · content at acquired doses (+ λ_adv · −f(g(z, ĉ), ĉ), random doses)."""
-        from vce_core.losses import wgan_generator_loss
-
-        nat, sd, res, dose, fs = (
-            b["native"],
-            b["standard_dose"],
-            b["residual"],
-            b["dose"],
-            b["field_strength"],
-        )
-        n = nat.shape[0]
-        if adversarial:
-            fake_dose = self._sample_doses(n)
-            inputs = (
-                torch.cat([nat, nat]),
-                torch.cat([sd, sd]),
-                torch.cat([dose, fake_dose]),
-                torch.cat([fs, fs]),
-            )
-        else:
-            inputs = (nat, sd, dose, fs)
-        with self.autocast():
-            preds = self.g_train(*inputs, self._noise(nat, inputs[0].shape[0]))
-        preds = [p.float() for p in preds]
-        content = _content(self.cfg, [p[:n] for p in preds], res, nat)
-        loss = self.cfg.lambda_content * content
-        out = {"content": content.item()}
-        if adversarial:
-            assert self.critic is not None
-            self.critic.requires_grad_(False)  # unwrapped critic: no DDP reduction, no critic grads
-            with self.autocast():
-                adv = wgan_generator_loss(self.critic(preds[0][n:], nat, sd, fake_dose, fs).float())
-            self.critic.requires_grad_(True)
-            loss = loss + self.cfg.lambda_adv * adv
-            out["adv"] = adv.item()
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.generator.parameters(), self.cfg.grad_clip)
-        self.opt_g.step()
-        self._update_ema()
-        out["loss_g"] = loss.item()
-        return out
+            nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], self.cfg.grad_clip)
+        opt.step()
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -409,15 +355,30 @@ class Trainer:
         for e, p in zip(self.ema.buffers(), self.generator.buffers(), strict=False):
             e.copy_(p)
 
+    @torch.no_grad()
+    def reset_ema(self) -> None:
+        """Make the EMA an exact copy of the generator (at a stage transition)."""
+        self.ema.load_state_dict(self.generator.state_dict())
+
+    def _apply_stage(self) -> None:
+        """Enter the current stage if it is new (objective hook, EMA reset) and set its learning rates."""
+        stage = self.stage
+        if stage.index != self.stage_index:
+            self.objective.begin_stage(stage, first_time=True)
+            if self.stage_index >= 0:
+                self.reset_ema()
+            self.stage_index = stage.index
+        for which, opt in self.opts.items():
+            lr = stage.lr(which, self.step)
+            for group in opt.param_groups:
+                group["lr"] = lr
+
     # ------------------------------------------------------------------------------------------ loop
     def iteration(self) -> dict[str, float]:
-        """One generator update (after ``n_critic`` critic updates once warm-up is over); its losses."""
-        adversarial = self.critic is not None and self.step >= self.cfg.warmup_iterations
-        stats: dict[str, float] = {}
-        if adversarial:
-            for _ in range(self.cfg.n_critic):
-                stats = self.critic_step(self.next_batch())
-        stats |= self.generator_step(self.next_batch(), adversarial)
+        """One training iteration: the stage's settings, the objective's step, the EMA; returns its losses."""
+        self._apply_stage()
+        stats = self.objective.step()
+        self._update_ema()
         self.step += 1
         return stats
 
@@ -493,7 +454,8 @@ class Trainer:
     def _validate_and_log(self, tb: Any) -> None:
         if not self.master or self.val_set is None:
             return
-        metrics = validate(self.ema, self.val_set, self.cfg, self.device, self.autocast)
+        check = validate_contrast if self.cfg.task == "virtual_contrast" else validate
+        metrics = check(self.ema, self.val_set, self.cfg, self.device, self.autocast)
         metrics = {"step": self.step, **metrics}
         self.val_history.append(metrics)
         _CsvLog(self.run_dir / "val.csv", True).write(metrics, close=True)
@@ -515,11 +477,11 @@ class Trainer:
             "batches_drawn": self.batches_drawn,
             "elapsed": self.elapsed,
             "world_size": self.world,
+            "stage_index": self.stage_index,
             "generator": self.generator.state_dict(),
-            "critic": self.critic.state_dict() if self.critic else None,
+            "networks": {name: net.state_dict() for name, net in self.nets.items()},
             "ema": self.ema.state_dict(),
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict() if self.opt_d else None,
+            "optimizers": {which: opt.state_dict() for which, opt in self.opts.items()},
             "scaler": None,  # bf16 autocast needs no loss scaling
             "rng": rngs,
             "val_history": self.val_history,
@@ -532,42 +494,68 @@ class Trainer:
                 expected="the same number of processes to resume bit-for-bit",
             )
         self.generator.load_state_dict(state["generator"])
-        if self.critic is not None:
-            self.critic.load_state_dict(state["critic"])
-            self.opt_d.load_state_dict(state["opt_d"])  # type: ignore[union-attr]
+        for name, net in self.nets.items():
+            net.load_state_dict(state["networks"][name])
         self.ema.load_state_dict(state["ema"])
-        self.opt_g.load_state_dict(state["opt_g"])
+        for which, opt in self.opts.items():
+            opt.load_state_dict(state["optimizers"][which])
         self.step, self.batches_drawn, self.elapsed = state["step"], state["batches_drawn"], state["elapsed"]
+        self.stage_index = state.get("stage_index", -1)
+        if 0 <= self.stage_index == self.stage.index:  # resumed inside a stage: re-apply its settings
+            self.objective.begin_stage(self.stage, first_time=False)
         self.val_history = list(state.get("val_history", []))
         set_rng_state(state["rng"][self.rank])
         self._batches = None
 
+    def _normalization_card(self) -> dict[str, Any]:
+        cfg = self.cfg
+        if cfg.task == "virtual_contrast":
+            return {
+                "method": cfg.normalization,
+                "fit_on": "native for T1 images (native, low doses, the target); every other input on itself",
+                "mask": "brain_mask of the native image",
+                "applied_to": [*cfg.inputs, cfg.target],
+                "per_case": True,
+            }
+        return {
+            "method": cfg.normalization,
+            "fit_on": "native",
+            "mask": "brain_mask",
+            "applied_to": ["native", "standard_dose", "low_dose"],
+            "per_case": True,
+        }
+
+    def _task_card(self) -> dict[str, Any]:
+        cfg = self.cfg
+        if cfg.task != "virtual_contrast":
+            return {}
+        return {
+            "task": cfg.task,
+            "inputs": list(cfg.inputs),
+            "optional_inputs": list(cfg.optional_inputs),
+            "target": cfg.target,
+        }
+
     def card(self, rate: float, stop: str) -> ModelCard:
         """The model card of the run as it stands (``rate``: iterations/s; ``stop``: why training stopped)."""
         cfg = self.cfg
+        critic = self.critic
         return ModelCard(
             name=cfg.name,
             display_name=cfg.display_name or cfg.name,
             model=cfg.generator,
             config=self.generator.config,
-            critic={"model": cfg.critic, "config": self.critic.config} if self.critic else None,
+            critic={"model": cfg.critic, "config": critic.config} if critic is not None else None,
             data_mode=cfg.mode,
             context=cfg.context if cfg.mode == "2.5d" else 0,
             patch_size=cfg.crop,
-            normalization={
-                "method": cfg.normalization,
-                "fit_on": "native",
-                "mask": "brain_mask",
-                "applied_to": ["native", "standard_dose", "low_dose"],
-                "per_case": True,
-            },
-            content_loss=cfg.content_loss,
-            content_space=cfg.content_space,
-            dose_range=list(cfg.dose_range),
+            normalization=self._normalization_card(),
             weights_are="EMA of the generator" if cfg.ema_decay > 0 else "generator",
             training={
                 "config": asdict(cfg),
                 "command": self.command,
+                "objective": self.objective.name,
+                "stages": [asdict(stage) for stage in self.stages],
                 "iterations": self.step,
                 "target_iterations": cfg.iterations,
                 "stopped_by": stop,
@@ -577,7 +565,7 @@ class Trainer:
                 "device": str(self.device),
                 "amp": self.amp_dtype,
                 "hardware": hardware(),
-                "deviations": _deviations(cfg),
+                "deviations": [*cfg.deviations, *self.objective.deviations()],
                 "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             },
             data={
@@ -586,6 +574,8 @@ class Trainer:
             },
             validation=self.val_history[-1] if self.val_history else {},
             validation_history=self.val_history,
+            **self.objective.card_fields(),
+            **self._task_card(),
         )
 
     def save(self, rate: float, stop: str) -> ModelCard:
@@ -597,16 +587,6 @@ class Trainer:
             atomic_write(self.run_dir / "resume.pt", lambda p: torch.save(state, p))
             write_checkpoint(self.run_dir, self.ema.state_dict(), card)
         return card
-
-
-def _deviations(cfg: TrainConfig) -> list[str]:
-    """The config's deviations from seed 000 plus those the trainer can tell from the config itself."""
-    deviations = list(cfg.deviations)
-    if not cfg.critic or cfg.lambda_adv == 0:
-        deviations.append("content-only training: no critic, no adversarial term (the paper trains a GAN)")
-    if cfg.warmup_iterations:
-        deviations.append(f"content-only warm-up for the first {cfg.warmup_iterations} generator iterations")
-    return deviations
 
 
 # ============================================================================================== validation
@@ -675,6 +655,86 @@ def validate(
     out["n_images"] = len(chosen)
     out["units"] = "normalised"
     return out
+
+
+def _padded_forward(model: nn.Module, x: Tensor, autocast: Any) -> Tensor:
+    """``model(x)`` with ``x``'s spatial size padded (edge values) to the model's ``size_multiple``, then
+    cropped back (validation slices are padded to multiples of 8 only)."""
+    import torch.nn.functional as F
+
+    m = int(getattr(model, "size_multiple", 8))
+    size = x.shape[2:]
+    pads: list[int] = []
+    for n in reversed(size):
+        pads += [0, -(-n // m) * m - n]
+    if any(pads):
+        x = F.pad(x, pads, mode="replicate")
+    with autocast():
+        out = model(x).float()
+    return out[(slice(None), slice(None), *(slice(0, n) for n in size))]
+
+
+def _in_native_range(y: np.ndarray, case: Any) -> np.ndarray:
+    """Normalised ``y`` back to native intensities, divided by the native 0.5–99.5 percentile range."""
+    from vce_core.preprocess import denormalize
+
+    lo, hi = case.display_range
+    return (np.asarray(denormalize(y, case.params["native"]), dtype=np.float64) - lo) / (hi - lo)
+
+
+@torch.no_grad()
+def validate_contrast(
+    model: nn.Module,
+    dataset: CaseDataset,
+    cfg: TrainConfig,
+    device: torch.device,
+    autocast: Any = nullcontext,
+) -> dict[str, Any]:
+    """MAE, PSNR and SSIM of the synthesized standard dose inside the brain, and the native image's.
+
+    ``cfg.val_slices`` evenly spaced brain slices per validation case (2-D/2.5-D; whole bounding-box slices)
+    or the whole bounding-box volume (3-D). Prediction and target are mapped back to the native image's
+    intensities (:func:`vce_core.preprocess.denormalize` with the case's native parameters) and divided by
+    the native image's 0.5–99.5 percentile range in the brain, so the figures do not depend on the
+    normalisation method. ``native_*`` are the same metrics of the native image (the trivial baseline the
+    model has to beat).
+    """
+    from vce_core import metrics
+
+    per_case: dict[int, list[int]] = {}
+    for i, (ci, _, _) in enumerate(dataset.items):
+        per_case.setdefault(ci, []).append(i)
+    chosen: list[int] = []
+    for idx in per_case.values():
+        if dataset.spatial_dims == 2 and len(idx) > cfg.val_slices:
+            idx = [idx[int(round(j))] for j in np.linspace(0, len(idx) - 1, cfg.val_slices)]
+        chosen.extend(idx)
+    keys = ("mae", "psnr", "ssim")
+    values: dict[str, list[float]] = {f"{p}{k}": [] for p in ("", "native_") for k in keys}
+    was_training = model.training
+    model.eval()
+    for i in chosen:
+        s = dataset[i]
+        case = dataset.case(dataset.items[i][0])
+        brain = s["brain"][0].numpy()
+        if brain.sum() < 50:
+            continue
+        out = _padded_forward(model, s["inputs"][None].to(device), autocast)
+        centre = out.shape[1] // 2
+        ref = _in_native_range(s["target"][s["target"].shape[0] // 2].numpy(), case)
+        rng = float(ref[brain].max() - ref[brain].min())
+        for prefix, x in (
+            ("", _in_native_range(out[0, centre].cpu().numpy(), case)),
+            ("native_", _in_native_range(s["native"][0].numpy(), case)),
+        ):
+            values[f"{prefix}mae"].append(metrics.mae(x, ref, brain))
+            values[f"{prefix}psnr"].append(metrics.psnr(x, ref, data_range=rng, mask=brain))
+            values[f"{prefix}ssim"].append(metrics.ssim(x, ref, data_range=rng, mask=brain))
+    model.train(was_training)
+    out_metrics: dict[str, Any] = {k: float(np.mean(v)) if v else float("nan") for k, v in values.items()}
+    out_metrics["n_images"] = len(chosen)
+    out_metrics["units"] = "native 0.5-99.5 percentile range"
+    return out_metrics
 
 
 # ======================================================================================== small utilities
@@ -769,15 +829,22 @@ def _load_resume(run_dir: Path) -> dict[str, Any]:
         raise VCEModelError(f"resume.pt cannot be read ({err})", path=path) from err
 
 
+_SUMMARY_METRICS = (
+    ("psnr", "PSNR", ".2f"),
+    ("ssim", "SSIM", ".4f"),
+    ("mae", "MAE", ".4f"),
+    ("mae_ce", "MAE_CE", ".4f"),
+    ("mae_sigma", "MAE_sigma", ".4f"),
+)
+
+
 def _summary(card: ModelCard) -> str:
     """One line: iterations, wall time, speed, why training stopped, and the last validation metrics."""
     t, v = card.training, card.validation
-    nan = float("nan")
+    shown = ", ".join(f"{label} {v[key]:{fmt}}" for key, label, fmt in _SUMMARY_METRICS if key in v)
     return (
         f"{card.name}: {t['iterations']} iterations in {t['wall_time_s']:.0f} s "
-        f"({t['it_per_s']:.3g} it/s, stopped by {t['stopped_by']}); "
-        f"val PSNR {v.get('psnr', nan):.2f}, SSIM {v.get('ssim', nan):.4f}, "
-        f"MAE_CE {v.get('mae_ce', nan):.4f}, MAE_sigma {v.get('mae_sigma', nan):.4f}"
+        f"({t['it_per_s']:.3g} it/s, stopped by {t['stopped_by']}); val {shown or 'not run'}"
     )
 
 

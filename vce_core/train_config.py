@@ -4,7 +4,19 @@
 
 :class:`TrainConfig` checks its values when built; :func:`config_from_dict` coerces YAML/CLI values to the
 field types and names the closest valid key for a typo; :func:`model_kwargs` derives the generator's and
-critic's ``spatial_dims`` / ``in_slices`` from the data mode.
+critic's ``spatial_dims`` / ``in_slices`` (and, for virtual contrast, ``in_modalities``) from the data mode.
+
+Tasks. ``task: low_dose`` (seed 000) trains on ``(native, standard dose, dose, field strength) → residual of
+an acquired low dose``. ``task: virtual_contrast`` (seeds 001–004) trains ``inputs`` (names parsed by
+:func:`vce_core.data.parse_input`: ``native``, ``t2``, ``flair``, ``adc``, any other case extra, or an
+acquired low dose ``low_dose@0.33``) → ``target`` (the standard dose).
+
+Stages. ``stages`` is a list of mappings, each taking a ``fraction`` of ``iterations`` in order, with optional
+``name``, ``lr_g``, ``lr_d``, ``loss_weights`` (merged over the config's), ``phase`` (read by the model's
+objective, e.g. DyeFreeNet's ``pretrain``/``primary``/``refine``) and ``lr_decay`` inside the stage
+(``{kind: step, at: 0.8, gamma: 0.1}`` or ``{kind: linear, start: 0.75}``: constant, then linearly to 0).
+:func:`resolve_stages` turns them into :class:`Stage` objects with iteration boundaries; without ``stages``
+there is one stage with the config's learning rates and loss weights.
 """
 
 from __future__ import annotations
@@ -21,7 +33,21 @@ import yaml
 
 from vce_core.errors import VCEInputError
 
-__all__ = ["TrainConfig", "config_from_dict", "load_config", "model_kwargs"]
+__all__ = [
+    "CONTENT_LOSSES",
+    "TASKS",
+    "Stage",
+    "TrainConfig",
+    "config_from_dict",
+    "load_config",
+    "model_kwargs",
+    "resolve_stages",
+    "stage_at",
+]
+
+TASKS = ("low_dose", "virtual_contrast")
+CONTENT_LOSSES = ("np", "l1", "vgg")
+_STAGE_KEYS = ("name", "fraction", "lr_g", "lr_d", "loss_weights", "phase", "lr_decay")
 
 
 @dataclass
@@ -33,7 +59,13 @@ class TrainConfig:
     display_name: str = ""  # label in reports, e.g. "noise-preserving loss"
     out_dir: str = ""  # run directory; default runs/<name>
     seed: int = 0
-    deviations: list[str] = field(default_factory=list)  # deviations from seed 000, copied into the card
+    deviations: list[str] = field(default_factory=list)  # deviations from the paper, copied into the card
+    # task
+    task: str = "low_dose"  # low_dose (seed 000) | virtual_contrast (seeds 001-004)
+    inputs: list[str] = field(default_factory=list)  # virtual_contrast: input names, e.g. [native, t2, adc]
+    optional_inputs: list[str] = field(default_factory=list)  # inputs that may be absent: zero input
+    target: str = "standard_dose"  # virtual_contrast: the image to synthesize
+    target_context: bool = False  # 2.5d virtual_contrast: the target holds all 2·context+1 slices
     # data
     data: list[str] = field(default_factory=lambda: ["data/phantom/train"])  # case folders or roots
     val_data: list[str] = field(default_factory=list)  # held-out cases; empty → split off val_fraction
@@ -55,7 +87,12 @@ class TrainConfig:
     critic: str = "ld_cgan_critic"  # "" → content-only training (no adversarial term)
     critic_kwargs: dict[str, Any] = field(default_factory=dict)
     # objective
-    content_loss: str = "np"  # np | l1
+    objective: str = ""  # the training-step hook; "" = the generator's own (vce_core.models.objective)
+    objective_kwargs: dict[str, Any] = field(default_factory=dict)
+    loss_weights: dict[str, float] = field(default_factory=dict)  # per-term weights of the objective
+    stages: list[dict[str, Any]] = field(default_factory=list)  # training stages (module docstring)
+    perceptual_weights: str = ""  # local VGG-16 weights file (content_loss: vgg; DyeFreeNet perceptual: vgg)
+    content_loss: str = "np"  # np | l1 | vgg (seed 000)
     content_loss_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"method": "ipot"} for np
     # residual: content(ŷ_LD, y_LD) (the paper); image: content(x_NA + ŷ_LD, x_LD), the same for l1, but the
     # np loss then matches the noise of the low-dose *image* rather than of the residual x_LD − x_NA
@@ -73,6 +110,7 @@ class TrainConfig:
     lr_g: float = 1e-4
     lr_d: float = 1e-4
     betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
+    weight_decay: float = 0.0  # Adam's L2 weight decay (DyeFreeNet: 5e-4)
     grad_clip: float = 0.0  # max global grad norm per optimiser, 0 = off
     ema_decay: float = 0.999
     # system
@@ -91,7 +129,9 @@ class TrainConfig:
         checks = [
             (self.mode in ("2d", "2.5d", "3d"), "mode", "2d, 2.5d or 3d"),
             (self.crop > 0 and self.crop % 8 == 0, "crop", "a positive multiple of 8"),
-            (self.content_loss in ("np", "l1"), "content_loss", "np or l1"),
+            (self.task in TASKS, "task", " or ".join(TASKS)),
+            (self.content_loss in CONTENT_LOSSES, "content_loss", ", ".join(CONTENT_LOSSES)),
+            (self.weight_decay >= 0, "weight_decay", ">= 0"),
             (self.content_space in ("residual", "image"), "content_space", "residual or image"),
             (self.n_critic >= 1, "n_critic", "at least 1"),
             (self.iterations >= 0, "iterations", ">= 0"),
@@ -111,6 +151,26 @@ class TrainConfig:
                 raise VCEInputError(
                     f"config value {key}={getattr(self, key)!r} is invalid", expected=expected
                 )
+        self._check_task()
+        resolve_stages(self)
+
+    def _check_task(self) -> None:
+        """Inputs of a virtual-contrast task: parseable names, no duplicates, optional ⊆ inputs, no leak."""
+        if self.task == "low_dose":
+            if self.inputs or self.optional_inputs:
+                raise VCEInputError(
+                    "inputs/optional_inputs are set for task low_dose",
+                    expected="task: virtual_contrast for models with their own inputs",
+                )
+            return
+        from vce_core.data import check_inputs
+
+        check_inputs(self.inputs, self.optional_inputs, self.target)
+        if self.target_context and self.mode != "2.5d":
+            raise VCEInputError(
+                f"target_context is set for mode {self.mode!r}",
+                expected="mode 2.5d (or target_context false)",
+            )
 
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:
@@ -205,8 +265,110 @@ def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -
 
 
 def model_kwargs(cfg: TrainConfig, which: str) -> dict[str, Any]:
-    """Generator/critic kwargs with ``spatial_dims`` and ``in_slices`` derived from the data mode."""
+    """Generator/critic kwargs with ``spatial_dims`` and ``in_slices`` derived from the data mode.
+
+    For ``task: virtual_contrast`` also ``in_modalities`` (the number of inputs) and ``out_channels`` (the
+    target's slices: ``2·context + 1`` with ``target_context``, else 1).
+    """
     kwargs = dict(cfg.generator_kwargs if which == "generator" else cfg.critic_kwargs)
     kwargs.setdefault("spatial_dims", 3 if cfg.mode == "3d" else 2)
     kwargs.setdefault("in_slices", 2 * cfg.context + 1 if cfg.mode == "2.5d" else 1)
+    if cfg.task == "virtual_contrast":
+        kwargs.setdefault("in_modalities", len(cfg.inputs))
+        kwargs.setdefault("out_channels", kwargs["in_slices"] if cfg.target_context else 1)
     return kwargs
+
+
+# ============================================================================================== stages
+@dataclass(frozen=True)
+class Stage:
+    """One training stage: iterations ``[start, end)``, its learning rates, loss weights and phase."""
+
+    index: int
+    name: str
+    start: int
+    end: int
+    lr_g: float
+    lr_d: float
+    loss_weights: dict[str, float]
+    phase: str = ""
+    lr_decay: dict[str, Any] = field(default_factory=dict)
+
+    def lr_factor(self, step: int) -> float:
+        """Multiplier of the stage's learning rates at generator iteration ``step`` (its ``lr_decay``)."""
+        if not self.lr_decay:
+            return 1.0
+        length = max(self.end - self.start, 1)
+        done = step - self.start
+        if self.lr_decay["kind"] == "step":
+            return float(self.lr_decay["gamma"]) if done >= float(self.lr_decay["at"]) * length else 1.0
+        decay_start = int(round(float(self.lr_decay["start"]) * length))
+        return 1.0 - max(0, done - decay_start + 1) / (length - decay_start + 1)
+
+    def lr(self, which: str, step: int) -> float:
+        """Learning rate of optimiser ``which`` (``g`` or ``d``) at iteration ``step``."""
+        return (self.lr_g if which == "g" else self.lr_d) * self.lr_factor(step)
+
+
+def _check_lr_decay(decay: Any, where: str) -> dict[str, Any]:
+    if not decay:
+        return {}
+    ok = isinstance(decay, dict) and (
+        (decay.get("kind") == "step" and set(decay) == {"kind", "at", "gamma"} and 0 <= decay["at"] <= 1)
+        or (decay.get("kind") == "linear" and set(decay) == {"kind", "start"} and 0 <= decay["start"] < 1)
+    )
+    if not ok:
+        raise VCEInputError(
+            f"{where}: lr_decay {decay!r} is invalid",
+            expected="{kind: step, at: <fraction>, gamma: <factor>} or {kind: linear, start: <fraction>}",
+        )
+    return dict(decay)
+
+
+def resolve_stages(cfg: TrainConfig) -> list[Stage]:
+    """The config's stages with iteration boundaries (the last ends at ``cfg.iterations``).
+
+    Raises :class:`VCEInputError` for unknown stage keys, fractions that do not sum to 1, or a bad lr_decay.
+    """
+    specs = cfg.stages or [{"name": "main", "fraction": 1.0}]
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, dict) or set(spec) - set(_STAGE_KEYS):
+            bad = sorted(set(spec) - set(_STAGE_KEYS)) if isinstance(spec, dict) else spec
+            raise VCEInputError(
+                f"stage {i}: unknown key(s) {bad}", expected=f"keys of {', '.join(_STAGE_KEYS)}"
+            )
+        if not isinstance(spec.get("fraction"), int | float) or not 0 < spec["fraction"] <= 1:
+            raise VCEInputError(
+                f"stage {i}: fraction {spec.get('fraction')!r}", expected="a fraction in (0, 1]"
+            )
+    total = sum(float(s["fraction"]) for s in specs)
+    if abs(total - 1.0) > 1e-6:
+        raise VCEInputError(f"the stage fractions sum to {total:g}", expected="fractions summing to 1")
+    stages, start, cumulative = [], 0, 0.0
+    for i, spec in enumerate(specs):
+        cumulative += float(spec["fraction"])
+        end = cfg.iterations if i == len(specs) - 1 else int(round(cumulative * cfg.iterations))
+        weights = {**cfg.loss_weights, **{k: float(v) for k, v in (spec.get("loss_weights") or {}).items()}}
+        stages.append(
+            Stage(
+                index=i,
+                name=str(spec.get("name", f"stage{i + 1}")),
+                start=start,
+                end=end,
+                lr_g=float(spec.get("lr_g", cfg.lr_g)),
+                lr_d=float(spec.get("lr_d", cfg.lr_d)),
+                loss_weights=weights,
+                phase=str(spec.get("phase", "")),
+                lr_decay=_check_lr_decay(spec.get("lr_decay"), f"stage {i}"),
+            )
+        )
+        start = end
+    return stages
+
+
+def stage_at(stages: Sequence[Stage], step: int) -> Stage:
+    """The stage that generator iteration ``step`` belongs to (the last one at or after the end)."""
+    for stage in stages:
+        if step < stage.end:
+            return stage
+    return stages[-1]

@@ -154,3 +154,148 @@ def test_case_cache_is_bounded_and_datasets_pickle(cases: list[Path]) -> None:
         assert a["case_id"] == b["case_id"]
         for name in ("native", "standard_dose", "residual", "brain", "dose", "field_strength"):
             torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+
+
+# ======================================================================================== virtual contrast
+@pytest.fixture(scope="module")
+def vc_cases(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    from support import write_contrast_cases
+
+    return write_contrast_cases(tmp_path_factory.mktemp("vc"), 2, shape=(24, 24, 12))
+
+
+def test_input_names_parse_and_leaks_are_refused() -> None:
+    from vce_core.data import InputSpec, check_inputs, parse_input
+
+    assert parse_input("t2") == InputSpec("t2", "t2") and not parse_input("t2").is_t1
+    spec = parse_input("low_dose@0.33")
+    assert spec.role == "low_dose" and spec.dose == pytest.approx(0.33) and spec.is_t1
+    assert [s.name for s in check_inputs(["native", "low_dose@0.33"])] == ["native", "low_dose@0.33"]
+    for bad, match in (
+        ("low_dose", "no dose"),
+        ("low_dose@abc", "not a dose"),
+        ("low_dose@1.5", "dose"),
+        ("t2@0.5", "has a dose"),
+        ("", "empty"),
+        ("../etc", "malformed"),
+    ):
+        with pytest.raises(VCEInputError, match=match):
+            parse_input(bad)
+    for names, optional, match in (
+        (["native", "ce_mask"], (), "leak"),
+        (["native", "ce_truth"], (), "leak"),
+        (["native", "labels"], (), "leak"),
+        (["native", "standard_dose"], (), "is the target"),
+        (["native", "t2", "t2"], (), "twice"),
+        (["native"], ("adc",), "not inputs"),
+    ):
+        with pytest.raises(VCEInputError, match=match):
+            check_inputs(names, optional)
+    with pytest.raises(VCEInputError, match="not a T1 image"):
+        check_inputs(["native"], target="t2")
+
+
+@pytest.mark.parametrize("method", ["percentile", "zscore", "sigmoid", "tanh"])
+def test_contrast_slices_inputs_target_and_exact_inverse(vc_cases: list[Path], method: str) -> None:
+    from vce_core.data import ContrastSliceDataset
+    from vce_core.preprocess import brain_mask, denormalize, normalize
+
+    ds = ContrastSliceDataset(vc_cases, inputs=["native", "t2", "adc"], normalization=method, dtype="float32")
+    s = ds[3]
+    assert s["inputs"].shape[0] == 3 and s["target"].shape[0] == 1 and s["present"].tolist() == [1, 1, 1]
+    assert s["dose"].item() == 0.0 and s["inputs"].shape[1:] == s["target"].shape[1:] == s["brain"].shape[1:]
+    ci, _, k = ds.items[3]
+    case = ds.case(ci)
+    i0, i1 = case.bbox[0]
+    j0, j1 = case.bbox[1]
+    raw = load_case(vc_cases[ci])
+    brain = brain_mask(raw.native.data)
+    # the native and T2 channels are each normalised with their own statistics inside the native brain mask
+    for channel, volume in ((0, raw.native.data), (1, raw.extra["t2"].data)):
+        expected, _ = normalize(volume, method, mask=brain)
+        np.testing.assert_allclose(
+            s["inputs"][channel, : i1 - i0, : j1 - j0], expected[i0:i1, j0:j1, k], atol=1e-5
+        )
+    # the target uses the native image's parameters, so denormalize() returns the standard dose exactly
+    back = denormalize(s["target"][0, : i1 - i0, : j1 - j0].numpy(), case.params["native"])
+    rtol = 1e-3 if method == "sigmoid" else 1e-5
+    np.testing.assert_allclose(back, raw.standard_dose.data[i0:i1, j0:j1, k], rtol=rtol, atol=2e-2)
+    assert ds.describe()["inputs"] == ["native", "t2", "adc"] and "doses" not in ds.describe()
+
+
+def test_contrast_stacks_patches_and_low_dose_input(vc_cases: list[Path]) -> None:
+    from vce_core.data import ContrastPatchDataset, build_dataset
+
+    stack = build_dataset(
+        "2.5d",
+        vc_cases,
+        task="virtual_contrast",
+        inputs=["native", "flair"],
+        context=1,
+        target_context=True,
+        crop=16,
+    )
+    s = stack[(0, 5)]
+    assert s["inputs"].shape == (6, 16, 16) and s["target"].shape == (3, 16, 16)
+    ci, _, k = stack.items[0]
+    case = stack.case(ci)
+    # modality-major channels: native k-1, k, k+1 then flair k-1, k, k+1 (edges repeat the nearest slice)
+    full = build_dataset("2.5d", vc_cases, task="virtual_contrast", inputs=["native", "flair"], context=1)
+    f = full[0]
+    h, w = case.shape[:2]
+    for m in range(2):
+        for c, kk in enumerate(np.clip([k - 1, k, k + 1], 0, case.shape[2] - 1)):
+            np.testing.assert_allclose(f["inputs"][3 * m + c, :h, :w], case.inputs[m][:, :, kk], atol=1e-3)
+    patches = build_dataset("3d", vc_cases, task="virtual_contrast", inputs=["native", "t2"], crop=8)
+    assert isinstance(patches, ContrastPatchDataset)
+    p = patches[(1, 3)]
+    assert p["inputs"].shape == (2, 8, 8, 8) and p["target"].shape == (1, 8, 8, 8)
+    low = build_dataset("2d", vc_cases, task="virtual_contrast", inputs=["native", "low_dose@0.33"])
+    lc = low.case(0)
+    raw = load_case(vc_cases[0])
+    (i0, i1), (j0, j1), (k0, k1) = lc.bbox
+    from vce_core.preprocess import normalize_with
+
+    expected = normalize_with(raw.low_doses[0.33].data[i0:i1, j0:j1, k0:k1], lc.params["native"])
+    np.testing.assert_allclose(lc.inputs[1], expected, atol=1e-3)  # T1 inputs share the native's parameters
+
+
+def test_missing_inputs_required_refused_optional_zero(vc_cases: list[Path], tmp_path: Path) -> None:
+    from support import write_contrast_cases
+    from vce_core.data import ContrastSliceDataset
+
+    partial = write_contrast_cases(tmp_path, 1, shape=(24, 24, 12), extras=("t2",))[0]
+    with pytest.raises(VCEInputError, match="'adc'") as err:
+        ContrastSliceDataset([partial], inputs=["native", "t2", "adc"])
+    assert str(partial) in str(err.value) and "required input" in str(err.value)
+    ds = ContrastSliceDataset([partial], inputs=["native", "t2", "adc"], optional_inputs=["adc"], crop=16)
+    s = ds[(0, 1)]
+    assert s["present"].tolist() == [1.0, 1.0, 0.0] and not s["inputs"][2].any()
+    assert s["inputs"][1].abs().sum() > 0
+    with pytest.raises(VCEInputError, match="'low_dose@0.5'"):
+        ContrastSliceDataset(vc_cases, inputs=["native", "low_dose@0.5"])
+
+
+def test_brats_folders_give_their_t2_and_flair(vc_cases: list[Path], tmp_path: Path) -> None:
+    """A BraTS-style folder (T1, T1ce, T2, FLAIR, seg; no ADC) feeds a T1+T2+FLAIR model, and a T1+T2+ADC
+    model when ADC is optional (seed 001's zero input); its segmentation is never an input."""
+    import nibabel as nib
+
+    from vce_core.data import ContrastSliceDataset
+
+    case = load_case(vc_cases[0])
+    folder = tmp_path / "BraTS20_Training_007"
+    folder.mkdir()
+    for suffix, volume in (
+        ("t1", case.native),
+        ("t1ce", case.standard_dose),
+        ("t2", case.extra["t2"]),
+        ("flair", case.extra["flair"]),
+    ):
+        nib.save(nib.Nifti1Image(volume.data, np.eye(4)), folder / f"BraTS20_Training_007_{suffix}.nii.gz")
+    ds = ContrastSliceDataset([folder], inputs=["native", "t2", "flair"], dtype="float32")
+    assert ds.case_ids == ["BraTS20_Training_007"] and ds[0]["present"].tolist() == [1, 1, 1]
+    with pytest.raises(VCEInputError, match="'adc'"):
+        ContrastSliceDataset([folder], inputs=["native", "t2", "adc"])
+    optional = ContrastSliceDataset([folder], inputs=["native", "t2", "adc"], optional_inputs=["adc"])
+    assert optional[0]["present"].tolist() == [1, 1, 0]

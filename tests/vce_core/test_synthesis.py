@@ -164,3 +164,172 @@ def test_list_checkpoints_and_cli(volumes: tuple, tmp_path: Path) -> None:
         main(["--model", str(models / "a"), "--case", str(case_folder), "--dose", "1.2", "--out", str(out)])
         == 2
     )
+
+
+# ======================================================================================== virtual contrast
+def _vc_checkpoint(folder: Path, name: str, config: dict, mode: str = "2d", **card: object) -> Path:
+    import torch
+
+    from vce_core.checkpoint import ModelCard
+    from vce_core.checkpoint import write_checkpoint as write
+    from vce_core.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(name, **config)
+    model(
+        torch.randn(
+            2,
+            model.config["in_modalities"] * model.config["in_slices"],
+            *([16] * config.get("spatial_dims", 2)),
+        )
+    )
+    values = {
+        "name": folder.name,
+        "model": name,
+        "config": model.config,
+        "data_mode": mode,
+        "context": 1 if mode == "2.5d" else 0,
+        "patch_size": 8,
+        "normalization": {"method": "percentile"},
+        "task": "virtual_contrast",
+        "inputs": ["native", "t2"],
+        "target": "standard_dose",
+        **card,
+    }
+    return write(folder, model.eval().state_dict(), ModelCard(**values))
+
+
+HRFCN = {"spatial_dims": 2, "widths": [4, 8, 8], "stem_channels": 4, "res_blocks": 1, "in_modalities": 2}
+
+
+@pytest.fixture(scope="module")
+def vc_case(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from support import write_contrast_cases
+
+    return write_contrast_cases(tmp_path_factory.mktemp("vc_synth"), 1, shape=(21, 19, 10))[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "config", "mode"),
+    [
+        ("hrfcn", HRFCN, "2d"),
+        (
+            "dyefreenet",
+            {"width": 2, "levels": 2, "in_modalities": 2, "in_slices": 3, "out_channels": 3},
+            "2.5d",
+        ),
+        ("hrfcn", {**HRFCN, "spatial_dims": 3}, "3d"),  # sliding 16³ windows, 50 % overlap
+    ],
+)
+def test_virtual_contrast_volume_and_slices(
+    name: str, config: dict, mode: str, vc_case: Path, tmp_path: Path
+) -> None:
+    folder = _vc_checkpoint(tmp_path / "m", name, config, mode, patch_size=16)
+    synth = Synthesizer.from_checkpoint(folder, device="cpu")
+    assert synth.task == "virtual_contrast" and synth.inputs == ["native", "t2"]
+    case = load_case(vc_case)
+    prepared = synth.prepare(case.native, t2=case.extra["t2"])
+    calls: list[tuple[int, int]] = []
+    synth.batch_size = 4
+    volume = synth.synthesize_prepared(prepared, progress=lambda d, t: calls.append((d, t)))
+    assert volume.shape == case.native.data.shape and volume.dtype == np.float32 and np.isfinite(volume).all()
+    assert calls and calls[-1][0] == calls[-1][1]
+    for plane, index, take in (("axial", 4, lambda v: v[:, :, 4]), ("coronal", 7, lambda v: v[:, 7, :])):
+        np.testing.assert_allclose(
+            synth.synthesize_slice(prepared, plane=plane, index=index), take(volume), rtol=1e-4, atol=1e-2
+        )
+    np.testing.assert_allclose(
+        synth.synthesize_slice(prepared, 0.0, plane="sagittal", index=2), volume[2], rtol=1e-4, atol=1e-2
+    )
+    np.testing.assert_allclose(
+        synth.synthesize_contrast(vc_case), volume, rtol=1e-4, atol=1e-2
+    )  # from the case folder
+    with pytest.raises(VCEInputError, match="dose 0.3 does not apply"):
+        synth.synthesize_prepared(prepared, 0.3)
+    with pytest.raises(VCEInputError, match="out of range"):
+        synth.synthesize_slice(prepared, plane="axial", index=10)
+
+
+def test_virtual_contrast_inputs_are_checked(vc_case: Path, tmp_path: Path, volumes: tuple) -> None:
+    synth = Synthesizer.from_checkpoint(_vc_checkpoint(tmp_path / "m", "hrfcn", HRFCN), device="cpu")
+    case = load_case(vc_case)
+    with pytest.raises(VCEInputError, match="t2 of m are missing"):
+        synth.prepare_inputs({"native": case.native})
+    with pytest.raises(VCEInputError, match="shape"):
+        synth.prepare_inputs({"native": case.native, "t2": case.extra["t2"].data[:, :, :5]})
+    with pytest.raises(VCEInputError, match="NaN"):
+        synth.prepare_inputs(
+            {"native": case.native, "t2": np.full(case.native.data.shape, np.nan, np.float32)}
+        )
+    native, sd, _ = volumes
+    low_dose = Synthesizer.from_checkpoint(write_checkpoint(tmp_path / "ld", SMALL), device="cpu")
+    with pytest.raises(VCEInputError, match="low-dose model"):
+        low_dose.prepare_inputs({"native": native})
+    with pytest.raises(VCEInputError, match="standard-dose"):
+        low_dose.prepare(native)
+    with pytest.raises(VCEInputError, match="prepared"):
+        synth.synthesize_prepared(low_dose.prepare(native, sd))
+
+
+def test_virtual_contrast_cli_and_listing(vc_case: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    _vc_checkpoint(models / "vc", "hrfcn", HRFCN)
+    write_checkpoint(models / "ld", SMALL)
+    assert [p.name for p in list_checkpoints(models)] == ["ld"]  # the dose explorer's generators
+    assert [p.name for p in list_checkpoints(models, task="virtual_contrast")] == ["vc"]
+    assert sorted(p.name for p in list_checkpoints(models, task=None)) == ["ld", "vc"]
+    assert main(["--model", str(models / "vc"), "--case", str(vc_case), "--out", str(tmp_path / "out")]) == 0
+    written = load_volume(tmp_path / "out" / f"{vc_case.name}_vc_virtual_contrast.nii.gz")
+    assert written.data.shape == load_case(vc_case).native.data.shape and written.meta.get("synthetic", True)
+    assert (
+        main(
+            [
+                "--model",
+                str(models / "vc"),
+                "--case",
+                str(vc_case),
+                "--out",
+                str(tmp_path / "o"),
+                "--dose",
+                "0.5",
+            ]
+        )
+        == 2
+    )
+    assert main(["--model", str(models / "ld"), "--case", str(vc_case), "--out", str(tmp_path / "o")]) == 2
+
+
+@pytest.mark.parametrize("method", ["percentile", "zscore", "sigmoid", "tanh"])
+def test_virtual_contrast_output_is_mapped_back_exactly(method: str, vc_case: Path) -> None:
+    """A model that returns its (normalised) native channel gives back the native image in its own units,
+    for every normalisation (seed 002's sigmoid and tanh included): the inverse is exact."""
+    import torch
+
+    from vce_core.checkpoint import ModelCard
+
+    class NativeChannel(torch.nn.Module):
+        size_multiple = 4
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x[:, :1]
+
+    card = ModelCard(
+        name="identity",
+        model="hrfcn",
+        config={"spatial_dims": 2},
+        data_mode="2d",
+        context=0,
+        patch_size=8,
+        normalization={"method": method},
+        task="virtual_contrast",
+        inputs=["native", "t2"],
+        target="standard_dose",
+    )
+    synth = Synthesizer(NativeChannel(), card, torch.device("cpu"))
+    case = load_case(vc_case)
+    prepared = synth.prepare_case(case)
+    out = synth.synthesize_prepared(prepared)
+    native = case.native.data
+    brain = prepared.brain
+    rtol = 1e-3 if method in ("sigmoid", "tanh") else 1e-5
+    np.testing.assert_allclose(out[brain], native[brain], rtol=rtol, atol=1e-2)

@@ -100,9 +100,11 @@ def test_train_writes_run_and_resume_is_bit_exact(data: dict[str, list[str]], tm
     a = torch.load(tmp_path / "straight" / "resume.pt", weights_only=False)
     b = torch.load(tmp_path / "halves" / "resume.pt", weights_only=False)
     assert b["step"] == 2 and b["batches_drawn"] == a["batches_drawn"] == 2 * 3
-    for key in ("generator", "critic", "ema"):
+    for key in ("generator", "ema"):
         for name, tensor in a[key].items():
             assert torch.equal(tensor, b[key][name]), f"{key}.{name} differs after resume"
+    for name, tensor in a["networks"]["critic"].items():
+        assert torch.equal(tensor, b["networks"]["critic"][name]), f"critic.{name} differs after resume"
     wa = load_file(str(tmp_path / "straight" / "weights.safetensors"))
     wb = load_file(str(tmp_path / "halves" / "weights.safetensors"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -176,14 +178,14 @@ def test_interrupt_saves_before_exit(
     trainer = Trainer(
         config_from_dict({**TINY, **data}, ["iterations=5", "critic="]), run_dir=tmp_path / "run"
     )
-    original = trainer.generator_step
+    original = trainer.objective.step
 
-    def interrupting(batch: dict, adversarial: bool) -> dict:
+    def interrupting() -> dict:
         if trainer.step == 2:
             raise KeyboardInterrupt
-        return original(batch, adversarial)
+        return original()
 
-    monkeypatch.setattr(trainer, "generator_step", interrupting)
+    monkeypatch.setattr(trainer.objective, "step", interrupting)
     card = trainer.fit()
     assert card.training["stopped_by"] == "interrupted" and card.training["iterations"] == 2
     assert torch.load(tmp_path / "run" / "resume.pt", weights_only=False)["step"] == 2
@@ -191,7 +193,7 @@ def test_interrupt_saves_before_exit(
 
 def test_content_space_image_compares_low_dose_images() -> None:
     from vce_core.losses import np_loss
-    from vce_core.train import _content
+    from vce_core.models.ld_cgan import content_loss as _content
 
     gen = torch.Generator().manual_seed(0)
     native = torch.rand(2, 3, 16, 16, generator=gen)  # a 2.5-D stack: the centre slice is the base
@@ -223,3 +225,154 @@ def test_validation_reports_the_linear_baseline(data: dict[str, list[str]], tmp_
     for key in ("psnr", "ssim", "mae_ce", "mae_sigma"):
         assert val[key] == pytest.approx(val[f"linear_{key}"], rel=1e-5, abs=1e-7), key
     assert val["mae_ce"] > 0
+
+
+# ============================================================================================== stages, tasks
+def test_stages_resolve_to_iteration_boundaries_and_schedules() -> None:
+    from vce_core.train_config import resolve_stages, stage_at
+
+    cfg = config_from_dict(
+        {
+            "iterations": 100,
+            "lr_g": 1e-3,
+            "loss_weights": {"mae": 1.0, "ssim": 1.0},
+            "stages": [
+                {"fraction": 0.8, "lr_decay": {"kind": "step", "at": 0.5, "gamma": 0.1}},
+                {"fraction": 0.2, "lr_g": 1e-5, "loss_weights": {"mae": 0.1}, "phase": "x"},
+            ],
+        }
+    )
+    first, second = resolve_stages(cfg)
+    assert (first.start, first.end, second.start, second.end) == (0, 80, 80, 100)
+    assert first.lr("g", 39) == 1e-3 and first.lr("g", 40) == pytest.approx(1e-4)
+    assert second.loss_weights == {"mae": 0.1, "ssim": 1.0} and second.phase == "x"
+    assert stage_at([first, second], 79) is first and stage_at([first, second], 80) is second
+    assert stage_at([first, second], 500) is second
+    linear = resolve_stages(
+        config_from_dict(
+            {"iterations": 8, "stages": [{"fraction": 1.0, "lr_decay": {"kind": "linear", "start": 0.5}}]}
+        )
+    )[0]
+    factors = [linear.lr_factor(s) for s in range(8)]
+    # pix2pix: constant for the first half, then 1 − (s − start + 1) / (decay length + 1)
+    assert factors == pytest.approx([1, 1, 1, 1, 0.8, 0.6, 0.4, 0.2])
+    assert resolve_stages(TrainConfig(iterations=10))[0].lr("d", 3) == TrainConfig().lr_d
+    for bad, match in (
+        ({"stages": [{"fraction": 0.5}]}, "sum to"),
+        ({"stages": [{"fraction": 1.0, "lr": 1}]}, "unknown key"),
+        ({"stages": [{"fraction": 1.0, "lr_decay": {"kind": "cosine"}}]}, "lr_decay"),
+    ):
+        with pytest.raises(VCEInputError, match=match):
+            config_from_dict(bad)
+
+
+def test_task_configuration_is_checked() -> None:
+    vc = {"task": "virtual_contrast", "inputs": ["native", "t2"]}
+    assert config_from_dict(vc).inputs == ["native", "t2"]
+    for bad, match in (
+        ({"inputs": ["native"]}, "task low_dose"),
+        ({**vc, "inputs": []}, "no inputs"),
+        ({**vc, "inputs": ["native", "labels"]}, "leak"),
+        ({**vc, "inputs": ["native", "standard_dose"]}, "is the target"),
+        ({**vc, "optional_inputs": ["adc"]}, "not inputs"),
+        ({**vc, "target_context": True}, "target_context"),
+        ({"task": "segmentation"}, "task"),
+        ({"content_loss": "ssim"}, "content_loss"),
+    ):
+        with pytest.raises(VCEInputError, match=match):
+            config_from_dict(bad)
+
+
+def test_unknown_objective_and_vgg_content_loss(data: dict[str, list[str]], tmp_path: Path) -> None:
+    from support import write_random_vgg
+    from vce_core.errors import VCEModelError
+    from vce_core.losses import VGGPerceptualLoss, multiscale_loss
+    from vce_core.train import Trainer
+
+    base = {**TINY, **data, "critic": ""}
+    with pytest.raises(VCEModelError, match="unknown objective"):
+        Trainer(config_from_dict(base, ["objective=nope"]), run_dir=tmp_path / "a")
+    with pytest.raises(VCEInputError, match="perceptual_weights"):
+        Trainer(config_from_dict(base, ["content_loss=vgg"]), run_dir=tmp_path / "b")
+    with pytest.raises(VCEInputError, match="does not exist"):
+        Trainer(config_from_dict(base, ["content_loss=vgg", f"perceptual_weights={tmp_path / 'no.pth'}"]))
+    vgg = write_random_vgg(tmp_path / "vgg16.safetensors")
+    trainer = Trainer(
+        config_from_dict(base, ["content_loss=vgg", f"perceptual_weights={vgg}", "content_space=image"]),
+        run_dir=tmp_path / "c",
+    )
+    from vce_core.models.ld_cgan import content_loss
+
+    gen = torch.Generator().manual_seed(0)
+    native = torch.rand(2, 1, 16, 16, generator=gen)
+    preds = [torch.rand(2, 1, 16, 16, generator=gen), torch.rand(2, 1, 8, 8, generator=gen)]
+    target = torch.rand(2, 1, 16, 16, generator=gen)
+    loss = VGGPerceptualLoss(vgg)
+    expected = multiscale_loss(loss, [preds[0] + native, preds[1] + F.avg_pool2d(native, 2)], target + native)
+    torch.testing.assert_close(
+        content_loss(trainer.cfg, preds, target, native, trainer.objective.vgg), expected
+    )
+    assert trainer.iteration()["content"] > 0
+
+
+def test_virtual_contrast_run_card_and_resume_across_a_stage(tmp_path: Path) -> None:
+    from support import write_contrast_cases
+
+    folders = write_contrast_cases(tmp_path / "cases", 3, shape=(24, 24, 8))
+    base = {
+        "name": "vc",
+        "task": "virtual_contrast",
+        "inputs": ["native", "t2", "adc"],
+        "optional_inputs": ["adc"],
+        "data": [str(f) for f in folders[:2]],
+        "val_data": [str(folders[2])],
+        "generator": "hrfcn",
+        "generator_kwargs": {"widths": [4, 8, 8], "stem_channels": 4, "res_blocks": 1},
+        "critic": "",
+        "crop": 16,
+        "batch_size": 2,
+        "iterations": 4,
+        "stages": [
+            {"fraction": 0.5, "lr_g": 1e-3},
+            {"fraction": 0.5, "lr_g": 1e-4, "loss_weights": {"local": 10}},
+        ],
+        "val_every": 2,
+        "val_slices": 2,
+        "ckpt_every": 0,
+        "cache_dtype": "float32",
+        "threads": 1,
+        "ema_decay": 0.5,
+    }
+    straight = train(config_from_dict(base), run_dir=tmp_path / "straight")
+    assert straight.task == "virtual_contrast" and straight.inputs == ["native", "t2", "adc"]
+    assert straight.optional_inputs == ["adc"] and straight.target == "standard_dose"
+    assert straight.normalization["applied_to"] == ["native", "t2", "adc", "standard_dose"]
+    assert [s["end"] for s in straight.training["stages"]] == [2, 4] and straight.training[
+        "objective"
+    ] == "hrfcn"
+    assert {"mae", "psnr", "ssim", "native_mae", "native_psnr"} <= set(straight.validation)
+    assert straight.content_loss is None and straight.dose_range is None
+    assert straight.data["train"]["inputs"] == ["native", "t2", "adc"]
+    assert read_card(tmp_path / "straight") == straight
+
+    # interrupted as the second stage begins (stage boundaries are fractions of `iterations`, so the
+    # interrupted run must have the same iterations), then resumed
+    from vce_core.train import Trainer
+
+    trainer = Trainer(config_from_dict(base), run_dir=tmp_path / "halves")
+    original = trainer.objective.step
+
+    def interrupting() -> dict:
+        if trainer.step == 2:
+            raise KeyboardInterrupt
+        return original()
+
+    trainer.objective.step = interrupting
+    assert trainer.fit().training["stopped_by"] == "interrupted"
+    assert main(["--resume", str(tmp_path / "halves")]) == 0
+    a = torch.load(tmp_path / "straight" / "resume.pt", weights_only=False)
+    b = torch.load(tmp_path / "halves" / "resume.pt", weights_only=False)
+    assert a["stage_index"] == b["stage_index"] == 1
+    for key in ("generator", "ema"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), f"{key}.{name} differs after resume"

@@ -5,8 +5,9 @@ Every model is a class (or factory) registered under a name with :func:`register
 that a checkpoint card can rebuild it with ``build_model(card["model"], **card["config"])``.
 
 Model modules in this package are imported on first use of the registry, so a new file that decorates its
-class with ``@register_model("name")`` is found without editing this file (``blocks`` is skipped: it holds
-only shared building blocks).
+class with ``@register_model("name")`` is found without editing this file (``blocks`` and ``objective`` are
+skipped: they hold shared building blocks and the training-objective registry,
+:mod:`vce_core.models.objective`).
 
 >>> from vce_core.models import build_model, list_models
 >>> "ld_cgan_generator" in list_models()
@@ -31,7 +32,7 @@ from vce_core.errors import VCEModelError
 __all__ = ["build_model", "list_models", "register_model"]
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-_NOT_MODEL_MODULES = {"blocks"}
+_NOT_MODEL_MODULES = {"blocks", "objective"}
 _discovered = False
 
 F = TypeVar("F", bound=Callable[..., nn.Module])

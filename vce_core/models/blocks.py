@@ -3,6 +3,10 @@
 Everything here takes ``spatial_dims`` (2 or 3) so one class serves slices and volumes. Tensors are
 ``[B, C, *S]`` with ``S`` = ``(H, W)`` or ``(D, H, W)``.
 
+Plain blocks for the virtual-contrast generators (seeds 001–004): :func:`norm_nd` (batch / instance / none),
+:func:`activation`, :class:`ConvNormAct` ("Conv-BN-ReLU" and its variants, any stride and dilation) and
+:class:`ResBlock` (two of them plus a skip).
+
 The conditioning follows openai/guided-diffusion (``unet.py``): a metadata embedding ``emb [B, E]`` enters
 every :class:`ConditionalResBlock` through its own learnable ``SiLU -> Linear`` projection, applied as a
 per-channel scale and shift after the block's second normalisation; the block's last convolution is
@@ -27,15 +31,21 @@ from vce_core.errors import VCEInputError
 
 __all__ = [
     "ConditionalResBlock",
+    "ConvNormAct",
+    "ResBlock",
     "EmbedBlock",
     "EmbedSequential",
     "LocalAttention",
     "MetadataEmbedding",
     "Upsample",
+    "check_images",
     "check_spatial_dims",
+    "positive_int",
     "conv_nd",
     "group_norm",
     "max_pool_nd",
+    "activation",
+    "norm_nd",
     "zero_module",
 ]
 
@@ -260,3 +270,127 @@ class Upsample(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+# ============================================================================================== plain blocks
+NORMS = ("batch", "instance", "none")
+ACTIVATIONS = ("relu", "leaky_relu", "none")
+
+
+def norm_nd(kind: str, spatial_dims: int, channels: int) -> nn.Module:
+    """``batch`` (BatchNorm), ``instance`` (InstanceNorm, affine, as pix2pix's discriminators) or ``none``."""
+    check_spatial_dims(spatial_dims)
+    if kind == "batch":
+        return (nn.BatchNorm2d if spatial_dims == 2 else nn.BatchNorm3d)(channels)
+    if kind == "instance":
+        return (nn.InstanceNorm2d if spatial_dims == 2 else nn.InstanceNorm3d)(channels, affine=True)
+    if kind == "none":
+        return nn.Identity()
+    raise VCEInputError(f"normalisation {kind!r}", expected=" or ".join(NORMS))
+
+
+def activation(kind: str, negative_slope: float = 0.2) -> nn.Module:
+    """``relu``, ``leaky_relu`` (slope 0.2, pix2pix) or ``none``."""
+    if kind == "relu":
+        return nn.ReLU()
+    if kind == "leaky_relu":
+        return nn.LeakyReLU(negative_slope)
+    if kind == "none":
+        return nn.Identity()
+    raise VCEInputError(f"activation {kind!r}", expected=" or ".join(ACTIVATIONS))
+
+
+class ConvNormAct(nn.Sequential):
+    """Convolution → normalisation → activation ("Conv-BN-ReLU" by default).
+
+    Padding keeps the size at stride 1 (``dilation · (kernel_size − 1) / 2``, odd kernels) and halves it at
+    stride 2. ``bias`` defaults to True only without a normalisation (a norm's shift replaces it).
+    Shapes: ``[B, in_channels, *S]`` → ``[B, out_channels, *S / stride]``.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        *,
+        stride: int = 1,
+        dilation: int = 1,
+        norm: str = "batch",
+        act: str = "relu",
+        padding: int | None = None,
+    ):
+        conv = {2: nn.Conv2d, 3: nn.Conv3d}[check_spatial_dims(spatial_dims)]
+        pad = dilation * (kernel_size - 1) // 2 if padding is None else padding
+        super().__init__(
+            conv(
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride=stride,
+                padding=pad,
+                dilation=dilation,
+                bias=norm == "none",
+            ),
+            norm_nd(norm, spatial_dims, out_channels),
+            activation(act),
+        )
+
+
+class ResBlock(nn.Module):
+    """Residual block of two :class:`ConvNormAct` layers: ``out = skip(x) + CNA₂(CNA₁(x))``.
+
+    Seed 001: "each ResBlock is composed of two Conv-BN-ReLU layers". ``skip`` is the identity, or a 1x1
+    convolution + normalisation when the channel count changes. ``dropout`` (pix2pix's ResNet blocks) sits
+    between the two layers.
+    Shapes: ``[B, in_channels, *S]`` → ``[B, out_channels, *S]``.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        *,
+        norm: str = "batch",
+        act: str = "relu",
+        dropout: float = 0.0,
+        last_act: bool = True,
+    ):
+        super().__init__()
+        self.body = nn.Sequential(
+            ConvNormAct(spatial_dims, in_channels, out_channels, norm=norm, act=act),
+            nn.Dropout(dropout) if dropout > 0 else nn.Identity(),
+            ConvNormAct(spatial_dims, out_channels, out_channels, norm=norm, act=act if last_act else "none"),
+        )
+        self.skip: nn.Module = (
+            nn.Identity()
+            if in_channels == out_channels
+            else ConvNormAct(spatial_dims, in_channels, out_channels, kernel_size=1, norm=norm, act="none")
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.skip(x) + self.body(x)
+
+
+def positive_int(name: str, value: object, minimum: int = 1) -> int:
+    """``value`` if it is an int ≥ ``minimum`` (not a bool), else :class:`VCEInputError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise VCEInputError(f"{name} is {value!r}", expected=f"an integer >= {minimum}")
+    return value
+
+
+def check_images(
+    x: object, spatial_dims: int, channels: int, multiple: int = 1, name: str = "inputs"
+) -> Tensor:
+    """``x`` if it is a float tensor ``[B, channels, *S]`` with every ``S_i`` a multiple of ``multiple``."""
+    dims = ", ".join("S" * spatial_dims)
+    if not isinstance(x, Tensor) or x.ndim != spatial_dims + 2 or x.shape[1] != channels:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise VCEInputError(f"{name} has shape {shape}", expected=f"a tensor [B, {channels}, {dims}]")
+    if any(s % multiple for s in x.shape[2:]):
+        raise VCEInputError(
+            f"{name} has spatial size {tuple(x.shape[2:])}", expected=f"every size a multiple of {multiple}"
+        )
+    return x

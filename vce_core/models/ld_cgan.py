@@ -34,6 +34,7 @@ Architecture (paper's supplementary, Fig. 5, and the choices made where it is si
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -53,8 +54,9 @@ from vce_core.models.blocks import (
     max_pool_nd,
     zero_module,
 )
+from vce_core.models.objective import Objective, register_objective
 
-__all__ = ["LowDoseCritic", "LowDoseGenerator"]
+__all__ = ["LowDoseCritic", "LowDoseGenerator", "LowDoseObjective", "content_loss"]
 
 
 def _positive_int(name: str, value: object, minimum: int = 1) -> int:
@@ -180,7 +182,8 @@ def _unet_level(
 
 @register_model("ld_cgan_generator")
 class LowDoseGenerator(nn.Module):
-    """Conditional U-Net generator of residual low-dose images (seed 000, Fig. 5).
+    """Conditional U-Net generator of residual low-dose images (seed 000, Fig. 5). Trained by
+    :class:`LowDoseObjective` (``objective = "ld_cgan"``).
 
     Parameters
     ----------
@@ -209,6 +212,8 @@ class LowDoseGenerator(nn.Module):
         predict a correction that is added to the linear baseline's residual ``d̂ · (x_SD − x_NA)`` (centre
         slice for 2.5-D); the heads' last convolutions start at zero, so training starts from the baseline.
     """
+
+    objective = "ld_cgan"
 
     def __init__(
         self,
@@ -486,3 +491,166 @@ class LowDoseCritic(nn.Module):
             h = blocks(h, emb)
         h = self.out(h).flatten(2).mean(2)
         return self.score(h).squeeze(1)
+
+
+# ============================================================================================== objective
+def content_loss(
+    cfg: Any, preds: list[Tensor], target: Tensor, native: Tensor, vgg: nn.Module | None = None
+) -> Tensor:
+    """Content loss of the generator heads vs. the full-resolution target residual (paper's definitions).
+
+    ``np`` = Σ over patches of the per-patch Wasserstein distance (:func:`vce_core.losses.np_loss`), ``l1`` =
+    ``‖ŷ − y‖₁`` summed over the image, ``vgg`` = the mean VGG-16 relu3_3 feature error
+    (:class:`vce_core.losses.VGGPerceptualLoss`, weights from ``cfg.perceptual_weights``); each averaged over
+    the batch and summed over the output heads. With ``content_space: image`` the centre slice of ``native``
+    (average-pooled to each head) is added to heads and target first, so the loss compares low-dose images
+    ``x̂_LD`` with ``x_LD``.
+    """
+    from vce_core.losses import downsample_like, l1_loss, multiscale_loss, np_loss
+
+    if cfg.content_space == "image":
+        c = native.shape[1] // 2 if target.shape[1] == 1 else slice(None)
+        base = native[:, c : c + 1] if isinstance(c, int) else native
+        preds = [p + downsample_like(base, p) for p in preds]
+        target = target + base
+    if cfg.content_loss == "np":
+        return np_loss(preds, target, **cfg.content_loss_kwargs)
+    if cfg.content_loss == "vgg":
+        assert vgg is not None
+        return multiscale_loss(vgg, preds, target)
+    return multiscale_loss(lambda p, t: l1_loss(p, t) * p[0].numel(), preds, target)  # ‖ŷ − y‖₁ per sample
+
+
+@register_objective("ld_cgan")
+class LowDoseObjective(Objective):
+    """Seed 000's objective (eq. 1): WGAN critic loss + λ_GP · gradient penalty for the critic (images *and*
+    doses interpolated), ``n_critic`` critic updates per generator update, and for the generator
+    ``λ_C · content(g(z, c), y_LD) + λ_adv · (−f(g(z, ĉ), ĉ))``.
+
+    The content term compares residuals generated at the *acquired* doses with the real ones (every output
+    head against the average-pooled target); the adversarial term scores residuals generated at *random*
+    doses ``d̂ ~ U[dose_range]``. Real doses shown to the critic are label-smoothed (``+ N(0, 0.05²)``).
+    Both generator passes run as one batch of ``2B``. Without a critic (``critic: ""``) or during
+    ``warmup_iterations`` the generator is trained on the content term alone.
+    """
+
+    def __init__(self, trainer: Any):
+        super().__init__(trainer)
+        self.vgg: nn.Module | None = None
+        if trainer.cfg.content_loss == "vgg":
+            from vce_core.losses import VGGPerceptualLoss
+
+            if not trainer.cfg.perceptual_weights:
+                raise VCEInputError(
+                    "content_loss vgg needs the VGG-16 weights file",
+                    expected="perceptual_weights: <path to a local VGG-16 .safetensors or .pth>",
+                )
+            self.vgg = VGGPerceptualLoss(trainer.cfg.perceptual_weights).to(trainer.device)
+
+    def _noise(self, like: Tensor, n: int) -> Tensor:
+        return torch.randn((n, 1, *like.shape[2:]), device=self.trainer.device)
+
+    def _sample_doses(self, n: int) -> Tensor:
+        from vce_core.losses import sample_generated_doses
+
+        lo, hi = self.trainer.cfg.dose_range
+        return sample_generated_doses(n, lo, hi).to(self.trainer.device)
+
+    def step(self) -> dict[str, float]:
+        """``n_critic`` critic updates (once warm-up is over), then one generator update."""
+        t = self.trainer
+        adversarial = "critic" in t.nets and t.step >= t.cfg.warmup_iterations
+        stats: dict[str, float] = {}
+        if adversarial:
+            for _ in range(t.cfg.n_critic):
+                stats = self.critic_step(t.next_batch())
+        return stats | self.generator_step(t.next_batch(), adversarial)
+
+    def critic_step(self, b: dict[str, Any]) -> dict[str, float]:
+        """One critic update: WGAN loss on (real y_LD, smoothed d) vs (g(z, ĉ), d̂) + λ_GP · GP."""
+        from vce_core.losses import gradient_penalty, smooth_dose_labels, wgan_critic_loss
+
+        t = self.trainer
+        critic, d_train = t.nets["critic"], t.train_nets["critic"]
+        nat, sd, res, fs = b["native"], b["standard_dose"], b["residual"], b["field_strength"]
+        n = nat.shape[0]
+        fake_dose = self._sample_doses(n)
+        with torch.no_grad(), t.autocast():
+            fake = t.generator(nat, sd, fake_dose, fs, self._noise(nat, n))[0].float()
+        real_dose = smooth_dose_labels(b["dose"], t.cfg.dose_label_std)
+        with t.autocast():
+            # real and fake scored in one pass (one DDP forward per backward)
+            scores = d_train(
+                torch.cat([res, fake]),
+                torch.cat([nat, nat]),
+                torch.cat([sd, sd]),
+                torch.cat([real_dose, fake_dose]),
+                torch.cat([fs, fs]),
+            ).float()
+            gp = gradient_penalty(
+                critic, res, fake, (nat, sd, real_dose, fs), (nat, sd, fake_dose, fs), t.cfg.lambda_gp
+            )
+        wgan = wgan_critic_loss(scores[:n], scores[n:])
+        loss = wgan + gp.float()
+        # The penalty ran through the unwrapped critic; autograd sums both uses of a parameter before its
+        # gradient-accumulation hook fires once, so DDP still averages the complete critic gradient.
+        t.update("d", loss)
+        return {"loss_d": loss.item(), "wasserstein": -wgan.item(), "gp": gp.item()}
+
+    def generator_step(self, b: dict[str, Any], adversarial: bool) -> dict[str, float]:
+        """One generator update: λ_C · content at acquired doses (+ λ_adv · −f(g(z, ĉ), ĉ), random doses)."""
+        from vce_core.losses import wgan_generator_loss
+
+        t = self.trainer
+        nat, sd, res, dose, fs = (
+            b["native"],
+            b["standard_dose"],
+            b["residual"],
+            b["dose"],
+            b["field_strength"],
+        )
+        n = nat.shape[0]
+        if adversarial:
+            fake_dose = self._sample_doses(n)
+            inputs = (
+                torch.cat([nat, nat]),
+                torch.cat([sd, sd]),
+                torch.cat([dose, fake_dose]),
+                torch.cat([fs, fs]),
+            )
+        else:
+            inputs = (nat, sd, dose, fs)
+        with t.autocast():
+            preds = t.g_train(*inputs, self._noise(nat, inputs[0].shape[0]))
+        preds = [p.float() for p in preds]
+        content = content_loss(t.cfg, [p[:n] for p in preds], res, nat, self.vgg)
+        loss = t.cfg.lambda_content * content
+        out = {"content": content.item()}
+        if adversarial:
+            critic = t.nets["critic"]
+            critic.requires_grad_(False)  # unwrapped critic: no DDP reduction, no critic grads
+            with t.autocast():
+                adv = wgan_generator_loss(critic(preds[0][n:], nat, sd, fake_dose, fs).float())
+            critic.requires_grad_(True)
+            loss = loss + t.cfg.lambda_adv * adv
+            out["adv"] = adv.item()
+        t.update("g", loss)
+        out["loss_g"] = loss.item()
+        return out
+
+    def deviations(self) -> list[str]:
+        cfg = self.trainer.cfg
+        out = []
+        if not cfg.critic or cfg.lambda_adv == 0:
+            out.append("content-only training: no critic, no adversarial term (the paper trains a GAN)")
+        if cfg.warmup_iterations:
+            out.append(f"content-only warm-up for the first {cfg.warmup_iterations} generator iterations")
+        return out
+
+    def card_fields(self) -> dict[str, Any]:
+        cfg = self.trainer.cfg
+        return {
+            "content_loss": cfg.content_loss,
+            "content_space": cfg.content_space,
+            "dose_range": list(cfg.dose_range),
+        }
