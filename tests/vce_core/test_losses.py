@@ -372,21 +372,27 @@ def test_pixelwise_gradient_loss_matches_equation(spatial: tuple[int, ...]) -> N
 # VGG perceptual loss
 # ---------------------------------------------------------------------------------------------------------
 
-_VGG_CONVS = (
-    (0, 3, 64),
-    (2, 64, 64),
-    (5, 64, 128),
-    (7, 128, 128),
-    (10, 128, 256),
-    (12, 256, 256),
-    (14, 256, 256),
-)
+# torchvision's VGG-16 ("D") layer list up to relu3_3: channels per 3x3 convolution, "M" for max-pooling.
+# ``features`` numbers each module: a convolution and its ReLU take two indices, a pooling one.
+_VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256)
+
+
+def _vgg_convs() -> list[tuple[int, int, int]]:
+    """(index in ``features``, in channels, out channels) of each convolution, derived from the layer list."""
+    convs, index, cin = [], 0, 3
+    for item in _VGG16_CFG:
+        if item == "M":
+            index += 1
+            continue
+        convs.append((index, cin, int(item)))
+        index, cin = index + 2, int(item)
+    return convs
 
 
 def _random_vgg_state(seed: int = 0) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     state = {}
-    for index, cin, cout in _VGG_CONVS:
+    for index, cin, cout in _vgg_convs():
         state[f"features.{index}.weight"] = torch.randn(cout, cin, 3, 3, generator=gen) * math.sqrt(
             2 / (9 * cin)
         )

@@ -118,52 +118,19 @@ def test_list_checkpoints_and_cli(volumes: tuple, tmp_path: Path) -> None:
     assert [p.name for p in list_checkpoints(models)] == ["b", "a"]  # the card marked default comes first
     assert list_checkpoints(tmp_path / "none") == []
     out = tmp_path / "out"
-    assert (
-        main(
-            [
-                "--model",
-                str(models / "a"),
-                "--case",
-                str(case_folder),
-                "--dose",
-                "0.25",
-                "--dose",
-                "0.1",
-                "--out",
-                str(out),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+
+    def cli(*args: object) -> int:
+        """The synthesis CLI on model ``a`` and the tiny case, writing into ``out``."""
+        base = ["--model", models / "a", "--case", case_folder, "--out", out, "--device", "cpu"]
+        return main([str(a) for a in (*base, *args)])
+
+    assert cli("--dose", "0.25", "--dose", "0.1") == 0
     files = sorted(out.glob("*.nii.gz"))
     assert [f.name for f in files] == ["tiny-00_a_dose010.nii.gz", "tiny-00_a_dose025.nii.gz"]
     assert load_volume(files[0]).shape == load_case(case_folder).native.shape
-    assert (
-        main(
-            [
-                "--model",
-                str(models / "a"),
-                "--case",
-                str(case_folder),
-                "--dose",
-                "0.2",
-                "--out",
-                str(out),
-                "--format",
-                "dicom",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 0
-    )
+    assert cli("--dose", "0.2", "--format", "dicom") == 0
     assert len(list((out / "tiny-00_a_dose020").iterdir())) == 6
-    assert (
-        main(["--model", str(models / "a"), "--case", str(case_folder), "--dose", "1.2", "--out", str(out)])
-        == 2
-    )
+    assert cli("--dose", "1.2") == 2
 
 
 # ======================================================================================== virtual contrast
