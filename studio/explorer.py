@@ -613,8 +613,10 @@ class Explorer:
         return self._charts.get_or_compute(("response", view.case_id, generator), compute)
 
     def noise_chart(self, view: View, *, session: str = "") -> go.Figure:
-        """Histogram of the local noise SD in non-enhancing brain on the slice on screen: real, synthetic
-        and linear baseline; the title names case, plane, slice and dose."""
+        """Histogram of the local noise SD of the subtraction image (image − native) in non-enhancing brain
+        on the slice on screen: real, synthetic and linear baseline; the title names case, plane, slice and
+        dose. The subtraction is what seed 000's noise-preserving loss is meant to keep realistic: a model
+        that only reproduces the native image's noise shows a narrow synthetic histogram here."""
         lc = self.library.get(view.case_id)
         plane, index, dose = view.plane, self.clamp(view.case_id, view.plane, view.index), view.dose
         generator = self.generator_or_default(view.generator)
@@ -628,5 +630,6 @@ class Explorer:
             if syn is not None:
                 images.append((f"Synthetic ({generator})", syn))
         images.append(("Linear baseline", self.baseline_slice(lc, dose, plane, index)))
+        native = self._volume_slice(lc, "native", plane, index)
         where = f"{view.case_id} · {plane} slice {index + 1}"
-        return noise_figure(images, region, dose, where=where)
+        return noise_figure([(name, img - native) for name, img in images], region, dose, where=where)

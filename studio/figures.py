@@ -72,7 +72,8 @@ def dose_response_figure(
 def noise_figure(
     images: Sequence[tuple[str, np.ndarray]], region: np.ndarray, dose: float, *, where: str = ""
 ) -> go.Figure:
-    """Histograms of the local noise σ (:func:`local_noise_sd`) of each named 2-D image inside ``region``.
+    """Histograms of the local noise σ (:func:`local_noise_sd`) of each named 2-D image inside ``region``
+    (the explorer passes subtraction images, image − native).
 
     Each trace is labelled with the image's noise estimate σ̂ (:func:`vce_core.metrics.noise_sigma`, the
     median-based estimate from the same second-difference filter, so the legend sits at the histogram's
@@ -100,7 +101,7 @@ def noise_figure(
                 )
             )
         fig.update_layout(barmode="overlay")
-    title = f"Noise in non-enhancing brain at {format_dose(dose)} dose"
+    title = f"Subtraction noise (image − native), non-enhancing brain, {format_dose(dose)} dose"
     return _layout(
         fig,
         f"{title} · {where}" if where else title,

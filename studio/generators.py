@@ -66,6 +66,7 @@ def card_summary(card: ModelCard) -> str:
             doses = ", ".join(format_dose(float(d)) for d in figures["doses"])
             scope = f", mean over {figures['cases']} test cases at {doses} dose"
         lines.append(f"Held-out metrics (held-out{scope}): {held_out}")
+        lines.extend(_truth_lines(figures))
     else:
         validation = _metrics_line(card.validation)
         lines.append(
@@ -74,6 +75,28 @@ def card_summary(card: ModelCard) -> str:
             else "Held-out metrics: none recorded in the model card"
         )
     return "  \n".join(lines)
+
+
+def _truth_lines(figures: dict[str, Any]) -> list[str]:
+    """What the held-out report measured against the phantom's noise-free truth (seed 000's claims)."""
+    lines = []
+    error, versus = figures.get("lesion_error"), figures.get("lesion_error_vs") or {}
+    if isinstance(error, float):
+        rivals = ", ".join(
+            f"{name} {value:.3g}" for name, value in versus.items() if isinstance(value, float)
+        )
+        lines.append(
+            f"Lesion enhancement error |E − E_true| vs the noise-free truth: {error:.3g}"
+            + (f" (baselines: {rivals})" if rivals else "")
+        )
+    ratio = figures.get("sub_sigma_ratio")
+    if isinstance(ratio, float):
+        lines.append(
+            f"Subtraction noise σ̂(image − native), synthetic / real: {ratio:.2f} (1 = the real noise)"
+        )
+    if lines and figures.get("report"):
+        lines.append(f"Report: `{figures['report']}`")
+    return lines
 
 
 def _training_effort(training: dict[str, Any]) -> str:

@@ -137,6 +137,47 @@ def test_every_number_is_labelled_with_the_view(explorer: Explorer) -> None:
     assert "axial slice 2" in other and other != metrics
 
 
+def test_noise_chart_shows_the_subtraction_noise(explorer: Explorer) -> None:
+    """The traces are the local noise of image − native (seed 000's claim), not of the images themselves."""
+    from scipy import ndimage
+
+    from studio.figures import local_noise_sd
+
+    view = View("anisotropic", GENERATOR, 0.33, "axial", 2)
+    lc = explorer.library.get("anisotropic")
+    na = take_slice(lc.case.native.data, "axial", 2).astype(np.float32)
+    sd = take_slice(lc.case.standard_dose.data, "axial", 2).astype(np.float32)
+    real = take_slice(lc.acquired_volume(0.33).data, "axial", 2).astype(np.float32)
+    region = ndimage.binary_erosion(lc.brain_slice("axial", 2) & ~take_slice(lc.ce, "axial", 2))
+    traces = {t.name.split(":")[0]: np.asarray(t.x) for t in explorer.noise_chart(view).data}
+    np.testing.assert_allclose(traces["Real"], local_noise_sd(real - na)[region], rtol=1e-4, atol=1e-4)
+    baseline = np.float32(0.33) * (sd - na)  # the linear baseline minus native
+    np.testing.assert_allclose(
+        traces["Linear baseline"], local_noise_sd(baseline)[region], rtol=1e-4, atol=1e-4
+    )
+    assert "Subtraction noise (image − native)" in explorer.noise_chart(view).layout.title.text
+
+
+def test_card_summary_states_the_truth_figures() -> None:
+    from studio.generators import card_summary
+    from vce_core.checkpoint import read_card
+
+    figures = {
+        "psnr": 30.0,
+        "lesion_error": 0.021,
+        "lesion_error_vs": {"linear": 0.08, "physics": 0.012},
+        "sub_sigma_ratio": 0.98,
+        "doses": [0.1, 0.33],
+        "cases": 24,
+        "report": "reports/x",
+    }
+    card = read_card(Path(__file__).parents[2] / "assets" / "models" / "ld_cgan_2d_l1")
+    text = card_summary(card.with_changes(held_out=figures))
+    assert "vs the noise-free truth: 0.021 (baselines: linear 0.08, physics 0.012)" in text
+    assert "synthetic / real: 0.98" in text and "`reports/x`" in text and "24 test cases" in text
+    assert "noise-free" not in card_summary(card.with_changes(held_out={"psnr": 30.0}))
+
+
 def test_volume_metrics_without_acquisition_is_a_plain_error(explorer: Explorer) -> None:
     with pytest.raises(VCEInputError, match="no acquisition at 50 % of the standard dose"):
         explorer.volume_metrics("anisotropic", None, 0.5)
