@@ -57,7 +57,7 @@ class Studio:
     blocks: gr.Blocks
     explorer_tab: ExplorerTab
     upload_tab: UploadTab
-    contrast_tab: ContrastTab | None = None
+    contrast_tab: ContrastTab
     max_file_size: int = 1024**3
     reader_study_launch: dict[str, Any] = field(default_factory=dict)
 

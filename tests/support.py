@@ -237,6 +237,39 @@ def write_app_checkpoint(folder: Path) -> Path:
     )
 
 
+VC_SMALL = {"spatial_dims": 2, "widths": [4, 8, 8], "stem_channels": 4, "res_blocks": 1}
+
+
+def write_vc_checkpoint(
+    folder: Path, inputs: tuple[str, ...] = ("native", "t2"), optional: tuple[str, ...] = (), **card: object
+) -> Path:
+    """A seeded, untrained 2-D ``hrfcn`` virtual-contrast checkpoint over ``inputs`` (``optional``: inputs
+    that may be absent), with its card's ``task: virtual_contrast``; ``card`` sets further card keys."""
+    import torch
+
+    from vce_core import checkpoint
+    from vce_core.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("hrfcn", **VC_SMALL, in_modalities=len(inputs))
+    model(torch.randn(2, len(inputs), 16, 16))  # BatchNorm running statistics
+    values = {
+        "name": folder.name,
+        "model": "hrfcn",
+        "config": model.config,
+        "data_mode": "2d",
+        "context": 0,
+        "patch_size": 16,
+        "normalization": {"method": "percentile"},
+        "task": "virtual_contrast",
+        "inputs": list(inputs),
+        "optional_inputs": list(optional),
+        "target": "standard_dose",
+        **card,
+    }
+    return checkpoint.write_checkpoint(folder, model.eval().state_dict(), checkpoint.ModelCard(**values))
+
+
 def image_pixels(value: Any) -> np.ndarray:
     """Pixels of an image returned by gradio_client (a PNG file path or a dict with ``path``)."""
     from PIL import Image
