@@ -297,6 +297,34 @@ class FakeGenerator:
         return native + dose * (standard_dose - native) + rng.normal(0, 1.0, native.shape).astype(np.float32)
 
 
+class FakeContrast:
+    """Stands in for a virtual-contrast Synthesizer: native × 1.5 plus seeded noise; refuses a case that
+    lacks one of its ``inputs`` as the real one does (a VCEInputError naming the input)."""
+
+    name = "fakevc-v1"
+    task = "virtual_contrast"
+
+    def __init__(self, inputs: tuple[str, ...] = ("native",)) -> None:
+        self.inputs = list(inputs)
+
+    def synthesize_contrast(self, case):  # noqa: ANN001, ANN201
+        from vce_core.errors import VCEInputError
+
+        missing = [n for n in self.inputs if n != "native" and n not in case.extra]
+        if missing:
+            raise VCEInputError(f"the required input(s) {', '.join(missing)} of {self.name} are missing")
+        native = np.asarray(case.native.data, dtype=np.float32)
+        return 1.5 * native + np.random.default_rng(1).normal(0, 1.0, native.shape).astype(np.float32)
+
+
+def fake_loader(name: str) -> Any:
+    """The reader-study tests' generator loader: :class:`FakeContrast` for names starting ``fakevc``
+    (``fakevc-t2`` needs a T2 image), else :class:`FakeGenerator`."""
+    if name.startswith("fakevc"):
+        return FakeContrast(("native", "t2") if name.endswith("-t2") else ("native",))
+    return FakeGenerator()
+
+
 def spec_dict(root: Path, name: str = "t-study", readers: int = 2, **options: object) -> dict[str, Any]:
     """A small spec: 3 cases × 3 conditions, 3 slices each, the default questions."""
     return {
@@ -320,7 +348,7 @@ def make_service(root: Path, url: str | None = None) -> Any:
     from reader_study.service import ReaderStudyService
 
     db = open_database(url or f"sqlite:///{root / 'rs.db'}")
-    return ReaderStudyService(db, data_root=root, generator_loader=lambda name: FakeGenerator())
+    return ReaderStudyService(db, data_root=root, generator_loader=fake_loader)
 
 
 def open_study(root: Path, cases: int, url: str | None = None, **spec: Any) -> tuple[Any, dict[str, Any]]:
