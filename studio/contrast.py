@@ -308,7 +308,10 @@ class Contrast:
         if kind == "standard":
             return take_slice(lc.case.standard_dose.data, plane, index)
         if kind == "virtual":
-            return self.virtual_slice(case_id, model, plane, index, wait=False) if model else None
+            try:
+                return self.virtual_slice(case_id, model, plane, index, wait=False) if model else None
+            except VCEInputError:  # a missing input: the panel says which (viewer_payload)
+                return None
         extra = self.input_volume(case_id, kind)
         if extra is None:
             return None
