@@ -130,7 +130,12 @@ def test_tab_flow_in_chromium(vc_studio: dict[str, Any]) -> None:
                 ".includes('vc-flair · axial slice')",
                 timeout=60_000,
             )
-            # pick the other model: the panels and the metrics follow
+            # the full phantom case (the first one lacks T2), then the other model: panels and metrics follow
+            page.get_by_label("Case").nth(1).click()  # nth(0): the Dose explorer's
+            page.get_by_role("option", name=re.compile("phantom-")).click()
+            page.wait_for_function(
+                "document.querySelector('#vc-metrics').innerText.includes('phantom-')", timeout=60_000
+            )
             page.get_by_label("Virtual-contrast model").click()
             page.get_by_role("option", name="vc-t2").click()
             page.wait_for_function(
