@@ -1,4 +1,4 @@
-"""Dose-reduction review studio: Dose explorer · Upload & synthesize · Reader study · Study admin.
+"""Dose-reduction review studio: Dose explorer · Virtual contrast · Upload · Reader study · Study admin.
 
 Run ``python app.py`` (no arguments): builds a few demo phantom cases under ``data/demo/`` on the first
 run, loads every generator in ``assets/models/``, opens the reader-study database and serves the studio
@@ -28,6 +28,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
+from studio.contrast_tab import ContrastTab  # noqa: E402
 from studio.demo import ensure_demo_cases  # noqa: E402
 from studio.explorer_tab import ExplorerTab  # noqa: E402
 from studio.upload_tab import UploadTab  # noqa: E402
@@ -56,6 +57,7 @@ class Studio:
     blocks: gr.Blocks
     explorer_tab: ExplorerTab
     upload_tab: UploadTab
+    contrast_tab: ContrastTab
     max_file_size: int = 1024**3
     reader_study_launch: dict[str, Any] = field(default_factory=dict)
 
@@ -75,16 +77,19 @@ def build_app(settings: Settings, *, reader_study: bool = True, demo_study: bool
     parts = load_parts(settings, reader_study=reader_study, demo_study=demo_study)
     explorer_tab = ExplorerTab(parts.explorer, settings.data_dir)
     upload_tab = UploadTab(parts.uploads, parts.generators)
+    contrast_tab = ContrastTab.build(parts.explorer, settings.models_dir)
     with gr.Blocks(title=TITLE, delete_cache=(1800, 3600)) as blocks:
         gr.Markdown(f"## {TITLE} · contrast-enhanced brain MRI")
         with gr.Tabs():
             explorer_tab.mount(blocks)
+            contrast_tab.mount(blocks)
             upload_tab.mount(blocks)
             mount_reader_study_tabs(parts.study_service, parts.study_message)
     return Studio(
         blocks,
         explorer_tab,
         upload_tab,
+        contrast_tab,
         max_file_size=parts.uploads.limits.max_bytes,
         reader_study_launch=reader_study_launch(parts.study_service),
     )

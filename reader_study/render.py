@@ -5,7 +5,8 @@ Every image a reader sees is made here, once, when a study is created:
 1. the slices of a case are chosen (the ``count`` slices with the most contrast-enhancing voxels, the central
    ones, or explicit indices);
 2. each condition of the case is rendered to float slices in image units (acquired volumes are sliced;
-   synthetic low dose comes from :class:`vce_core.synthesis.Synthesizer`; the linear baseline from
+   synthetic low dose comes from :class:`vce_core.synthesis.Synthesizer`, and so does virtual contrast from
+   a zero-dose model given the case's images without contrast; the linear baseline from
    :func:`vce_core.synthesis.linear_baseline`);
 3. one display window per case — the 0.5 and 99.5 percentiles of the standard-dose image inside the brain
    mask of the chosen slices — maps every condition of the case to uint8, so conditions differ only by
@@ -35,10 +36,13 @@ from vce_core.preprocess import brain_mask, ce_mask
 from .models import CONDITIONS
 
 __all__ = [
+    "ContrastSynthesizerLike",
     "GeneratorLoader",
     "SynthesizerLike",
     "case_window",
+    "check_task",
     "choose_slices",
+    "contrast_slices",
     "decode_png",
     "focus_position",
     "load_generator",
@@ -66,6 +70,18 @@ class SynthesizerLike(Protocol):
         field_strength: float,
         seed: int | None = None,
     ) -> np.ndarray: ...
+
+
+class ContrastSynthesizerLike(Protocol):
+    """What rendering a ``virtual_contrast`` item needs from :class:`vce_core.synthesis.Synthesizer` with
+    ``task == "virtual_contrast"``: the standard dose synthesized from a :class:`vce_core.io.Case` (its
+    native image and the inputs the card lists). With ``prepare_case`` and ``synthesize_slice`` (the real
+    Synthesizer has both), only the shown slices are synthesized."""
+
+    name: str
+    task: str
+
+    def synthesize_contrast(self, images: Any) -> np.ndarray: ...
 
 
 def choose_slices(
@@ -174,7 +190,7 @@ def render_condition(
     case: Any,
     condition: str,
     dose: float | None,
-    synthesizer: SynthesizerLike | None,
+    synthesizer: SynthesizerLike | ContrastSynthesizerLike | None,
     plane: str,
     slices: Sequence[int],
     *,
@@ -184,8 +200,9 @@ def render_condition(
 
     Conditions: ``real_standard_dose``, ``native``, ``real_low_dose`` (acquired dose from the case folder),
     ``synthetic_low_dose`` (generator at ``dose``), ``linear_baseline`` (``linear_baseline`` at ``dose``),
-    ``virtual_contrast`` (the case's extra volume ``virtual_contrast``). ``dose`` is a fraction of the
-    standard dose in [0, 1].
+    ``virtual_contrast`` (with a ``synthesizer``: a virtual-contrast model given the inputs its card lists,
+    see :func:`contrast_slices`; without one: the case's extra volume ``virtual_contrast``). ``dose`` is a
+    fraction of the standard dose in [0, 1].
 
     Each slice is oriented for display and resampled to square pixels from the case's voxel spacing
     (:func:`vce_core.display.to_display`, the explorer's geometry), so a coronal slice of 1 × 1 × 3 mm data
@@ -193,7 +210,9 @@ def render_condition(
     """
     pixel_spacing = display.slice_spacing(tuple(case.native.spacing), plane)
     if condition == "synthetic_low_dose":
-        volume_slices = _synthetic_slices(case, dose, synthesizer, plane, slices, seed)
+        volume_slices = _synthetic_slices(case, dose, synthesizer, plane, slices, seed)  # type: ignore[arg-type]
+    elif condition == "virtual_contrast" and synthesizer is not None:
+        volume_slices = contrast_slices(case, synthesizer, plane, slices)  # type: ignore[arg-type]
     else:
         volume = _condition_volume(case, condition, dose)
         volume_slices = _slices_of(case, condition, volume, plane, slices)
@@ -254,6 +273,31 @@ def _synthetic_slices(
     return _slices_of(case, "synthetic_low_dose", volume, plane, slices)
 
 
+def contrast_slices(
+    case: Any, synthesizer: ContrastSynthesizerLike, plane: str, slices: Sequence[int]
+) -> list[np.ndarray]:
+    """A virtual-contrast model's slices of ``case`` (volume orientation, the native image's units).
+
+    Only the shown slices when the model can (``prepare_case`` + ``synthesize_slice``: equal to slicing the
+    synthesized volume), else from ``synthesize_contrast(case)``. A case lacking a required input of the
+    model is a :class:`VCEInputError` naming the case and the input.
+    """
+    try:
+        if hasattr(synthesizer, "prepare_case") and hasattr(synthesizer, "synthesize_slice"):
+            prepared = synthesizer.prepare_case(case)
+            return [
+                np.asarray(synthesizer.synthesize_slice(prepared, plane=plane, index=k), np.float32)
+                for k in slices
+            ]
+        volume = np.asarray(synthesizer.synthesize_contrast(case), dtype=np.float32)
+    except VCEInputError as exc:
+        raise VCEInputError(
+            f"case {case.meta.get('case_id', '?')}, condition virtual_contrast: {exc.problem}",
+            expected=exc.expected,
+        ) from None
+    return _slices_of(case, "virtual_contrast", volume, plane, slices)
+
+
 def _slices_of(
     case: Any, condition: str, volume: np.ndarray, plane: str, slices: Sequence[int]
 ) -> list[np.ndarray]:
@@ -285,33 +329,59 @@ def render_stack(slices: Sequence[np.ndarray], window: tuple[float, float]) -> l
     return pngs
 
 
-def resolve_generator(name: str, models_dir: str | Path) -> Path:
-    """Checkpoint folder of generator ``name`` under ``models_dir``; ``"default"`` is the first one listed
-    (the card marked ``"default": true``, see :func:`vce_core.synthesis.list_checkpoints`)."""
+def _task_words(task: str) -> str:
+    return task.replace("_", "-")
+
+
+def resolve_generator(name: str, models_dir: str | Path, task: str = "low_dose") -> Path:
+    """Checkpoint folder of generator ``name`` of ``task`` (``low_dose`` or ``virtual_contrast``) under
+    ``models_dir``; ``"default"`` is the first one of that task listed (the card marked ``"default": true``,
+    see :func:`vce_core.synthesis.list_checkpoints`). A checkpoint of another task is refused by name."""
     models_dir = Path(models_dir)
     from vce_core.synthesis import list_checkpoints
 
-    folders = [Path(p) for p in list_checkpoints(models_dir)]
+    folders = [Path(p) for p in list_checkpoints(models_dir, task=task)]
     if name == "default":
         if not folders:
             raise VCEInputError(
-                "no trained generator found",
+                f"no trained {_task_words(task)} generator found",
                 path=models_dir,
-                expected="a checkpoint folder (weights + card.json)",
+                expected=f"a checkpoint folder (weights + card.json) whose card's task is {task}",
             )
         return folders[0]
     for folder in folders:
         if folder.name == name:
             return folder
+    others = [Path(p).name for p in list_checkpoints(models_dir, task=None)]
+    if name in others:
+        raise VCEInputError(
+            f"generator {name!r} is not a {_task_words(task)} model",
+            path=models_dir,
+            expected=f"a {_task_words(task)} generator: "
+            + (", ".join(sorted(f.name for f in folders)) or "none"),
+        )
     known = ", ".join(sorted(f.name for f in folders)) or "none"
-    raise VCEInputError(f"no generator named {name!r} (available: {known})", path=models_dir)
+    raise VCEInputError(
+        f"no {_task_words(task)} generator named {name!r} (available: {known})", path=models_dir
+    )
 
 
-def load_generator(name: str, models_dir: str | Path) -> SynthesizerLike:
-    """A ready :class:`vce_core.synthesis.Synthesizer` for generator ``name``."""
+def load_generator(name: str, models_dir: str | Path, task: str = "low_dose") -> SynthesizerLike:
+    """A ready :class:`vce_core.synthesis.Synthesizer` for generator ``name`` of ``task``."""
     from vce_core.synthesis import Synthesizer
 
-    return Synthesizer.from_checkpoint(resolve_generator(name, models_dir))
+    return Synthesizer.from_checkpoint(resolve_generator(name, models_dir, task))
+
+
+def check_task(synthesizer: Any, name: str, condition: str, task: str) -> None:
+    """Refuse a loaded generator whose ``task`` (``low_dose`` when it has none) is not the condition's."""
+    has = getattr(synthesizer, "task", "low_dose")
+    if has != task:
+        raise VCEInputError(
+            f"generator {name!r} is a {_task_words(has)} model; condition {condition} needs a "
+            f"{_task_words(task)} model",
+            expected=f"a checkpoint whose card says task {task}",
+        )
 
 
 GeneratorLoader = Callable[[str], SynthesizerLike]

@@ -23,7 +23,12 @@ from .models import CONDITIONS, QUESTION_KINDS
 DOSE_CONDITIONS = frozenset({"real_low_dose", "synthetic_low_dose", "linear_baseline"})
 """Conditions shown at a dose (fraction of the standard dose)."""
 GENERATOR_CONDITIONS = frozenset({"synthetic_low_dose"})
-"""Conditions computed by a generator (a checkpoint folder under the models directory, or ``default``)."""
+"""Conditions that always need a generator (a checkpoint folder under the models directory, or ``default``;
+the spec's top-level ``generator`` is their default)."""
+CONDITION_TASKS = {"synthetic_low_dose": "low_dose", "virtual_contrast": "virtual_contrast"}
+"""The task (``vce_core.checkpoint.TASKS``) a condition's generator must have. ``virtual_contrast`` with a
+``generator`` (a virtual-contrast checkpoint folder, or ``default``: the first one) is synthesized from the
+case's images without contrast; without one it is the case's precomputed extra volume ``virtual_contrast``."""
 
 DEFAULT_LIKERT_ANCHORS = {1: "non-diagnostic", 2: "poor", 3: "acceptable", 4: "good", 5: "excellent"}
 DEFAULT_CONFIDENCE_ANCHORS = {1: "guessing", 2: "unsure", 3: "moderately sure", 4: "sure", 5: "certain"}
@@ -238,6 +243,13 @@ def _condition_entry(index: int, entry: Any, doses: list[Any], default_generator
         raise _err(
             f"condition {name} needs a generator (a checkpoint folder under assets/models, or 'default')"
         )
+    if generator is not None and name not in CONDITION_TASKS:
+        raise _err(
+            f"conditions[{index}] {name} takes no generator",
+            "a generator only on " + ", ".join(sorted(CONDITION_TASKS)),
+        )
+    if generator is not None and (not isinstance(generator, str) or not generator.strip()):
+        raise _err(f"conditions[{index}] {name}: generator {generator!r} is not a checkpoint folder name")
     return [
         ConditionSpec(
             name,

@@ -51,6 +51,10 @@ def card_summary(card: ModelCard) -> str:
     (:func:`vce_core.evaluate.update_card`), else its last ``validation`` metrics.
     """
     lines = [f"**{card.display_name}**", f"Architecture: `{card.model}` ({card.data_mode})"]
+    if card.task == "virtual_contrast":
+        optional = set(card.optional_inputs)
+        names = [f"{n} (optional: a zero image when absent)" if n in optional else n for n in card.inputs]
+        lines.append("Virtual contrast (no agent given) from: " + ", ".join(names))
     for label, part in (("Trained on", card.data.get("train")), ("Validated on", card.data.get("val"))):
         described = _describe_set(part)
         if described:
@@ -114,18 +118,21 @@ def _training_effort(training: dict[str, Any]) -> str:
 class GeneratorRegistry:
     """Every generator found in a models folder, loaded once at start-up.
 
-    ``errors`` lists, in plain words, the checkpoints that could not be loaded; the app shows them.
+    ``task`` picks the generators of one task (:func:`vce_core.checkpoint.list_checkpoints`): ``low_dose``
+    for the dose explorer and uploads, ``virtual_contrast`` for the virtual-contrast view. ``errors`` lists,
+    in plain words, the checkpoints that could not be loaded; the app shows them.
     """
 
-    def __init__(self, models_dir: Path | str | None) -> None:
+    def __init__(self, models_dir: Path | str | None, task: str = "low_dose") -> None:
         self.models_dir = None if models_dir is None else Path(models_dir)
+        self.task = task
         self._synthesizers: dict[str, Any] = {}
         self.errors: list[str] = []
         if self.models_dir is None or not self.models_dir.is_dir():
             return
         from vce_core.synthesis import Synthesizer, list_checkpoints
 
-        for folder in list_checkpoints(self.models_dir):
+        for folder in list_checkpoints(self.models_dir, task=task):
             try:
                 synth = Synthesizer.from_checkpoint(folder, device="auto")
             except VCEInputError as exc:
@@ -160,11 +167,18 @@ class GeneratorRegistry:
     def empty_message(self) -> str:
         """What to do when no generator is installed (and which checkpoints failed to load)."""
         where = self.models_dir if self.models_dir is not None else "the models folder"
-        text = (
-            f"No generator installed in {where}. Train one (`python -m vce_core.train ...`) or copy a "
-            "checkpoint folder (weights.safetensors + card.json) there and restart the app. Native, "
-            "standard-dose, real and linear-baseline panels still work."
-        )
+        if self.task == "virtual_contrast":
+            text = (
+                f"No virtual-contrast model is installed in {where}. Train one (`python -m vce_core.train "
+                "--config configs/hrfcn_2d.yaml ...`) or copy a checkpoint folder whose card says "
+                '`"task": "virtual_contrast"` there and restart the app.'
+            )
+        else:
+            text = (
+                f"No generator installed in {where}. Train one (`python -m vce_core.train ...`) or copy a "
+                "checkpoint folder (weights.safetensors + card.json) there and restart the app. Native, "
+                "standard-dose, real and linear-baseline panels still work."
+            )
         if self.errors:
             text += "\n\nCheckpoints that could not be loaded:\n" + "\n".join(f"- {e}" for e in self.errors)
         return text

@@ -237,6 +237,39 @@ def write_app_checkpoint(folder: Path) -> Path:
     )
 
 
+VC_SMALL = {"spatial_dims": 2, "widths": [4, 8, 8], "stem_channels": 4, "res_blocks": 1}
+
+
+def write_vc_checkpoint(
+    folder: Path, inputs: tuple[str, ...] = ("native", "t2"), optional: tuple[str, ...] = (), **card: object
+) -> Path:
+    """A seeded, untrained 2-D ``hrfcn`` virtual-contrast checkpoint over ``inputs`` (``optional``: inputs
+    that may be absent), with its card's ``task: virtual_contrast``; ``card`` sets further card keys."""
+    import torch
+
+    from vce_core import checkpoint
+    from vce_core.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("hrfcn", **VC_SMALL, in_modalities=len(inputs))
+    model(torch.randn(2, len(inputs), 16, 16))  # BatchNorm running statistics
+    values = {
+        "name": folder.name,
+        "model": "hrfcn",
+        "config": model.config,
+        "data_mode": "2d",
+        "context": 0,
+        "patch_size": 16,
+        "normalization": {"method": "percentile"},
+        "task": "virtual_contrast",
+        "inputs": list(inputs),
+        "optional_inputs": list(optional),
+        "target": "standard_dose",
+        **card,
+    }
+    return checkpoint.write_checkpoint(folder, model.eval().state_dict(), checkpoint.ModelCard(**values))
+
+
 def image_pixels(value: Any) -> np.ndarray:
     """Pixels of an image returned by gradio_client (a PNG file path or a dict with ``path``)."""
     from PIL import Image
@@ -264,6 +297,34 @@ class FakeGenerator:
         return native + dose * (standard_dose - native) + rng.normal(0, 1.0, native.shape).astype(np.float32)
 
 
+class FakeContrast:
+    """Stands in for a virtual-contrast Synthesizer: native × 1.5 plus seeded noise; refuses a case that
+    lacks one of its ``inputs`` as the real one does (a VCEInputError naming the input)."""
+
+    name = "fakevc-v1"
+    task = "virtual_contrast"
+
+    def __init__(self, inputs: tuple[str, ...] = ("native",)) -> None:
+        self.inputs = list(inputs)
+
+    def synthesize_contrast(self, case):  # noqa: ANN001, ANN201
+        from vce_core.errors import VCEInputError
+
+        missing = [n for n in self.inputs if n != "native" and n not in case.extra]
+        if missing:
+            raise VCEInputError(f"the required input(s) {', '.join(missing)} of {self.name} are missing")
+        native = np.asarray(case.native.data, dtype=np.float32)
+        return 1.5 * native + np.random.default_rng(1).normal(0, 1.0, native.shape).astype(np.float32)
+
+
+def fake_loader(name: str) -> Any:
+    """The reader-study tests' generator loader: :class:`FakeContrast` for names starting ``fakevc``
+    (``fakevc-t2`` needs a T2 image), else :class:`FakeGenerator`."""
+    if name.startswith("fakevc"):
+        return FakeContrast(("native", "t2") if name.endswith("-t2") else ("native",))
+    return FakeGenerator()
+
+
 def spec_dict(root: Path, name: str = "t-study", readers: int = 2, **options: object) -> dict[str, Any]:
     """A small spec: 3 cases × 3 conditions, 3 slices each, the default questions."""
     return {
@@ -287,7 +348,7 @@ def make_service(root: Path, url: str | None = None) -> Any:
     from reader_study.service import ReaderStudyService
 
     db = open_database(url or f"sqlite:///{root / 'rs.db'}")
-    return ReaderStudyService(db, data_root=root, generator_loader=lambda name: FakeGenerator())
+    return ReaderStudyService(db, data_root=root, generator_loader=fake_loader)
 
 
 def open_study(root: Path, cases: int, url: str | None = None, **spec: Any) -> tuple[Any, dict[str, Any]]:

@@ -31,7 +31,7 @@ from ..models import (
     as_utc,
 )
 from ..order import reading_order
-from ..spec import QuestionSpec, StudySpec, parse_spec
+from ..spec import CONDITION_TASKS, QuestionSpec, StudySpec, parse_spec
 from .base import ServiceBase, audit_denials, study_named
 from .build import RenderedCase, render_case
 
@@ -181,10 +181,17 @@ class StudyAdmin(ServiceBase):
 
         return load_case(folder)
 
-    def _load_generator(self, name: str) -> render.SynthesizerLike:
+    def _load_generator(
+        self, name: str, task: str = "low_dose", condition: str = "synthetic_low_dose"
+    ) -> Any:
+        """Generator ``name`` of ``task`` (the injected loader's, or a checkpoint under the models
+        directory); one of another task is refused, naming the condition."""
         if self._generator_loader is not None:
-            return self._generator_loader(name)
-        return render.load_generator(name, self.models_dir)
+            synth = self._generator_loader(name)
+        else:
+            synth = render.load_generator(name, self.models_dir, task)
+        render.check_task(synth, name, condition, task)
+        return synth
 
     def has_generator(self, name: str = "default", models_dir: str | Path | None = None) -> bool:
         """Whether generator ``name`` can be loaded (an injected loader counts as yes)."""
@@ -213,8 +220,12 @@ class StudyAdmin(ServiceBase):
         Each generator is loaded once, before the workers start. ``progress(done, total, message)`` is
         called after each case. The first failing case stops the others and its error is raised.
         """
-        needed = sorted({c.generator for c in spec.conditions if c.generator is not None})
-        generators = {name: self._load_generator(name) for name in needed}
+        needed = {
+            (c.generator, CONDITION_TASKS[c.condition]): c.condition
+            for c in spec.conditions
+            if c.generator is not None and c.condition in CONDITION_TASKS
+        }
+        generators = {key: self._load_generator(*key, condition) for key, condition in sorted(needed.items())}
         folders = spec.case_folders
         total = len(folders)
         workers = max(1, min(total, workers or os.cpu_count() or 1))
@@ -224,7 +235,9 @@ class StudyAdmin(ServiceBase):
         def one(index: int) -> RenderedCase:
             case = self._load_case(folders[index])
             key = str(case.meta.get("case_id") or folders[index].name)
-            return render_case(case, key, folders[index], spec, index, generators.__getitem__)
+            return render_case(
+                case, key, folders[index], spec, index, lambda *name_task: generators[name_task]
+            )
 
         rendered: list[RenderedCase | None] = [None] * total
         with ThreadPoolExecutor(workers, thread_name_prefix="rs-render") as pool:

@@ -102,7 +102,9 @@ class ServiceBase:
     case_loader:
         ``folder -> Case`` (default :func:`vce_core.io.load_case`).
     generator_loader:
-        ``name -> Synthesizer`` (default :func:`reader_study.render.load_generator` under ``models_dir``).
+        ``name -> Synthesizer`` (default :func:`reader_study.render.load_generator` under ``models_dir``);
+        what it returns must have the task of the condition that names it (its ``task`` attribute,
+        ``low_dose`` when absent; ``virtual_contrast`` for virtual-contrast items).
     """
 
     def __init__(

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .. import render
-from ..spec import ConditionSpec, StudySpec
+from ..spec import CONDITION_TASKS, ConditionSpec, StudySpec
 
 ACQUIRED_DOSES = {"real_standard_dose": 1.0, "native": 0.0}
 """Dose (fraction of the standard dose) of the conditions that are acquired at a fixed dose."""
@@ -52,7 +52,7 @@ class RenderedCase:
 def _render_item(
     case: Any,
     cond: ConditionSpec,
-    synth: render.SynthesizerLike | None,
+    synth: Any,
     plane: str,
     slices: list[int],
     window: tuple[float, float],
@@ -72,12 +72,14 @@ def render_case(
     folder: Path,
     spec: StudySpec,
     case_index: int,
-    generator: Callable[[str], render.SynthesizerLike],
+    generator: Callable[[str, str], Any],
 ) -> RenderedCase:
     """Render every condition of ``spec`` (and the reference when shown) for one loaded case.
 
-    ``case`` is a :class:`vce_core.io.Case`; ``generator(name)`` returns the synthesizer of a generator
-    condition. Synthesis is seeded with ``spec.seed * 1000 + case_index``.
+    ``case`` is a :class:`vce_core.io.Case`; ``generator(name, task)`` returns the synthesizer of a
+    condition with a generator (``task``: :data:`reader_study.spec.CONDITION_TASKS` of the condition: a
+    low-dose generator, or a virtual-contrast model). Synthesis is seeded with
+    ``spec.seed * 1000 + case_index``.
     """
     native = np.asarray(case.native.data, dtype=np.float32)
     standard = np.asarray(case.standard_dose.data, dtype=np.float32)
@@ -87,7 +89,8 @@ def render_case(
     seed = spec.seed * 1000 + case_index
     items = []
     for cond in spec.conditions:
-        synth = generator(cond.generator) if cond.condition == "synthetic_low_dose" else None
+        task = CONDITION_TASKS.get(cond.condition)
+        synth = generator(cond.generator, task) if task and cond.generator is not None else None
         items.append(_render_item(case, cond, synth, plane, slices, window, seed))
     if spec.options["show_reference"]:
         floats = render.render_condition(case, REFERENCE_CONDITION, None, None, plane, slices)
