@@ -138,33 +138,46 @@ def copy_case(source: Path, data: Path) -> Path:
     return target
 
 
-VGG16_CONVS = (
-    (0, 3, 64),
-    (2, 64, 64),
-    (5, 64, 128),
-    (7, 128, 128),
-    (10, 128, 256),
-    (12, 256, 256),
-    (14, 256, 256),
-)
+# torchvision's VGG-16 ("D") layer list up to relu3_3: channels per 3x3 convolution, "M" for max-pooling.
+# ``features`` numbers each module: a convolution and its ReLU take two indices, a pooling one. The table
+# is derived from this list, not copied from the loss, so that a wrong table in the loss fails the tests.
+VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256)
 
 
-def write_random_vgg(path: Path, seed: int = 0) -> Path:
-    """A VGG-16 ``features`` state dict (torchvision keys to relu3_3), random weights, as safetensors."""
+def vgg16_convs() -> list[tuple[int, int, int]]:
+    """(index in ``features``, in channels, out channels) of each convolution, derived from the layer list."""
+    convs, index, cin = [], 0, 3
+    for item in VGG16_CFG:
+        if item == "M":
+            index += 1
+            continue
+        convs.append((index, cin, int(item)))
+        index, cin = index + 2, int(item)
+    return convs
+
+
+def random_vgg_state(seed: int = 0) -> dict[str, Any]:
+    """A VGG-16 ``features`` state dict (torchvision keys to relu3_3) with random He-scaled weights."""
     import math
 
     import torch
-    from safetensors.torch import save_file
 
     gen = torch.Generator().manual_seed(seed)
     state = {}
-    for index, cin, cout in VGG16_CONVS:
+    for index, cin, cout in vgg16_convs():
         state[f"features.{index}.weight"] = torch.randn(cout, cin, 3, 3, generator=gen) * math.sqrt(
             2 / (9 * cin)
         )
         state[f"features.{index}.bias"] = torch.randn(cout, generator=gen) * 0.01
+    return state
+
+
+def write_random_vgg(path: Path, seed: int = 0) -> Path:
+    """:func:`random_vgg_state` saved as safetensors at ``path``."""
+    from safetensors.torch import save_file
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path))
+    save_file(random_vgg_state(seed), str(path))
     return path
 
 
