@@ -55,6 +55,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vce_core.baselines import as_volume_array, linear_baseline, volume_pair
 from vce_core.cache import LRU
 from vce_core.checkpoint import ModelCard, list_checkpoints, read_card, read_weights
 from vce_core.data import _affine_of, apply_normalization, fit_normalization
@@ -68,50 +69,6 @@ _VOLUME_CACHE = 4  # full volumes kept per Prepared for non-axial planes of slic
 
 ProgressFn = Callable[[int, int], None]
 """``progress(done, total)``: called after every batch (2-D) or window (3-D)."""
-
-
-# ============================================================================================== input checks
-def _as_volume_array(x: Any, name: str) -> np.ndarray:
-    """A finite float32 3-D array from an ndarray or a :class:`vce_core.io.Volume`."""
-    data = getattr(x, "data", x)
-    try:
-        arr = np.asarray(data, dtype=np.float32)
-    except (TypeError, ValueError) as err:
-        raise VCEInputError(
-            f"the {name} image is not numeric ({err})", expected="a 3-D float array or Volume"
-        ) from err
-    if arr.ndim != 3:
-        raise VCEInputError(f"the {name} image has shape {arr.shape}", expected="a 3-D volume (I, J, K)")
-    if min(arr.shape) < 1:
-        raise VCEInputError(
-            f"the {name} image is empty (shape {arr.shape})", expected="a non-empty 3-D volume"
-        )
-    if not np.isfinite(arr).all():
-        raise VCEInputError(
-            f"the {name} image contains NaN or infinite values", expected="finite intensities"
-        )
-    return arr
-
-
-def _pair(native: Any, standard_dose: Any) -> tuple[np.ndarray, np.ndarray]:
-    nat = _as_volume_array(native, "native")
-    sd = _as_volume_array(standard_dose, "standard-dose")
-    if nat.shape != sd.shape:
-        raise VCEInputError(
-            f"the native image has shape {nat.shape} but the standard dose has {sd.shape}",
-            expected="co-registered images on one grid",
-        )
-    return nat, sd
-
-
-def linear_baseline(native: Any, standard_dose: Any, dose: float) -> np.ndarray:
-    """The linear dose baseline ``x_NA + d · (x_SD − x_NA)``: float32 (I, J, K) in the inputs' units.
-
-    ``native``/``standard_dose`` are 3-D arrays or Volumes on one grid; ``dose`` a fraction in [0, 1].
-    """
-    nat, sd = _pair(native, standard_dose)
-    d = np.float32(check_dose(dose))
-    return (nat + d * (sd - nat)).astype(np.float32)
 
 
 # ======================================================================================== prepared inputs
@@ -251,7 +208,7 @@ class Synthesizer:
             return self.prepare_inputs(given)
         if standard_dose is None:
             raise VCEInputError("no standard-dose image was given", expected="native and standard dose")
-        nat, sd = _pair(native, standard_dose)
+        nat, sd = volume_pair(native, standard_dose)
         brain = np.asarray(brain_mask(nat), dtype=bool)
         params = fit_normalization(nat, brain, self.normalization)
         _, scale = _affine_of(params)
@@ -494,11 +451,11 @@ class Synthesizer:
                 expected=f"images for {', '.join(dict.fromkeys(['native', *required]))}"
                 + (optional if self.optional_inputs else ""),
             )
-        native = _as_volume_array(images["native"], "native")
+        native = as_volume_array(images["native"], "native")
         arrays: dict[str, np.ndarray | None] = {"native": native}
         for spec in specs:
             given = images.get(spec.name)
-            arrays[spec.name] = None if given is None else _as_volume_array(given, spec.name)
+            arrays[spec.name] = None if given is None else as_volume_array(given, spec.name)
             if arrays[spec.name] is not None and arrays[spec.name].shape != native.shape:
                 raise VCEInputError(
                     f"the {spec.name} image has shape {arrays[spec.name].shape} but the native image has "
