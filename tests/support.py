@@ -210,7 +210,6 @@ def write_checkpoint(
     """
     import torch
 
-    from vce_core import checkpoint
     from vce_core.models import build_model
 
     torch.manual_seed(0)
@@ -226,16 +225,34 @@ def write_checkpoint(
                     param.normal_(0.0, 0.5)
                 elif key.startswith("embedding."):
                     param.mul_(8.0)
+    return write_model(folder, "ld_cgan_generator", model, **card_extra)
+
+
+def write_model(folder: Path, model_name: str, model: Any, **card: Any) -> Path:
+    """Write the built ``model`` (registered as ``model_name``) as a checkpoint folder: its weights and a
+    card with the small-test defaults (``name`` the folder's, 2-D or 3-D data mode from its config, no
+    context, 16-voxel patches, percentile normalisation). ``card`` sets card keys (known keys set their
+    :class:`~vce_core.checkpoint.ModelCard` field, others are kept as extra keys)."""
+    from vce_core import checkpoint
+
     card = checkpoint.ModelCard(
         name=folder.name,
-        model="ld_cgan_generator",
+        model=model_name,
         config=model.config,
-        data_mode="2d",
+        data_mode="3d" if model.config["spatial_dims"] == 3 else "2d",
         context=0,
         patch_size=16,
         normalization={"method": "percentile"},
-    ).with_changes(**card_extra)
+    ).with_changes(**card)
     return checkpoint.write_checkpoint(folder, model.state_dict(), card)
+
+
+def write_contrast_model(folder: Path, model_name: str, model: Any, **card: Any) -> Path:
+    """:func:`write_model` of a virtual-contrast generator (put in eval mode): the card's task is
+    ``virtual_contrast``, its target the standard dose; ``card`` names the ``inputs`` (and may override)."""
+    return write_model(
+        folder, model_name, model.eval(), **{"task": "virtual_contrast", "target": "standard_dose", **card}
+    )
 
 
 def write_app_checkpoint(folder: Path) -> Path:

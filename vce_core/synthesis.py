@@ -72,64 +72,65 @@ ProgressFn = Callable[[int, int], None]
 
 
 # ======================================================================================== prepared inputs
-@dataclass
-class Prepared:
-    """Native and standard dose of one subject, normalised once for repeated synthesis (cacheable).
-
-    Attributes
-    ----------
-    native_raw: float32 (I, J, K), the native image in its own units (outputs are added to it).
-    native, standard_dose: float32 (I, J, K) in normalised units.
-    params: normalisation parameters (JSON-serialisable; see :func:`vce_core.data.fit_normalization`).
-    scale: intensity units per normalised unit (residuals are multiplied by it).
-    background: normalised value of a raw 0, used to pad.
-    brain: bool (I, J, K) brain mask the normalisation was fitted in.
-    volumes: full synthetic volumes of slice-wise models by ``(dose, field_strength, seed)``, kept for
-        coronal/sagittal slices (least recently used dropped beyond ``_VOLUME_CACHE``).
-    """
-
-    native_raw: np.ndarray
-    native: np.ndarray
-    standard_dose: np.ndarray
-    params: dict[str, Any]
-    scale: float
-    background: float
-    brain: np.ndarray
-    volumes: LRU[np.ndarray] = field(default_factory=lambda: LRU(_VOLUME_CACHE), repr=False)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(self.native.shape)  # type: ignore[return-value]
-
-
-@dataclass
-class PreparedContrast:
-    """The inputs of a virtual-contrast model for one subject, normalised once (cacheable).
+@dataclass(kw_only=True)
+class _PreparedSubject:
+    """What every prepared subject holds (see :class:`Prepared` and :class:`PreparedContrast`).
 
     Attributes
     ----------
     native_raw: float32 (I, J, K), the native image in its own units (the output's grid and units).
-    names: the card's input names, in the model's channel order.
-    inputs: float32 (M, I, J, K) normalised inputs; an absent optional input is zeros.
-    present: per input, whether it was given.
-    params: normalisation parameters per given input and for ``"native"`` (which also maps the output back).
-    backgrounds: per input, the normalised value of a raw 0 (0 for an absent input), used to pad.
-    brain: bool (I, J, K) brain mask of the native image.
-    volumes: synthesized volumes kept for coronal/sagittal slices of slice-wise models (LRU).
+    brain: bool (I, J, K) brain mask of the native image (the normalisation is fitted in it).
+    volumes: full synthetic volumes of slice-wise models, kept for coronal/sagittal slices (least recently
+        used dropped beyond ``_VOLUME_CACHE``).
     """
 
     native_raw: np.ndarray
-    names: tuple[str, ...]
-    inputs: np.ndarray
-    present: tuple[bool, ...]
-    params: dict[str, dict[str, Any]]
-    backgrounds: tuple[float, ...]
     brain: np.ndarray
     volumes: LRU[np.ndarray] = field(default_factory=lambda: LRU(_VOLUME_CACHE), repr=False)
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.native_raw.shape)  # type: ignore[return-value]
+
+
+@dataclass(kw_only=True)
+class Prepared(_PreparedSubject):
+    """Native and standard dose of one subject, normalised once for repeated synthesis (cacheable).
+
+    Attributes besides ``native_raw`` (outputs are added to it), ``brain`` and ``volumes`` (keyed by
+    ``(dose, field_strength, seed)``):
+
+    native, standard_dose: float32 (I, J, K) in normalised units.
+    params: normalisation parameters (JSON-serialisable; see :func:`vce_core.data.fit_normalization`).
+    scale: intensity units per normalised unit (residuals are multiplied by it).
+    background: normalised value of a raw 0, used to pad.
+    """
+
+    native: np.ndarray
+    standard_dose: np.ndarray
+    params: dict[str, Any]
+    scale: float
+    background: float
+
+
+@dataclass(kw_only=True)
+class PreparedContrast(_PreparedSubject):
+    """The inputs of a virtual-contrast model for one subject, normalised once (cacheable).
+
+    Attributes besides ``native_raw``, ``brain`` and ``volumes``:
+
+    names: the card's input names, in the model's channel order.
+    inputs: float32 (M, I, J, K) normalised inputs; an absent optional input is zeros.
+    present: per input, whether it was given.
+    params: normalisation parameters per given input and for ``"native"`` (which also maps the output back).
+    backgrounds: per input, the normalised value of a raw 0 (0 for an absent input), used to pad.
+    """
+
+    names: tuple[str, ...]
+    inputs: np.ndarray
+    present: tuple[bool, ...]
+    params: dict[str, dict[str, Any]]
+    backgrounds: tuple[float, ...]
 
     @property
     def missing(self) -> tuple[str, ...]:
