@@ -92,6 +92,16 @@ class _PreparedSubject:
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.native_raw.shape)  # type: ignore[return-value]
 
+    def slice_position(self, plane: str, index: Any) -> tuple[int, int]:
+        """``(axis, index)`` of slice ``index`` of ``plane`` (VCEInputError if out of range or not an int)."""
+        axis = plane_axis(plane)
+        n = self.shape[axis]
+        if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= int(index) < n:
+            raise VCEInputError(
+                f"{plane} slice index {index!r} is out of range", expected=f"an integer in [0, {n - 1}]"
+            )
+        return axis, int(index)
+
 
 @dataclass(kw_only=True)
 class Prepared(_PreparedSubject):
@@ -290,13 +300,7 @@ class Synthesizer:
                 f"prepared is a {type(prepared).__name__}", expected="the result of Synthesizer.prepare()"
             )
         d, b = check_dose(dose), check_field_strength(field_strength)
-        axis = plane_axis(plane)
-        n = prepared.shape[axis]
-        if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= int(index) < n:
-            raise VCEInputError(
-                f"{plane} slice index {index!r} is out of range", expected=f"an integer in [0, {n - 1}]"
-            )
-        index = int(index)
+        axis, index = prepared.slice_position(plane, index)
         if self.spatial_dims == 2:
             if axis == 2:
                 residual = self._residual_slices(prepared, [index], d, b, _resolve_seed(seed))[0]
@@ -536,13 +540,7 @@ class Synthesizer:
     def _contrast_slice(self, prep: PreparedContrast, plane: str, index: int) -> np.ndarray:
         from vce_core.preprocess import denormalize
 
-        axis = plane_axis(plane)
-        n = prep.shape[axis]
-        if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= int(index) < n:
-            raise VCEInputError(
-                f"{plane} slice index {index!r} is out of range", expected=f"an integer in [0, {n - 1}]"
-            )
-        index = int(index)
+        axis, index = prep.slice_position(plane, index)
         if self.spatial_dims == 2 and axis != 2:
             volume = prep.volumes.get_or_compute("volume", lambda: self._contrast_volume(prep, None))
             return np.take(volume, index, axis=axis).copy()
