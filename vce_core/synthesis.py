@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from vce_core.baselines import as_volume_array, linear_baseline, volume_pair
 from vce_core.cache import LRU
@@ -395,32 +395,44 @@ class Synthesizer:
         plane: tuple[int, int] | None = None,
     ) -> np.ndarray:
         """Sliding-window normalised residual: the whole (I, J, K) volume, or one plane ``(axis, index)``."""
-        P = self.patch_size
         shape = prep.shape
-        padded, starts = self._windows(shape)
+        padded, _ = self._windows(shape)
         nat = np.full(padded, prep.background, np.float32)
         sd = np.full(padded, prep.background, np.float32)
         nat[: shape[0], : shape[1], : shape[2]] = prep.native
         sd[: shape[0], : shape[1], : shape[2]] = prep.standard_dose
         noise = _noise(tuple(padded), seed, -1)
-        sigma = P / 8.0
-        g = np.exp(-0.5 * ((np.arange(P) - (P - 1) / 2) / sigma) ** 2).astype(np.float32)
-        weight = torch.from_numpy(np.einsum("i,j,k->ijk", g, g, g) + 1e-6)
-        if plane is not None:
-            axis, index = plane
-            starts[axis] = [s for s in starts[axis] if s <= index < s + P]
-        acc = torch.zeros(padded)
-        wsum = torch.zeros(padded)
-        windows = [(a, b_, c) for a in starts[0] for b_ in starts[1] for c in starts[2]]
         dose_t = torch.full((1,), dose, device=self.device)
         field_t = torch.full((1,), field_strength, device=self.device)
-        for w, (a, b_, c) in enumerate(windows):
-            sl = (slice(a, a + P), slice(b_, b_ + P), slice(c, c + P))
+
+        def predict(sl: tuple[slice, ...]) -> Tensor:
             x = torch.from_numpy(np.ascontiguousarray(nat[sl]))[None, None].to(self.device)
             s = torch.from_numpy(np.ascontiguousarray(sd[sl]))[None, None].to(self.device)
             z = noise[sl][None, None].to(self.device)
-            out = self.model(x, s, dose_t, field_t, z)[0][0, 0].float().cpu()
-            acc[sl] += out * weight
+            return self.model(x, s, dose_t, field_t, z)[0][0, 0]
+
+        return self._blend_windows(shape, predict, progress, plane)
+
+    def _blend_windows(
+        self,
+        shape: tuple[int, int, int],
+        predict: Callable[[tuple[slice, ...]], Tensor],
+        progress: ProgressFn | None,
+        plane: tuple[int, int] | None,
+    ) -> np.ndarray:
+        """Gaussian-blended sliding windows over the padded ``shape``: ``predict(window)`` is the model's
+        ``[P, P, P]`` output on one window (of the padded grid). Returns the float32 (I, J, K) volume, or
+        only the windows over one plane ``(axis, index)`` and that slice."""
+        P = self.patch_size
+        padded, starts = self._windows(shape)
+        weight = torch.from_numpy(_blend_weight(P))
+        if plane is not None:
+            starts[plane[0]] = [s for s in starts[plane[0]] if s <= plane[1] < s + P]
+        acc, wsum = torch.zeros(padded), torch.zeros(padded)
+        windows = [(a, b_, c) for a in starts[0] for b_ in starts[1] for c in starts[2]]
+        for w, (a, b_, c) in enumerate(windows):
+            sl = (slice(a, a + P), slice(b_, b_ + P), slice(c, c + P))
+            acc[sl] += predict(sl).float().cpu() * weight
             wsum[sl] += weight
             if progress is not None:
                 progress(w + 1, len(windows))
@@ -570,30 +582,19 @@ class Synthesizer:
         self, prep: PreparedContrast, progress: ProgressFn | None, plane: tuple[int, int] | None = None
     ) -> np.ndarray:
         """Sliding-window normalised output: the whole (I, J, K) volume, or one plane ``(axis, index)``."""
-        P = self.patch_size
         shape = prep.shape
-        padded, starts = self._windows(shape)
+        padded, _ = self._windows(shape)
         x = np.empty((len(prep.names), *padded), np.float32)
         for mi, background in enumerate(prep.backgrounds):
             x[mi] = background
             x[mi, : shape[0], : shape[1], : shape[2]] = prep.inputs[mi]
-        weight = torch.from_numpy(_blend_weight(P))
-        if plane is not None:
-            starts[plane[0]] = [s for s in starts[plane[0]] if s <= plane[1] < s + P]
-        acc, wsum = torch.zeros(padded), torch.zeros(padded)
-        windows = [(a, b_, c) for a in starts[0] for b_ in starts[1] for c in starts[2]]
-        for w, (a, b_, c) in enumerate(windows):
-            sl = (slice(a, a + P), slice(b_, b_ + P), slice(c, c + P))
+
+        def predict(sl: tuple[slice, ...]) -> Tensor:
             patch = torch.from_numpy(np.ascontiguousarray(x[(slice(None), *sl)]))[None].to(self.device)
             out = self.model(patch)
-            acc[sl] += out[0, out.shape[1] // 2].float().cpu() * weight
-            wsum[sl] += weight
-            if progress is not None:
-                progress(w + 1, len(windows))
-        res = (acc / wsum.clamp_min(1e-12))[: shape[0], : shape[1], : shape[2]].numpy()
-        if plane is not None:
-            return np.take(res, plane[1], axis=plane[0]).astype(np.float32)
-        return res.astype(np.float32)
+            return out[0, out.shape[1] // 2]
+
+        return self._blend_windows(shape, predict, progress, plane)
 
 
 def _blend_weight(size: int) -> np.ndarray:
