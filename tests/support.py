@@ -138,33 +138,46 @@ def copy_case(source: Path, data: Path) -> Path:
     return target
 
 
-VGG16_CONVS = (
-    (0, 3, 64),
-    (2, 64, 64),
-    (5, 64, 128),
-    (7, 128, 128),
-    (10, 128, 256),
-    (12, 256, 256),
-    (14, 256, 256),
-)
+# torchvision's VGG-16 ("D") layer list up to relu3_3: channels per 3x3 convolution, "M" for max-pooling.
+# ``features`` numbers each module: a convolution and its ReLU take two indices, a pooling one. The table
+# is derived from this list, not copied from the loss, so that a wrong table in the loss fails the tests.
+VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256)
 
 
-def write_random_vgg(path: Path, seed: int = 0) -> Path:
-    """A VGG-16 ``features`` state dict (torchvision keys to relu3_3), random weights, as safetensors."""
+def vgg16_convs() -> list[tuple[int, int, int]]:
+    """(index in ``features``, in channels, out channels) of each convolution, derived from the layer list."""
+    convs, index, cin = [], 0, 3
+    for item in VGG16_CFG:
+        if item == "M":
+            index += 1
+            continue
+        convs.append((index, cin, int(item)))
+        index, cin = index + 2, int(item)
+    return convs
+
+
+def random_vgg_state(seed: int = 0) -> dict[str, Any]:
+    """A VGG-16 ``features`` state dict (torchvision keys to relu3_3) with random He-scaled weights."""
     import math
 
     import torch
-    from safetensors.torch import save_file
 
     gen = torch.Generator().manual_seed(seed)
     state = {}
-    for index, cin, cout in VGG16_CONVS:
+    for index, cin, cout in vgg16_convs():
         state[f"features.{index}.weight"] = torch.randn(cout, cin, 3, 3, generator=gen) * math.sqrt(
             2 / (9 * cin)
         )
         state[f"features.{index}.bias"] = torch.randn(cout, generator=gen) * 0.01
+    return state
+
+
+def write_random_vgg(path: Path, seed: int = 0) -> Path:
+    """:func:`random_vgg_state` saved as safetensors at ``path``."""
+    from safetensors.torch import save_file
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path))
+    save_file(random_vgg_state(seed), str(path))
     return path
 
 
@@ -197,7 +210,6 @@ def write_checkpoint(
     """
     import torch
 
-    from vce_core import checkpoint
     from vce_core.models import build_model
 
     torch.manual_seed(0)
@@ -213,16 +225,34 @@ def write_checkpoint(
                     param.normal_(0.0, 0.5)
                 elif key.startswith("embedding."):
                     param.mul_(8.0)
+    return write_model(folder, "ld_cgan_generator", model, **card_extra)
+
+
+def write_model(folder: Path, model_name: str, model: Any, **card: Any) -> Path:
+    """Write the built ``model`` (registered as ``model_name``) as a checkpoint folder: its weights and a
+    card with the small-test defaults (``name`` the folder's, 2-D or 3-D data mode from its config, no
+    context, 16-voxel patches, percentile normalisation). ``card`` sets card keys (known keys set their
+    :class:`~vce_core.checkpoint.ModelCard` field, others are kept as extra keys)."""
+    from vce_core import checkpoint
+
     card = checkpoint.ModelCard(
         name=folder.name,
-        model="ld_cgan_generator",
+        model=model_name,
         config=model.config,
-        data_mode="2d",
+        data_mode="3d" if model.config["spatial_dims"] == 3 else "2d",
         context=0,
         patch_size=16,
         normalization={"method": "percentile"},
-    ).with_changes(**card_extra)
+    ).with_changes(**card)
     return checkpoint.write_checkpoint(folder, model.state_dict(), card)
+
+
+def write_contrast_model(folder: Path, model_name: str, model: Any, **card: Any) -> Path:
+    """:func:`write_model` of a virtual-contrast generator (put in eval mode): the card's task is
+    ``virtual_contrast``, its target the standard dose; ``card`` names the ``inputs`` (and may override)."""
+    return write_model(
+        folder, model_name, model.eval(), **{"task": "virtual_contrast", "target": "standard_dose", **card}
+    )
 
 
 def write_app_checkpoint(folder: Path) -> Path:

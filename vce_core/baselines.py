@@ -8,6 +8,9 @@ a dose ``d`` (fraction of the standard dose):
 * :func:`physics_baseline` — inverts the spoiled gradient-echo (SPGR) signal equation with the sequence's
   TR and flip angle, scales the contrast-agent relaxation by ``d`` and re-simulates.
 
+Both check their images with :func:`as_volume_array` / :func:`volume_pair`, which
+:mod:`vce_core.synthesis` uses too (and re-exports :func:`linear_baseline`).
+
 The physics baseline, per voxel
 -------------------------------
 With ``f(R1) = sin α · (1 − E1) / (1 − cos α · E1)``, ``E1 = exp(−TR · R1)``, a T1-weighted SPGR voxel reads
@@ -50,12 +53,14 @@ __all__ = [
     "DEFAULT_T1_S",
     "R1_MAX",
     "R1_MIN",
+    "as_volume_array",
     "case_sequence",
     "linear_baseline",
     "physics_baseline",
     "physics_baseline_for_case",
     "spgr_r1",
     "spgr_relative_signal",
+    "volume_pair",
 ]
 
 DEFAULT_T1_S: dict[float, float] = {1.5: 1.40, 3.0: 1.85}
@@ -65,21 +70,32 @@ R1_MIN, R1_MAX = 1e-3, 1e3
 """Range (s⁻¹) the inverted and re-simulated R1 are clipped to."""
 
 
-def _volume(x: Any, name: str) -> np.ndarray:
-    """A finite float32 3-D array from an ndarray or a :class:`vce_core.io.Volume`."""
+def as_volume_array(x: Any, name: str) -> np.ndarray:
+    """A finite float32 3-D array from an ndarray or a :class:`vce_core.io.Volume` (``name`` for errors)."""
+    data = getattr(x, "data", x)
     try:
-        arr = np.asarray(getattr(x, "data", x), dtype=np.float32)
+        arr = np.asarray(data, dtype=np.float32)
     except (TypeError, ValueError) as err:
-        raise VCEInputError(f"the {name} image is not numeric ({err})", expected="a 3-D array") from err
-    if arr.ndim != 3 or arr.size == 0:
-        raise VCEInputError(f"the {name} image has shape {arr.shape}", expected="a non-empty 3-D volume")
+        raise VCEInputError(
+            f"the {name} image is not numeric ({err})", expected="a 3-D float array or Volume"
+        ) from err
+    if arr.ndim != 3:
+        raise VCEInputError(f"the {name} image has shape {arr.shape}", expected="a 3-D volume (I, J, K)")
+    if min(arr.shape) < 1:
+        raise VCEInputError(
+            f"the {name} image is empty (shape {arr.shape})", expected="a non-empty 3-D volume"
+        )
     if not np.isfinite(arr).all():
-        raise VCEInputError(f"the {name} image holds NaN or infinite values", expected="finite intensities")
+        raise VCEInputError(
+            f"the {name} image contains NaN or infinite values", expected="finite intensities"
+        )
     return arr
 
 
-def _pair(native: Any, standard_dose: Any) -> tuple[np.ndarray, np.ndarray]:
-    nat, sd = _volume(native, "native"), _volume(standard_dose, "standard-dose")
+def volume_pair(native: Any, standard_dose: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The native and standard-dose images as float32 3-D arrays on one grid (:func:`as_volume_array`)."""
+    nat = as_volume_array(native, "native")
+    sd = as_volume_array(standard_dose, "standard-dose")
     if nat.shape != sd.shape:
         raise VCEInputError(
             f"the native image has shape {nat.shape} but the standard dose has {sd.shape}",
@@ -89,8 +105,11 @@ def _pair(native: Any, standard_dose: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def linear_baseline(native: Any, standard_dose: Any, dose: float) -> np.ndarray:
-    """``x_NA + d · (x_SD − x_NA)``: float32 (I, J, K) in the inputs' units; ``dose`` a fraction in [0, 1]."""
-    nat, sd = _pair(native, standard_dose)
+    """The linear dose baseline ``x_NA + d · (x_SD − x_NA)``: float32 (I, J, K) in the inputs' units.
+
+    ``native``/``standard_dose`` are 3-D arrays or Volumes on one grid; ``dose`` a fraction in [0, 1].
+    """
+    nat, sd = volume_pair(native, standard_dose)
     d = np.float32(check_dose(dose))
     return (nat + d * (sd - nat)).astype(np.float32)
 
@@ -173,7 +192,7 @@ def physics_baseline(
     the linear baseline is used (default 5 % of the native's 99th percentile over positive voxels).
     Dose 0 returns the native image, dose 1 the standard dose (where the ratio is inside the model's range).
     """
-    nat, sd = _pair(native, standard_dose)
+    nat, sd = volume_pair(native, standard_dose)
     d = check_dose(dose)
     t1 = _t1_native(t1_native_s, field_strength, nat.shape)
     if min_signal is None:

@@ -322,12 +322,7 @@ def denormalize(y: Any, params: Mapping[str, Any]) -> Any:
     or beyond 0 and 1 give finite intensities. Raises :class:`VCEInputError` on malformed ``params``
     or NaN/inf in a numpy ``y``.
     """
-    checked = _checked_params(params)
-    if isinstance(y, Volume):
-        y = y.data
-    if not _is_torch(y):
-        y = as_float_image(y, name="normalized image")
-    return _apply(y, checked, inverse=True)
+    return _transform(y, params, inverse=True, name="normalized image")
 
 
 def normalize_with(x: Any, params: Mapping[str, Any]) -> Any:
@@ -338,12 +333,17 @@ def normalize_with(x: Any, params: Mapping[str, Any]) -> Any:
     (→ float32), Volume or torch tensor (→ its floating dtype), any shape. Raises :class:`VCEInputError` on
     malformed ``params`` or NaN/inf in a numpy ``x``.
     """
+    return _transform(x, params, inverse=False, name="image")
+
+
+def _transform(x: Any, params: Mapping[str, Any], *, inverse: bool, name: str) -> Any:
+    """The checked ``params``' transform (or its inverse) of an ndarray, Volume or tensor ``x``."""
     checked = _checked_params(params)
     if isinstance(x, Volume):
         x = x.data
     if not _is_torch(x):
-        x = as_float_image(x, name="image")
-    return _apply(x, checked, inverse=False)
+        x = as_float_image(x, name=name)
+    return _apply(x, checked, inverse=inverse)
 
 
 # ----------------------------------------------------------------------------------------------------

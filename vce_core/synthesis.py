@@ -53,8 +53,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
+from vce_core.baselines import as_volume_array, linear_baseline, volume_pair
 from vce_core.cache import LRU
 from vce_core.checkpoint import ModelCard, list_checkpoints, read_card, read_weights
 from vce_core.data import _affine_of, apply_normalization, fit_normalization
@@ -70,109 +71,76 @@ ProgressFn = Callable[[int, int], None]
 """``progress(done, total)``: called after every batch (2-D) or window (3-D)."""
 
 
-# ============================================================================================== input checks
-def _as_volume_array(x: Any, name: str) -> np.ndarray:
-    """A finite float32 3-D array from an ndarray or a :class:`vce_core.io.Volume`."""
-    data = getattr(x, "data", x)
-    try:
-        arr = np.asarray(data, dtype=np.float32)
-    except (TypeError, ValueError) as err:
-        raise VCEInputError(
-            f"the {name} image is not numeric ({err})", expected="a 3-D float array or Volume"
-        ) from err
-    if arr.ndim != 3:
-        raise VCEInputError(f"the {name} image has shape {arr.shape}", expected="a 3-D volume (I, J, K)")
-    if min(arr.shape) < 1:
-        raise VCEInputError(
-            f"the {name} image is empty (shape {arr.shape})", expected="a non-empty 3-D volume"
-        )
-    if not np.isfinite(arr).all():
-        raise VCEInputError(
-            f"the {name} image contains NaN or infinite values", expected="finite intensities"
-        )
-    return arr
-
-
-def _pair(native: Any, standard_dose: Any) -> tuple[np.ndarray, np.ndarray]:
-    nat = _as_volume_array(native, "native")
-    sd = _as_volume_array(standard_dose, "standard-dose")
-    if nat.shape != sd.shape:
-        raise VCEInputError(
-            f"the native image has shape {nat.shape} but the standard dose has {sd.shape}",
-            expected="co-registered images on one grid",
-        )
-    return nat, sd
-
-
-def linear_baseline(native: Any, standard_dose: Any, dose: float) -> np.ndarray:
-    """The linear dose baseline ``x_NA + d · (x_SD − x_NA)``: float32 (I, J, K) in the inputs' units.
-
-    ``native``/``standard_dose`` are 3-D arrays or Volumes on one grid; ``dose`` a fraction in [0, 1].
-    """
-    nat, sd = _pair(native, standard_dose)
-    d = np.float32(check_dose(dose))
-    return (nat + d * (sd - nat)).astype(np.float32)
-
-
 # ======================================================================================== prepared inputs
-@dataclass
-class Prepared:
-    """Native and standard dose of one subject, normalised once for repeated synthesis (cacheable).
-
-    Attributes
-    ----------
-    native_raw: float32 (I, J, K), the native image in its own units (outputs are added to it).
-    native, standard_dose: float32 (I, J, K) in normalised units.
-    params: normalisation parameters (JSON-serialisable; see :func:`vce_core.data.fit_normalization`).
-    scale: intensity units per normalised unit (residuals are multiplied by it).
-    background: normalised value of a raw 0, used to pad.
-    brain: bool (I, J, K) brain mask the normalisation was fitted in.
-    volumes: full synthetic volumes of slice-wise models by ``(dose, field_strength, seed)``, kept for
-        coronal/sagittal slices (least recently used dropped beyond ``_VOLUME_CACHE``).
-    """
-
-    native_raw: np.ndarray
-    native: np.ndarray
-    standard_dose: np.ndarray
-    params: dict[str, Any]
-    scale: float
-    background: float
-    brain: np.ndarray
-    volumes: LRU[np.ndarray] = field(default_factory=lambda: LRU(_VOLUME_CACHE), repr=False)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(self.native.shape)  # type: ignore[return-value]
-
-
-@dataclass
-class PreparedContrast:
-    """The inputs of a virtual-contrast model for one subject, normalised once (cacheable).
+@dataclass(kw_only=True)
+class _PreparedSubject:
+    """What every prepared subject holds (see :class:`Prepared` and :class:`PreparedContrast`).
 
     Attributes
     ----------
     native_raw: float32 (I, J, K), the native image in its own units (the output's grid and units).
-    names: the card's input names, in the model's channel order.
-    inputs: float32 (M, I, J, K) normalised inputs; an absent optional input is zeros.
-    present: per input, whether it was given.
-    params: normalisation parameters per given input and for ``"native"`` (which also maps the output back).
-    backgrounds: per input, the normalised value of a raw 0 (0 for an absent input), used to pad.
-    brain: bool (I, J, K) brain mask of the native image.
-    volumes: synthesized volumes kept for coronal/sagittal slices of slice-wise models (LRU).
+    brain: bool (I, J, K) brain mask of the native image (the normalisation is fitted in it).
+    volumes: full synthetic volumes of slice-wise models, kept for coronal/sagittal slices (least recently
+        used dropped beyond ``_VOLUME_CACHE``).
     """
 
     native_raw: np.ndarray
-    names: tuple[str, ...]
-    inputs: np.ndarray
-    present: tuple[bool, ...]
-    params: dict[str, dict[str, Any]]
-    backgrounds: tuple[float, ...]
     brain: np.ndarray
     volumes: LRU[np.ndarray] = field(default_factory=lambda: LRU(_VOLUME_CACHE), repr=False)
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.native_raw.shape)  # type: ignore[return-value]
+
+    def slice_position(self, plane: str, index: Any) -> tuple[int, int]:
+        """``(axis, index)`` of slice ``index`` of ``plane`` (VCEInputError if out of range or not an int)."""
+        axis = plane_axis(plane)
+        n = self.shape[axis]
+        if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= int(index) < n:
+            raise VCEInputError(
+                f"{plane} slice index {index!r} is out of range", expected=f"an integer in [0, {n - 1}]"
+            )
+        return axis, int(index)
+
+
+@dataclass(kw_only=True)
+class Prepared(_PreparedSubject):
+    """Native and standard dose of one subject, normalised once for repeated synthesis (cacheable).
+
+    Attributes besides ``native_raw`` (outputs are added to it), ``brain`` and ``volumes`` (keyed by
+    ``(dose, field_strength, seed)``):
+
+    native, standard_dose: float32 (I, J, K) in normalised units.
+    params: normalisation parameters (JSON-serialisable; see :func:`vce_core.data.fit_normalization`).
+    scale: intensity units per normalised unit (residuals are multiplied by it).
+    background: normalised value of a raw 0, used to pad.
+    """
+
+    native: np.ndarray
+    standard_dose: np.ndarray
+    params: dict[str, Any]
+    scale: float
+    background: float
+
+
+@dataclass(kw_only=True)
+class PreparedContrast(_PreparedSubject):
+    """The inputs of a virtual-contrast model for one subject, normalised once (cacheable).
+
+    Attributes besides ``native_raw``, ``brain`` and ``volumes``:
+
+    names: the card's input names, in the model's channel order.
+    inputs: float32 (M, I, J, K) normalised inputs; an absent optional input is zeros.
+    present: per input, whether it was given.
+    params: normalisation parameters per given input and for ``"native"`` (which also maps the output back).
+    backgrounds: per input, the normalised value of a raw 0 (0 for an absent input), used to pad.
+    """
+
+    names: tuple[str, ...]
+    inputs: np.ndarray
+    present: tuple[bool, ...]
+    params: dict[str, dict[str, Any]]
+    backgrounds: tuple[float, ...]
 
     @property
     def missing(self) -> tuple[str, ...]:
@@ -251,7 +219,7 @@ class Synthesizer:
             return self.prepare_inputs(given)
         if standard_dose is None:
             raise VCEInputError("no standard-dose image was given", expected="native and standard dose")
-        nat, sd = _pair(native, standard_dose)
+        nat, sd = volume_pair(native, standard_dose)
         brain = np.asarray(brain_mask(nat), dtype=bool)
         params = fit_normalization(nat, brain, self.normalization)
         _, scale = _affine_of(params)
@@ -332,13 +300,7 @@ class Synthesizer:
                 f"prepared is a {type(prepared).__name__}", expected="the result of Synthesizer.prepare()"
             )
         d, b = check_dose(dose), check_field_strength(field_strength)
-        axis = plane_axis(plane)
-        n = prepared.shape[axis]
-        if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= int(index) < n:
-            raise VCEInputError(
-                f"{plane} slice index {index!r} is out of range", expected=f"an integer in [0, {n - 1}]"
-            )
-        index = int(index)
+        axis, index = prepared.slice_position(plane, index)
         if self.spatial_dims == 2:
             if axis == 2:
                 residual = self._residual_slices(prepared, [index], d, b, _resolve_seed(seed))[0]
@@ -433,32 +395,44 @@ class Synthesizer:
         plane: tuple[int, int] | None = None,
     ) -> np.ndarray:
         """Sliding-window normalised residual: the whole (I, J, K) volume, or one plane ``(axis, index)``."""
-        P = self.patch_size
         shape = prep.shape
-        padded, starts = self._windows(shape)
+        padded, _ = self._windows(shape)
         nat = np.full(padded, prep.background, np.float32)
         sd = np.full(padded, prep.background, np.float32)
         nat[: shape[0], : shape[1], : shape[2]] = prep.native
         sd[: shape[0], : shape[1], : shape[2]] = prep.standard_dose
         noise = _noise(tuple(padded), seed, -1)
-        sigma = P / 8.0
-        g = np.exp(-0.5 * ((np.arange(P) - (P - 1) / 2) / sigma) ** 2).astype(np.float32)
-        weight = torch.from_numpy(np.einsum("i,j,k->ijk", g, g, g) + 1e-6)
-        if plane is not None:
-            axis, index = plane
-            starts[axis] = [s for s in starts[axis] if s <= index < s + P]
-        acc = torch.zeros(padded)
-        wsum = torch.zeros(padded)
-        windows = [(a, b_, c) for a in starts[0] for b_ in starts[1] for c in starts[2]]
         dose_t = torch.full((1,), dose, device=self.device)
         field_t = torch.full((1,), field_strength, device=self.device)
-        for w, (a, b_, c) in enumerate(windows):
-            sl = (slice(a, a + P), slice(b_, b_ + P), slice(c, c + P))
+
+        def predict(sl: tuple[slice, ...]) -> Tensor:
             x = torch.from_numpy(np.ascontiguousarray(nat[sl]))[None, None].to(self.device)
             s = torch.from_numpy(np.ascontiguousarray(sd[sl]))[None, None].to(self.device)
             z = noise[sl][None, None].to(self.device)
-            out = self.model(x, s, dose_t, field_t, z)[0][0, 0].float().cpu()
-            acc[sl] += out * weight
+            return self.model(x, s, dose_t, field_t, z)[0][0, 0]
+
+        return self._blend_windows(shape, predict, progress, plane)
+
+    def _blend_windows(
+        self,
+        shape: tuple[int, int, int],
+        predict: Callable[[tuple[slice, ...]], Tensor],
+        progress: ProgressFn | None,
+        plane: tuple[int, int] | None,
+    ) -> np.ndarray:
+        """Gaussian-blended sliding windows over the padded ``shape``: ``predict(window)`` is the model's
+        ``[P, P, P]`` output on one window (of the padded grid). Returns the float32 (I, J, K) volume, or
+        only the windows over one plane ``(axis, index)`` and that slice."""
+        P = self.patch_size
+        padded, starts = self._windows(shape)
+        weight = torch.from_numpy(_blend_weight(P))
+        if plane is not None:
+            starts[plane[0]] = [s for s in starts[plane[0]] if s <= plane[1] < s + P]
+        acc, wsum = torch.zeros(padded), torch.zeros(padded)
+        windows = [(a, b_, c) for a in starts[0] for b_ in starts[1] for c in starts[2]]
+        for w, (a, b_, c) in enumerate(windows):
+            sl = (slice(a, a + P), slice(b_, b_ + P), slice(c, c + P))
+            acc[sl] += predict(sl).float().cpu() * weight
             wsum[sl] += weight
             if progress is not None:
                 progress(w + 1, len(windows))
@@ -494,11 +468,11 @@ class Synthesizer:
                 expected=f"images for {', '.join(dict.fromkeys(['native', *required]))}"
                 + (optional if self.optional_inputs else ""),
             )
-        native = _as_volume_array(images["native"], "native")
+        native = as_volume_array(images["native"], "native")
         arrays: dict[str, np.ndarray | None] = {"native": native}
         for spec in specs:
             given = images.get(spec.name)
-            arrays[spec.name] = None if given is None else _as_volume_array(given, spec.name)
+            arrays[spec.name] = None if given is None else as_volume_array(given, spec.name)
             if arrays[spec.name] is not None and arrays[spec.name].shape != native.shape:
                 raise VCEInputError(
                     f"the {spec.name} image has shape {arrays[spec.name].shape} but the native image has "
@@ -578,13 +552,7 @@ class Synthesizer:
     def _contrast_slice(self, prep: PreparedContrast, plane: str, index: int) -> np.ndarray:
         from vce_core.preprocess import denormalize
 
-        axis = plane_axis(plane)
-        n = prep.shape[axis]
-        if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= int(index) < n:
-            raise VCEInputError(
-                f"{plane} slice index {index!r} is out of range", expected=f"an integer in [0, {n - 1}]"
-            )
-        index = int(index)
+        axis, index = prep.slice_position(plane, index)
         if self.spatial_dims == 2 and axis != 2:
             volume = prep.volumes.get_or_compute("volume", lambda: self._contrast_volume(prep, None))
             return np.take(volume, index, axis=axis).copy()
@@ -614,30 +582,19 @@ class Synthesizer:
         self, prep: PreparedContrast, progress: ProgressFn | None, plane: tuple[int, int] | None = None
     ) -> np.ndarray:
         """Sliding-window normalised output: the whole (I, J, K) volume, or one plane ``(axis, index)``."""
-        P = self.patch_size
         shape = prep.shape
-        padded, starts = self._windows(shape)
+        padded, _ = self._windows(shape)
         x = np.empty((len(prep.names), *padded), np.float32)
         for mi, background in enumerate(prep.backgrounds):
             x[mi] = background
             x[mi, : shape[0], : shape[1], : shape[2]] = prep.inputs[mi]
-        weight = torch.from_numpy(_blend_weight(P))
-        if plane is not None:
-            starts[plane[0]] = [s for s in starts[plane[0]] if s <= plane[1] < s + P]
-        acc, wsum = torch.zeros(padded), torch.zeros(padded)
-        windows = [(a, b_, c) for a in starts[0] for b_ in starts[1] for c in starts[2]]
-        for w, (a, b_, c) in enumerate(windows):
-            sl = (slice(a, a + P), slice(b_, b_ + P), slice(c, c + P))
+
+        def predict(sl: tuple[slice, ...]) -> Tensor:
             patch = torch.from_numpy(np.ascontiguousarray(x[(slice(None), *sl)]))[None].to(self.device)
             out = self.model(patch)
-            acc[sl] += out[0, out.shape[1] // 2].float().cpu() * weight
-            wsum[sl] += weight
-            if progress is not None:
-                progress(w + 1, len(windows))
-        res = (acc / wsum.clamp_min(1e-12))[: shape[0], : shape[1], : shape[2]].numpy()
-        if plane is not None:
-            return np.take(res, plane[1], axis=plane[0]).astype(np.float32)
-        return res.astype(np.float32)
+            return out[0, out.shape[1] // 2]
+
+        return self._blend_windows(shape, predict, progress, plane)
 
 
 def _blend_weight(size: int) -> np.ndarray:

@@ -590,6 +590,26 @@ class Trainer:
 
 
 # ============================================================================================== validation
+def _validation_items(dataset: CaseDataset, val_slices: int) -> list[int]:
+    """Dataset indices to validate, per (case, dose): every item (3-D: one whole volume each), or
+    ``val_slices`` evenly spaced slices when there are more (2-D/2.5-D). Virtual-contrast items all have
+    dose 0, so they are grouped per case."""
+    groups: dict[tuple[int, float], list[int]] = {}
+    for i, (ci, dose, _) in enumerate(dataset.items):
+        groups.setdefault((ci, dose), []).append(i)
+    chosen: list[int] = []
+    for idx in groups.values():
+        if dataset.spatial_dims == 2 and len(idx) > val_slices:
+            idx = [idx[int(round(j))] for j in np.linspace(0, len(idx) - 1, val_slices)]
+        chosen.extend(idx)
+    return chosen
+
+
+def _means(values: dict[str, list[float]], prefix: str = "") -> dict[str, float]:
+    """``{prefix + key: mean}`` of each list of figures (NaN for an empty one)."""
+    return {f"{prefix}{k}": float(np.mean(v)) if v else float("nan") for k, v in values.items()}
+
+
 @torch.no_grad()
 def validate(
     model: nn.Module,
@@ -613,14 +633,7 @@ def validate(
     from vce_core.preprocess import ce_mask
 
     gen = torch.Generator(device="cpu").manual_seed(12345)
-    groups: dict[tuple[int, float], list[int]] = {}
-    for i, (ci, dose, _) in enumerate(dataset.items):
-        groups.setdefault((ci, dose), []).append(i)
-    chosen: list[int] = []
-    for idx in groups.values():
-        if dataset.spatial_dims == 2 and len(idx) > cfg.val_slices:
-            idx = [idx[int(round(j))] for j in np.linspace(0, len(idx) - 1, cfg.val_slices)]
-        chosen.extend(idx)
+    chosen = _validation_items(dataset, cfg.val_slices)
     keys = ("psnr", "ssim", "mae_ce", "mae_sigma")
     values: dict[str, list[float]] = {k: [] for k in keys}
     baseline: dict[str, list[float]] = {k: [] for k in keys}
@@ -649,9 +662,9 @@ def validate(
                 if math.isfinite(v):
                     store[key].append(v)
     model.train(was_training)
-    out: dict[str, Any] = {k: float(np.mean(v)) if v else float("nan") for k, v in values.items()}
+    out: dict[str, Any] = _means(values)
     # the linear baseline x_NA + d (x_SD - x_NA) on the same images: the figure a generator has to beat
-    out.update({f"linear_{k}": float(np.mean(v)) if v else float("nan") for k, v in baseline.items()})
+    out.update(_means(baseline, prefix="linear_"))
     out["n_images"] = len(chosen)
     out["units"] = "normalised"
     return out
@@ -701,14 +714,7 @@ def validate_contrast(
     """
     from vce_core import metrics
 
-    per_case: dict[int, list[int]] = {}
-    for i, (ci, _, _) in enumerate(dataset.items):
-        per_case.setdefault(ci, []).append(i)
-    chosen: list[int] = []
-    for idx in per_case.values():
-        if dataset.spatial_dims == 2 and len(idx) > cfg.val_slices:
-            idx = [idx[int(round(j))] for j in np.linspace(0, len(idx) - 1, cfg.val_slices)]
-        chosen.extend(idx)
+    chosen = _validation_items(dataset, cfg.val_slices)
     keys = ("mae", "psnr", "ssim")
     values: dict[str, list[float]] = {f"{p}{k}": [] for p in ("", "native_") for k in keys}
     was_training = model.training
@@ -731,7 +737,7 @@ def validate_contrast(
             values[f"{prefix}psnr"].append(metrics.psnr(x, ref, data_range=rng, mask=brain))
             values[f"{prefix}ssim"].append(metrics.ssim(x, ref, data_range=rng, mask=brain))
     model.train(was_training)
-    out_metrics: dict[str, Any] = {k: float(np.mean(v)) if v else float("nan") for k, v in values.items()}
+    out_metrics: dict[str, Any] = _means(values)
     out_metrics["n_images"] = len(chosen)
     out_metrics["units"] = "native 0.5-99.5 percentile range"
     return out_metrics

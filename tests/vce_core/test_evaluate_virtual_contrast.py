@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from support import write_checkpoint
+from support import write_checkpoint, write_contrast_model
 from vce_core import metrics
-from vce_core.checkpoint import ModelCard, read_card
-from vce_core.checkpoint import write_checkpoint as write_folder
+from vce_core.checkpoint import read_card
 from vce_core.errors import VCEInputError
 from vce_core.evaluate import virtual_contrast as vc
 from vce_core.io import load_case, save_case
@@ -40,21 +39,10 @@ def model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = build_model(
         "hrfcn", spatial_dims=2, in_modalities=2, widths=[4, 8, 8], stem_channels=4, res_blocks=1
     )
-    card = ModelCard(
-        name="tiny-hrfcn",
-        display_name="tiny HRFCN",
-        model="hrfcn",
-        config=model.config,
-        data_mode="2d",
-        context=0,
-        patch_size=16,
-        normalization={"method": "percentile"},
-        task="virtual_contrast",
-        inputs=["native", "t2"],
-        target="standard_dose",
-        training={"iterations": 0},
+    folder = tmp_path_factory.mktemp("vc_model") / "tiny-hrfcn"
+    return write_contrast_model(
+        folder, "hrfcn", model, display_name="tiny HRFCN", inputs=["native", "t2"], training={"iterations": 0}
     )
-    return write_folder(tmp_path_factory.mktemp("vc_model") / "tiny-hrfcn", model.eval().state_dict(), card)
 
 
 def test_global_factor_is_least_squares(phantom_cases: list[Path]) -> None:

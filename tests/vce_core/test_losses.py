@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from scipy.stats import norm as normal_dist
 from skimage.metrics import structural_similarity
 
+from support import random_vgg_state
 from vce_core import losses as L
 from vce_core.errors import VCEInputError
 
@@ -372,39 +373,11 @@ def test_pixelwise_gradient_loss_matches_equation(spatial: tuple[int, ...]) -> N
 # VGG perceptual loss
 # ---------------------------------------------------------------------------------------------------------
 
-# torchvision's VGG-16 ("D") layer list up to relu3_3: channels per 3x3 convolution, "M" for max-pooling.
-# ``features`` numbers each module: a convolution and its ReLU take two indices, a pooling one.
-_VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256)
-
-
-def _vgg_convs() -> list[tuple[int, int, int]]:
-    """(index in ``features``, in channels, out channels) of each convolution, derived from the layer list."""
-    convs, index, cin = [], 0, 3
-    for item in _VGG16_CFG:
-        if item == "M":
-            index += 1
-            continue
-        convs.append((index, cin, int(item)))
-        index, cin = index + 2, int(item)
-    return convs
-
-
-def _random_vgg_state(seed: int = 0) -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    state = {}
-    for index, cin, cout in _vgg_convs():
-        state[f"features.{index}.weight"] = torch.randn(cout, cin, 3, 3, generator=gen) * math.sqrt(
-            2 / (9 * cin)
-        )
-        state[f"features.{index}.bias"] = torch.randn(cout, generator=gen) * 0.01
-    state["classifier.0.weight"] = torch.zeros(2, 2)  # extra torchvision keys are ignored
-    return state
-
 
 def test_vgg_perceptual_loss_loads_safetensors_and_pth(tmp_path) -> None:  # noqa: ANN001
     from safetensors.torch import save_file
 
-    state = _random_vgg_state()
+    state = {**random_vgg_state(), "classifier.0.weight": torch.zeros(2, 2)}  # extra keys are ignored
     save_file(state, str(tmp_path / "vgg16.safetensors"))
     torch.save(state, tmp_path / "vgg16.pth")
     loss_st = L.VGGPerceptualLoss(tmp_path / "vgg16.safetensors")
@@ -439,7 +412,7 @@ def test_vgg_perceptual_loss_missing_or_wrong_file_errors(tmp_path) -> None:  # 
     with pytest.raises(VCEInputError, match="nowhere/vgg16.safetensors") as err:
         L.VGGPerceptualLoss(missing)
     assert "features.N.weight" in str(err.value)
-    state = _random_vgg_state()
+    state = random_vgg_state()
     del state["features.14.weight"]
     torch.save(state, tmp_path / "partial.pth")
     with pytest.raises(VCEInputError, match="features.14.weight"):

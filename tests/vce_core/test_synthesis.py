@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from support import SMALL, write_checkpoint, write_tiny_cases
+from support import SMALL, write_checkpoint, write_contrast_model, write_tiny_cases
 from vce_core.checkpoint import read_card, update_card
 from vce_core.errors import VCEInputError, VCEModelError
 from vce_core.io import load_case, load_volume
@@ -137,8 +137,6 @@ def test_list_checkpoints_and_cli(volumes: tuple, tmp_path: Path) -> None:
 def _vc_checkpoint(folder: Path, name: str, config: dict, mode: str = "2d", **card: object) -> Path:
     import torch
 
-    from vce_core.checkpoint import ModelCard
-    from vce_core.checkpoint import write_checkpoint as write
     from vce_core.models import build_model
 
     torch.manual_seed(0)
@@ -151,19 +149,12 @@ def _vc_checkpoint(folder: Path, name: str, config: dict, mode: str = "2d", **ca
         )
     )
     values = {
-        "name": folder.name,
-        "model": name,
-        "config": model.config,
         "data_mode": mode,
         "context": 1 if mode == "2.5d" else 0,
         "patch_size": 8,
-        "normalization": {"method": "percentile"},
-        "task": "virtual_contrast",
         "inputs": ["native", "t2"],
-        "target": "standard_dose",
-        **card,
     }
-    return write(folder, model.eval().state_dict(), ModelCard(**values))
+    return write_contrast_model(folder, name, model, **{**values, **card})
 
 
 HRFCN = {"spatial_dims": 2, "widths": [4, 8, 8], "stem_channels": 4, "res_blocks": 1, "in_modalities": 2}

@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import shlex
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,6 +46,7 @@ import numpy as np
 
 from vce_core.domain import check_dose
 from vce_core.errors import VCEInputError
+from vce_core.evaluate.common import command_line, describe, method_names, run_cli
 
 __all__ = [
     "BASELINES",
@@ -432,11 +431,9 @@ def summarize(
                 "method": method,
                 "dose": dose,
                 "metric": metric,
-                "mean": float(vals.mean()),
-                "sd": float(vals.std(ddof=1)) if vals.size > 1 else math.nan,
+                **describe(vals),
                 "ci_low": low,
                 "ci_high": high,
-                "n": int(vals.size),
             }
         )
     return rows
@@ -502,21 +499,6 @@ def _check_doses(doses: Sequence[float]) -> list[float]:
     return checked
 
 
-def _method_names(synths: Sequence[Any]) -> list[str]:
-    """Report labels: each card's ``display_name``, made unique with the card name, then the iterations."""
-    names: list[str] = []
-    for s in synths:
-        name = s.display_name
-        if name in names or name in (REFERENCE, *BASELINES):
-            name = f"{name} ({s.name})"
-        if name in names:
-            name = f"{name[:-1]}, {s.card.training.get('iterations')} it)"
-        while name in names:
-            name += "'"
-        names.append(name)
-    return names
-
-
 def evaluate(
     models: Sequence[str | PathLike],
     data: Sequence[str | PathLike],
@@ -549,7 +531,7 @@ def evaluate(
     doses = _check_doses(doses)
     seeds = _check_seeds(noise_seeds)
     synths = [Synthesizer.from_checkpoint(m, device=device) for m in models]
-    names = _method_names(synths)
+    names = method_names(synths, reserved=(REFERENCE, *BASELINES))
     baselines = [*BASELINES, *(physics_variant(_check_scale(t)) for t in physics_t1_scales)]
     folders = find_case_folders(data)
     results: list[dict[str, Any]] = []
@@ -717,13 +699,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--update-cards", action="store_true", help="write each model's held-out figures into its card"
     )
     args = parser.parse_args(argv)
-    command = shlex.join(["python", "-m", "vce_core.evaluate", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("vce_core.evaluate", argv)
     if args.threads > 0:
         import torch
 
         torch.set_num_threads(args.threads)
-    try:
-        result = evaluate(
+    result = run_cli(
+        lambda: evaluate(
             args.models,
             args.data,
             args.doses,
@@ -735,8 +717,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             device=args.device,
             command=command,
         )
-    except VCEInputError as err:
-        print(f"error: {err}", file=sys.stderr)
+    )
+    if result is None:
         return 2
     if args.update_cards:
         for folder, method in zip(args.models, result["models"], strict=True):

@@ -6,13 +6,14 @@ so anyone can recompute a figure; the command that produced the report heads it.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from vce_core.evaluate.common import write_csv
 
 __all__ = ["markdown_report", "write_html", "write_report"]
 
@@ -58,13 +59,6 @@ _FIELDS = {
 }
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def mean_spectra(spectra: list[tuple[str, float, Any]]) -> list[dict[str, Any]]:
     """Average noise power spectrum per (method, dose) over scans (rows of ``nps.csv``)."""
     groups: dict[tuple[str, float], list[Any]] = {}
@@ -93,7 +87,7 @@ def write_report(out: Path, result: dict[str, Any], spectra: list[tuple[str, flo
         ("comparisons.csv", result["comparisons"]),
         ("nps.csv", nps),
     ):
-        _write_csv(out / name, rows, _FIELDS[name])
+        write_csv(out / name, rows, _FIELDS[name])
     (out / "report.md").write_text(markdown_report(result))
     write_html(out / "report.html", result, nps)
 
@@ -412,6 +406,13 @@ def markdown_report(result: dict[str, Any]) -> str:
 _COLORS = ("#2ca02c", "#7f7f7f", "#8c564b", "#1f77b4", "#d62728", "#9467bd", "#ff7f0e", "#17becf", "#e377c2")
 
 
+def _series(trace: Any, method: str, rows: list[dict[str, Any]], x: str, y: str, **style: Any) -> Any:
+    """A plotly ``trace`` (``go.Box``, ``go.Scatter``, …) of the fields ``x`` and ``y`` of ``rows``,
+    grouped in the legend under ``method`` (whose legend entry the first panel shows)."""
+    xs, ys = [r[x] for r in rows], [r[y] for r in rows]
+    return trace(x=xs, y=ys, name=method, legendgroup=method, showlegend=False, **style)
+
+
 def write_html(path: Path, result: dict[str, Any], nps: list[dict[str, Any]]) -> None:
     """Plotly charts (self-contained HTML): lesion error per dose, subtraction σ ratio, NPS, E/E_true."""
     import plotly.graph_objects as go
@@ -446,31 +447,11 @@ def write_html(path: Path, result: dict[str, Any], nps: list[dict[str, Any]]) ->
         spec = [r for r in nps if r["method"] == m and r["dose"] == doses[0]]
         if spec:
             fig.add_trace(
-                go.Scatter(
-                    x=[r["frequency"] for r in spec],
-                    y=[r["power"] for r in spec],
-                    name=m,
-                    legendgroup=m,
-                    showlegend=False,
-                    line={"color": color},
-                ),
-                row=2,
-                col=1,
+                _series(go.Scatter, m, spec, "frequency", "power", line={"color": color}), row=2, col=1
             )
         ratios = [r for r in result["lesions"] if r["method"] == m and math.isfinite(r["ratio"])]
         if ratios:
-            fig.add_trace(
-                go.Box(
-                    x=[r["type"] for r in ratios],
-                    y=[r["ratio"] for r in ratios],
-                    name=m,
-                    legendgroup=m,
-                    showlegend=False,
-                    marker_color=color,
-                ),
-                row=2,
-                col=2,
-            )
+            fig.add_trace(_series(go.Box, m, ratios, "type", "ratio", marker_color=color), row=2, col=2)
     fig.update_layout(boxmode="group", height=900, title="Low-dose synthesis: held-out evaluation")
     fig.update_yaxes(type="log", row=2, col=1)
     fig.update_xaxes(title_text="dose", row=1, col=1)

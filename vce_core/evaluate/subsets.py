@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from vce_core.errors import VCEInputError
+from vce_core.evaluate.common import command_line, run_cli
 
 __all__ = ["KEYS", "main", "write_subset"]
 
@@ -95,13 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", required=True, help="new folder for the subset (symbolic links)")
     args = parser.parse_args(argv)
-    command = shlex.join(
-        ["python", "-m", "vce_core.evaluate.subsets", *(sys.argv[1:] if argv is None else argv)]
-    )
-    try:
-        record = write_subset(args.dataset, args.exclude, args.out, command)
-    except VCEInputError as err:
-        print(f"error: {err}", file=sys.stderr)
+    command = command_line("vce_core.evaluate.subsets", argv)
+    record = run_cli(lambda: write_subset(args.dataset, args.exclude, args.out, command))
+    if record is None:
         return 2
     print(
         ", ".join(f"{split}: {len(ids)} cases" for split, ids in record["cases"].items()) + f" in {args.out}"

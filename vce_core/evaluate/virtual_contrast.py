@@ -33,9 +33,7 @@ Outputs in ``--out``: ``results.csv`` (case_id, method, metric, value), ``summar
 from __future__ import annotations
 
 import argparse
-import csv
 import math
-import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -47,6 +45,7 @@ import numpy as np
 
 from vce_core import checkpoint
 from vce_core.errors import VCEInputError
+from vce_core.evaluate.common import command_line, describe, method_names, run_cli, write_csv
 
 __all__ = [
     "LESION_LABELS",
@@ -301,7 +300,7 @@ def evaluate(
     for s in synths:
         if s.task != "virtual_contrast":
             raise VCEInputError(f"{s.name} is a {s.task} model", expected="virtual-contrast checkpoints")
-    names = _method_names(synths)
+    names = method_names(synths, reserved=(NATIVE, SCALED, ACQUIRED, NOISE_FREE))
     t0 = time.perf_counter()
     if factor is None:
         if not baseline_data:
@@ -344,16 +343,6 @@ def evaluate(
     }
 
 
-def _method_names(synths: Sequence[Any]) -> list[str]:
-    names: list[str] = []
-    for s in synths:
-        name = s.display_name
-        if name in names or name in (NATIVE, SCALED, ACQUIRED, NOISE_FREE):
-            name = f"{name} ({s.name})"
-        names.append(name)
-    return names
-
-
 def _table(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
     table: dict[tuple[str, str], dict[str, float]] = {}
     for r in results:
@@ -370,15 +359,7 @@ def summarize(results: list[dict[str, Any]], methods: Sequence[str]) -> list[dic
         for metric in METRICS:
             values = np.array(list(table.get((method, metric), {}).values()))
             if values.size:
-                rows.append(
-                    {
-                        "method": method,
-                        "metric": metric,
-                        "mean": float(values.mean()),
-                        "sd": float(values.std(ddof=1)) if values.size > 1 else float("nan"),
-                        "n": int(values.size),
-                    }
-                )
+                rows.append({"method": method, "metric": metric, **describe(values)})
     return rows
 
 
@@ -430,8 +411,8 @@ def _write(
     info: dict[str, Any],
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    _write_csv(out / "results.csv", results, ["case_id", "method", "metric", "value"])
-    _write_csv(out / "summary.csv", summary, ["method", "metric", "mean", "sd", "n"])
+    write_csv(out / "results.csv", results, ["case_id", "method", "metric", "value"])
+    write_csv(out / "summary.csv", summary, ["method", "metric", "mean", "sd", "n"])
     fields = [
         "model",
         "baseline",
@@ -443,16 +424,9 @@ def _write(
         "p_value",
         "model_better",
     ]
-    _write_csv(out / "comparisons.csv", comparisons, fields)
+    write_csv(out / "comparisons.csv", comparisons, fields)
     (out / "report.md").write_text(markdown_report(summary, comparisons, methods, info))
     write_html(out / "report.html", results, methods)
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def _cell(index: dict[tuple[str, str], dict[str, Any]], method: str, metric: str) -> str:
@@ -655,11 +629,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--update-cards", action="store_true", help="write the figures into each card")
     args = parser.parse_args(argv)
-    command = shlex.join(
-        ["python", "-m", "vce_core.evaluate.virtual_contrast", *(sys.argv[1:] if argv is None else argv)]
-    )
-    try:
-        result = evaluate(
+    command = command_line("vce_core.evaluate.virtual_contrast", argv)
+    result = run_cli(
+        lambda: evaluate(
             args.models,
             args.data,
             args.out,
@@ -668,8 +640,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             device=args.device,
             command=command,
         )
-    except VCEInputError as err:
-        print(f"error: {err}", file=sys.stderr)
+    )
+    if result is None:
         return 2
     if args.update_cards:
         info = {"cases": result["cases"], "report": str(args.out), "command": command}

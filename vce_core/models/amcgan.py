@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vce_core.models import register_model
-from vce_core.models.blocks import ConvNormAct, check_images, check_spatial_dims, norm_nd, positive_int
+from vce_core.models.blocks import ConvNormAct, check_images, constructor_config, norm_nd
 from vce_core.models.objective import Objective, frozen, register_objective
 
 __all__ = ["AMCGANGenerator", "AMCGANObjective", "FeatureAttention", "MultiScaleCapture", "PixResBlock"]
@@ -159,28 +159,11 @@ class AMCGANGenerator(nn.Module):
         out_activation: str = "none",
     ):
         super().__init__()
-        check_spatial_dims(spatial_dims)
-        for name, value in (
-            ("in_modalities", in_modalities),
-            ("in_slices", in_slices),
-            ("out_channels", out_channels),
-            ("msfc_channels", msfc_channels),
-            ("ngf", ngf),
-            ("res_blocks", res_blocks),
-        ):
-            positive_int(name, value)
-        self.config: dict[str, Any] = {
-            "spatial_dims": spatial_dims,
-            "in_modalities": in_modalities,
-            "in_slices": in_slices,
-            "out_channels": out_channels,
-            "msfc_channels": msfc_channels,
-            "ngf": ngf,
-            "res_blocks": res_blocks,
-            "dropout": dropout,
-            "norm": norm,
-            "out_activation": out_activation,
-        }
+        self.config = constructor_config(
+            AMCGANGenerator,
+            locals(),
+            positive=("in_modalities", "in_slices", "out_channels", "msfc_channels", "ngf", "res_blocks"),
+        )
         d = spatial_dims
         self.spatial_dims, self.in_channels = d, in_modalities * in_slices
         self.msfc = MultiScaleCapture(d, self.in_channels, msfc_channels, norm)

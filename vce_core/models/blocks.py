@@ -19,9 +19,12 @@ zero-initialised so that an untrained block is the identity (up to its skip proj
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 from abc import abstractmethod
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +43,7 @@ __all__ = [
     "Upsample",
     "check_images",
     "check_spatial_dims",
+    "constructor_config",
     "positive_int",
     "conv_nd",
     "group_norm",
@@ -379,6 +383,22 @@ def positive_int(name: str, value: object, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise VCEInputError(f"{name} is {value!r}", expected=f"an integer >= {minimum}")
     return value
+
+
+def constructor_config(
+    cls: type[nn.Module], arguments: Mapping[str, Any], positive: Iterable[str] = ()
+) -> dict[str, Any]:
+    """A model's ``config``: the arguments of ``cls``'s constructor, in its signature's order.
+
+    ``arguments`` is the constructor's ``locals()`` (taken after any normalisation, so that e.g. ``widths``
+    kept as a list is what the config holds). Checks first that ``spatial_dims`` is 2 or 3 and that every
+    argument named in ``positive`` is an integer ≥ 1 (:class:`VCEInputError` naming the first bad one).
+    ``build_model(name, **config)`` rebuilds the same architecture.
+    """
+    check_spatial_dims(arguments["spatial_dims"])
+    for name in positive:
+        positive_int(name, arguments[name])
+    return {name: arguments[name] for name in inspect.signature(cls).parameters}
 
 
 def check_images(

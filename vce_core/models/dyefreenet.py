@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from vce_core.errors import VCEInputError
 from vce_core.models import register_model
-from vce_core.models.blocks import ConvNormAct, check_images, check_spatial_dims, positive_int
+from vce_core.models.blocks import ConvNormAct, check_images, constructor_config, positive_int
 from vce_core.models.objective import Objective, frozen, register_objective
 
 __all__ = [
@@ -149,26 +149,13 @@ class DyeFreeNet(nn.Module):
         norm: str = "batch",
     ):
         super().__init__()
-        check_spatial_dims(spatial_dims)
-        for name, value in (
-            ("in_modalities", in_modalities),
-            ("in_slices", in_slices),
-            ("out_channels", out_channels),
-            ("width", width),
-            ("levels", levels),
-        ):
-            positive_int(name, value)
-        hidden = [positive_int("classifier_features", int(f)) for f in classifier_features]
-        self.config: dict[str, Any] = {
-            "spatial_dims": spatial_dims,
-            "in_modalities": in_modalities,
-            "in_slices": in_slices,
-            "out_channels": out_channels,
-            "width": width,
-            "levels": levels,
-            "classifier_features": hidden,
-            "norm": norm,
-        }
+        classifier_features = [int(f) for f in classifier_features]
+        self.config = constructor_config(
+            DyeFreeNet,
+            locals(),
+            positive=("in_modalities", "in_slices", "out_channels", "width", "levels"),
+        )
+        hidden = [positive_int("classifier_features", f) for f in classifier_features]
         self.spatial_dims, self.in_channels, self.out_channels = (
             spatial_dims,
             in_modalities * in_slices,

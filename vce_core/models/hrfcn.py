@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from vce_core.errors import VCEInputError
 from vce_core.models import register_model
-from vce_core.models.blocks import ConvNormAct, ResBlock, check_images, check_spatial_dims, positive_int
+from vce_core.models.blocks import ConvNormAct, ResBlock, check_images, constructor_config, positive_int
 from vce_core.models.objective import Objective, register_objective
 
 __all__ = ["FCNModule", "Fuse", "HRFCN", "HRFCNObjective"]
@@ -135,28 +135,14 @@ class HRFCN(nn.Module):
         norm: str = "batch",
     ):
         super().__init__()
-        check_spatial_dims(spatial_dims)
-        for name, value in (
-            ("in_modalities", in_modalities),
-            ("in_slices", in_slices),
-            ("out_channels", out_channels),
-        ):
-            positive_int(name, value)
         widths = [positive_int("widths", int(w)) for w in widths]
         if len(widths) != 3:
             raise VCEInputError(f"widths is {widths}", expected="three branch widths, e.g. [64, 128, 256]")
-        stem = positive_int("stem_channels", stem_channels or widths[0])
-        self.config: dict[str, Any] = {
-            "spatial_dims": spatial_dims,
-            "in_modalities": in_modalities,
-            "in_slices": in_slices,
-            "out_channels": out_channels,
-            "widths": widths,
-            "stem_channels": stem,
-            "res_blocks": res_blocks,
-            "norm": norm,
-        }
-        d, w, r = spatial_dims, widths, res_blocks
+        stem_channels = stem_channels or widths[0]
+        self.config = constructor_config(
+            HRFCN, locals(), positive=("in_modalities", "in_slices", "out_channels", "stem_channels")
+        )
+        d, w, r, stem = spatial_dims, widths, res_blocks, stem_channels
         self.in_modalities, self.in_slices, self.spatial_dims = in_modalities, in_slices, spatial_dims
         self.stems = nn.ModuleList(
             nn.Sequential(ConvNormAct(d, in_slices, stem, norm=norm), FCNModule(d, stem, stem, r, norm))

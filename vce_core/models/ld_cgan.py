@@ -48,10 +48,13 @@ from vce_core.models.blocks import (
     LocalAttention,
     MetadataEmbedding,
     Upsample,
+    check_images,
     check_spatial_dims,
+    constructor_config,
     conv_nd,
     group_norm,
     max_pool_nd,
+    positive_int,
     zero_module,
 )
 from vce_core.models.objective import Objective, register_objective
@@ -59,14 +62,8 @@ from vce_core.models.objective import Objective, register_objective
 __all__ = ["LowDoseCritic", "LowDoseGenerator", "LowDoseObjective", "content_loss"]
 
 
-def _positive_int(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise VCEInputError(f"{name} is {value!r}", expected=f"an integer >= {minimum}")
-    return value
-
-
 def _check_in_slices(in_slices: object) -> int:
-    in_slices = _positive_int("in_slices", in_slices)
+    in_slices = positive_int("in_slices", in_slices)
     if in_slices % 2 == 0:
         raise VCEInputError(
             f"in_slices is {in_slices}", expected="an odd number of adjacent slices (1, 3, 5, ...)"
@@ -94,13 +91,8 @@ def _check_images(
     spatial_dims: int, channels: int, native: Tensor, standard_dose: Tensor
 ) -> tuple[int, tuple[int, ...]]:
     """Check ``native``/``standard_dose`` are ``[B, channels, *S]`` alike; return ``(B, S)``."""
-    for name, t in (("native", native), ("standard_dose", standard_dose)):
-        if not isinstance(t, Tensor) or t.ndim != spatial_dims + 2 or t.shape[1] != channels:
-            shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-            raise VCEInputError(
-                f"{name} has shape {shape}",
-                expected=f"a tensor [B, {channels}, " + ", ".join("S" * spatial_dims) + "]",
-            )
+    check_images(native, spatial_dims, channels, name="native")
+    check_images(standard_dose, spatial_dims, channels, name="standard_dose")
     if native.shape != standard_dose.shape:
         raise VCEInputError(
             f"native {tuple(native.shape)} and standard_dose {tuple(standard_dose.shape)} differ in shape",
@@ -143,8 +135,8 @@ def _check_generator_args(
         ("num_res_blocks", num_res_blocks),
         ("emb_features", emb_features),
     ):
-        _positive_int(name, value)
-    num_scales = _positive_int("num_scales", num_scales, minimum=2)
+        positive_int(name, value)
+    num_scales = positive_int("num_scales", num_scales, minimum=2)
     if not isinstance(output_heads, int) or not 1 <= output_heads <= num_scales:
         raise VCEInputError(f"output_heads is {output_heads!r}", expected=f"an integer in [1, {num_scales}]")
     _check_dropout(dropout)
@@ -242,19 +234,8 @@ class LowDoseGenerator(nn.Module):
             dropout,
             base,
         )
-        self.config = {
-            "spatial_dims": spatial_dims,
-            "in_slices": in_slices,
-            "out_channels": out_channels,
-            "base_channels": base_channels,
-            "num_scales": num_scales,
-            "num_res_blocks": num_res_blocks,
-            "emb_features": emb_features,
-            "attention_window": attention_window,
-            "output_heads": output_heads,
-            "dropout": float(dropout),
-            "base": base,
-        }
+        dropout = float(dropout)
+        self.config = constructor_config(LowDoseGenerator, locals())
         self.base = base
         self.spatial_dims = spatial_dims
         self.in_slices = in_slices
@@ -407,25 +388,12 @@ class LowDoseCritic(nn.Module):
         super().__init__()
         check_spatial_dims(spatial_dims)
         in_slices = _check_in_slices(in_slices)
-        for name, value in (
-            ("out_channels", out_channels),
-            ("base_channels", base_channels),
-            ("num_scales", num_scales),
-            ("num_res_blocks", num_res_blocks),
-            ("emb_features", emb_features),
-        ):
-            _positive_int(name, value)
-        _check_dropout(dropout)
-        self.config = {
-            "spatial_dims": spatial_dims,
-            "in_slices": in_slices,
-            "out_channels": out_channels,
-            "base_channels": base_channels,
-            "num_scales": num_scales,
-            "num_res_blocks": num_res_blocks,
-            "emb_features": emb_features,
-            "dropout": float(dropout),
-        }
+        dropout = _check_dropout(dropout)
+        self.config = constructor_config(
+            LowDoseCritic,
+            locals(),
+            positive=("out_channels", "base_channels", "num_scales", "num_res_blocks", "emb_features"),
+        )
         self.spatial_dims = spatial_dims
         self.in_slices = in_slices
         self.out_channels = out_channels

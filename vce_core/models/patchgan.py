@@ -14,13 +14,11 @@ discriminator"; their configs choose this same network.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
 from vce_core.models import register_model
-from vce_core.models.blocks import activation, check_images, check_spatial_dims, norm_nd, positive_int
+from vce_core.models.blocks import activation, check_images, constructor_config, norm_nd, positive_int
 
 __all__ = ["PatchDiscriminator"]
 
@@ -60,26 +58,12 @@ class PatchDiscriminator(nn.Module):
         first_norm: bool = True,
     ):
         super().__init__()
-        check_spatial_dims(spatial_dims)
-        for name, value in (
-            ("in_modalities", in_modalities),
-            ("in_slices", in_slices),
-            ("out_channels", out_channels),
-            ("base_channels", base_channels),
-        ):
-            positive_int(name, value)
+        self.config = constructor_config(
+            PatchDiscriminator,
+            locals(),
+            positive=("in_modalities", "in_slices", "out_channels", "base_channels"),
+        )
         positive_int("layers", layers, 2)
-        self.config: dict[str, Any] = {
-            "spatial_dims": spatial_dims,
-            "in_modalities": in_modalities,
-            "in_slices": in_slices,
-            "out_channels": out_channels,
-            "base_channels": base_channels,
-            "layers": layers,
-            "strided": strided,
-            "norm": norm,
-            "first_norm": first_norm,
-        }
         self.spatial_dims, self.out_channels = spatial_dims, out_channels
         self.in_channels = in_modalities * in_slices
         conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d

@@ -34,14 +34,7 @@ from torch import Tensor, nn
 
 from vce_core.models import register_model
 from vce_core.models.amcgan import output_activation
-from vce_core.models.blocks import (
-    ConvNormAct,
-    ResBlock,
-    check_images,
-    check_spatial_dims,
-    norm_nd,
-    positive_int,
-)
+from vce_core.models.blocks import ConvNormAct, ResBlock, check_images, constructor_config, norm_nd
 from vce_core.models.objective import Objective, frozen, register_objective
 
 __all__ = ["ModalityWeights", "PGMGVCEGenerator", "PGMGVCEObjective"]
@@ -103,23 +96,9 @@ class PGMGVCEGenerator(nn.Module):
         out_activation: str = "none",
     ):
         super().__init__()
-        check_spatial_dims(spatial_dims)
-        for name, value in (
-            ("in_modalities", in_modalities),
-            ("in_slices", in_slices),
-            ("out_channels", out_channels),
-            ("width", width),
-        ):
-            positive_int(name, value)
-        self.config: dict[str, Any] = {
-            "spatial_dims": spatial_dims,
-            "in_modalities": in_modalities,
-            "in_slices": in_slices,
-            "out_channels": out_channels,
-            "width": width,
-            "norm": norm,
-            "out_activation": out_activation,
-        }
+        self.config = constructor_config(
+            PGMGVCEGenerator, locals(), positive=("in_modalities", "in_slices", "out_channels", "width")
+        )
         d, w, m = spatial_dims, width, in_modalities
         self.spatial_dims, self.in_modalities, self.in_slices = d, m, in_slices
         self.encoders = nn.ModuleList(

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from support import write_contrast_cases
+from support import write_contrast_cases, write_contrast_model
 
 SHAPE = (32, 32, 12)
 
@@ -106,25 +106,14 @@ def step_lowers_loss() -> Callable[..., tuple[float, float]]:
 def round_trip(tmp_path: Path) -> Callable[..., None]:
     """``check(model, inputs, **card)``: write the model as a checkpoint, rebuild it with
     :meth:`vce_core.synthesis.Synthesizer.from_checkpoint` and compare the outputs on ``inputs``."""
-    from vce_core.checkpoint import ModelCard, write_checkpoint
     from vce_core.models import build_model
     from vce_core.synthesis import Synthesizer
 
     def check(name: str, model: nn.Module, inputs: torch.Tensor, **card: Any) -> None:
-        model.eval()
-        values = {
-            "name": "rt",
-            "model": name,
-            "config": model.config,
-            "data_mode": "3d" if model.config["spatial_dims"] == 3 else "2d",
-            "context": 0,
-            "patch_size": 16,
-            "normalization": {"method": "percentile"},
-            "task": "virtual_contrast",
-            "inputs": [f"in{m}" for m in range(model.config["in_modalities"])],
-            "target": "standard_dose",
-        }
-        folder = write_checkpoint(tmp_path / "ckpt", model.state_dict(), ModelCard(**{**values, **card}))
+        names = [f"in{m}" for m in range(model.config["in_modalities"])]
+        folder = write_contrast_model(
+            tmp_path / "ckpt", name, model, **{"name": "rt", "inputs": names, **card}
+        )
         synth = Synthesizer.from_checkpoint(folder, device="cpu")
         assert type(synth.model) is type(build_model(name, **model.config))
         with torch.no_grad():

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from support import write_contrast_model
 from vce_core.errors import VCEInputError
 from vce_core.models import build_model
 from vce_core.models.blocks import ResBlock
@@ -182,28 +183,20 @@ def test_save_load_round_trip(round_trip) -> None:  # noqa: ANN001
 
 def test_missing_modality_is_a_zero_input(contrast_cases, tmp_path) -> None:  # noqa: ANN001
     """Section IV-E: an unavailable modality is a zero matrix (optional inputs); a required one is refused."""
-    from vce_core.checkpoint import ModelCard, write_checkpoint
     from vce_core.io import load_case
     from vce_core.synthesis import Synthesizer
 
     torch.manual_seed(0)
     model = build_model("hrfcn", spatial_dims=2, **SMALL).eval()
-    card = ModelCard(
+    folder = write_contrast_model(
+        tmp_path / "m",
+        "hrfcn",
+        model,
         name="hrfcn-test",
-        model="hrfcn",
-        config=model.config,
-        data_mode="2d",
-        context=0,
-        patch_size=16,
-        normalization={"method": "percentile"},
-        task="virtual_contrast",
         inputs=["native", "t2", "adc"],
         optional_inputs=["t2", "adc"],
-        target="standard_dose",
     )
-    synth = Synthesizer.from_checkpoint(
-        write_checkpoint(tmp_path / "m", model.state_dict(), card), device="cpu"
-    )
+    synth = Synthesizer.from_checkpoint(folder, device="cpu")
     case = load_case(contrast_cases[0])
     full = synth.prepare_inputs({"native": case.native, "t2": case.extra["t2"], "adc": case.extra["adc"]})
     no_t2 = synth.prepare_inputs({"native": case.native, "adc": case.extra["adc"]})
@@ -224,7 +217,7 @@ def test_missing_modality_is_a_zero_input(contrast_cases, tmp_path) -> None:  # 
 
     with pytest.raises(VCEInputError, match="native"):
         synth.prepare_inputs({"t2": case.extra["t2"]})
-    required = card.with_changes(optional_inputs=["adc"])
+    required = synth.card.with_changes(optional_inputs=["adc"])
     strict = Synthesizer(model, required, torch.device("cpu"))
     with pytest.raises(VCEInputError, match="t2") as err:
         strict.prepare_inputs({"native": case.native, "adc": case.extra["adc"]})
