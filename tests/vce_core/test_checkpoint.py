@@ -178,7 +178,7 @@ def test_list_checkpoints_default_first(tmp_path: Path) -> None:
         list_checkpoints(tmp_path / "file")
 
 
-@pytest.mark.parametrize("name", ["ld_cgan_2d_l1", "ld_cgan_2d_np"])
+@pytest.mark.parametrize("name", ["ld_cgan_2d_l1", "ld_cgan_2d_np", "ld_cgan_2d_np_linear"])
 def test_bundled_cards_load(name: str) -> None:
     from vce_core.synthesis import Synthesizer
 
@@ -188,10 +188,10 @@ def test_bundled_cards_load(name: str) -> None:
     assert {k: card.to_dict()[k] for k in values} == values  # every value read as written
     assert card.name == name and card.model == "ld_cgan_generator" and card.data_mode == "2d"
     assert card.held_out is not None and card.training["iterations"] > 0
-    assert card.default is (name == "ld_cgan_2d_np")
+    assert card.default is (name == "ld_cgan_2d_np_linear")  # the held-out report's choice
     synth = Synthesizer.from_checkpoint(folder, device="cpu")
     assert synth.card == card and synth.display_name == card.display_name
-    assert list_checkpoints(BUNDLED_MODELS)[0].name == "ld_cgan_2d_np"
+    assert list_checkpoints(BUNDLED_MODELS)[0].name == "ld_cgan_2d_np_linear"
 
 
 def test_task_fields_round_trip_and_defaults(tmp_path: Path) -> None:
