@@ -46,7 +46,7 @@ from studio.generators import GeneratorRegistry
 from vce_core.cache import LRU
 from vce_core.display import clamp_index, n_slices, slice_auto_window, slice_spacing, take_slice
 from vce_core.errors import VCEInputError
-from vce_core.viewer import Panel, Stack, oriented, payload
+from vce_core.viewer import Panel, Stack, oriented
 
 GROUP = "contrast"
 """The viewer group of the virtual-contrast view (its loader and its events use this id)."""
@@ -375,24 +375,8 @@ class Contrast:
         panels = self._panels(view, ids, extras, missing, problem, pending)
         presets = self.explorer.presets(view.case_id, plane, index)
         presets["Auto (percentile)"] = slice_auto_window(take_slice(lc.case.standard_dose.data, plane, index))
-        return payload(
-            group=GROUP,
-            panels=panels,
-            stacks=stacks,
-            count=n_slices(lc.shape, plane),
-            index=index,
-            shape=Explorer._display_shape(lc, plane),
-            spacing=Explorer._display_spacing(lc, plane),
-            window=presets["Brain T1"],
-            preset="Brain T1",
-            presets=presets,
-            plane=plane,
-            context=f"{view.case_id}|{plane}",
-            columns=3 if len(panels) > 4 else len(panels),
-            panel_height=240,
-            prefetch=4,
-            drag_scale=float(presets["Wide"].width) / 600,
-        )
+        columns = 3 if len(panels) > 4 else len(panels)
+        return self.explorer.case_payload(lc, plane, index, GROUP, panels, stacks, presets, columns=columns)
 
     def _panels(
         self,

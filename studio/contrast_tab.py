@@ -41,7 +41,7 @@ from studio.explorer_tab import case_label
 from studio.generators import GeneratorRegistry
 from vce_core.display import PLANES
 from vce_core.errors import VCEInputError
-from vce_core.viewer import viewer_html
+from vce_core.viewer import serve_slices, viewer_html
 
 VIEWER_ID = "contrast-viewer"
 FAST = {"trigger_mode": "always_last", "concurrency_limit": 2, "show_progress": "hidden"}
@@ -137,21 +137,7 @@ class ContrastTab:
 
     def viewer_slices(self, requests: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
         """The viewer's loader: ``[{stack, index}, ...]`` (at most 64) → ``{stack: {index: base64}}``."""
-        wanted: dict[str, list[int]] = {}
-        for item in list(requests or [])[:64]:
-            if isinstance(item, dict) and isinstance(item.get("stack"), str):
-                index = item.get("index")
-                if isinstance(index, int) and not isinstance(index, bool):
-                    wanted.setdefault(item["stack"], []).append(index)
-        out: dict[str, dict[str, str]] = {}
-        for stack, indices in wanted.items():
-            try:
-                got = self.contrast.stack_slices(stack, indices)
-            except VCEInputError:
-                continue
-            if got:
-                out[stack] = {str(k): v for k, v in got.items()}
-        return out
+        return serve_slices(requests, self.contrast.stack_slices)
 
     @handler("computing the metrics")
     def on_metrics(self, case_id: str, model: str, plane: str, index: float) -> str:

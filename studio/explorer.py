@@ -355,8 +355,25 @@ class Explorer:
         acquired = lc.acquired_volume(dose) is not None
         panels = self._panels(ids, dose, generator, has_real, acquired, None if syn_ready else pending)
         presets = self.presets(view.case_id, plane, index)
+        return self.case_payload(lc, plane, index, GROUP, panels, stacks, presets, columns=3)
+
+    def case_payload(
+        self,
+        lc: LoadedCase,
+        plane: str,
+        index: int,
+        group: str,
+        panels: list[Panel],
+        stacks: dict[str, Stack],
+        presets: dict[str, Window],
+        *,
+        columns: int,
+    ) -> dict[str, Any]:
+        """The viewer payload of one case's ``plane`` at slice ``index`` (shared by the explorer and the
+        virtual-contrast view): display shape and spacing of the case, the "Brain T1" preset first, and
+        ``context`` = case and plane, so the browser keeps slice and window while only the dose changes."""
         return payload(
-            group=GROUP,
+            group=group,
             panels=panels,
             stacks=stacks,
             count=n_slices(lc.shape, plane),
@@ -367,8 +384,8 @@ class Explorer:
             preset="Brain T1",
             presets=presets,
             plane=plane,
-            context=f"{view.case_id}|{plane}",
-            columns=3,
+            context=f"{lc.case_id}|{plane}",
+            columns=columns,
             panel_height=240,
             prefetch=4,
             drag_scale=float(presets["Wide"].width) / 600,

@@ -37,7 +37,7 @@ from vce_core.cache import LRU
 from vce_core.display import PLANES, Window
 from vce_core.domain import dose_from_percent, format_dose
 from vce_core.errors import VCEInputError
-from vce_core.viewer import viewer_html
+from vce_core.viewer import serve_slices, viewer_html
 
 DEFAULT_DOSE_PCT = 33
 """Dose slider position when the page opens (percent of the standard dose)."""
@@ -217,21 +217,7 @@ class ExplorerTab:
         Only stacks of payloads this explorer made are served; what is not ready yet is left out (the
         viewer asks again with the next payload).
         """
-        wanted: dict[str, list[int]] = {}
-        for item in list(requests or [])[:64]:
-            if isinstance(item, dict) and isinstance(item.get("stack"), str):
-                index = item.get("index")
-                if isinstance(index, int) and not isinstance(index, bool):
-                    wanted.setdefault(item["stack"], []).append(index)
-        out: dict[str, dict[str, str]] = {}
-        for stack, indices in wanted.items():
-            try:
-                got = self.explorer.stack_slices(stack, indices)
-            except VCEInputError:
-                continue
-            if got:
-                out[stack] = {str(k): v for k, v in got.items()}
-        return out
+        return serve_slices(requests, self.explorer.stack_slices)
 
     @handler("computing the metrics and charts")
     def on_analysis(

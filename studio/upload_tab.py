@@ -40,7 +40,7 @@ from vce_core.cache import LRU
 from vce_core.display import slice_spacing, take_slice, window_presets
 from vce_core.domain import format_dose, parse_percent_list
 from vce_core.errors import user_message
-from vce_core.viewer import Encoding, Panel, Stack, oriented, payload, viewer_html
+from vce_core.viewer import Encoding, Panel, Stack, oriented, payload, serve_slices, viewer_html
 
 UPLOAD_TYPES = [".nii", ".gz", ".zip", ".dcm"]
 GROUP = "upload"
@@ -240,19 +240,19 @@ class UploadTab:
 
     def preview_slices(self, requests: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
         """The preview's loader: slices of stacks this tab registered (unknown ids give nothing)."""
-        out: dict[str, dict[str, str]] = {}
-        for item in list(requests or [])[:64]:
-            if not isinstance(item, dict):
-                continue
-            entry = self._stacks.get(str(item.get("stack")))
-            index = item.get("index")
-            if entry is None or isinstance(index, bool) or not isinstance(index, int):
-                continue
+
+        def lookup(stack: str, indices: list[int]) -> dict[int, str]:
+            entry = self._stacks.get(stack)
+            if entry is None:
+                return {}
             encoding, data, pixel = entry
-            if 0 <= index < data.shape[2]:
-                image = oriented(take_slice(data, "axial", index), pixel)[0]
-                out.setdefault(str(item["stack"]), {})[str(index)] = encoding.encode(image)
-        return out
+            return {
+                k: encoding.encode(oriented(take_slice(data, "axial", k), pixel)[0])
+                for k in indices
+                if 0 <= k < data.shape[2]
+            }
+
+        return serve_slices(requests, lookup)
 
     # -- layout and events -----------------------------------------------------------------------
 

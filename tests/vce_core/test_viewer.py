@@ -374,3 +374,32 @@ def test_lazy_loader_fills_slices_and_overlays_tell_what_is_missing(browser: Any
     pg.wait_for_timeout(1000)
     assert pg.evaluate("ASKED.length") == asked  # asked again only while answers brought slices
     pg.close()
+
+
+def test_serve_slices_reads_only_well_formed_requests() -> None:
+    from vce_core.viewer import MAX_SLICE_REQUESTS, serve_slices
+
+    asked: list[tuple[str, list[int]]] = []
+
+    def lookup(stack: str, indices: list[int]) -> dict[int, str]:
+        asked.append((stack, indices))
+        if stack == "bad":
+            raise VCEInputError("unknown stack")
+        return {k: f"s{k}" for k in indices if k < 3}
+
+    requests = [
+        {"stack": "a", "index": 1},
+        {"stack": "a", "index": 5},  # the lookup cannot serve it: left out
+        {"stack": "b", "index": True},  # a bool is no slice index
+        {"stack": 7, "index": 1},
+        "junk",
+        {"stack": "bad", "index": 0},
+        {"stack": "c", "index": "2"},
+    ]
+    assert serve_slices(requests, lookup) == {"a": {"1": "s1"}}
+    assert asked == [("a", [1, 5]), ("bad", [0])]
+    assert serve_slices(None, lookup) == {}
+    many = [{"stack": "a", "index": 0}] * (MAX_SLICE_REQUESTS + 10)
+    asked.clear()
+    serve_slices(many, lookup)
+    assert asked == [("a", [0] * MAX_SLICE_REQUESTS)]

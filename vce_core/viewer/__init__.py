@@ -41,6 +41,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Literal
@@ -59,6 +60,7 @@ __all__ = [
     "oriented",
     "orientation_markers",
     "payload",
+    "serve_slices",
     "stack_html",
     "viewer_css",
     "viewer_html",
@@ -235,6 +237,36 @@ class Stack:
             "slices": {str(k): v for k, v in self.slices.items()},
             "lazy": self.lazy,
         }
+
+
+MAX_SLICE_REQUESTS = 64
+"""The most slices one loader call answers (the browser asks for the nearest ones first)."""
+
+
+def serve_slices(
+    requests: Any, lookup: Callable[[str, list[int]], dict[int, str]]
+) -> dict[str, dict[str, str]]:
+    """Answer the browser loader's ``[{stack, index}, ...]`` with ``{stack: {index: base64}}``.
+
+    Malformed entries are ignored and at most :data:`MAX_SLICE_REQUESTS` are read; ``lookup(stack,
+    indices)`` returns the encoded slices it can serve (an unknown stack: nothing, or a
+    :class:`VCEInputError`, which is treated the same way). Whatever is missing the viewer asks for again.
+    """
+    wanted: dict[str, list[int]] = {}
+    for item in list(requests or [])[:MAX_SLICE_REQUESTS]:
+        if isinstance(item, dict) and isinstance(item.get("stack"), str):
+            index = item.get("index")
+            if isinstance(index, int) and not isinstance(index, bool):
+                wanted.setdefault(item["stack"], []).append(index)
+    out: dict[str, dict[str, str]] = {}
+    for stack, indices in wanted.items():
+        try:
+            got = lookup(stack, indices)
+        except VCEInputError:
+            continue
+        if got:
+            out[stack] = {str(k): v for k, v in got.items()}
+    return out
 
 
 def _window_tuple(window: Window | tuple[float, float]) -> tuple[float, float]:
