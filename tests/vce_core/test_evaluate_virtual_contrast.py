@@ -132,3 +132,35 @@ def test_cards_get_the_figures_and_low_dose_models_are_refused(
     assert vc.main(args) == 2  # neither a factor nor baseline data
     with pytest.raises(VCEInputError, match="low_dose model"):
         vc.evaluate([write_checkpoint(tmp_path / "ld")], phantom_cases, tmp_path / "x", factor=1.0)
+
+
+def test_slab_is_centred_on_the_lesions_and_stays_inside_the_crop(phantom_cases: list[Path]) -> None:
+    from vce_core.io import Volume
+
+    crop = (slice(2, 50), slice(3, 60), slice(10, 70))
+    labels = np.zeros((64, 64, 80), np.float32)
+    labels[20:25, 20:25, 62:66] = vc.LESION_LABELS[0]  # the most lesion voxels on slices 62–65
+    labels[20:22, 20:22, 30] = vc.LESION_LABELS[0]
+    got = vc._slab(crop, Volume(labels), 16)
+    assert got[:2] == crop[:2] and got[2].stop - got[2].start == 16
+    assert got[2].start <= 62 < got[2].stop and got[2].stop <= 70  # clipped to the crop, lesion inside
+    assert vc._slab(crop, None, 16)[2] == slice(32, 48)  # no labels: the crop's centre
+    assert vc._slab(crop, Volume(labels), 100) == crop and vc._slab(crop, Volume(labels), None) == crop
+
+
+def test_a_slab_evaluates_only_its_slices(
+    phantom_cases: list[Path], model_folder: Path, tmp_path: Path
+) -> None:
+    out = vc.evaluate(
+        [model_folder], phantom_cases[:1], tmp_path / "slab", factor=1.2, show_progress=False, slab=8
+    )
+    assert (
+        out["cases"]
+        and "a slab of 8 contiguous axial slices" in (tmp_path / "slab" / "report.md").read_text()
+    )
+    rows = [r for r in out["results"] if r["method"] == vc.NATIVE and r["metric"] == "brain_mae"]
+    full = vc.evaluate([model_folder], phantom_cases[:1], tmp_path / "full", factor=1.2, show_progress=False)
+    full_rows = [r for r in full["results"] if r["method"] == vc.NATIVE and r["metric"] == "brain_mae"]
+    assert rows[0]["value"] != full_rows[0]["value"]  # a different (smaller) volume was measured
+    with pytest.raises(VCEInputError, match="too thin"):
+        vc.evaluate([model_folder], phantom_cases[:1], tmp_path / "thin", factor=1.2, slab=4)

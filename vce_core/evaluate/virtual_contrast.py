@@ -60,6 +60,8 @@ __all__ = [
 NATIVE, SCALED = "native (baseline)", "native × k (baseline)"
 ACQUIRED, NOISE_FREE = "acquired standard dose", "noise-free standard dose"
 LESION_LABELS = (7, 8, 10, 11, 12, 13)
+MIN_SLAB = 8
+"""The thinnest slab (axial slices) the 3-D SSIM window (7 voxels, 3 trimmed at each border) can measure."""
 """Phantom labels of tumour tissue (``vce_core.phantom.LABELS``): rim, necrosis, metastasis, meningioma, weak
 and non-enhancing lesion. Edema (9) is not tumour."""
 REGIONS = ("brain", "lesion", "enhancing", "clean")
@@ -146,6 +148,22 @@ def _crop(shape: Sequence[int], brain: np.ndarray) -> tuple[slice, ...]:
     )
 
 
+def _slab(crop: tuple[slice, ...], labels: Any, slab: int | None) -> tuple[slice, ...]:
+    """``crop`` with its axial range cut to ``slab`` contiguous slices centred on the slice with the most
+    lesion voxels (the crop's centre without labels or lesions); unchanged when ``slab`` is None or
+    covers the crop."""
+    z = crop[2]
+    if slab is None or z.stop - z.start <= slab:
+        return crop
+    centre = (z.start + z.stop) // 2
+    if labels is not None:
+        counts = np.isin(np.rint(np.asarray(labels.data)[crop]), LESION_LABELS).sum(axis=(0, 1))
+        if counts.any():
+            centre = z.start + int(np.argmax(counts))
+    start = min(max(centre - slab // 2, z.start), z.stop - slab)
+    return (crop[0], crop[1], slice(start, start + slab))
+
+
 def _case_references(case: Any, crop: tuple[slice, ...]) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
     """The noise-free standard dose (phantom cases) and the lesion / enhancing masks, cropped."""
     from vce_core.phantom import phantom_from_case
@@ -180,11 +198,15 @@ def _cropped_case(case: Any, crop: tuple[slice, ...]) -> Any:
     return out
 
 
-def evaluate_case(folder: Path, synths: Sequence[Any], names: Sequence[str], factor: float) -> dict[str, Any]:
+def evaluate_case(
+    folder: Path, synths: Sequence[Any], names: Sequence[str], factor: float, slab: int | None = None
+) -> dict[str, Any]:
     """Metric rows of the baselines, every model and the two references for one case folder.
 
     The case is cropped to its brain's bounding box (+8 voxels) first: every metric lives inside the brain,
-    and the slice-wise models then skip the empty slices.
+    and the slice-wise models then skip the empty slices. With ``slab``, only that many contiguous axial
+    slices are kept, centred on the slice with the most lesion voxels (:func:`_slab`); the models see the
+    slab alone (2.5-D inputs at its two end slices are padded as at a volume's ends).
     """
     from vce_core.data import apply_normalization, fit_normalization
     from vce_core.io import load_case
@@ -194,6 +216,7 @@ def evaluate_case(folder: Path, synths: Sequence[Any], names: Sequence[str], fac
     case_id = str(full.meta.get("case_id", folder.name))
     native_full = np.asarray(full.native.data, dtype=np.float32)
     crop = _crop(native_full.shape, np.asarray(brain_mask(native_full), dtype=bool))
+    crop = _slab(crop, full.extra.get("labels"), slab)
     clean, masks = _case_references(full, crop)
     case = _cropped_case(full, crop)
     native, sd = case.native.data, case.standard_dose.data
@@ -284,9 +307,11 @@ def evaluate(
     device: str = "auto",
     command: str | None = None,
     show_progress: bool = True,
+    slab: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate virtual-contrast ``models`` (checkpoint folders) on the case folders in ``data``; write the
     report to ``out``. The scaled-native factor is ``factor`` or fitted on ``baseline_data`` (one is needed).
+    ``slab``: evaluate that many contiguous axial slices per case around its lesions (None: the whole brain).
 
     Returns ``{"results", "summary", "comparisons", "methods", "cases", "factor"}``. Raises
     :class:`VCEInputError` for a low-dose model, missing folders, or a case without a model's inputs.
@@ -296,6 +321,8 @@ def evaluate(
     from vce_core.data import find_case_folders
     from vce_core.synthesis import Synthesizer
 
+    if slab is not None and slab < MIN_SLAB:
+        raise VCEInputError(f"a slab of {slab} slices is too thin", expected=f"--slab {MIN_SLAB} or more")
     synths = [Synthesizer.from_checkpoint(m, device=device) for m in models]
     for s in synths:
         if s.task != "virtual_contrast":
@@ -308,7 +335,7 @@ def evaluate(
         factor = fit_global_factor(find_case_folders(baseline_data))
     results, cases, example = [], [], None
     for folder in tqdm(find_case_folders(data), desc="cases", disable=not show_progress):
-        case = evaluate_case(folder, synths, names, factor)
+        case = evaluate_case(folder, synths, names, factor, slab)
         results += case["rows"]
         if example is None or case["lesion_voxels"] > example[0]:
             example = (case["lesion_voxels"], case.pop("example"))
@@ -327,6 +354,7 @@ def evaluate(
         "cases": [c["case_id"] for c in cases],
         "lesion_cases": sum(c["lesion_voxels"] > 0 for c in cases),
         "factor": factor,
+        "slab": slab,
         "wall_time_s": time.perf_counter() - t0,
         "example": {k: v for k, v in example[1].items() if k != "panels"} if example else None,
     }
@@ -462,6 +490,15 @@ def _provenance(info: dict[str, Any]) -> list[str]:
         f"tumour voxels); wall time {info['wall_time_s'] / 60:.1f} min. Scaled-native baseline: "
         f"k = {info['factor']:.4f}, fitted on the brain voxels of "
         f"{', '.join(info['baseline_data']) or 'given'}.",
+        "",
+        "Volume evaluated per case: "
+        + (
+            f"a slab of {info['slab']} contiguous axial slices of the brain's bounding box, centred on the "
+            "slice with the most tumour voxels (the brain's middle slice without tumour); the models see "
+            "the slab alone."
+            if info.get("slab")
+            else "the brain's bounding box (+8 voxels)."
+        ),
         "",
         "Models:",
         "",
@@ -626,6 +663,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--baseline-data", nargs="+", help="training cases for the scaled-native factor k")
     parser.add_argument("--factor", type=float, help="use this k instead of fitting it")
     parser.add_argument("--out", required=True, help="report folder")
+    parser.add_argument(
+        "--slab",
+        type=int,
+        help="evaluate this many contiguous axial slices per case, centred on its lesions (default: all)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--update-cards", action="store_true", help="write the figures into each card")
     args = parser.parse_args(argv)
@@ -639,6 +681,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             factor=args.factor,
             device=args.device,
             command=command,
+            slab=args.slab,
         )
     )
     if result is None:
