@@ -35,9 +35,9 @@ from typing import Any
 import gradio as gr
 
 from studio.contrast import GROUP, TASK, Contrast, ContrastView
+from studio.controls import case_dropdown, plane_and_slice
 from studio.errors import handler
 from studio.explorer import Explorer
-from studio.explorer_tab import case_label
 from studio.generators import GeneratorRegistry
 from vce_core.display import PLANES
 from vce_core.errors import VCEInputError
@@ -249,23 +249,19 @@ class ContrastTab:
 
     def _controls(self, index: int, count: int) -> dict[str, Any]:
         """Left column: case, model, plane, slice, model card."""
-        case_dd = gr.Dropdown(
-            choices=[(case_label(c), c) for c in self.case_ids], value=self.first_case, label="Case"
-        )
+        case_dd = case_dropdown(self.case_ids, self.first_case, elem_id="vc-case")
         model_dd = gr.Dropdown(
             choices=self.model_names,
             value=self.first_model,
             label="Virtual-contrast model",
             interactive=bool(self.model_names),
         )
-        plane = gr.Radio(
-            list(PLANES),
-            value="axial",
-            label="Plane",
+        plane, slice_sl = plane_and_slice(
+            index,
+            count,
             info="coronal/sagittal: the whole volume is synthesized once per case and model",
-            elem_id="vc-plane-radio",
+            prefix="vc-",
         )
-        slice_sl = gr.Slider(1, max(count, 2), value=index + 1, step=1, label="Slice", elem_id="vc-slice")
         with gr.Accordion("Model card", open=False):
             card_md = gr.Markdown(self.contrast.models.summary(self.first_model))
         return {

@@ -31,6 +31,7 @@ from typing import Any
 
 import gradio as gr
 
+from studio.controls import case_dropdown, plane_and_slice
 from studio.errors import handler
 from studio.explorer import GROUP, Explorer, View
 from vce_core.cache import LRU
@@ -65,11 +66,6 @@ SYNC_SLICE_JS = f"""(c, g, d, p, k) => {{
   return [c, g, d, p, k];
 }}"""
 """The slice slider moves the viewer in the browser before the server recomputes the metrics."""
-
-
-def case_label(case_id: str) -> str:
-    """Dropdown label of a case id ``group/.../case``: the case name, then its folder in brackets."""
-    return case_id.split("/")[-1] + (f"  ({case_id.rsplit('/', 1)[0]})" if "/" in case_id else "")
 
 
 def _session(request: gr.Request | None) -> str:
@@ -365,23 +361,16 @@ class ExplorerTab:
     def _controls(self, index: int, count: int) -> dict[str, Any]:
         """Left column: case, generator, dose, plane, slice, model card."""
         names = self.generator_names
-        case_dd = gr.Dropdown(
-            choices=[(case_label(c), c) for c in self.case_ids], value=self.first_case, label="Case"
-        )
+        case_dd = case_dropdown(self.case_ids, self.first_case)
         gen_dd = gr.Dropdown(
             choices=names, value=self.first_generator, label="Generator", interactive=bool(names)
         )
         dose = gr.Slider(
             0, 100, value=DEFAULT_DOSE_PCT, step=1, label="Dose (% of standard dose)", elem_id="dose-slider"
         )
-        plane = gr.Radio(
-            list(PLANES),
-            value="axial",
-            label="Plane",
-            info="coronal/sagittal: each new dose needs the whole volume once",
-            elem_id="plane-radio",
+        plane, slice_sl = plane_and_slice(
+            index, count, info="coronal/sagittal: each new dose needs the whole volume once"
         )
-        slice_sl = gr.Slider(1, max(count, 2), value=index + 1, step=1, label="Slice", elem_id="slice-slider")
         with gr.Accordion("Model card", open=False):
             card_md = gr.Markdown(self.explorer.generators.summary(self.first_generator))
         return {

@@ -124,14 +124,16 @@ def test_tab_flow_in_chromium(vc_studio: dict[str, Any]) -> None:
                 title_starts("Virtual contrast · vc-flair"),
                 timeout=60_000,
             )
-            assert host.locator('.vce-panel[data-panel="input-flair"] canvas.vce-canvas').count() == 1
+            flair = host.locator('.vce-panel[data-panel="input-flair"] canvas.vce-canvas')
+            flair.wait_for(timeout=30_000)
+            assert flair.count() == 1
             page.wait_for_function(
                 "document.querySelector('#vc-metrics') && document.querySelector('#vc-metrics').innerText"
                 ".includes('vc-flair · axial slice')",
                 timeout=60_000,
             )
             # the full phantom case (the first one lacks T2), then the other model: panels and metrics follow
-            page.get_by_label("Case").nth(1).click()  # nth(0): the Dose explorer's
+            page.locator("#vc-case").get_by_label("Case").click()
             page.get_by_role("option", name=re.compile("phantom-")).click()
             page.wait_for_function(
                 "document.querySelector('#vc-metrics').innerText.includes('phantom-')", timeout=60_000
@@ -142,7 +144,9 @@ def test_tab_flow_in_chromium(vc_studio: dict[str, Any]) -> None:
                 title_starts("Virtual contrast · VC from T2"),
                 timeout=60_000,
             )
-            assert host.locator('.vce-panel[data-panel="input-t2"]').count() == 1
+            t2 = host.locator('.vce-panel[data-panel="input-t2"]')
+            t2.wait_for(timeout=30_000)
+            assert t2.count() == 1
             # plane switch: coronal markers, slice of the coronal plane, metrics relabelled
             page.locator("#vc-plane-radio").get_by_text("coronal", exact=True).click()
             page.wait_for_function(
