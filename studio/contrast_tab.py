@@ -35,7 +35,7 @@ from typing import Any
 import gradio as gr
 
 from studio.contrast import GROUP, TASK, Contrast, ContrastView
-from studio.controls import case_dropdown, plane_and_slice
+from studio.controls import case_dropdown, controls_and_viewer, model_card, plane_and_slice, slider_for
 from studio.errors import handler
 from studio.explorer import Explorer
 from studio.generators import GeneratorRegistry
@@ -174,11 +174,9 @@ class ContrastTab:
     @handler("opening the case")
     def on_case(self, case_id: str, model: str, plane: str) -> tuple[Any, ...]:
         """Case change: slice slider (lesion slice), case line; per-volume metrics cleared."""
-        index = self.contrast.default_index(case_id, plane)
-        count = self.contrast.slice_count(case_id, plane)
         model = self.contrast.model_or_default(model or None)
         return (
-            gr.Slider(minimum=1, maximum=count, value=index + 1),
+            slider_for(self.contrast, case_id, plane),
             self.contrast.case_info(case_id, model),
             VOLUME_HINT,
         )
@@ -186,8 +184,7 @@ class ContrastTab:
     @handler("changing the plane")
     def on_plane(self, case_id: str, plane: str) -> gr.Slider:
         """Plane change: slice slider range and the lesion slice of that plane."""
-        index = self.contrast.default_index(case_id, plane)
-        return gr.Slider(minimum=1, maximum=self.contrast.slice_count(case_id, plane), value=index + 1)
+        return slider_for(self.contrast, case_id, plane)
 
     @handler("showing the model card")
     def on_model(self, case_id: str, model: str) -> tuple[str, str, str]:
@@ -215,26 +212,19 @@ class ContrastTab:
         """Add the tab (inside ``gr.Tabs``) and wire its events; returns its components."""
         _, index, count, info = self.initial_value()
 
-        def viewer_slices(requests: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
-            return self.viewer_slices(requests)  # a plain function: Gradio marks it as a server function
-
         with gr.Tab("Virtual contrast", id="contrast") as tab:
             if self.first_case is None:
                 gr.Markdown("**No cases found.** Start the app with `--data DIR` (a folder of case folders).")
             if not self.model_names:
                 gr.Markdown(f"**{self.contrast.models.empty_message()}**", elem_id="vc-no-model")
-            with gr.Row(equal_height=False):
-                with gr.Column(scale=1, min_width=250):
-                    controls = self._controls(index, count)
-                with gr.Column(scale=5):
-                    case_md = gr.Markdown(info, elem_classes=["vce-caption"])
-                    viewer = gr.HTML(
-                        "",
-                        js_on_load=VIEWER_JS,
-                        server_functions=[viewer_slices],
-                        elem_id="contrast-viewer-host",
-                        min_height=540,
-                    )
+            controls, case_md, viewer = controls_and_viewer(
+                lambda: self._controls(index, count),
+                info,
+                "",
+                js=VIEWER_JS,
+                loader=self.viewer_slices,
+                elem_id="contrast-viewer-host",
+            )
             with gr.Row(equal_height=False):
                 with gr.Column(scale=3):
                     metrics_md = gr.Markdown(elem_classes=["vce-metrics"], elem_id="vc-metrics")
@@ -256,20 +246,12 @@ class ContrastTab:
             label="Virtual-contrast model",
             interactive=bool(self.model_names),
         )
-        plane, slice_sl = plane_and_slice(
-            index,
-            count,
-            info="coronal/sagittal: the whole volume is synthesized once per case and model",
-            prefix="vc-",
-        )
-        with gr.Accordion("Model card", open=False):
-            card_md = gr.Markdown(self.contrast.models.summary(self.first_model))
+        info = "coronal/sagittal: the whole volume is synthesized once per case and model"
         return {
             "case_dd": case_dd,
             "model_dd": model_dd,
-            "plane": plane,
-            "slice_sl": slice_sl,
-            "card_md": card_md,
+            **plane_and_slice(index, count, info=info, prefix="vc-"),
+            **model_card(self.contrast.models.summary(self.first_model)),
         }
 
     def _wire(self, demo: gr.Blocks, tab: gr.Tab, c: ContrastComponents) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 
 import gradio as gr
 
-from studio.controls import case_dropdown, plane_and_slice
+from studio.controls import case_dropdown, controls_and_viewer, model_card, plane_and_slice, slider_for
 from studio.errors import handler
 from studio.explorer import GROUP, Explorer, View
 from vce_core.cache import LRU
@@ -252,19 +252,16 @@ class ExplorerTab:
     @handler("opening the case")
     def on_case(self, case_id: str, plane: str) -> tuple[Any, ...]:
         """Case change: slice slider (lesion slice), case summary; per-volume metrics cleared."""
-        explorer = self.explorer
-        index = explorer.default_index(case_id, plane)
         return (
-            gr.Slider(minimum=1, maximum=explorer.slice_count(case_id, plane), value=index + 1),
-            self.case_info(explorer.library.get(case_id).case_id),
+            slider_for(self.explorer, case_id, plane),
+            self.case_info(self.explorer.library.get(case_id).case_id),
             VOLUME_HINT,
         )
 
     @handler("changing the plane")
     def on_plane(self, case_id: str, plane: str) -> gr.Slider:
         """Plane change: slice slider range and the lesion slice of that plane."""
-        index = self.explorer.default_index(case_id, plane)
-        return gr.Slider(minimum=1, maximum=self.explorer.slice_count(case_id, plane), value=index + 1)
+        return slider_for(self.explorer, case_id, plane)
 
     @handler("preparing the case")
     def on_warm(self, case_id: str) -> None:
@@ -331,9 +328,6 @@ class ExplorerTab:
             ).start()
         value, index, count, info = self.initial_value()
 
-        def viewer_slices(requests: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
-            return self.viewer_slices(requests)  # a plain function: Gradio marks it as a server function
-
         with gr.Tab("Dose explorer", id="explorer"):
             if self.first_case is None:
                 gr.Markdown(
@@ -341,18 +335,14 @@ class ExplorerTab:
                     "a folder of case folders (each with case.json), or run `python app.py` without "
                     "`--data` to build the demo phantom cases."
                 )
-            with gr.Row(equal_height=False):
-                with gr.Column(scale=1, min_width=250):
-                    controls = self._controls(index, count)
-                with gr.Column(scale=5):
-                    case_md = gr.Markdown(info, elem_classes=["vce-caption"])
-                    viewer = gr.HTML(
-                        value,
-                        js_on_load=VIEWER_JS,
-                        server_functions=[viewer_slices],
-                        elem_id="explorer-viewer-host",
-                        min_height=540,
-                    )
+            controls, case_md, viewer = controls_and_viewer(
+                lambda: self._controls(index, count),
+                info,
+                value,
+                js=VIEWER_JS,
+                loader=self.viewer_slices,
+                elem_id="explorer-viewer-host",
+            )
             analysis = self._analysis()
         c = ExplorerComponents(case_md=case_md, viewer=viewer, **controls, **analysis)
         self._wire(demo, c)
@@ -368,18 +358,13 @@ class ExplorerTab:
         dose = gr.Slider(
             0, 100, value=DEFAULT_DOSE_PCT, step=1, label="Dose (% of standard dose)", elem_id="dose-slider"
         )
-        plane, slice_sl = plane_and_slice(
-            index, count, info="coronal/sagittal: each new dose needs the whole volume once"
-        )
-        with gr.Accordion("Model card", open=False):
-            card_md = gr.Markdown(self.explorer.generators.summary(self.first_generator))
+        info = "coronal/sagittal: each new dose needs the whole volume once"
         return {
             "case_dd": case_dd,
             "gen_dd": gen_dd,
-            "card_md": card_md,
             "dose": dose,
-            "plane": plane,
-            "slice_sl": slice_sl,
+            **plane_and_slice(index, count, info=info),
+            **model_card(self.explorer.generators.summary(self.first_generator)),
         }
 
     @staticmethod
