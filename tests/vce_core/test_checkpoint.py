@@ -239,3 +239,21 @@ def test_list_checkpoints_by_task(tmp_path: Path) -> None:
     assert len(list_checkpoints(models, None)) == 3
     with pytest.raises(VCEInputError, match="unknown task"):
         list_checkpoints(models, "denoising")
+
+
+@pytest.mark.parametrize("name", ["hrfcn_2d", "pgmgvce_2d", "dyefreenet_2d", "amcgan_2d"])
+def test_bundled_virtual_contrast_checkpoints(name: str) -> None:
+    """Each seed 001–004 model ships trained with the project CLI, ≤ 20 MB, evaluated, loadable."""
+    from vce_core.synthesis import Synthesizer
+
+    folder = BUNDLED_MODELS / name
+    card = read_card(folder)
+    assert card.task == "virtual_contrast" and card.name == name and card.inputs[0] == "native"
+    assert (folder / "weights.safetensors").stat().st_size <= 20 * 2**20
+    training = card.training
+    assert training["command"].startswith(f"python -m vce_core.train --config configs/{name}.yaml")
+    assert training["iterations"] == training["target_iterations"] > 0 and training["wall_time_s"] <= 3600
+    assert training["deviations"] and training["hardware"]["cpu"]
+    assert card.data["train"]["count"] == 40 and card.held_out is not None and card.held_out["cases"] >= 20
+    synth = Synthesizer.from_checkpoint(folder, device="cpu")
+    assert synth.task == "virtual_contrast" and name not in [p.name for p in list_checkpoints(BUNDLED_MODELS)]
