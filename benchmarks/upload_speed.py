@@ -7,7 +7,7 @@ input's type) and as one DICOM study. Prints the wall and process CPU time (all 
 and the total (target: 3 doses of a 1 mm case ≤ 60 s wall on 2 CPU cores); on a shared machine the CPU time
 tells the work done, the wall time how long it took beside the other jobs.
 
-    python -m benchmarks.upload_speed [--case data/demo/<case>] [--model assets/models/ld_cgan_2d_np]
+    python -m benchmarks.upload_speed [--case data/demo/<case>] [--model assets/models/ld_cgan_2d_np_linear]
         [--doses 10 25 33] [--threads 2]
 """
 
@@ -25,7 +25,7 @@ from benchmarks.processes import REPO, machine
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--case", type=Path, default=None, help="case folder (default: the first demo case)")
-    parser.add_argument("--model", type=Path, default=REPO / "assets" / "models" / "ld_cgan_2d_np")
+    parser.add_argument("--model", type=Path, default=REPO / "assets" / "models" / "ld_cgan_2d_np_linear")
     parser.add_argument("--doses", type=float, nargs="+", default=[10, 25, 33], help="percent")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
