@@ -153,6 +153,9 @@ def test_the_experiment_trains_three_arms_and_reports_them(study: dict[str, Any]
     assert "python -m vce_core.evaluate.augmentation (test)" in report
     with (tmp_path / "report" / "results.csv").open() as f:
         assert len(list(csv.DictReader(f))) == len(result["rows"])
+    with (tmp_path / "report" / "noise.csv").open() as f:
+        assert [r["case"] for r in csv.DictReader(f)] == ["tr-0", "tr-1"]
+    assert "## Noise of the training low doses" in report and "Verdict:" in report
     pairs = {(c["a"], c["b"]) for c in result["comparisons"]}
     assert pairs == {("real", "synthetic"), ("real", "real+synthetic"), ("synthetic", "real+synthetic")}
     stamp = (tmp_path / "work" / "real_only" / "card.json").stat().st_mtime_ns
@@ -239,3 +242,18 @@ def test_compare_arms_is_wilcoxon_with_bootstrap_and_holm() -> None:
         assert c["mean_difference"] == pytest.approx(diff.mean())
         assert c["ci_low"] <= diff.mean() <= c["ci_high"]
         assert c["a_better"] == int(np.sum(diff < 0))  # MAE: lower is better
+
+
+def test_subtraction_noise_compares_the_synthetic_with_the_real_subtraction(study: dict[str, Any]) -> None:
+    from vce_core.metrics import noise_sigma
+    from vce_core.preprocess import brain_mask
+
+    same = aug.subtraction_noise(study["train"][:1], study["train"][:1])
+    assert same[0]["ratio"] == 1.0 and same[0]["sigma_real"] > 0
+    row = aug.subtraction_noise(study["train"][:1], study["twins"][:1])[0]
+    real, twin = load_case(study["train"][0]), load_case(study["twins"][0])
+    native = np.asarray(real.native.data, np.float32)
+    mask = np.asarray(brain_mask(native), bool) & ~(np.asarray(real.extra["ce_mask"].data) > 0.5)
+    expected = noise_sigma(np.asarray(twin.low_doses[0.33].data) - native, mask)
+    assert row["sigma_synthetic"] == pytest.approx(expected, rel=1e-6)
+    assert row["ratio"] == pytest.approx(expected / same[0]["sigma_real"], rel=1e-6)
