@@ -32,8 +32,10 @@ GAN, and on both, and scores every predictor on *real* low-dose test images. The
    Wilcoxon p, and Holm's adjustment over every comparison of the report (:mod:`vce_core.evaluate.stats`).
 
 ``--reuse`` keeps finished work: complete synthetic folders and finished runs (a card whose training was not
-interrupted). ``--steps`` runs a subset (a GPU can train, a CPU evaluate). Outputs in ``--out``:
-``results.csv`` (case_id, method, metric, value), ``summary.csv``, ``comparisons.csv``, ``report.md``.
+interrupted and aimed at the same number of iterations). ``--steps`` runs a subset (a GPU can train, a CPU
+evaluate). Outputs in ``--out``:
+``results.csv`` (case_id, method, metric, value), ``summary.csv``, ``comparisons.csv``, ``noise.csv``
+(subtraction noise of the real and synthetic training low doses) and ``report.md``.
 """
 
 from __future__ import annotations
@@ -142,6 +144,7 @@ def write_synthetic_case(
     """
     from vce_core.io import Volume, load_case, save_nifti
 
+    t0 = time.perf_counter()
     source, dest = Path(source).resolve(), Path(dest)
     manifest = json.loads((source / "case.json").read_text())
     case = load_case(source)
@@ -174,6 +177,7 @@ def write_synthetic_case(
         "noise_seed": int(seed),
         "source": str(source),
         "note": "only the low dose is synthetic; every other image is a hard link to the source case's",
+        "seconds": round(time.perf_counter() - t0, 2),
     }
     (tmp / "case.json").write_text(json.dumps(manifest, indent=2))
     shutil.rmtree(dest, ignore_errors=True)
@@ -197,7 +201,8 @@ def write_synthetic_cases(
     log: Any = print,
 ) -> tuple[list[Path], float]:
     """Synthetic twins of ``folders`` under ``root`` (one per case, same folder name); complete ones are
-    kept with ``reuse``. Returns the folders and the seconds spent synthesizing."""
+    kept with ``reuse``. Returns the folders and the seconds their synthesis took (load, synthesis, writing;
+    summed over the twins from their ``case.json``, so reused twins count with their own time)."""
     from vce_core.synthesis import Synthesizer
 
     synth = Synthesizer.from_checkpoint(generator, device=device)
@@ -211,16 +216,22 @@ def write_synthetic_cases(
             write_synthetic_case(folder, dest, synth, dose, _case_seed(seed, i), str(generator))
             log(f"synthesized {dest.name} ({i + 1}/{len(folders)}, {time.perf_counter() - t0:.0f} s)")
         out.append(dest)
-    return out, time.perf_counter() - t0
+    seconds = sum(
+        float(json.loads((f / "case.json").read_text())["meta"]["augmentation"].get("seconds", 0.0))
+        for f in out
+    )
+    return out, seconds
 
 
 # ============================================================================================== training
-def _finished(run_dir: Path) -> bool:
+def _finished(run_dir: Path, iterations: int) -> bool:
+    """Whether ``run_dir`` holds a run that ended (not interrupted) with a target of ``iterations``."""
     from vce_core.checkpoint import read_card
 
     if not (run_dir / "card.json").is_file():
         return False
-    return read_card(run_dir).training.get("stopped_by") != "interrupted"
+    training = read_card(run_dir).training
+    return training.get("stopped_by") != "interrupted" and training.get("target_iterations") == iterations
 
 
 def train_arms(
@@ -245,10 +256,6 @@ def train_arms(
     out = {}
     for arm, folders in arms.items():
         run_dir = Path(work) / RUN_NAMES[arm]
-        if reuse and _finished(run_dir):
-            log(f"reusing {run_dir}")
-            out[arm] = {"run": run_dir, "seconds": 0.0, "reused": True}
-            continue
         cfg = load_config(config, list(overrides))
         cfg = replace(
             cfg,
@@ -258,6 +265,10 @@ def train_arms(
             val_data=[str(v) for v in val_data] or cfg.val_data,
             iterations=int(iterations or cfg.iterations),
         )
+        if reuse and _finished(run_dir, cfg.iterations):
+            log(f"reusing {run_dir}")
+            out[arm] = {"run": run_dir, "seconds": 0.0, "reused": True}
+            continue
         command = shlex.join(
             [Path(sys.executable).name, "-m", "vce_core.evaluate.augmentation", *sys.argv[1:]]
         )
@@ -577,8 +588,9 @@ def run(
         if "synthesize" in steps
         else ([work / "synthetic" / f.name for f in folders], 0.0)
     )
-    if "synthesize" in steps and seconds > 1:
-        timings["synthesis_s"] = round(seconds + (timings.get("synthesis_s", 0.0) if reuse else 0.0), 1)
+    if "synthesize" in steps:
+        timings["synthesis_s"] = round(seconds, 1)
+    _save_timings(work, timings)
     arms = {"real": folders, "synthetic": synthetic, "real+synthetic": [*folders, *synthetic]}
     runs = {arm: work / RUN_NAMES[arm] for arm in ARMS}
     if "train" in steps:
@@ -855,7 +867,7 @@ def markdown_report(
         f"- Synthetic low doses: generator `{info['generator']}` (`{info['generator_name']}`), dose "
         f"{info['dose']:g}, noise seed `SeedSequence([{info['seed']}, case index])` per case; one synthetic "
         "case folder per training case, every image but the low dose a link to the real case "
-        f"(synthesis {timings.get('synthesis_s', '–')} s).",
+        f"(synthesis {timings.get('synthesis_s', '–')} s in all, one CPU thread).",
         "- Arms: **real** (real low doses), **synthetic** (synthetic low doses only), **real+synthetic** "
         "(both folder sets, twice the cases, the same iteration budget).",
         f"- Evaluation: {timings.get('evaluation_s', '–')} s. Every image in the case's native percentile "
