@@ -173,6 +173,9 @@ def test_a_missing_real_low_dose_is_an_input_error(study: dict[str, Any], tmp_pa
     assert not (tmp_path / "work").exists() and not (tmp_path / "report").exists()  # nothing written
     with pytest.raises(VCEInputError, match="steps"):
         _run(study, tmp_path / "work", tmp_path / "report", steps=["predict"])
+    with pytest.raises(VCEInputError, match="synthetic case.s. are missing"):
+        _run(study, tmp_path / "work", tmp_path / "report", steps=["train"])
+    assert not (tmp_path / "work").exists()
 
 
 def test_the_evaluation_figures_against_independent_computations(

@@ -550,7 +550,7 @@ def run(
     it evaluates (``{"info"}`` otherwise). Every input is checked before anything is written."""
     import torch
 
-    from vce_core.checkpoint import list_checkpoints, read_card
+    from vce_core.checkpoint import read_card
     from vce_core.data import find_case_folders
     from vce_core.domain import check_dose
 
@@ -561,36 +561,28 @@ def run(
     unknown = sorted(set(steps) - set(STEPS))
     if unknown or not steps:
         raise VCEInputError(f"steps {list(steps)}", expected=f"a non-empty subset of {', '.join(STEPS)}")
-    if generator is None:
-        found = list_checkpoints("assets/models")
-        if not found:
-            raise VCEInputError("no low-dose generator in assets/models", expected="--generator <folder>")
-        generator = found[0]
-    folders = find_case_folders(data)
-    test_folders = find_case_folders(test)
+    generator = Path(generator) if generator is not None else _default_generator()
+    folders, test_folders = find_case_folders(data), find_case_folders(test)
     for folder in test_folders:
         _require_low_dose(folder, dose)
     for folder in folders:  # the real arm trains on the real low dose
         _require_low_dose(folder, dose, "training")
     work = Path(work)
     timings = _timings(work)
-    synthetic, seconds = (
-        write_synthetic_cases(
-            folders,
-            work / "synthetic",
-            generator,
-            dose=dose,
-            seed=seed,
-            device=device,
-            reuse=reuse or "synthesize" not in steps,
-            log=log,
-        )
-        if "synthesize" in steps
-        else ([work / "synthetic" / f.name for f in folders], 0.0)
-    )
     if "synthesize" in steps:
+        synthetic, seconds = write_synthetic_cases(
+            folders, work / "synthetic", generator, dose=dose, seed=seed, device=device, reuse=reuse, log=log
+        )
         timings["synthesis_s"] = round(seconds, 1)
-    _save_timings(work, timings)
+        _save_timings(work, timings)
+    else:
+        synthetic = [work / "synthetic" / f.name for f in folders]
+        missing = [str(f) for f in synthetic if not _complete(f, dose)]
+        if missing:
+            raise VCEInputError(
+                f"{len(missing)} synthetic case(s) are missing, e.g. {missing[0]}",
+                expected="the synthesize step first (--steps synthesize,...)",
+            )
     arms = {"real": folders, "synthetic": synthetic, "real+synthetic": [*folders, *synthetic]}
     runs = {arm: work / RUN_NAMES[arm] for arm in ARMS}
     if "train" in steps:
@@ -632,6 +624,18 @@ def run(
     summary, comparisons = summarize(rows), compare_arms(rows)
     write_report(Path(out), rows, summary, comparisons, info)
     return {"rows": rows, "summary": summary, "comparisons": comparisons, "info": info}
+
+
+def _default_generator() -> Path:
+    """The low-dose generator marked default in the models folder (:class:`vce_core.settings.Settings`)."""
+    from vce_core.checkpoint import list_checkpoints
+    from vce_core.settings import Settings
+
+    models = Settings.resolve().models_dir
+    found = list_checkpoints(models)
+    if not found:
+        raise VCEInputError("no low-dose generator in the models folder", path=models, expected="--generator")
+    return Path(found[0])
 
 
 def _run_info(run_dir: Path) -> dict[str, Any]:
