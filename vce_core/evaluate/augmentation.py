@@ -31,8 +31,9 @@ GAN, and on both, and scores every predictor on *real* low-dose test images. The
    comparisons between the three arms per metric: mean difference, 95 % bootstrap CI over cases, two-sided
    Wilcoxon p, and Holm's adjustment over every comparison of the report (:mod:`vce_core.evaluate.stats`).
 
-``--reuse`` keeps finished work: complete synthetic folders and finished runs (a card whose training was not
-interrupted and aimed at the same number of iterations). ``--steps`` runs a subset (a GPU can train, a CPU
+``--reuse`` keeps finished work: complete synthetic folders and runs that reached the requested iterations;
+a run that stopped short of them (the config's ``max_minutes`` on a busy CPU, an interruption) is resumed, so
+the three arms always get the same number of iterations. ``--steps`` runs a subset (a GPU can train, a CPU
 evaluate). Outputs in ``--out``:
 ``results.csv`` (case_id, method, metric, value), ``summary.csv``, ``comparisons.csv``, ``noise.csv``
 (subtraction noise of the real and synthetic training low doses) and ``report.md``.
@@ -224,14 +225,19 @@ def write_synthetic_cases(
 
 
 # ============================================================================================== training
-def _finished(run_dir: Path, iterations: int) -> bool:
-    """Whether ``run_dir`` holds a run that ended (not interrupted) with a target of ``iterations``."""
+def _run_state(run_dir: Path, iterations: int) -> str:
+    """``done`` (a run that reached ``iterations``), ``partial`` (a run aiming at ``iterations`` that stopped
+    short of it — time cap or interruption — and can be resumed) or ``none``."""
     from vce_core.checkpoint import read_card
 
     if not (run_dir / "card.json").is_file():
-        return False
+        return "none"
     training = read_card(run_dir).training
-    return training.get("stopped_by") != "interrupted" and training.get("target_iterations") == iterations
+    if training.get("target_iterations") != iterations:
+        return "none"
+    if int(training.get("iterations", 0)) >= iterations:
+        return "done"
+    return "partial" if (run_dir / "resume.pt").is_file() else "none"
 
 
 def train_arms(
@@ -245,8 +251,10 @@ def train_arms(
     reuse: bool = False,
     log: Any = print,
 ) -> dict[str, dict[str, Any]]:
-    """Train one predictor per arm (``{arm: case folders}``) into ``<work>/<run name>``; finished runs are
-    kept with ``reuse``. Returns ``{arm: {"run": folder, "seconds": this call's wall time, "reused": bool}}``.
+    """Train one predictor per arm (``{arm: case folders}``) into ``<work>/<run name>`` for the same number of
+    iterations. With ``reuse`` a run that reached them is kept and one that stopped short (``max_minutes``,
+    interruption) is resumed to them, so every arm gets the same budget. Returns ``{arm: {"run": folder,
+    "seconds": this call's wall time, "reused": bool, "resumed": bool}}``.
     """
     from dataclasses import replace
 
@@ -265,17 +273,24 @@ def train_arms(
             val_data=[str(v) for v in val_data] or cfg.val_data,
             iterations=int(iterations or cfg.iterations),
         )
-        if reuse and _finished(run_dir, cfg.iterations):
+        state = _run_state(run_dir, cfg.iterations) if reuse else "none"
+        if state == "done":
             log(f"reusing {run_dir}")
-            out[arm] = {"run": run_dir, "seconds": 0.0, "reused": True}
+            out[arm] = {"run": run_dir, "seconds": 0.0, "reused": True, "resumed": False}
             continue
         command = shlex.join(
             [Path(sys.executable).name, "-m", "vce_core.evaluate.augmentation", *sys.argv[1:]]
         )
+        resume = run_dir if state == "partial" else None
         log(f"training {arm}: {len(folders)} cases, {cfg.iterations} iterations -> {run_dir}")
         t0 = time.perf_counter()
-        card = train(cfg, run_dir=run_dir, command=command)
-        out[arm] = {"run": run_dir, "seconds": time.perf_counter() - t0, "reused": False}
+        card = train(cfg, run_dir=run_dir, resume=resume, command=command)
+        out[arm] = {
+            "run": run_dir,
+            "seconds": time.perf_counter() - t0,
+            "reused": False,
+            "resumed": bool(resume),
+        }
         log(f"{arm}: {card.training['iterations']} iterations, stopped by {card.training['stopped_by']}")
     return out
 
@@ -597,13 +612,19 @@ def run(
             log=log,
         )
         for arm, result in trained.items():
-            if not result["reused"]:
-                timings[f"train_{RUN_NAMES[arm]}_s"] = round(result["seconds"], 1)
+            key = f"train_{RUN_NAMES[arm]}_s"
+            if result["resumed"]:
+                timings[key] = round(timings.get(key, 0.0) + result["seconds"], 1)
+            elif not result["reused"]:
+                timings[key] = round(result["seconds"], 1)
     _save_timings(work, timings)
+    card = read_card(generator)
     info = {
         "command": command,
         "generator": str(generator),
-        "generator_name": read_card(generator).name,
+        "generator_name": card.name,
+        "generator_base": (card.config or {}).get("base"),
+        "generator_content_loss": card.get("content_loss"),
         "dose": dose,
         "seed": seed,
         "data": [str(d) for d in data],
@@ -653,7 +674,19 @@ def _run_info(run_dir: Path) -> dict[str, Any]:
         "device": t.get("device"),
         "train_cases": len(card.data.get("train", {}).get("folders", [])) if card.data else None,
         "validation": card.validation,
+        "final_loss": _final_loss(run_dir / "log.csv"),
     }
+
+
+def _final_loss(log: Path, fraction: float = 0.1) -> dict[str, float]:
+    """Mean of each logged loss over the last ``fraction`` of the logged iterations (``{}`` without a log)."""
+    if not log.is_file():
+        return {}
+    with log.open() as f:
+        rows = list(csv.DictReader(f))
+    tail = rows[-max(1, int(round(len(rows) * fraction))) :] if rows else []
+    keys = [k for k in ("l1", "ssim_loss") if tail and k in tail[0]]
+    return {k: float(np.mean([float(r[k]) for r in tail])) for k in keys}
 
 
 # ============================================================================================== the report
@@ -737,17 +770,19 @@ def _runs_table(info: dict[str, Any]) -> list[str]:
     timings = info.get("timings", {})
     lines = [
         "| arm | run folder | training cases | iterations | stopped by | training loop (s) "
-        "| call incl. data (s) | it/s | val PSNR / SSIM (real val cases) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| call incl. data (s) | it/s | training L1 / 1 − SSIM (last 10 %) "
+        "| val PSNR / SSIM (real val cases) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for arm in ARMS:
         r = info["runs"][arm]
-        v = r.get("validation") or {}
+        v, loss = r.get("validation") or {}, r.get("final_loss") or {}
         lines.append(
             f"| {arm} | `{r['folder']}` | {r['train_cases']} | "
             f"{r['iterations']} / {r['target_iterations']} | "
             f"{r['stopped_by']} | {r['wall_time_s']} | {timings.get(f'train_{RUN_NAMES[arm]}_s', '–')} | "
-            f"{r['it_per_s']} | {_f(v.get('psnr'), 2)} / {_f(v.get('ssim'))} |"
+            f"{r['it_per_s']} | {_f(loss.get('l1'))} / {_f(loss.get('ssim_loss'))} | "
+            f"{_f(v.get('psnr'), 2)} / {_f(v.get('ssim'))} |"
         )
     return lines
 
@@ -852,6 +887,23 @@ def _noise_lines(noise: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _generator_note(info: dict[str, Any]) -> list[str]:
+    """What the synthetic arm's training pairs are made of (from the generator's card)."""
+    base = info.get("generator_base")
+    lines = [
+        f"The generator (content loss `{info.get('generator_content_loss')}`, base `{base}`) is conditioned "
+        "on the standard dose: each synthetic low dose is computed from the very standard dose the predictor "
+        "is trained to output."
+    ]
+    if base == "linear":
+        lines.append(
+            "With the linear base, `x̂_LD = x_NA + d·(x_SD − x_NA) + G(·)`: the synthetic low dose carries "
+            "the target's own noise scaled by d, so in the synthetic pairs the target is nearly a function "
+            "of the input (compare the arms' training losses above)."
+        )
+    return [" ".join(lines), ""]
+
+
 def markdown_report(
     summary: list[dict[str, Any]], comparisons: list[dict[str, Any]], info: dict[str, Any]
 ) -> str:
@@ -883,6 +935,7 @@ def markdown_report(
         "",
         *_runs_table(info),
         "",
+        *_generator_note(info),
         "## Results (mean over cases [95 % bootstrap CI])",
         "",
         *_summary_table(summary),
