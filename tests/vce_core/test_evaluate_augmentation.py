@@ -260,3 +260,23 @@ def test_subtraction_noise_compares_the_synthetic_with_the_real_subtraction(stud
     expected = noise_sigma(np.asarray(twin.low_doses[0.33].data) - native, mask)
     assert row["sigma_synthetic"] == pytest.approx(expected, rel=1e-6)
     assert row["ratio"] == pytest.approx(expected / same[0]["sigma_real"], rel=1e-6)
+
+
+def test_reuse_resumes_a_run_cut_short_to_the_same_iterations(study: dict[str, Any], tmp_path: Path) -> None:
+    from vce_core.checkpoint import read_card
+
+    arms = {"real": study["train"]}
+    common = {"iterations": 3, "val_data": [study["test"][0]], "log": lambda *_: None}
+    capped = [*TINY, "threads=1", "max_minutes=1e-9"]  # stops after the first iteration
+    aug.train_arms(CONFIG, arms, tmp_path, overrides=capped, **common)
+    card = read_card(tmp_path / "real_only")
+    assert card.training["stopped_by"] == "max_minutes" and card.training["iterations"] == 1
+    first = json.loads((tmp_path / "timings.json").read_text())["train_real_only_s"]
+    result = aug.train_arms(CONFIG, arms, tmp_path, overrides=[*TINY, "threads=1"], reuse=True, **common)
+    assert result["real"]["resumed"] and read_card(tmp_path / "real_only").training["iterations"] == 3
+    total = json.loads((tmp_path / "timings.json").read_text())["train_real_only_s"]
+    assert total == pytest.approx(first + result["real"]["seconds"], abs=0.1)
+    again = aug.train_arms(CONFIG, arms, tmp_path, overrides=[*TINY, "threads=1"], reuse=True, **common)
+    assert again["real"]["reused"]
+    fresh = aug.train_arms(CONFIG, arms, tmp_path, overrides=[*TINY, "threads=1"], reuse=False, **common)
+    assert not fresh["real"]["reused"] and not fresh["real"]["resumed"]

@@ -291,6 +291,7 @@ def train_arms(
             "reused": False,
             "resumed": bool(resume),
         }
+        _record_training_time(Path(work), arm, out[arm])
         log(f"{arm}: {card.training['iterations']} iterations, stopped by {card.training['stopped_by']}")
     return out
 
@@ -541,6 +542,16 @@ def _save_timings(work: Path, timings: dict[str, Any]) -> None:
     (work / "timings.json").write_text(json.dumps(timings, indent=2))
 
 
+def _record_training_time(work: Path, arm: str, result: dict[str, Any]) -> None:
+    """Add one arm's training call (data preparation included) to ``<work>/timings.json`` (summed over
+    resumed calls)."""
+    timings = _timings(work)
+    key = f"train_{RUN_NAMES[arm]}_s"
+    previous = timings.get(key, 0.0) if result["resumed"] else 0.0
+    timings[key] = round(previous + result["seconds"], 1)
+    _save_timings(work, timings)
+
+
 def run(
     *,
     data: Sequence[str | PathLike],
@@ -601,7 +612,7 @@ def run(
     arms = {"real": folders, "synthetic": synthetic, "real+synthetic": [*folders, *synthetic]}
     runs = {arm: work / RUN_NAMES[arm] for arm in ARMS}
     if "train" in steps:
-        trained = train_arms(
+        train_arms(
             config,
             arms,
             work,
@@ -611,13 +622,7 @@ def run(
             reuse=reuse,
             log=log,
         )
-        for arm, result in trained.items():
-            key = f"train_{RUN_NAMES[arm]}_s"
-            if result["resumed"]:
-                timings[key] = round(timings.get(key, 0.0) + result["seconds"], 1)
-            elif not result["reused"]:
-                timings[key] = round(result["seconds"], 1)
-    _save_timings(work, timings)
+        timings = _timings(work)  # train_arms records each arm's time as soon as it is trained
     card = read_card(generator)
     info = {
         "command": command,
