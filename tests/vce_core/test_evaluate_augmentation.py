@@ -70,9 +70,15 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_synthetic_twins_link_everything_but_the_low_dose(study: dict[str, Any]) -> None:
+    import hashlib
+
     from vce_core.synthesis import Synthesizer
 
     synth = Synthesizer.from_checkpoint(study["generator"], device="cpu")
+    record = aug.generator_record(study["root"] / "synthetic")
+    weights = (study["generator"] / "weights.safetensors").read_bytes()
+    assert record["generator"] == str(study["generator"]) and record["generator_name"] == "generator"
+    assert record["generator_sha256"] == hashlib.sha256(weights).hexdigest()
     for i, (source, twin) in enumerate(zip(study["train"], study["twins"], strict=True)):
         real_lows = {e["file"] for e in json.loads((source / "case.json").read_text())["low_doses"]}
         linked = {f.name for f in source.iterdir()} - real_lows - {"case.json"}

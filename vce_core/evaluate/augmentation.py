@@ -46,7 +46,6 @@ import csv
 import json
 import math
 import os
-import shlex
 import shutil
 import sys
 import time
@@ -186,6 +185,37 @@ def write_synthetic_case(
     return dest
 
 
+def _write_generator_record(root: Path, generator: Path) -> None:
+    """``<root>/generator.json``: which generator made the twins (folder, card, SHA-256 of the weights), so a
+    report names it even after the bundled model of that name has changed."""
+    import hashlib
+
+    from vce_core.checkpoint import read_card
+
+    card = read_card(generator)
+    digest = hashlib.sha256((generator / card.weights).read_bytes()).hexdigest()
+    record = {"folder": str(generator), "card": json.loads((generator / "card.json").read_text())}
+    (root / "generator.json").write_text(json.dumps({**record, "weights_sha256": digest}, indent=2))
+
+
+def generator_record(root: Path) -> dict[str, Any] | None:
+    """The generator of the twins under ``root`` (see :func:`write_synthetic_cases`), or None."""
+    path = root / "generator.json"
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    card = record.get("card", {})
+    return {
+        "generator": record.get("folder"),
+        "generator_name": card.get("name"),
+        "generator_base": (card.get("config") or {}).get("base"),
+        "generator_content_loss": card.get("content_loss"),
+        "generator_content_space": card.get("content_space"),
+        "generator_critic": bool(card.get("critic")),
+        "generator_sha256": record.get("weights_sha256"),
+    }
+
+
 def _complete(folder: Path, dose: float) -> bool:
     return (folder / "case.json").is_file() and (folder / _low_dose_name(dose)).is_file()
 
@@ -210,6 +240,9 @@ def write_synthetic_cases(
     if synth.task == "virtual_contrast":
         raise VCEInputError(f"{generator} is a virtual-contrast model", expected="a low-dose generator")
     root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    if not (reuse and (root / "generator.json").is_file()):
+        _write_generator_record(root, Path(generator))
     out, t0 = [], time.perf_counter()
     for i, folder in enumerate(folders):
         dest = root / Path(folder).name
@@ -258,6 +291,7 @@ def train_arms(
     """
     from dataclasses import replace
 
+    from vce_core.evaluate.common import command_line
     from vce_core.train import train
     from vce_core.train_config import load_config
 
@@ -278,9 +312,7 @@ def train_arms(
             log(f"reusing {run_dir}")
             out[arm] = {"run": run_dir, "seconds": 0.0, "reused": True, "resumed": False}
             continue
-        command = shlex.join(
-            [Path(sys.executable).name, "-m", "vce_core.evaluate.augmentation", *sys.argv[1:]]
-        )
+        command = command_line("vce_core.evaluate.augmentation", None)
         resume = run_dir if state == "partial" else None
         log(f"training {arm}: {len(folders)} cases, {cfg.iterations} iterations -> {run_dir}")
         t0 = time.perf_counter()
@@ -432,22 +464,23 @@ def _table(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]
 
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean, SD, bootstrap 95 % CI of the mean and n over cases per (method, metric)."""
+    from vce_core.evaluate.common import describe
     from vce_core.evaluate.stats import bootstrap_ci
 
     out = []
     for (method, metric), values in _table(rows).items():
         v = np.array(list(values.values()))
         low, high = bootstrap_ci(v)
-        sd = float(v.std(ddof=1)) if v.size > 1 else float("nan")
+        stats = describe(v)
         out.append(
             {
                 "method": method,
                 "metric": metric,
-                "mean": float(v.mean()),
-                "sd": sd,
+                "mean": stats["mean"],
+                "sd": stats["sd"],
                 "ci_low": low,
                 "ci_high": high,
-                "n": int(v.size),
+                "n": stats["n"],
             }
         )
     return out
@@ -576,7 +609,6 @@ def run(
     it evaluates (``{"info"}`` otherwise). Every input is checked before anything is written."""
     import torch
 
-    from vce_core.checkpoint import read_card
     from vce_core.data import find_case_folders
     from vce_core.domain import check_dose
 
@@ -623,13 +655,9 @@ def run(
             log=log,
         )
         timings = _timings(work)  # train_arms records each arm's time as soon as it is trained
-    card = read_card(generator)
     info = {
         "command": command,
-        "generator": str(generator),
-        "generator_name": card.name,
-        "generator_base": (card.config or {}).get("base"),
-        "generator_content_loss": card.get("content_loss"),
+        **_generator_info(work / "synthetic", generator),
         "dose": dose,
         "seed": seed,
         "data": [str(d) for d in data],
@@ -650,6 +678,25 @@ def run(
     summary, comparisons = summarize(rows), compare_arms(rows)
     write_report(Path(out), rows, summary, comparisons, info)
     return {"rows": rows, "summary": summary, "comparisons": comparisons, "info": info}
+
+
+def _generator_info(root: Path, generator: Path) -> dict[str, Any]:
+    """The twins' generator from their record, else ``generator``'s card."""
+    from vce_core.checkpoint import read_card
+
+    recorded = generator_record(root)
+    if recorded is not None:
+        return recorded
+    card = read_card(generator)
+    return {
+        "generator": str(generator),
+        "generator_name": card.name,
+        "generator_base": (card.config or {}).get("base"),
+        "generator_content_loss": card.get("content_loss"),
+        "generator_content_space": card.get("content_space"),
+        "generator_critic": card.critic is not None,
+        "generator_sha256": None,
+    }
 
 
 def _default_generator() -> Path:
@@ -695,13 +742,6 @@ def _final_loss(log: Path, fraction: float = 0.1) -> dict[str, float]:
 
 
 # ============================================================================================== the report
-def _csv(path: Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def _f(v: Any, digits: int = 4) -> str:
     return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{digits}f}"
 
@@ -717,7 +757,9 @@ def write_report(
     comparisons: list[dict[str, Any]],
     info: dict[str, Any],
 ) -> None:
-    """``results.csv``, ``summary.csv``, ``comparisons.csv`` and ``report.md`` in ``out``."""
+    """``results.csv``, ``summary.csv``, ``comparisons.csv``, ``noise.csv`` and ``report.md`` in ``out``."""
+    from vce_core.evaluate.common import write_csv as _csv
+
     out.mkdir(parents=True, exist_ok=True)
     _csv(out / "results.csv", rows, ["case_id", "method", "metric", "value"])
     _csv(out / "summary.csv", summary, ["method", "metric", "mean", "sd", "ci_low", "ci_high", "n"])
@@ -896,7 +938,9 @@ def _generator_note(info: dict[str, Any]) -> list[str]:
     """What the synthetic arm's training pairs are made of (from the generator's card)."""
     base = info.get("generator_base")
     lines = [
-        f"The generator (content loss `{info.get('generator_content_loss')}`, base `{base}`) is conditioned "
+        f"The generator (content loss `{info.get('generator_content_loss')}` in "
+        f"`{info.get('generator_content_space')}` space, "
+        f"{'with' if info.get('generator_critic') else 'without'} a critic, base `{base}`) is conditioned "
         "on the standard dose: each synthetic low dose is computed from the very standard dose the predictor "
         "is trained to output."
     ]
@@ -925,7 +969,8 @@ def markdown_report(
         f"the *real* {info['dose']:g} low doses of the {info['test_cases']} held-out cases in "
         f"{', '.join(info['test'])}.",
         "",
-        f"- Synthetic low doses: generator `{info['generator']}` (`{info['generator_name']}`), dose "
+        f"- Synthetic low doses: generator `{info['generator']}` (`{info['generator_name']}`, weights "
+        f"SHA-256 `{(info.get('generator_sha256') or '–')[:16]}…`), dose "
         f"{info['dose']:g}, noise seed `SeedSequence([{info['seed']}, case index])` per case; one synthetic "
         "case folder per training case, every image but the low dose a link to the real case "
         f"(synthesis {timings.get('synthesis_s', '–')} s in all, one CPU thread).",
@@ -971,6 +1016,8 @@ def markdown_report(
 
 # ============================================================================================== CLI
 def main(argv: Sequence[str] | None = None) -> int:
+    from vce_core.evaluate.common import command_line, run_cli
+
     parser = argparse.ArgumentParser(
         prog="python -m vce_core.evaluate.augmentation", description=__doc__.split("\n\n")[0]
     )
@@ -994,16 +1041,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args(argv)
-    command = shlex.join(
-        [
-            Path(sys.executable).name,
-            "-m",
-            "vce_core.evaluate.augmentation",
-            *(sys.argv[1:] if argv is None else argv),
-        ]
-    )
-    try:
-        result = run(
+    steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+    result = run_cli(
+        lambda: run(
             data=args.data,
             test=args.test,
             work=args.work,
@@ -1015,14 +1055,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             iterations=args.iterations,
             overrides=args.overrides,
-            steps=[s.strip() for s in args.steps.split(",") if s.strip()],
+            steps=steps,
             reuse=args.reuse,
             device=args.device,
             threads=args.threads,
-            command=command,
+            command=command_line("vce_core.evaluate.augmentation", argv),
         )
-    except VCEInputError as err:
-        print(f"error: {err}", file=sys.stderr)
+    )
+    if result is None:
         return 2
     if "summary" in result:
         print((Path(args.out) / "report.md").read_text())
