@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from vce_core.errors import VCEInputError
 from vce_core.models import register_model
-from vce_core.models.blocks import ConvNormAct, check_images, check_spatial_dims, positive_int
+from vce_core.models.blocks import ConvNormAct, check_images, constructor_config, positive_int
 from vce_core.models.objective import Objective, register_objective
 
 __all__ = ["SDPredictorObjective", "SDPredictorUNet"]
@@ -90,14 +90,10 @@ class SDPredictorUNet(nn.Module):
         residual_input: int | None = 1,
     ):
         super().__init__()
-        check_spatial_dims(spatial_dims)
-        for name, value in (
-            ("in_modalities", in_modalities),
-            ("in_slices", in_slices),
-            ("out_channels", out_channels),
-        ):
-            positive_int(name, value)
         widths = [positive_int("widths", int(w)) for w in widths]
+        self.config: dict[str, Any] = constructor_config(
+            SDPredictorUNet, locals(), positive=("in_modalities", "in_slices", "out_channels")
+        )
         if len(widths) < 2:
             raise VCEInputError(f"widths is {widths}", expected="at least two levels, e.g. [16, 32, 64]")
         if out_channels not in (1, in_slices):
@@ -111,15 +107,6 @@ class SDPredictorUNet(nn.Module):
                 f"residual_input is {residual_input!r}",
                 expected=f"None or an input index in [0, {in_modalities - 1}]",
             )
-        self.config: dict[str, Any] = {
-            "spatial_dims": spatial_dims,
-            "in_modalities": in_modalities,
-            "in_slices": in_slices,
-            "out_channels": out_channels,
-            "widths": widths,
-            "norm": norm,
-            "residual_input": residual_input,
-        }
         d = spatial_dims
         self.spatial_dims, self.in_slices, self.in_modalities = d, in_slices, in_modalities
         self.out_channels, self.residual_input = out_channels, residual_input
