@@ -454,21 +454,13 @@ def evaluate_predictors(
     return rows
 
 
-def _table(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
-    table: dict[tuple[str, str], dict[str, float]] = {}
-    for r in rows:
-        if math.isfinite(r["value"]):
-            table.setdefault((r["method"], r["metric"]), {})[r["case_id"]] = r["value"]
-    return table
-
-
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean, SD, bootstrap 95 % CI of the mean and n over cases per (method, metric)."""
-    from vce_core.evaluate.common import describe
+    from vce_core.evaluate.common import by_case, describe
     from vce_core.evaluate.stats import bootstrap_ci
 
     out = []
-    for (method, metric), values in _table(rows).items():
+    for (method, metric), values in by_case(rows).items():
         v = np.array(list(values.values()))
         low, high = bootstrap_ci(v)
         stats = describe(v)
@@ -490,32 +482,19 @@ def compare_arms(rows: list[dict[str, Any]], arms: Sequence[str] = ARMS) -> list
     """Every pair of arms on every metric: mean paired difference A − B over the cases both have, its 95 %
     bootstrap CI, the Wilcoxon p, Holm's adjustment over all the comparisons returned, and the cases where
     A is better (higher PSNR/SSIM, lower MAE)."""
-    from vce_core.evaluate.stats import compare, holm
+    from vce_core.evaluate.common import by_case, paired
+    from vce_core.evaluate.stats import holm
 
-    table = _table(rows)
+    table = by_case(rows)
     out = []
     pairs = [(a, b) for i, a in enumerate(arms) for b in arms[i + 1 :]]
     for metric in METRICS:
         for a, b in pairs:
             x, y = table.get((_arm_label(a), metric), {}), table.get((_arm_label(b), metric), {})
-            keys = sorted(set(x) & set(y))
-            if len(keys) < 2:
-                continue
-            lower = not metric.endswith(("psnr", "ssim"))
-            c = compare([x[k] for k in keys], [y[k] for k in keys], lower_is_better=lower)
-            out.append(
-                {
-                    "a": a,
-                    "b": b,
-                    "metric": metric,
-                    "n": c.n,
-                    "mean_difference": c.mean_difference,
-                    "ci_low": c.ci_low,
-                    "ci_high": c.ci_high,
-                    "p_value": c.p_value,
-                    "a_better": c.wins,
-                }
-            )
+            c = paired(x, y, lower_is_better=not metric.endswith(("psnr", "ssim")))
+            if c is not None:
+                wins = c.pop("wins")
+                out.append({"a": a, "b": b, "metric": metric, **c, "a_better": wins})
     for row, adjusted in zip(out, holm([r["p_value"] for r in out]), strict=True):
         row["p_holm"] = adjusted
     return out
@@ -758,23 +737,13 @@ def write_report(
     info: dict[str, Any],
 ) -> None:
     """``results.csv``, ``summary.csv``, ``comparisons.csv``, ``noise.csv`` and ``report.md`` in ``out``."""
+    from vce_core.evaluate.common import PAIRED_FIELDS
     from vce_core.evaluate.common import write_csv as _csv
 
     out.mkdir(parents=True, exist_ok=True)
     _csv(out / "results.csv", rows, ["case_id", "method", "metric", "value"])
     _csv(out / "summary.csv", summary, ["method", "metric", "mean", "sd", "ci_low", "ci_high", "n"])
-    fields = [
-        "a",
-        "b",
-        "metric",
-        "n",
-        "mean_difference",
-        "ci_low",
-        "ci_high",
-        "p_value",
-        "p_holm",
-        "a_better",
-    ]
+    fields = ["a", "b", "metric", *PAIRED_FIELDS, "p_holm", "a_better"]
     _csv(out / "comparisons.csv", comparisons, fields)
     _csv(out / "noise.csv", info.get("noise", []), ["case", "sigma_real", "sigma_synthetic", "ratio"])
     (out / "report.md").write_text(markdown_report(summary, comparisons, info))

@@ -40,6 +40,40 @@ def method_names(synths: Sequence[Any], reserved: Collection[str] = ()) -> list[
     return names
 
 
+def by_case(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
+    """``{(method, metric): {case_id: value}}`` of result rows (``case_id``, ``method``, ``metric``,
+    ``value``); NaN values (undefined metrics) are left out."""
+    table: dict[tuple[str, str], dict[str, float]] = {}
+    for r in rows:
+        if math.isfinite(r["value"]):
+            table.setdefault((r["method"], r["metric"]), {})[r["case_id"]] = r["value"]
+    return table
+
+
+PAIRED_FIELDS = ["n", "mean_difference", "ci_low", "ci_high", "p_value"]
+"""CSV columns of a :func:`paired` comparison (after those naming the two methods and the metric)."""
+
+
+def paired(a: dict[str, float], b: dict[str, float], *, lower_is_better: bool) -> dict[str, Any] | None:
+    """Paired comparison (:func:`vce_core.evaluate.stats.compare`) of two methods' ``{case_id: value}``
+    over the cases both hold: ``n``, ``mean_difference`` (A − B), ``ci_low``, ``ci_high``, ``p_value`` and
+    ``wins`` (cases where A is better); None with fewer than 2 shared cases."""
+    from vce_core.evaluate.stats import compare
+
+    keys = sorted(set(a) & set(b))
+    if len(keys) < 2:
+        return None
+    c = compare([a[k] for k in keys], [b[k] for k in keys], lower_is_better=lower_is_better)
+    return {
+        "n": c.n,
+        "mean_difference": c.mean_difference,
+        "ci_low": c.ci_low,
+        "ci_high": c.ci_high,
+        "p_value": c.p_value,
+        "wins": c.wins,
+    }
+
+
 def describe(values: np.ndarray) -> dict[str, float | int]:
     """``mean``, ``sd`` (ddof 1; NaN for one value) and ``n`` of a non-empty 1-D array."""
     return {

@@ -45,7 +45,16 @@ import numpy as np
 
 from vce_core import checkpoint
 from vce_core.errors import VCEInputError
-from vce_core.evaluate.common import command_line, describe, method_names, run_cli, write_csv
+from vce_core.evaluate.common import (
+    PAIRED_FIELDS,
+    by_case,
+    command_line,
+    describe,
+    method_names,
+    paired,
+    run_cli,
+    write_csv,
+)
 
 __all__ = [
     "LESION_LABELS",
@@ -371,17 +380,9 @@ def evaluate(
     }
 
 
-def _table(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
-    table: dict[tuple[str, str], dict[str, float]] = {}
-    for r in results:
-        if math.isfinite(r["value"]):
-            table.setdefault((r["method"], r["metric"]), {})[r["case_id"]] = r["value"]
-    return table
-
-
 def summarize(results: list[dict[str, Any]], methods: Sequence[str]) -> list[dict[str, Any]]:
     """Mean, SD and n over cases per (method, metric) — NaN values (undefined metrics) left out."""
-    table = _table(results)
+    table = by_case(results)
     rows = []
     for method in methods:
         for metric in METRICS:
@@ -396,32 +397,19 @@ def compare_methods(
 ) -> list[dict[str, Any]]:
     """Each model against each baseline on every error metric: mean paired difference (model − baseline),
     95 % bootstrap CI, Wilcoxon p, and the cases where the model is better (lower error, higher PSNR/SSIM)."""
-    from vce_core.evaluate.stats import compare
 
-    table = _table(results)
+    table = by_case(results)
     rows = []
     for model in models:
         for baseline in baselines:
             for metric in METRICS[: len(REGIONS) * len(ERRORS)]:
                 a, b = table.get((model, metric), {}), table.get((baseline, metric), {})
-                keys = sorted(set(a) & set(b))
-                if len(keys) < 2:
-                    continue
-                c = compare([a[k] for k in keys], [b[k] for k in keys])
-                better = c.n - c.wins - sum(a[k] == b[k] for k in keys) if _higher(metric) else c.wins
-                rows.append(
-                    {
-                        "model": model,
-                        "baseline": baseline,
-                        "metric": metric,
-                        "n": c.n,
-                        "mean_difference": c.mean_difference,
-                        "ci_low": c.ci_low,
-                        "ci_high": c.ci_high,
-                        "p_value": c.p_value,
-                        "model_better": int(better),
-                    }
-                )
+                c = paired(a, b, lower_is_better=not _higher(metric))
+                if c is not None:
+                    wins = c.pop("wins")
+                    rows.append(
+                        {"model": model, "baseline": baseline, "metric": metric, **c, "model_better": wins}
+                    )
     return rows
 
 
@@ -441,17 +429,7 @@ def _write(
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "results.csv", results, ["case_id", "method", "metric", "value"])
     write_csv(out / "summary.csv", summary, ["method", "metric", "mean", "sd", "n"])
-    fields = [
-        "model",
-        "baseline",
-        "metric",
-        "n",
-        "mean_difference",
-        "ci_low",
-        "ci_high",
-        "p_value",
-        "model_better",
-    ]
+    fields = ["model", "baseline", "metric", *PAIRED_FIELDS, "model_better"]
     write_csv(out / "comparisons.csv", comparisons, fields)
     (out / "report.md").write_text(markdown_report(summary, comparisons, methods, info))
     write_html(out / "report.html", results, methods)
