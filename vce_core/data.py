@@ -895,9 +895,20 @@ class _ContrastData:
     optional_inputs: tuple[str, ...]
     target: str
 
-    def _setup_inputs(self, inputs: Sequence[str], optional_inputs: Sequence[str], target: str) -> None:
+    def __init__(
+        self,
+        folders: Sequence[str | PathLike],
+        *,
+        inputs: Sequence[str],
+        optional_inputs: Sequence[str] = (),
+        target: str = "standard_dose",
+        **kwargs: Any,
+    ):
+        """The model's input names (card order), the optional ones and the target; the rest of ``kwargs``
+        goes to the slice or patch dataset mixed in after this class."""
         check_inputs(inputs, optional_inputs, target)
         self.input_names, self.optional_inputs, self.target = tuple(inputs), tuple(optional_inputs), target
+        super().__init__(folders, **kwargs)  # type: ignore[call-arg]
 
     def _prepare(self, folder: Path) -> ContrastCase:
         return prepare_contrast_case(
@@ -953,17 +964,7 @@ class ContrastSliceDataset(_ContrastData, SliceDataset):
     ``target`` is the centre slice ``[1, H, W]``, or all ``C`` slices with ``target_context``.
     """
 
-    def __init__(
-        self,
-        folders: Sequence[str | PathLike],
-        *,
-        inputs: Sequence[str],
-        optional_inputs: Sequence[str] = (),
-        target: str = "standard_dose",
-        target_context: bool = False,
-        **kwargs: Any,
-    ):
-        self._setup_inputs(inputs, optional_inputs, target)
+    def __init__(self, folders: Sequence[str | PathLike], *, target_context: bool = False, **kwargs: Any):
         self.target_context = target_context
         super().__init__(folders, **kwargs)
 
@@ -987,18 +988,7 @@ class ContrastPatchDataset(_ContrastData, PatchDataset):
     case and epoch, centred like :class:`PatchDataset`'s.
     """
 
-    def __init__(
-        self,
-        folders: Sequence[str | PathLike],
-        *,
-        inputs: Sequence[str],
-        optional_inputs: Sequence[str] = (),
-        target: str = "standard_dose",
-        **kwargs: Any,
-    ):
-        self._setup_inputs(inputs, optional_inputs, target)
-        self.target_context = False
-        super().__init__(folders, **kwargs)
+    target_context = False
 
     def _index_case(self, ci: int, case: ContrastCase) -> list[tuple[int, float, int]]:
         return [(ci, 0.0, p) for p in range(self.patches_per_case if self.crop is not None else 1)]
