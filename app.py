@@ -24,7 +24,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+from vce_core.settings import ENV_DATA_DIR, Settings, apply_gradio_env
+
+apply_gradio_env()
 
 import gradio as gr  # noqa: E402
 
@@ -33,7 +35,6 @@ from studio.demo import ensure_demo_cases  # noqa: E402
 from studio.explorer_tab import ExplorerTab  # noqa: E402
 from studio.upload_tab import UploadTab  # noqa: E402
 from studio.wiring import build_role_app, load_parts, mount_reader_study_tabs, reader_study_launch  # noqa: E402
-from vce_core.settings import ENV_DATA_DIR, Settings  # noqa: E402
 from vce_core.viewer import head_html  # noqa: E402
 
 TITLE = "Dose-reduction review studio"

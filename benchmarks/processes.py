@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vce_core.settings import GRADIO_ENV
+
 REPO = Path(__file__).resolve().parent.parent
-GRADIO_ENV = {"GRADIO_ANALYTICS_ENABLED": "False"}
-"""Environment of every server process: no analytics requests from Gradio while measuring."""
 
 
 def start_app(port: int, extra: Sequence[str] = (), **popen: Any) -> subprocess.Popen:
@@ -26,7 +26,7 @@ def start_app(port: int, extra: Sequence[str] = (), **popen: Any) -> subprocess.
     return subprocess.Popen(
         [sys.executable, str(REPO / "app.py"), "--port", str(port), *extra],
         cwd=REPO,
-        env={**os.environ, **GRADIO_ENV},
+        env={**GRADIO_ENV, **os.environ},
         **popen,
     )
 

@@ -40,7 +40,6 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import numpy as np  # noqa: E402
 
@@ -176,6 +175,7 @@ class ReaderThread(threading.Thread):
         self.acknowledged = 0
         self.failed = 0
         self.latencies: list[float] = []
+        self.started: list[float] = []  # perf_counter() at each acknowledged submit's start
         self.resumes: list[tuple[int, int]] = []  # (position shown after re-login, stored done + 1)
         self.error: str | None = None
         self.login_retries = 0
@@ -226,6 +226,7 @@ class ReaderThread(threading.Thread):
                     client, position, item = self._login(resumed=True)
                     continue
                 self.latencies.append(time.perf_counter() - t0)
+                self.started.append(t0)
                 self.acknowledged += 1
                 k += 1
                 position, item = _shown(out)
@@ -243,6 +244,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--db", default="sqlite", help="sqlite (a temporary file) or a PostgreSQL server URL")
     p.add_argument("--kill", action="store_true", help="kill -9 worker 0 mid-load, restart, verify")
     p.add_argument("--kill-after", type=float, default=0.4, help="kill when this fraction of answers is in")
+    p.add_argument("--dump", type=Path, help="write every submit (reader, start s, latency ms) to this CSV")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -367,6 +369,12 @@ def _report(
         ok = ok and stored == acknowledged and acknowledged_items == args.readers * items
     for e in errors:
         print(f"reader error: {e}")
+    if args.dump:
+        t0 = min((t.started[0] for t in threads if t.started), default=0.0)
+        pairs = [(t.reader_id, s, x) for t in threads for s, x in zip(t.started, t.latencies, strict=True)]
+        rows = sorted((s - t0, r, x) for r, s, x in pairs)
+        lines = [f"{r},{s:.3f},{x * 1000:.1f}" for s, r, x in rows]
+        args.dump.write_text("reader,start_s,latency_ms\n" + "\n".join(lines) + "\n")
     return ok
 
 

@@ -32,6 +32,26 @@ ENV_DATA_DIR = "VCE_DATA_DIR"
 ENV_MODELS_DIR = "VCE_MODELS_DIR"
 ENV_DB_URL = "VCE_DB_URL"
 
+GRADIO_ENV: dict[str, str] = {
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "GRADIO_ANALYTICS_CACHE_FREQUENCY": "500",
+    "GRADIO_ANALYTICS_MAX_EVENTS": "2000",
+}
+"""Process environment of every Gradio server of the project (defaults; a value already set wins):
+
+* no usage-analytics requests from Gradio (the machines may have no internet access);
+* Gradio's queue summarises its event log (a pandas DataFrame of up to ``GRADIO_ANALYTICS_MAX_EVENTS``
+  events) after every ``GRADIO_ANALYTICS_CACHE_FREQUENCY`` events; its defaults (after every event, up to
+  10,000 events) made that summary one of the reader server's largest costs at 20 submits/s. The summary
+  only feeds Gradio's monitoring page, which the project does not use.
+"""
+
+
+def apply_gradio_env() -> None:
+    """Set :data:`GRADIO_ENV` in ``os.environ`` where unset; call before the first Gradio server starts."""
+    for key, value in GRADIO_ENV.items():
+        os.environ.setdefault(key, value)
+
 
 def sqlite_url(path: str | os.PathLike) -> str:
     """SQLAlchemy URL of the SQLite file ``path`` (made absolute)."""

@@ -80,6 +80,21 @@ def test_uint8_identity_sends_display_values_unchanged() -> None:
     np.testing.assert_array_equal(enc.decode(enc.encode(image), (16, 16)), image.astype(np.float32))
 
 
+def test_stored_codes_of_codes_are_the_codes_and_agree_with_the_general_path() -> None:
+    """The shortcut for arrays that already hold the codes (uint8 images, identity encoding) gives what the
+    rounding path gives for the same values as floats, for both dtypes."""
+    rng = np.random.default_rng(3)
+    for dtype, top in (("uint8", 255), ("uint16", 65535)):
+        enc = Encoding(dtype)
+        codes = rng.integers(0, top + 1, (9, 7)).astype(enc.numpy_dtype)
+        fast = enc.stored(codes)
+        np.testing.assert_array_equal(fast, enc.stored(codes.astype(np.float32)))
+        assert fast.dtype == enc.numpy_dtype and fast.flags.c_contiguous
+        np.testing.assert_array_equal(enc.stored(codes.T), codes.T)  # a view is made contiguous
+    shifted = Encoding("uint8", 1.0, 10.0)  # not the identity: the general path subtracts the offset
+    assert shifted.stored(np.array([[10, 255]], np.uint8)).tolist() == [[0, 245]]
+
+
 def test_encoded_size_does_not_depend_on_content() -> None:
     """A reader study's fixed-shape uint8 slices: flat, noisy and structured images encode to one size."""
     rng = np.random.default_rng(2)

@@ -151,7 +151,10 @@ class Encoding:
     def stored(self, image: np.ndarray) -> np.ndarray:
         """The stored codes of ``image`` (rounded, clipped to the dtype's range; NaN → 0)."""
         top = 255 if self.dtype == "uint8" else 65535
-        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=self.offset)
+        arr = np.asarray(image)
+        if arr.dtype == self.numpy_dtype and self.scale == 1 and self.offset == 0:
+            return np.ascontiguousarray(arr)  # already the codes (e.g. stored reader images): no copy
+        values = np.nan_to_num(arr.astype(np.float64), nan=self.offset)
         codes = np.clip(np.rint((values - self.offset) / self.scale), 0, top)
         return np.ascontiguousarray(codes.astype(self.numpy_dtype))
 
