@@ -461,10 +461,13 @@ class Explorer:
         self.volumes.prefetch([self.volume_key(view.case_id, generator, d) for d in doses])
 
     def warm_up(self, case_id: str, generator: str | None) -> None:
-        """Do the dose-independent work for a (case, generator) ahead of the first request."""
+        """Do the dose-independent work for a (case, generator) ahead of the first request: the
+        generator's prepared inputs, then (phantom cases) the subject that simulates real images at
+        doses nobody acquired, which the first such dose would otherwise wait for (seconds)."""
         lc = self.library.get(case_id)
         if generator in self.generators.names():
             self._prepared(lc, generator)
+        lc.start_phantom()
 
     def native_panel(self, view: View, window: Window) -> np.ndarray:
         """The native slice as a ``uint8`` PNG-ready panel (the benchmark's trivial image event)."""

@@ -312,3 +312,17 @@ def test_moving_on_ends_a_stale_wait_at_once() -> None:
     while 1 not in compute.stopped and time.time() < deadline:
         time.sleep(0.05)
     assert 1 in compute.stopped  # nobody waits for it any more
+
+
+def test_warm_up_starts_the_phantom_subject_of_a_phantom_case(workspace: dict[str, Path]) -> None:
+    """Opening the app warms the first case: the prepared generator inputs and, for a phantom case, the
+    background build of the subject that simulates real images at doses nobody acquired (without it the
+    first such dose step waited seconds for the build)."""
+    fresh = Explorer(CaseLibrary(workspace["data"]), GeneratorRegistry(workspace["models"]))
+    case_id = fresh.library.case_ids()[0]
+    lc = fresh.library.get(case_id)
+    assert lc.is_phantom and lc._phantom is None  # nothing started by opening the library
+    fresh.warm_up(case_id, GENERATOR)
+    assert GENERATOR in lc.prepared
+    assert lc._phantom is not None  # started in the background ...
+    assert lc.phantom() is not None  # ... and it finishes
