@@ -24,9 +24,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from vce_core.settings import ENV_DATA_DIR, Settings, apply_gradio_env
+from vce_core.settings import ENV_DATA_DIR, Settings, configure_server_process
 
-apply_gradio_env()
+configure_server_process()
 
 import gradio as gr  # noqa: E402
 

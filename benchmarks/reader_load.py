@@ -4,6 +4,8 @@
     python -m benchmarks.reader_load --think 0                     # no pause between items (saturation)
     python -m benchmarks.reader_load --workers 2 --db postgresql://postgres@127.0.0.1:5432/postgres
     python -m benchmarks.reader_load --kill                        # kill -9 a worker mid-load, then verify
+    python -m benchmarks.reader_load --handler-times --switch-interval 0.005   # server-side handler times,
+                                                                   # at Python's default switch interval
 
 A study of ``--cases`` synthetic cases (``--size``² pixels, 5 slices shown) × 4 conditions (standard dose
 and acquired 10/20/33 % doses), one Likert and one real-vs-synthetic question, and ``--readers`` readers is
@@ -95,15 +97,42 @@ def _spec(n_readers: int) -> dict[str, Any]:
     }
 
 
-def serve(db_url: str, port: int) -> None:
+def _time_submits(log: Path) -> None:
+    """Append ``wall_ms,cpu_ms`` of every ``/r_submit`` handler call of this server process to ``log``
+    (the handler as Gradio calls it: store the answers, build the next item)."""
+    import functools
+
+    from reader_study.ui.reader import ReaderHandlers
+
+    submit = ReaderHandlers.submit
+    lock = threading.Lock()
+
+    @functools.wraps(submit)  # keeps the signature: Gradio passes the request by its annotation
+    def timed(self: Any, *args: Any, **kwargs: Any) -> Any:
+        t0, c0 = time.perf_counter(), time.thread_time()
+        try:
+            return submit(self, *args, **kwargs)
+        finally:
+            wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+            with lock, log.open("a") as f:
+                f.write(f"{wall * 1000:.2f},{cpu * 1000:.2f}\n")
+
+    ReaderHandlers.submit = timed  # type: ignore[method-assign]
+
+
+def serve(db_url: str, port: int, handler_log: Path | None, switch_interval: float | None) -> None:
     """Server process: the reader deployment on ``127.0.0.1:port`` until killed."""
     from reader_study.db import open_database
     from reader_study.service import ReaderStudyService
     from reader_study.ui import launch_kwargs, reader_app
 
+    if handler_log is not None:
+        _time_submits(handler_log)
     service = ReaderStudyService(open_database(db_url))
     blocks = reader_app(service)
     options = launch_kwargs(service, ("reader",))
+    if switch_interval is not None:  # after launch_kwargs, which sets the deployment's own value
+        sys.setswitchinterval(switch_interval)
     blocks.launch(server_name="127.0.0.1", server_port=port, quiet=True, prevent_thread_lock=True, **options)
     print(f"{READY} {port}", flush=True)  # launch() returned: its own start-up checks passed
     blocks.block_thread()
@@ -115,7 +144,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(db_url: str, port: int, log: Path) -> subprocess.Popen:
+def _start_server(db_url: str, port: int, log: Path, extra: list[str]) -> subprocess.Popen:
     """Start a server process and wait until it says it serves. Gradio's launch() checks that the page
     answers within 3 s and exits otherwise, which a restart under a herd of reconnecting readers on a
     loaded machine can miss: such a start is tried again (up to 3 times) and reported."""
@@ -123,7 +152,7 @@ def _start_server(db_url: str, port: int, log: Path) -> subprocess.Popen:
         ready = f"{READY} {port}"
         before = log.read_text(errors="replace").count(ready) if log.exists() else 0
         proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", "--db", db_url, "--port", str(port)],
+            [sys.executable, __file__, "--serve", "--db", db_url, "--port", str(port), *extra],
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -245,6 +274,18 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--kill", action="store_true", help="kill -9 worker 0 mid-load, restart, verify")
     p.add_argument("--kill-after", type=float, default=0.4, help="kill when this fraction of answers is in")
     p.add_argument("--dump", type=Path, help="write every submit (reader, start s, latency ms) to this CSV")
+    p.add_argument(
+        "--handler-times",
+        action="store_true",
+        help="also print the server-side wall and CPU time of the /r_submit handler (p50/p95)",
+    )
+    p.add_argument(
+        "--switch-interval",
+        type=float,
+        help="the servers' Python thread switch interval in s (default: the deployment's, "
+        "vce_core.settings.SWITCH_INTERVAL_S)",
+    )
+    p.add_argument("--handler-log", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -382,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the load test; returns 0 when every check passes."""
     args = _arguments(argv)
     if args.serve:
-        serve(args.db, args.port)
+        serve(args.db, args.port, args.handler_log, args.switch_interval)
         return 0
     work = Path(tempfile.mkdtemp(prefix="rs-load-"))
     db_url, drop = _database(args.db, work)
@@ -392,7 +433,11 @@ def main(argv: list[str] | None = None) -> int:
 
         ports = [_free_port() for _ in range(args.workers)]
         log = work / "server.log"
-        servers = [_start_server(db_url, port, log) for port in ports]
+        handler_log = work / "handler_times.csv"
+        extra = ["--handler-log", str(handler_log)] if args.handler_times else []
+        if args.switch_interval is not None:
+            extra += ["--switch-interval", str(args.switch_interval)]
+        servers = [_start_server(db_url, port, log, extra) for port in ports]
         urls = [f"http://127.0.0.1:{port}/" for port in ports]
 
         def progress(reader_id: int) -> int:
@@ -403,8 +448,15 @@ def main(argv: list[str] | None = None) -> int:
             for k, r in enumerate(created["readers"])
         ]
         kill_at = args.kill_after * args.readers * created["items"] if args.kill else None
-        killed, wall = _run_readers(threads, servers, lambda: _start_server(db_url, ports[0], log), kill_at)
+        killed, wall = _run_readers(
+            threads, servers, lambda: _start_server(db_url, ports[0], log, extra), kill_at
+        )
         ok = _report(args, threads, service, created["items"], killed, wall)
+        if args.handler_times and handler_log.exists():
+            times = np.loadtxt(handler_log, delimiter=",", ndmin=2)
+            (w50, w95), (c50, c95) = (np.percentile(times[:, k], [50, 95]) for k in (0, 1))
+            print(f"/r_submit handler in the server (n={len(times)}): wall p50 {w50:.0f} ms, "
+                  f"p95 {w95:.0f} ms; CPU p50 {c50:.0f} ms, p95 {c95:.0f} ms")  # fmt: skip
         service.db.dispose()
     finally:
         drop()

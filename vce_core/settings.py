@@ -18,6 +18,7 @@ Paths are made absolute when the settings are built, so a later ``chdir`` change
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,10 +48,20 @@ GRADIO_ENV: dict[str, str] = {
 """
 
 
-def apply_gradio_env() -> None:
-    """Set :data:`GRADIO_ENV` in ``os.environ`` where unset; call before the first Gradio server starts."""
+SWITCH_INTERVAL_S = 0.001
+"""Python's thread switch interval in the server processes (default 0.005 s). A reader's submit runs ~15
+SQLite statements inside one write transaction, and each statement releases and re-takes the GIL; with 50
+readers submitting, the default made every re-take wait up to 5 ms behind the other request threads, so the
+transaction (and every submit queued behind its write lock) took ~7× its CPU time: handler wall time p50
+139 ms for 19 ms of CPU, 36 ms at 0.001 s (``benchmarks/reader_load``, 2026-12-03)."""
+
+
+def configure_server_process() -> None:
+    """Set :data:`GRADIO_ENV` in ``os.environ`` where unset and the thread switch interval
+    (:data:`SWITCH_INTERVAL_S`); call before the first Gradio server of the process starts."""
     for key, value in GRADIO_ENV.items():
         os.environ.setdefault(key, value)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 def sqlite_url(path: str | os.PathLike) -> str:

@@ -32,7 +32,7 @@ from typing import Any
 
 import gradio as gr
 
-from vce_core.settings import apply_gradio_env
+from vce_core.settings import configure_server_process
 from vce_core.viewer import head_html
 
 from ..service import ReaderStudyService
@@ -93,9 +93,9 @@ def launch_kwargs(
 ) -> dict[str, Any]:
     """What ``Blocks.launch`` needs for the reader-study views: the log-in routes of ``roles``, the shared
     stack viewer (``head``), the page script and style, no footer links, errors shown (they are written
-    for people). Sets the project's Gradio environment defaults (:func:`vce_core.settings.apply_gradio_env`),
+    for people). Sets the server process's defaults (:func:`vce_core.settings.configure_server_process`),
     which the queue reads when ``launch`` creates it."""
-    apply_gradio_env()
+    configure_server_process()
     return {
         "app_kwargs": {"routes": session_routes(service, roles)},
         "head": head_html(),
