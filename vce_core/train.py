@@ -13,8 +13,8 @@ DyeFreeNet's pretraining and cascade, AMCGAN's cGAN + λ·L1 in their model file
 (:func:`vce_core.data.build_dataset` for the config's ``task``), the generator and the objective's extra
 networks, the optimisers ``g`` and ``d`` (Adam with the config's betas and weight decay), the **stages**
 (:func:`vce_core.train_config.resolve_stages`: learning rates, lr decay and loss weights per stage, set
-before every iteration), EMA, validation (:func:`validate` for ``low_dose``, :func:`validate_contrast` for
-``virtual_contrast``), checkpoints and bit-exact resume.
+before every iteration), EMA, validation (:func:`validate`, with the figures of the config's ``task``),
+checkpoints and bit-exact resume.
 
 The settings are a :class:`vce_core.train_config.TrainConfig` (YAML + ``--set`` overrides). A run directory
 holds ``weights.safetensors`` (EMA generator) and ``card.json`` (everything needed to rebuild and to cite the
@@ -36,7 +36,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -76,7 +76,6 @@ __all__ = [
     "model_kwargs",
     "train",
     "validate",
-    "validate_contrast",
 ]
 
 
@@ -454,8 +453,7 @@ class Trainer:
     def _validate_and_log(self, tb: Any) -> None:
         if not self.master or self.val_set is None:
             return
-        check = validate_contrast if self.cfg.task == "virtual_contrast" else validate
-        metrics = check(self.ema, self.val_set, self.cfg, self.device, self.autocast)
+        metrics = validate(self.ema, self.val_set, self.cfg, self.device, self.autocast)
         metrics = {"step": self.step, **metrics}
         self.val_history.append(metrics)
         _CsvLog(self.run_dir / "val.csv", True).write(metrics, close=True)
@@ -610,6 +608,10 @@ def _means(values: dict[str, list[float]], prefix: str = "") -> dict[str, float]
     return {f"{prefix}{k}": float(np.mean(v)) if v else float("nan") for k, v in values.items()}
 
 
+Scores = Callable[[int, dict[str, Any]], dict[str, float] | None]
+"""Per-item figures of a validation: ``scores(dataset index, item)``, None for an item that is skipped."""
+
+
 @torch.no_grad()
 def validate(
     model: nn.Module,
@@ -618,56 +620,76 @@ def validate(
     device: torch.device,
     autocast: Any = nullcontext,
 ) -> dict[str, Any]:
-    """PSNR, SSIM, MAE_CE, MAE_σ of ``x̂_LD = x_NA + ŷ_LD`` vs. the real low dose, in normalised units.
+    """Validation figures of ``model`` on ``dataset`` for the config's task, with the baseline the model has
+    to beat on the same images (the model is put in eval mode for the loop and restored after).
 
-    The same four metrics of the linear baseline ``x_NA + d (x_SD − x_NA)`` on the same images are returned as
-    ``linear_psnr`` … ``linear_mae_sigma``, so the log shows whether the generator beats it.
+    Items: ``cfg.val_slices`` evenly spaced brain slices per (case, dose), whole bounding-box slices
+    (2-D/2.5-D); whole bounding-box volumes (3-D); items with fewer than 50 brain voxels are skipped, and a
+    figure that is undefined on an item (e.g. no CE voxel) is skipped for that figure.
 
-    2-D/2.5-D: ``cfg.val_slices`` evenly spaced brain slices per (case, dose), full (bounding-box) slices;
-    3-D: whole bounding-box volumes. Metrics inside the brain mask; the CE mask is
-    :func:`vce_core.preprocess.ce_mask` of the real native/standard dose (threshold 0.1), MAE_σ on
-    brain ∖ CE. Noise comes from a fixed generator, so validation never touches the training RNG streams.
-    Slices on which a metric is undefined (e.g. no CE voxel) are skipped for that metric.
+    * ``low_dose`` (:func:`_low_dose_scores`): PSNR, SSIM, MAE_CE, MAE_σ of ``x̂_LD = x_NA + ŷ_LD`` vs. the
+      real low dose in normalised units, and ``linear_*`` the same of ``x_NA + d (x_SD − x_NA)``;
+    * ``virtual_contrast`` (:func:`_contrast_scores`): MAE, PSNR, SSIM of the synthesized standard dose
+      inside the brain, and ``native_*`` the same of the native image, in the native image's 0.5–99.5
+      percentile range.
+    """
+    chosen = _validation_items(dataset, cfg.val_slices)
+    if cfg.task == "virtual_contrast":
+        keys = [f"{p}{k}" for p in ("", "native_") for k in ("mae", "psnr", "ssim")]
+        scores, units = _contrast_scores(model, dataset, device, autocast), "native 0.5-99.5 percentile range"
+    else:
+        keys = [f"{p}{k}" for p in ("", "linear_") for k in ("psnr", "ssim", "mae_ce", "mae_sigma")]
+        scores, units = _low_dose_scores(model, dataset, device, autocast), "normalised"
+    values: dict[str, list[float]] = {k: [] for k in keys}
+    was_training = model.training
+    model.eval()
+    try:
+        for i in chosen:
+            for key, v in (scores(i, dataset[i]) or {}).items():
+                if math.isfinite(v):
+                    values[key].append(v)
+    finally:
+        model.train(was_training)
+    out: dict[str, Any] = _means(values)
+    out["n_images"] = len(chosen)
+    out["units"] = units
+    return out
+
+
+def _low_dose_scores(model: nn.Module, dataset: CaseDataset, device: torch.device, autocast: Any) -> Scores:
+    """Low-dose figures of one item: the model's and the linear baseline's (see :func:`validate`).
+
+    The CE mask is :func:`vce_core.preprocess.ce_mask` of the real native/standard dose (threshold 0.1) in
+    the brain, MAE_σ on brain ∖ CE. Noise comes from a fixed generator (one draw per item, skipped or not),
+    so validation never touches the training RNG streams.
     """
     from vce_core.evaluate import case_metrics
     from vce_core.preprocess import ce_mask
 
     gen = torch.Generator(device="cpu").manual_seed(12345)
-    chosen = _validation_items(dataset, cfg.val_slices)
-    keys = ("psnr", "ssim", "mae_ce", "mae_sigma")
-    values: dict[str, list[float]] = {k: [] for k in keys}
-    baseline: dict[str, list[float]] = {k: [] for k in keys}
-    was_training = model.training
-    model.eval()
     centre = getattr(dataset, "context", 0)
-    for i in chosen:
-        s = dataset[i]
+
+    def scores(i: int, s: dict[str, Any]) -> dict[str, float] | None:
         nat, sd = s["native"][None].to(device), s["standard_dose"][None].to(device)
         noise = torch.randn((1, 1, *nat.shape[2:]), generator=gen).to(device)
         with autocast():
-            pred = model(nat, sd, s["dose"][None].to(device), s["field_strength"][None].to(device), noise)[
-                0
-            ].float()
+            dose, field = s["dose"][None].to(device), s["field_strength"][None].to(device)
+            pred = model(nat, sd, dose, field, noise)[0].float()
+        brain = s["brain"][0].numpy()
+        if brain.sum() < 50:
+            return None
         x_na = s["native"][centre].numpy()
         x_sd = s["standard_dose"][centre].numpy()
         real = x_na + s["residual"][0].numpy()
-        fake = x_na + pred[0, 0].cpu().numpy()
-        brain = s["brain"][0].numpy()
-        if brain.sum() < 50:
-            continue
         ce = np.asarray(ce_mask(x_na, x_sd, 0.1, mask=brain), dtype=bool)
+        fake = x_na + pred[0, 0].cpu().numpy()
         linear = x_na + float(s["dose"]) * (x_sd - x_na)
-        for store, x in ((values, fake), (baseline, linear)):
-            for key, v in case_metrics(x, real, brain, ce).items():
-                if math.isfinite(v):
-                    store[key].append(v)
-    model.train(was_training)
-    out: dict[str, Any] = _means(values)
-    # the linear baseline x_NA + d (x_SD - x_NA) on the same images: the figure a generator has to beat
-    out.update(_means(baseline, prefix="linear_"))
-    out["n_images"] = len(chosen)
-    out["units"] = "normalised"
-    return out
+        return {
+            **case_metrics(fake, real, brain, ce),
+            **{f"linear_{k}": v for k, v in case_metrics(linear, real, brain, ce).items()},
+        }
+
+    return scores
 
 
 def _padded_forward(model: nn.Module, x: Tensor, autocast: Any) -> Tensor:
@@ -695,52 +717,34 @@ def _in_native_range(y: np.ndarray, case: Any) -> np.ndarray:
     return (np.asarray(denormalize(y, case.params["native"]), dtype=np.float64) - lo) / (hi - lo)
 
 
-@torch.no_grad()
-def validate_contrast(
-    model: nn.Module,
-    dataset: CaseDataset,
-    cfg: TrainConfig,
-    device: torch.device,
-    autocast: Any = nullcontext,
-) -> dict[str, Any]:
-    """MAE, PSNR and SSIM of the synthesized standard dose inside the brain, and the native image's.
+def _contrast_scores(model: nn.Module, dataset: CaseDataset, device: torch.device, autocast: Any) -> Scores:
+    """Virtual-contrast figures of one item: the model's and the native image's (see :func:`validate`).
 
-    ``cfg.val_slices`` evenly spaced brain slices per validation case (2-D/2.5-D; whole bounding-box slices)
-    or the whole bounding-box volume (3-D). Prediction and target are mapped back to the native image's
-    intensities (:func:`vce_core.preprocess.denormalize` with the case's native parameters) and divided by
-    the native image's 0.5–99.5 percentile range in the brain, so the figures do not depend on the
-    normalisation method. ``native_*`` are the same metrics of the native image (the trivial baseline the
-    model has to beat).
+    Prediction and target are mapped back to the native image's intensities
+    (:func:`vce_core.preprocess.denormalize` with the case's native parameters) and divided by the native
+    image's 0.5–99.5 percentile range in the brain, so the figures do not depend on the normalisation method.
     """
     from vce_core import metrics
 
-    chosen = _validation_items(dataset, cfg.val_slices)
-    keys = ("mae", "psnr", "ssim")
-    values: dict[str, list[float]] = {f"{p}{k}": [] for p in ("", "native_") for k in keys}
-    was_training = model.training
-    model.eval()
-    for i in chosen:
-        s = dataset[i]
-        case = dataset.case(dataset.items[i][0])
+    def scores(i: int, s: dict[str, Any]) -> dict[str, float] | None:
         brain = s["brain"][0].numpy()
         if brain.sum() < 50:
-            continue
+            return None
+        case = dataset.case(dataset.items[i][0])
         out = _padded_forward(model, s["inputs"][None].to(device), autocast)
-        centre = out.shape[1] // 2
         ref = _in_native_range(s["target"][s["target"].shape[0] // 2].numpy(), case)
         rng = float(ref[brain].max() - ref[brain].min())
+        figures: dict[str, float] = {}
         for prefix, x in (
-            ("", _in_native_range(out[0, centre].cpu().numpy(), case)),
+            ("", _in_native_range(out[0, out.shape[1] // 2].cpu().numpy(), case)),
             ("native_", _in_native_range(s["native"][0].numpy(), case)),
         ):
-            values[f"{prefix}mae"].append(metrics.mae(x, ref, brain))
-            values[f"{prefix}psnr"].append(metrics.psnr(x, ref, data_range=rng, mask=brain))
-            values[f"{prefix}ssim"].append(metrics.ssim(x, ref, data_range=rng, mask=brain))
-    model.train(was_training)
-    out_metrics: dict[str, Any] = _means(values)
-    out_metrics["n_images"] = len(chosen)
-    out_metrics["units"] = "native 0.5-99.5 percentile range"
-    return out_metrics
+            figures[f"{prefix}mae"] = metrics.mae(x, ref, brain)
+            figures[f"{prefix}psnr"] = metrics.psnr(x, ref, data_range=rng, mask=brain)
+            figures[f"{prefix}ssim"] = metrics.ssim(x, ref, data_range=rng, mask=brain)
+        return figures
+
+    return scores
 
 
 # ======================================================================================== small utilities

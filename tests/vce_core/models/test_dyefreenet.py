@@ -170,10 +170,10 @@ def test_save_load_round_trip(round_trip) -> None:  # noqa: ANN001
 def test_validation_pads_to_the_models_size_multiple(tiny_trainer, tmp_path) -> None:  # noqa: ANN001
     """Validation slices are padded to multiples of 8; DyeFreeNet needs 2^levels (here 16)."""
     from support import write_contrast_cases
-    from vce_core.train import validate_contrast
+    from vce_core.train import validate
 
     small = write_contrast_cases(tmp_path / "val", 1, shape=(20, 20, 12))  # 24-wide validation slices
     trainer = tiny_trainer(_config(generator_kwargs={**SMALL, "levels": 4}, val_data=[str(small[0])]))
     assert trainer.generator.size_multiple == 16 and trainer.val_set[0]["inputs"].shape[-1] % 16
-    metrics = validate_contrast(trainer.ema, trainer.val_set, trainer.cfg, trainer.device)
+    metrics = validate(trainer.ema, trainer.val_set, trainer.cfg, trainer.device)
     assert np.isfinite(metrics["mae"]) and metrics["n_images"] == 2
