@@ -3,6 +3,7 @@ and the item's images. Answers are stored by :mod:`reader_study.service.answerin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,9 @@ from ..errors import AccessDenied
 from ..models import Answer, Assignment, Item, Question, Reader, Study, utcnow
 from .base import ServiceBase, audit_denials, current_iteration, first_open_position, study_named
 from .views import QuestionView, ServedItem
+
+Images = Callable[[int], list[np.ndarray]]
+"""``images(item id)``: an item's slices, read inside the caller's session (``ServiceBase._decoded``)."""
 
 
 def _iteration_queue(reader: Reader, study: Study, iteration: int) -> Select[tuple[Assignment]]:
@@ -41,8 +45,10 @@ def _answers_of(s: Session, a: Assignment) -> dict[str, Any]:
     }
 
 
-def _serve(s: Session, study: Study, a: Assignment, total: int, done: int) -> ServedItem:
-    """Stamp ``a`` as served now and describe it."""
+def _serve(
+    s: Session, study: Study, a: Assignment, total: int, done: int, images: Images | None
+) -> ServedItem:
+    """Stamp ``a`` as served now and describe it (with its slices from ``images(item id)`` if given)."""
     a.served_at = utcnow()
     return ServedItem(
         status="item",
@@ -58,11 +64,13 @@ def _serve(s: Session, study: Study, a: Assignment, total: int, done: int) -> Se
         done=done,
         can_back=study.allow_back and a.position > 0,
         answers=_answers_of(s, a) if a.completed_at is not None else {},
+        images=tuple(images(a.item_id)) if images is not None else (),
     )
 
 
-def next_in(s: Session, reader: Reader, st: Study) -> ServedItem:
-    """The reader's next unanswered item of ``st``, stamped as served, inside the caller's write session."""
+def next_in(s: Session, reader: Reader, st: Study, images: Images | None = None) -> ServedItem:
+    """The reader's next unanswered item of ``st``, stamped as served, inside the caller's write session
+    (its slices read with ``images(item id)`` when given)."""
     if st.status != "open":
         return ServedItem(status="closed", iterations=st.repeat_reads)
     iteration, opens = current_iteration(s, st, reader)
@@ -84,7 +92,7 @@ def next_in(s: Session, reader: Reader, st: Study) -> ServedItem:
         .limit(1)
     )
     assert a is not None
-    return _serve(s, st, a, total, done)
+    return _serve(s, st, a, total, done, images)
 
 
 def _owns(s: Session, reader: Reader, item: Item) -> bool:
@@ -117,7 +125,7 @@ class Reading(ServiceBase):
         """The reader's next unanswered item (exact resume) and stamp the time it is served."""
         with self.db.write() as s:
             reader, st = enrolled_study(s, actor, study)
-            return next_in(s, reader, st)
+            return next_in(s, reader, st, lambda item_id: self._decoded(s, item_id))
 
     @audit_denials
     def item_at(self, actor: Actor, study: str, position: int) -> ServedItem:
@@ -139,7 +147,7 @@ class Reading(ServiceBase):
             a = s.scalar(queue.where(Assignment.position == position - 1))
             assert a is not None
             done = _count(s, queue.where(Assignment.completed_at.is_not(None)))
-            return _serve(s, st, a, total, done)
+            return _serve(s, st, a, total, done, lambda item_id: self._decoded(s, item_id))
 
     @audit_denials
     def item_images(self, actor: Actor, study: str, public_id: str) -> list[np.ndarray]:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
 from ..models import Question
 
 
@@ -34,7 +36,9 @@ class ServedItem:
     within the iteration; ``answers`` are the stored answers when the item was already answered (back
     navigation). ``ticket`` names this reader's assignment of the item: what a browser sends back with
     its answers (:meth:`ReaderStudyService.submit`); ``public_id`` stays on the server. ``focus`` is the
-    0-based slice the item opens on (its case's most relevant slice).
+    0-based slice the item opens on (its case's most relevant slice). ``images``: the item's slices
+    (read-only uint8) when the call that served it read them in the same transaction
+    (:meth:`ReaderStudyService.next_item`, :meth:`ReaderStudyService.submit_and_next`), else empty.
     """
 
     status: str
@@ -51,6 +55,7 @@ class ServedItem:
     ticket: str | None = None
     focus: int = 0
     plane: str = "axial"
+    images: tuple[np.ndarray, ...] = field(default=(), repr=False, compare=False)
 
 
 @dataclass(frozen=True)

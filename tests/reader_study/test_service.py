@@ -169,6 +169,22 @@ def test_decoded_images_are_cached_read_only(study) -> None:
         first[0][0, 0] = 1
 
 
+def test_served_items_carry_their_own_slices(study) -> None:
+    """The calls that serve an item read its slices in the same transaction (no second round trip): they
+    are the item's slices, also after a submit, and never part of the item's printed form."""
+    svc, (r1, _), _ = study
+    item = svc.next_item(r1, "t-study")
+    assert item.images and [a.shape for a in item.images] == [
+        a.shape for a in svc.ticket_images(r1, item.ticket)
+    ]
+    assert all(a is b for a, b in zip(item.images, svc.ticket_images(r1, item.ticket), strict=True))
+    status, nxt = svc.submit_and_next(r1, item.ticket, "key-0001", LIKERT_ANSWERS, "t-study")
+    assert status == "stored" and nxt.public_id != item.public_id
+    expected = svc.item_images(SYSTEM, "t-study", nxt.public_id)
+    assert len(nxt.images) == len(expected) and all(a is b for a, b in zip(nxt.images, expected, strict=True))
+    assert "images" not in repr(nxt)
+
+
 def test_paths_default_to_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VCE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("VCE_MODELS_DIR", str(tmp_path / "models"))
