@@ -49,11 +49,12 @@ GRADIO_ENV: dict[str, str] = {
 
 
 SWITCH_INTERVAL_S = 0.001
-"""Python's thread switch interval in the server processes (default 0.005 s). A reader's submit runs ~15
+"""Python's thread switch interval in the server processes (default 0.005 s). A reader's submit runs ~24
 SQLite statements inside one write transaction, and each statement releases and re-takes the GIL; with 50
-readers submitting, the default made every re-take wait up to 5 ms behind the other request threads, so the
-transaction (and every submit queued behind its write lock) took ~7× its CPU time: handler wall time p50
-139 ms for 19 ms of CPU, 36 ms at 0.001 s (``benchmarks/reader_load``, 2026-12-03)."""
+readers submitting, a thread that wants the GIL back waits up to the switch interval behind the other request
+threads, and every submit queued behind the write lock waits with it. Measured with
+``python -m benchmarks.reader_load --handler-times [--switch-interval 0.005]`` (2026-12-03, back to back):
+handler wall time p50 94 ms at 0.001 s vs 175 ms at 0.005 s, for 18–19 ms of CPU."""
 
 
 def configure_server_process() -> None:
