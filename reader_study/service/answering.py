@@ -261,7 +261,7 @@ class Answering(ServiceBase):
                 except AnswerConflict:  # raised before anything is written
                     status = "conflict"
                 _, st = enrolled_study(s, actor, study)
-                return status, next_in(s, reader, st, lambda item_id: self._decoded(s, item_id))
+                return status, next_in(s, reader, st, self._decoded)
 
         return _retry_once(once)
 

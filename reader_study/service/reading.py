@@ -16,8 +16,8 @@ from ..models import Answer, Assignment, Item, Question, Reader, Study, utcnow
 from .base import ServiceBase, audit_denials, current_iteration, first_open_position, study_named
 from .views import QuestionView, ServedItem
 
-Images = Callable[[int], list[np.ndarray]]
-"""``images(item id)``: an item's slices, read inside the caller's session (``ServiceBase._decoded``)."""
+Images = Callable[[Session, int], list[np.ndarray]]
+"""``images(session, item id)``: an item's slices read in that session (``ServiceBase._decoded``)."""
 
 
 def _iteration_queue(reader: Reader, study: Study, iteration: int) -> Select[tuple[Assignment]]:
@@ -45,10 +45,8 @@ def _answers_of(s: Session, a: Assignment) -> dict[str, Any]:
     }
 
 
-def _serve(
-    s: Session, study: Study, a: Assignment, total: int, done: int, images: Images | None
-) -> ServedItem:
-    """Stamp ``a`` as served now and describe it (with its slices from ``images(item id)`` if given)."""
+def _serve(s: Session, study: Study, a: Assignment, total: int, done: int, images: Images) -> ServedItem:
+    """Stamp ``a`` as served now and describe it, with its slices (``images(s, item id)``)."""
     a.served_at = utcnow()
     return ServedItem(
         status="item",
@@ -64,13 +62,13 @@ def _serve(
         done=done,
         can_back=study.allow_back and a.position > 0,
         answers=_answers_of(s, a) if a.completed_at is not None else {},
-        images=tuple(images(a.item_id)) if images is not None else (),
+        images=tuple(images(s, a.item_id)),
     )
 
 
-def next_in(s: Session, reader: Reader, st: Study, images: Images | None = None) -> ServedItem:
-    """The reader's next unanswered item of ``st``, stamped as served, inside the caller's write session
-    (its slices read with ``images(item id)`` when given)."""
+def next_in(s: Session, reader: Reader, st: Study, images: Images) -> ServedItem:
+    """The reader's next unanswered item of ``st``, stamped as served, with its slices (``images``), inside
+    the caller's write session."""
     if st.status != "open":
         return ServedItem(status="closed", iterations=st.repeat_reads)
     iteration, opens = current_iteration(s, st, reader)
@@ -125,7 +123,7 @@ class Reading(ServiceBase):
         """The reader's next unanswered item (exact resume) and stamp the time it is served."""
         with self.db.write() as s:
             reader, st = enrolled_study(s, actor, study)
-            return next_in(s, reader, st, lambda item_id: self._decoded(s, item_id))
+            return next_in(s, reader, st, self._decoded)
 
     @audit_denials
     def item_at(self, actor: Actor, study: str, position: int) -> ServedItem:
@@ -147,7 +145,7 @@ class Reading(ServiceBase):
             a = s.scalar(queue.where(Assignment.position == position - 1))
             assert a is not None
             done = _count(s, queue.where(Assignment.completed_at.is_not(None)))
-            return _serve(s, st, a, total, done, lambda item_id: self._decoded(s, item_id))
+            return _serve(s, st, a, total, done, self._decoded)
 
     @audit_denials
     def item_images(self, actor: Actor, study: str, public_id: str) -> list[np.ndarray]:
@@ -181,13 +179,6 @@ class Reading(ServiceBase):
         if reader is None or a is None or a.reader_id != reader.id:
             raise AccessDenied("No such item in your study.")
         return reader, a
-
-    @audit_denials
-    def ticket_images(self, actor: Actor, ticket: str) -> list[np.ndarray]:
-        """The slices (read-only 2-D uint8 arrays) of the caller's item named ``ticket``."""
-        with self.db.read() as s:
-            _, a = self._ticket_item(s, actor, ticket)
-            return self._decoded(s, a.item_id)
 
     @audit_denials
     def ticket_reference(self, actor: Actor, ticket: str) -> list[np.ndarray]:

@@ -37,8 +37,7 @@ class ServedItem:
     navigation). ``ticket`` names this reader's assignment of the item: what a browser sends back with
     its answers (:meth:`ReaderStudyService.submit`); ``public_id`` stays on the server. ``focus`` is the
     0-based slice the item opens on (its case's most relevant slice). ``images``: the item's slices
-    (read-only uint8) when the call that served it read them in the same transaction
-    (:meth:`ReaderStudyService.next_item`, :meth:`ReaderStudyService.submit_and_next`), else empty.
+    (read-only uint8), read in the transaction that served it (empty when there is no item).
     """
 
     status: str

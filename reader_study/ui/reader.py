@@ -221,7 +221,7 @@ class ReaderHandlers:
         if served.status != "item":
             empty = [None, None, ""] * MAX_QUESTIONS
             return [status_html(note + _status_text(served), form=False), "", "", "", "", "", *empty]
-        stack = list(served.images) or self.service.ticket_images(actor, served.ticket)
+        stack = list(served.images)
         reference = ""
         if view["show_reference"]:
             reference = _viewer(
