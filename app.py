@@ -75,6 +75,7 @@ def build_app(settings: Settings, *, reader_study: bool = True, demo_study: bool
     Uploads are copied to per-session folders under ``settings.uploads_dir``, which the server never serves
     (downloads go through Gradio's own cache); I/O limits come from ``vce_core.io.Limits.from_env()``.
     """
+    configure_server_process()  # Gradio's queue reads its settings when the Blocks are built
     parts = load_parts(settings, reader_study=reader_study, demo_study=demo_study)
     explorer_tab = ExplorerTab(parts.explorer, settings.data_dir)
     upload_tab = UploadTab(parts.uploads, parts.generators)

@@ -59,7 +59,8 @@ handler wall time p50 94 ms at 0.001 s vs 175 ms at 0.005 s, for 18–19 ms of C
 
 def configure_server_process() -> None:
     """Set :data:`GRADIO_ENV` in ``os.environ`` where unset and the thread switch interval
-    (:data:`SWITCH_INTERVAL_S`); call before the first Gradio server of the process starts."""
+    (:data:`SWITCH_INTERVAL_S`); call before building the ``gr.Blocks`` of a server: Gradio creates the
+    queue, which reads ``GRADIO_ANALYTICS_*``, when the Blocks are built, not at ``launch``."""
     for key, value in GRADIO_ENV.items():
         os.environ.setdefault(key, value)
     sys.setswitchinterval(SWITCH_INTERVAL_S)

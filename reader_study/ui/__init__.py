@@ -73,7 +73,9 @@ def mount_reader_study(service: ReaderStudyService) -> tuple[ReaderHandlers, Adm
 
 
 def reader_app(service: ReaderStudyService) -> gr.Blocks:
-    """A blinded reader deployment: the reader view and nothing else (no explorer, no admin endpoint)."""
+    """A blinded reader deployment: the reader view and nothing else (no explorer, no admin endpoint).
+    Sets the server process's defaults first: Gradio's queue reads them when the Blocks are built."""
+    configure_server_process()
     with gr.Blocks(title=READER_TITLE, analytics_enabled=False) as blocks:
         gr.Markdown(f"## {READER_TITLE}")
         mount_reader_tab(service, blocks)
@@ -81,7 +83,9 @@ def reader_app(service: ReaderStudyService) -> gr.Blocks:
 
 
 def admin_app(service: ReaderStudyService) -> gr.Blocks:
-    """The study-admin deployment: the admin view behind its own log-in, and nothing else."""
+    """The study-admin deployment: the admin view behind its own log-in, and nothing else (server process
+    defaults set first, as :func:`reader_app`)."""
+    configure_server_process()
     with gr.Blocks(title="Study admin", analytics_enabled=False) as blocks:
         gr.Markdown("## Study admin")
         mount_admin_tab(service, blocks)
@@ -93,8 +97,9 @@ def launch_kwargs(
 ) -> dict[str, Any]:
     """What ``Blocks.launch`` needs for the reader-study views: the log-in routes of ``roles``, the shared
     stack viewer (``head``), the page script and style, no footer links, errors shown (they are written
-    for people). Sets the server process's defaults (:func:`vce_core.settings.configure_server_process`),
-    which the queue reads when ``launch`` creates it."""
+    for people). Sets the server process's defaults (:func:`vce_core.settings.configure_server_process`)
+    again for callers that build their own Blocks; Gradio's queue reads them when the Blocks are built, so
+    :func:`reader_app` and :func:`admin_app` set them before building."""
     configure_server_process()
     return {
         "app_kwargs": {"routes": session_routes(service, roles)},

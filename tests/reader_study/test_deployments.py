@@ -42,3 +42,27 @@ def test_role_deployments_serve_one_view(tmp_path: Path) -> None:
     assert app.parse_args(["--role", "reader"])[1].role == "reader"
     assert app.parse_args([])[1].role == "all"
     assert "not blinded" in NOT_BLINDED and "--role reader" in NOT_BLINDED
+
+
+def test_every_deployment_builds_its_queue_with_the_project_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Gradio's queue reads GRADIO_ANALYTICS_* when the Blocks are built, not at launch: every app factory
+    sets them first (the reader server once summarised 10,000 events after every submit)."""
+    from reader_study.ui import admin_app, reader_app
+    from vce_core.settings import GRADIO_ENV
+
+    for key in GRADIO_ENV:
+        monkeypatch.delenv(key, raising=False)
+    service = make_service(tmp_path)
+    settings = Settings.resolve(
+        data_dir=tmp_path, models_dir=tmp_path / "models", db_url=sqlite_url(tmp_path / "rs.db")
+    )
+    built = [reader_app(service), admin_app(service)]
+    for key in GRADIO_ENV:  # app.build_app must not rely on app.py's import having set them
+        monkeypatch.delenv(key, raising=False)
+    studio = app.build_app(settings, reader_study=False)
+    for blocks in [*built, studio.blocks]:
+        queue = blocks._queue
+        assert queue.ANAYLTICS_CACHE_FREQUENCY == int(GRADIO_ENV["GRADIO_ANALYTICS_CACHE_FREQUENCY"])
+        assert queue.ANALYTICS_MAX_EVENTS == int(GRADIO_ENV["GRADIO_ANALYTICS_MAX_EVENTS"])
