@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
-from vce_core.errors import VCEInputError
+from vce_core.errors import VCEInputError, as_input_error
 from vce_core.settings import Settings
 
 from .models import SCHEMA_VERSION, AuditEvent, Base, Case, Item, SchemaVersion, new_ticket
@@ -71,12 +71,9 @@ class Database:
 
     def __init__(self, url: str | None = None, *, echo: bool = False) -> None:
         url = url or default_url()
-        try:
+        expected = "an SQLAlchemy URL such as sqlite:///x.db"
+        with as_input_error(f"{url!r} is not a database URL", catch=ArgumentError, expected=expected):
             parsed = make_url(url)
-        except ArgumentError as exc:
-            raise VCEInputError(
-                f"{url!r} is not a database URL", expected="an SQLAlchemy URL such as sqlite:///x.db"
-            ) from exc
         if parsed.drivername in ("postgresql", "postgres"):
             parsed = parsed.set(drivername="postgresql+psycopg")  # the pinned driver (psycopg 3)
         self.url = parsed

@@ -37,6 +37,7 @@ import gradio as gr
 from studio.contrast import GROUP, TASK, Contrast, ContrastView
 from studio.controls import case_dropdown, controls_and_viewer, model_card, plane_and_slice, slider_for
 from studio.errors import handler
+from studio.events import ANALYSIS, FAST, PRIVATE, wire_volume_metrics
 from studio.explorer import Explorer
 from studio.generators import GeneratorRegistry
 from vce_core.display import PLANES
@@ -44,9 +45,6 @@ from vce_core.errors import VCEInputError
 from vce_core.viewer import serve_slices, viewer_html
 
 VIEWER_ID = "contrast-viewer"
-FAST = {"trigger_mode": "always_last", "concurrency_limit": 2, "show_progress": "hidden"}
-ANALYSIS = {"trigger_mode": "always_last", "concurrency_limit": 1, "show_progress": "full"}
-PRIVATE = {"api_visibility": "private"}
 VOLUME_HINT = "Per-volume metrics: press the button to compute them for this case and model."
 POLL_S = 1.0
 """Seconds between two progress updates while the whole volume is synthesized."""
@@ -287,12 +285,8 @@ class ContrastTab:
         api_view = gr.Button(visible=False)
         api_view.click(self.on_view, view, [c.viewer], api_name="vc_view", **FAST)
         api_view.click(self.on_metrics, view, [c.metrics_md], api_name="vc_metrics", **ANALYSIS)
-        c.vol_btn.click(
-            self.on_volume_metrics,
-            [c.case_dd, c.model_dd, c.plane],
-            [c.vol_md],
-            api_name="vc_volume_metrics",
-            concurrency_limit=1,
+        wire_volume_metrics(
+            c, self.on_volume_metrics, [c.case_dd, c.model_dd, c.plane], api_name="vc_volume_metrics"
         )
         if self.first_case is not None:
             then_view_and_metrics(tab.select(lambda: None, None, None, **PRIVATE))

@@ -33,6 +33,7 @@ import gradio as gr
 
 from studio.controls import case_dropdown, controls_and_viewer, model_card, plane_and_slice, slider_for
 from studio.errors import handler
+from studio.events import ANALYSIS, FAST, PRIVATE, wire_volume_metrics
 from studio.explorer import GROUP, Explorer, View
 from vce_core.cache import LRU
 from vce_core.display import PLANES, Window
@@ -44,11 +45,6 @@ DEFAULT_DOSE_PCT = 33
 """Dose slider position when the page opens (percent of the standard dose)."""
 
 VIEWER_ID = "explorer-viewer"
-FAST = {"trigger_mode": "always_last", "concurrency_limit": 2, "show_progress": "hidden"}
-"""Event options of the viewer events (the last value wins)."""
-ANALYSIS = {"trigger_mode": "always_last", "concurrency_limit": 1, "show_progress": "full"}
-"""Event options of metrics and charts (Gradio's busy overlay on each output while it is recomputed)."""
-PRIVATE = {"api_visibility": "private"}
 _WAITING = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vce-wait")
 """Threads that wait for whole volumes while the viewer event reports their progress."""
 VOLUME_HINT = "Per-volume metrics: press the button to compute them for the view above."
@@ -430,12 +426,8 @@ class ExplorerTab:
         then_view_and_analysis(
             c.gen_dd.input(self.on_generator, [c.gen_dd], [c.card_md, c.vol_md], api_name="model_card")
         )
-        c.vol_btn.click(
-            self.on_volume_metrics,
-            [c.case_dd, c.gen_dd, c.dose],
-            [c.vol_md],
-            api_name="volume_metrics",
-            concurrency_limit=1,
+        wire_volume_metrics(
+            c, self.on_volume_metrics, [c.case_dd, c.gen_dd, c.dose], api_name="volume_metrics"
         )
         c.api_echo.click(
             self.echo_image, [c.case_dd, c.plane, c.slice_sl], [c.echo_img], api_name="echo_image", **FAST

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from vce_core.domain import check_dose, check_field_strength
-from vce_core.errors import VCEInputError
+from vce_core.errors import VCEInputError, as_input_error
 
 __all__ = [
     "DEFAULT_T1_S",
@@ -162,13 +162,9 @@ def _t1_native(t1_native_s: Any, field_strength: float | None, shape: tuple[int,
     t1 = np.asarray(t1_native_s, dtype=np.float64)
     if not np.all(np.isfinite(t1)) or not np.all(t1 > 0):
         raise VCEInputError("the native T1 holds non-positive or non-finite values", expected="T1 > 0 (s)")
-    try:
+    problem = f"the native T1 has shape {t1.shape}, the images {shape}"
+    with as_input_error(problem, expected="a scalar or a map on the images' grid"):
         np.broadcast_shapes(t1.shape, shape)
-    except ValueError as err:
-        raise VCEInputError(
-            f"the native T1 has shape {t1.shape}, the images {shape}",
-            expected="a scalar or a map on the images' grid",
-        ) from err
     return t1
 
 

@@ -63,7 +63,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from vce_core.cache import LRU
-from vce_core.errors import VCEInputError
+from vce_core.errors import VCEInputError, as_input_error
 
 AFFINE_METHODS = ("percentile", "zscore")
 MODES = ("2d", "2.5d", "3d")
@@ -198,12 +198,8 @@ def parse_input(name: str) -> InputSpec:
             raise VCEInputError(
                 f"input {name!r} has no dose", expected="low_dose@<fraction>, e.g. low_dose@0.33"
             )
-        try:
+        with as_input_error(f"input {name!r}: {dose_text!r} is not a dose", expected="a fraction"):
             value = float(dose_text)
-        except ValueError as err:
-            raise VCEInputError(
-                f"input {name!r}: {dose_text!r} is not a dose", expected="a fraction"
-            ) from err
         return InputSpec(name.strip(), role, check_dose(value, name=f"dose of input {name!r}", positive=True))
     if dose_text or "@" in name:
         raise VCEInputError(f"input {name!r} has a dose", expected="@<dose> only after low_dose")

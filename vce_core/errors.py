@@ -11,7 +11,8 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from os import PathLike
 from typing import Any, TypeVar
 
@@ -51,6 +52,29 @@ class VCEInputError(ValueError, UserFacingError):
         if expected:
             parts.append(f" Expected {expected.rstrip('.')}.")
         super().__init__("".join(parts))
+
+
+@contextmanager
+def as_input_error(
+    problem: str,
+    *,
+    catch: type[Exception] | tuple[type[Exception], ...] = ValueError,
+    path: str | PathLike | None = None,
+    expected: str | None = None,
+) -> Iterator[None]:
+    """Within the block, an exception of a ``catch`` type means bad input: it is raised again as
+    ``VCEInputError(problem, path=path, expected=expected)``, chained to the original.
+
+    >>> with as_input_error("'x' is not a number", expected="a number"):
+    ...     float("x")
+    Traceback (most recent call last):
+    ...
+    vce_core.errors.VCEInputError: 'x' is not a number. Expected a number.
+    """
+    try:
+        yield
+    except catch as exc:
+        raise VCEInputError(problem, path=path, expected=expected) from exc
 
 
 class VCEModelError(VCEInputError):

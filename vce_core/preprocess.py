@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage, special
 
-from vce_core.errors import VCEInputError
+from vce_core.errors import VCEInputError, as_input_error
 from vce_core.io import Volume
 
 METHODS: tuple[str, ...] = ("zscore", "sigmoid", "tanh", "percentile")
@@ -254,12 +254,9 @@ def normalize(
         )
     values = _values_for_stats(x, mask)
     if method == "percentile":
-        try:
+        problem = f"percentiles {percentiles!r} are not two numbers"
+        with as_input_error(problem, catch=(TypeError, ValueError), expected="(low, high) in percent"):
             p_lo, p_hi = (float(p) for p in percentiles)
-        except (TypeError, ValueError) as exc:
-            raise VCEInputError(
-                f"percentiles {percentiles!r} are not two numbers", expected="(low, high) in percent"
-            ) from exc
         if not (0.0 <= p_lo < p_hi <= 100.0):
             raise VCEInputError(
                 f"percentiles ({p_lo}, {p_hi}) are not increasing within [0, 100]",

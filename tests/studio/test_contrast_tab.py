@@ -37,6 +37,15 @@ def title_starts(text: str) -> str:
     return f"document.querySelector('{VIRTUAL} .vce-title').innerText.startsWith('{text}')"
 
 
+def shows_model(page: Any, host: Any, title: str, input_panel: str) -> None:
+    """Wait until the virtual-contrast panel's title starts with ``title`` and the viewer ``host`` shows
+    exactly one element matching ``input_panel`` (the selected model's input)."""
+    page.wait_for_function(title_starts(title), timeout=60_000)
+    shown = host.locator(input_panel)
+    shown.wait_for(timeout=30_000)
+    assert shown.count() == 1
+
+
 @pytest.fixture(scope="module")
 def vc_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     import app
@@ -120,13 +129,12 @@ def test_tab_flow_in_chromium(vc_studio: dict[str, Any]) -> None:
             page.wait_for_function("window.VCEViewer && VCEViewer.state('contrast') !== null", timeout=60_000)
             host = page.locator("#contrast-viewer-host")
             title = host.locator('.vce-panel[data-panel="virtual"] .vce-title')
-            page.wait_for_function(
-                title_starts("Virtual contrast · vc-flair"),
-                timeout=60_000,
+            shows_model(
+                page,
+                host,
+                "Virtual contrast · vc-flair",
+                '.vce-panel[data-panel="input-flair"] canvas.vce-canvas',
             )
-            flair = host.locator('.vce-panel[data-panel="input-flair"] canvas.vce-canvas')
-            flair.wait_for(timeout=30_000)
-            assert flair.count() == 1
             page.wait_for_function(
                 "document.querySelector('#vc-metrics') && document.querySelector('#vc-metrics').innerText"
                 ".includes('vc-flair · axial slice')",
@@ -140,13 +148,7 @@ def test_tab_flow_in_chromium(vc_studio: dict[str, Any]) -> None:
             )
             page.get_by_label("Virtual-contrast model").click()
             page.get_by_role("option", name="vc-t2").click()
-            page.wait_for_function(
-                title_starts("Virtual contrast · VC from T2"),
-                timeout=60_000,
-            )
-            t2 = host.locator('.vce-panel[data-panel="input-t2"]')
-            t2.wait_for(timeout=30_000)
-            assert t2.count() == 1
+            shows_model(page, host, "Virtual contrast · VC from T2", '.vce-panel[data-panel="input-t2"]')
             # plane switch: coronal markers, slice of the coronal plane, metrics relabelled
             page.locator("#vc-plane-radio").get_by_text("coronal", exact=True).click()
             page.wait_for_function(

@@ -1011,26 +1011,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args(argv)
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
-    result = run_cli(
-        lambda: run(
-            data=args.data,
-            test=args.test,
-            work=args.work,
-            out=args.out,
-            config=args.config,
-            generator=args.generator,
-            val_data=args.val_data,
-            dose=args.dose,
-            seed=args.seed,
-            iterations=args.iterations,
-            overrides=args.overrides,
-            steps=steps,
-            reuse=args.reuse,
-            device=args.device,
-            threads=args.threads,
-            command=command_line("vce_core.evaluate.augmentation", argv),
-        )
-    )
+    result = run_cli(run, args, steps=steps, command=command_line("vce_core.evaluate.augmentation", argv))
     if result is None:
         return 2
     if "summary" in result:

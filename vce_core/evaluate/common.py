@@ -1,12 +1,16 @@
 """What the evaluation reports share: method labels, CSV tables, summary statistics and the command line.
 
 Used by :mod:`vce_core.evaluate.lowdose` (with :mod:`vce_core.evaluate.report`),
-:mod:`vce_core.evaluate.virtual_contrast` and :mod:`vce_core.evaluate.subsets`.
+:mod:`vce_core.evaluate.virtual_contrast`, :mod:`vce_core.evaluate.augmentation` and
+:mod:`vce_core.evaluate.subsets`, whose command lines hand their options to the function that does the
+work by name (:func:`run_cli`).
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
+import inspect
 import math
 import shlex
 import sys
@@ -96,11 +100,15 @@ def command_line(module: str, argv: Sequence[str] | None) -> str:
     return shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
 
 
-def run_cli(run: Callable[[], T]) -> T | None:
-    """``run()`` for a command-line entry point; on :class:`VCEInputError` its message is printed as
-    ``error: …`` on stderr and None returned (the caller exits with status 2)."""
+def run_cli(run: Callable[..., T], options: argparse.Namespace | None = None, **given: Any) -> T | None:
+    """``run`` called for a command-line entry point with the parsed ``options``: every parameter of
+    ``run`` named like an option takes that option's value, ``given`` adds or replaces values, and the
+    other parameters keep their defaults. On :class:`VCEInputError` its message is printed as ``error: …``
+    on stderr and None returned (the caller exits with status 2)."""
+    names = inspect.signature(run).parameters if options is not None else {}
+    values = {name: getattr(options, name) for name in names if hasattr(options, name)}
     try:
-        return run()
+        return run(**(values | given))
     except VCEInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return None

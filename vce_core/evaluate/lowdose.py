@@ -704,20 +704,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    result = run_cli(
-        lambda: evaluate(
-            args.models,
-            args.data,
-            args.doses,
-            args.out,
-            noise_seeds=args.noise_seeds,
-            lesion_slices=args.lesion_slices,
-            extra_slices=args.extra_slices,
-            physics_t1_scales=args.physics_t1_scales,
-            device=args.device,
-            command=command,
-        )
-    )
+    result = run_cli(evaluate, args, command=command)
     if result is None:
         return 2
     if args.update_cards:

@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="new folder for the subset (symbolic links)")
     args = parser.parse_args(argv)
     command = command_line("vce_core.evaluate.subsets", argv)
-    record = run_cli(lambda: write_subset(args.dataset, args.exclude, args.out, command))
+    record = run_cli(write_subset, args, command=command)
     if record is None:
         return 2
     print(

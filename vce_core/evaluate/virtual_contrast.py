@@ -650,18 +650,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--update-cards", action="store_true", help="write the figures into each card")
     args = parser.parse_args(argv)
     command = command_line("vce_core.evaluate.virtual_contrast", argv)
-    result = run_cli(
-        lambda: evaluate(
-            args.models,
-            args.data,
-            args.out,
-            baseline_data=args.baseline_data,
-            factor=args.factor,
-            device=args.device,
-            command=command,
-            slab=args.slab,
-        )
-    )
+    result = run_cli(evaluate, args, command=command)
     if result is None:
         return 2
     if args.update_cards:

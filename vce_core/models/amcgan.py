@@ -33,7 +33,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vce_core.models import register_model
-from vce_core.models.blocks import ConvNormAct, check_images, constructor_config, norm_nd
+from vce_core.models.blocks import (
+    ConvNormAct,
+    check_images,
+    constructor_config,
+    norm_nd,
+    transposed_upsampling,
+)
 from vce_core.models.objective import Objective, frozen, register_objective
 
 __all__ = ["AMCGANGenerator", "AMCGANObjective", "FeatureAttention", "MultiScaleCapture", "PixResBlock"]
@@ -162,14 +168,13 @@ class AMCGANGenerator(nn.Module):
         self.config = constructor_config(
             AMCGANGenerator,
             locals(),
-            positive=("in_modalities", "in_slices", "out_channels", "msfc_channels", "ngf", "res_blocks"),
+            positive=("msfc_channels", "ngf", "res_blocks"),
         )
         d = spatial_dims
         self.spatial_dims, self.in_channels = d, in_modalities * in_slices
         self.msfc = MultiScaleCapture(d, self.in_channels, msfc_channels, norm)
         self.fam = FeatureAttention()
         pad = nn.ReflectionPad2d if d == 2 else nn.ReflectionPad3d
-        convt = nn.ConvTranspose2d if d == 2 else nn.ConvTranspose3d
         conv = nn.Conv2d if d == 2 else nn.Conv3d
         self.encoder = nn.Sequential(
             pad(3),
@@ -178,15 +183,11 @@ class AMCGANGenerator(nn.Module):
             ConvNormAct(d, 2 * ngf, 4 * ngf, stride=2, norm=norm),
         )
         self.blocks = nn.Sequential(*[PixResBlock(d, 4 * ngf, norm, dropout) for _ in range(res_blocks)])
-        up = []
-        for c_in, c_out in ((4 * ngf, 2 * ngf), (2 * ngf, ngf)):
-            up += [
-                convt(c_in, c_out, 3, stride=2, padding=1, output_padding=1, bias=norm == "none"),
-                norm_nd(norm, d, c_out),
-                nn.ReLU(),
-            ]
         self.decoder = nn.Sequential(
-            *up, pad(3), conv(ngf, out_channels, 7), output_activation(out_activation)
+            *transposed_upsampling(d, (4 * ngf, 2 * ngf, ngf), norm),
+            pad(3),
+            conv(ngf, out_channels, 7),
+            output_activation(out_activation),
         )
 
     def forward(self, x: Tensor) -> Tensor:

@@ -4,8 +4,9 @@ Everything here takes ``spatial_dims`` (2 or 3) so one class serves slices and v
 ``[B, C, *S]`` with ``S`` = ``(H, W)`` or ``(D, H, W)``.
 
 Plain blocks for the virtual-contrast generators (seeds 001–004): :func:`norm_nd` (batch / instance / none),
-:func:`activation`, :class:`ConvNormAct` ("Conv-BN-ReLU" and its variants, any stride and dilation) and
-:class:`ResBlock` (two of them plus a skip).
+:func:`activation`, :class:`ConvNormAct` ("Conv-BN-ReLU" and its variants, any stride and dilation),
+:class:`ResBlock` (two of them plus a skip) and :func:`transposed_upsampling` (the up-sampling half of
+pix2pix's decoder, seeds 002 and 004).
 
 The conditioning follows openai/guided-diffusion (``unet.py``): a metadata embedding ``emb [B, E]`` enters
 every :class:`ConditionalResBlock` through its own learnable ``SiLU -> Linear`` projection, applied as a
@@ -23,7 +24,7 @@ import inspect
 import itertools
 import math
 from abc import abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -45,6 +46,7 @@ __all__ = [
     "check_spatial_dims",
     "constructor_config",
     "positive_int",
+    "transposed_upsampling",
     "conv_nd",
     "group_norm",
     "max_pool_nd",
@@ -378,11 +380,33 @@ class ResBlock(nn.Module):
         return self.skip(x) + self.body(x)
 
 
+def transposed_upsampling(spatial_dims: int, widths: Sequence[int], norm: str) -> list[nn.Module]:
+    """The up-sampling half of pix2pix's decoder, as a list of layers to splice into an ``nn.Sequential``.
+
+    Per consecutive pair ``(c_in, c_out)`` of ``widths``: a 3x3 stride-2 transposed convolution that doubles
+    every spatial size (bias only without a normalisation), the normalisation and ReLU.
+    Shapes: ``[B, widths[0], *S]`` → ``[B, widths[-1], *S · 2^(len(widths) − 1)]``.
+    """
+    convt = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}[check_spatial_dims(spatial_dims)]
+    layers: list[nn.Module] = []
+    for c_in, c_out in itertools.pairwise(widths):
+        layers += [
+            convt(c_in, c_out, 3, stride=2, padding=1, output_padding=1, bias=norm == "none"),
+            norm_nd(norm, spatial_dims, c_out),
+            nn.ReLU(),
+        ]
+    return layers
+
+
 def positive_int(name: str, value: object, minimum: int = 1) -> int:
     """``value`` if it is an int ≥ ``minimum`` (not a bool), else :class:`VCEInputError` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise VCEInputError(f"{name} is {value!r}", expected=f"an integer >= {minimum}")
     return value
+
+
+CHANNEL_ARGUMENTS = ("in_modalities", "in_slices", "out_channels")
+"""Constructor arguments that size a model's inputs and output; :func:`constructor_config` checks them."""
 
 
 def constructor_config(
@@ -391,14 +415,17 @@ def constructor_config(
     """A model's ``config``: the arguments of ``cls``'s constructor, in its signature's order.
 
     ``arguments`` is the constructor's ``locals()`` (taken after any normalisation, so that e.g. ``widths``
-    kept as a list is what the config holds). Checks first that ``spatial_dims`` is 2 or 3 and that every
-    argument named in ``positive`` is an integer ≥ 1 (:class:`VCEInputError` naming the first bad one).
-    ``build_model(name, **config)`` rebuilds the same architecture.
+    kept as a list is what the config holds). Checks first that ``spatial_dims`` is 2 or 3, then that the
+    image-channel arguments the constructor has (:data:`CHANNEL_ARGUMENTS`, the ones
+    ``vce_core.train_config.model_kwargs`` fills in) and every argument named in ``positive`` are integers
+    ≥ 1 (:class:`VCEInputError` naming the first bad one). ``build_model(name, **config)`` rebuilds the same
+    architecture.
     """
     check_spatial_dims(arguments["spatial_dims"])
-    for name in positive:
+    names = list(inspect.signature(cls).parameters)
+    for name in [n for n in CHANNEL_ARGUMENTS if n in names] + list(positive):
         positive_int(name, arguments[name])
-    return {name: arguments[name] for name in inspect.signature(cls).parameters}
+    return {name: arguments[name] for name in names}
 
 
 def check_images(

@@ -153,7 +153,7 @@ class DyeFreeNet(nn.Module):
         self.config = constructor_config(
             DyeFreeNet,
             locals(),
-            positive=("in_modalities", "in_slices", "out_channels", "width", "levels"),
+            positive=("width", "levels"),
         )
         hidden = [positive_int("classifier_features", f) for f in classifier_features]
         self.spatial_dims, self.in_channels, self.out_channels = (

@@ -139,9 +139,7 @@ class HRFCN(nn.Module):
         if len(widths) != 3:
             raise VCEInputError(f"widths is {widths}", expected="three branch widths, e.g. [64, 128, 256]")
         stem_channels = stem_channels or widths[0]
-        self.config = constructor_config(
-            HRFCN, locals(), positive=("in_modalities", "in_slices", "out_channels", "stem_channels")
-        )
+        self.config = constructor_config(HRFCN, locals(), positive=("stem_channels",))
         d, w, r, stem = spatial_dims, widths, res_blocks, stem_channels
         self.in_modalities, self.in_slices, self.spatial_dims = in_modalities, in_slices, spatial_dims
         self.stems = nn.ModuleList(

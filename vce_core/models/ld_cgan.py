@@ -392,7 +392,7 @@ class LowDoseCritic(nn.Module):
         self.config = constructor_config(
             LowDoseCritic,
             locals(),
-            positive=("out_channels", "base_channels", "num_scales", "num_res_blocks", "emb_features"),
+            positive=("base_channels", "num_scales", "num_res_blocks", "emb_features"),
         )
         self.spatial_dims = spatial_dims
         self.in_slices = in_slices

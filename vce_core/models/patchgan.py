@@ -61,7 +61,7 @@ class PatchDiscriminator(nn.Module):
         self.config = constructor_config(
             PatchDiscriminator,
             locals(),
-            positive=("in_modalities", "in_slices", "out_channels", "base_channels"),
+            positive=("base_channels",),
         )
         positive_int("layers", layers, 2)
         self.spatial_dims, self.out_channels = spatial_dims, out_channels

@@ -34,7 +34,13 @@ from torch import Tensor, nn
 
 from vce_core.models import register_model
 from vce_core.models.amcgan import output_activation
-from vce_core.models.blocks import ConvNormAct, ResBlock, check_images, constructor_config, norm_nd
+from vce_core.models.blocks import (
+    ConvNormAct,
+    ResBlock,
+    check_images,
+    constructor_config,
+    transposed_upsampling,
+)
 from vce_core.models.objective import Objective, frozen, register_objective
 
 __all__ = ["ModalityWeights", "PGMGVCEGenerator", "PGMGVCEObjective"]
@@ -96,9 +102,7 @@ class PGMGVCEGenerator(nn.Module):
         out_activation: str = "none",
     ):
         super().__init__()
-        self.config = constructor_config(
-            PGMGVCEGenerator, locals(), positive=("in_modalities", "in_slices", "out_channels", "width")
-        )
+        self.config = constructor_config(PGMGVCEGenerator, locals(), positive=("width",))
         d, w, m = spatial_dims, width, in_modalities
         self.spatial_dims, self.in_modalities, self.in_slices = d, m, in_slices
         self.encoders = nn.ModuleList(
@@ -115,17 +119,11 @@ class PGMGVCEGenerator(nn.Module):
         self.fuse = nn.Sequential(
             ConvNormAct(d, (m + 1) * 4 * w, 4 * w, norm=norm), ResBlock(d, 4 * w, 4 * w, norm=norm)
         )
-        convt = nn.ConvTranspose2d if d == 2 else nn.ConvTranspose3d
         conv = nn.Conv2d if d == 2 else nn.Conv3d
-        up: list[nn.Module] = []
-        for c_in, c_out in ((4 * w, 2 * w), (2 * w, w)):
-            up += [
-                convt(c_in, c_out, 3, stride=2, padding=1, output_padding=1, bias=norm == "none"),
-                norm_nd(norm, d, c_out),
-                nn.ReLU(),
-            ]
         self.decoder = nn.Sequential(
-            *up, conv(w, out_channels, 3, padding=1), output_activation(out_activation)
+            *transposed_upsampling(d, (4 * w, 2 * w, w), norm),
+            conv(w, out_channels, 3, padding=1),
+            output_activation(out_activation),
         )
 
     def forward(self, x: Tensor) -> Tensor:

@@ -91,9 +91,7 @@ class SDPredictorUNet(nn.Module):
     ):
         super().__init__()
         widths = [positive_int("widths", int(w)) for w in widths]
-        self.config: dict[str, Any] = constructor_config(
-            SDPredictorUNet, locals(), positive=("in_modalities", "in_slices", "out_channels")
-        )
+        self.config: dict[str, Any] = constructor_config(SDPredictorUNet, locals())
         if len(widths) < 2:
             raise VCEInputError(f"widths is {widths}", expected="at least two levels, e.g. [16, 32, 64]")
         if out_channels not in (1, in_slices):
