@@ -44,7 +44,10 @@ GRADIO_ENV: dict[str, str] = {
 * Gradio's queue summarises its event log (a pandas DataFrame of up to ``GRADIO_ANALYTICS_MAX_EVENTS``
   events) after every ``GRADIO_ANALYTICS_CACHE_FREQUENCY`` events; its defaults (after every event, up to
   10,000 events) made that summary one of the reader server's largest costs at 20 submits/s. The summary
-  only feeds Gradio's monitoring page, which the project does not use.
+  only feeds Gradio's monitoring page, which the project does not use. The queue reads these variables when
+  the ``gr.Blocks`` are built, so :func:`configure_server_process` must run before that. Measured with
+  ``python -m benchmarks.reader_load --handler-times`` (50 readers, 2026-12-03, quiet host): submit p95
+  158–159 ms with the settings in effect, 309–1244 ms over 8 earlier runs without them.
 """
 
 
@@ -53,8 +56,9 @@ SWITCH_INTERVAL_S = 0.001
 SQLite statements inside one write transaction, and each statement releases and re-takes the GIL; with 50
 readers submitting, a thread that wants the GIL back waits up to the switch interval behind the other request
 threads, and every submit queued behind the write lock waits with it. Measured with
-``python -m benchmarks.reader_load --handler-times [--switch-interval 0.005]`` (2026-12-03, back to back):
-handler wall time p50 94 ms at 0.001 s vs 175 ms at 0.005 s, for 18–19 ms of CPU."""
+``python -m benchmarks.reader_load --handler-times [--switch-interval 0.005]`` (2026-12-03, back to back,
+while Gradio's queue still summarised its event log after every event, see :data:`GRADIO_ENV`): handler wall
+time p50 94 ms at 0.001 s vs 175 ms at 0.005 s, for 18–19 ms of CPU."""
 
 
 def configure_server_process() -> None:
