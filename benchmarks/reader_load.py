@@ -131,7 +131,7 @@ def serve(db_url: str, port: int, handler_log: Path | None, switch_interval: flo
     service = ReaderStudyService(open_database(db_url))
     blocks = reader_app(service)
     options = launch_kwargs(service, ("reader",))
-    if switch_interval is not None:  # after launch_kwargs, which sets the deployment's own value
+    if switch_interval is not None:  # after reader_app, which sets the deployment's own value
         sys.setswitchinterval(switch_interval)
     blocks.launch(server_name="127.0.0.1", server_port=port, quiet=True, prevent_thread_lock=True, **options)
     print(f"{READY} {port}", flush=True)  # launch() returned: its own start-up checks passed

@@ -2,6 +2,7 @@
 
 Mount inside the app's ``gr.Blocks``, or build a one-role deployment::
 
+    configure_server_process()               # before building: Gradio's queue reads its settings then
     with gr.Blocks() as demo:
         ...
         mount_reader_study(service)          # adds the tabs "Reader study" and "Study admin"
@@ -97,10 +98,9 @@ def launch_kwargs(
 ) -> dict[str, Any]:
     """What ``Blocks.launch`` needs for the reader-study views: the log-in routes of ``roles``, the shared
     stack viewer (``head``), the page script and style, no footer links, errors shown (they are written
-    for people). Sets the server process's defaults (:func:`vce_core.settings.configure_server_process`)
-    again for callers that build their own Blocks; Gradio's queue reads them when the Blocks are built, so
-    :func:`reader_app` and :func:`admin_app` set them before building."""
-    configure_server_process()
+    for people). The server process's defaults (:func:`vce_core.settings.configure_server_process`) are
+    not set here: Gradio's queue reads them when the Blocks are built, so :func:`reader_app`,
+    :func:`admin_app` and ``app.build_app`` set them before building."""
     return {
         "app_kwargs": {"routes": session_routes(service, roles)},
         "head": head_html(),
