@@ -17,7 +17,9 @@ and ``/r_submit`` with its own ``gradio_client.Client``, pausing ``--think`` sec
 before each submit, the time a person looks at the image (real readers take 10–60 s).
 
 Printed: acknowledged vs stored answers, duplicate rows, p50/p95/max submit latency (the round trip of one
-``/r_submit``: store the answers, serve the next item with its images), throughput; with ``--kill``: the
+``/r_submit``: store the answers, serve the next item with its images), throughput, the CPU time the server
+processes used during the run (from ``/proc``; per submit = that time over the acknowledged submits, the
+log-ins included; not printed after a kill); with ``--kill``: the
 submits lost in flight, whether every acknowledged answer is stored and whether every reader resumed at the
 right item. Exit status 1 when a check fails.
 """
@@ -327,18 +329,30 @@ def _create_study(work: Path, db_url: str, args: argparse.Namespace) -> tuple[An
     return service, created
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _run_readers(
     threads: list[ReaderThread],
     servers: list[subprocess.Popen],
     restart: Callable[[], subprocess.Popen],
     kill_at: float | None,
-) -> tuple[bool, float]:
+) -> tuple[bool, float, float | None]:
     """Run the reader threads until done; kill -9 worker 0 (and ``restart()`` it) once ``kill_at``
-    answers are acknowledged, when given. Returns (killed, wall time in s)."""
+    answers are acknowledged, when given. Returns (killed, wall time in s, CPU seconds the servers used
+    meanwhile; None when a server was restarted or ``/proc`` is not there)."""
+    cpu0 = [_cpu_seconds(s.pid) for s in servers]
     start = time.time()
     for t in threads:
         t.start()
     killed = False
+    cpu: float | None = None
     try:
         while any(t.is_alive() for t in threads):
             time.sleep(0.2)
@@ -350,10 +364,13 @@ def _run_readers(
                 killed = True
                 servers[0] = restart()
                 print(f"worker 0 restarted in {time.time() - kill_time:.1f} s")
+        cpu1 = [_cpu_seconds(s.pid) for s in servers]
+        if not killed and None not in cpu0 + cpu1:
+            cpu = sum(cpu1) - sum(cpu0)  # type: ignore[arg-type]
     finally:
         for server in servers:
             stop(server, signal.SIGTERM)
-    return killed, time.time() - start
+    return killed, time.time() - start, cpu
 
 
 def _stored(service: Any) -> tuple[int, int]:
@@ -376,11 +393,16 @@ def _stored(service: Any) -> tuple[int, int]:
 
 
 def _report(
-    args: argparse.Namespace, threads: list[ReaderThread], service: Any, items: int, killed: bool, wall: float
+    args: argparse.Namespace,
+    threads: list[ReaderThread],
+    service: Any,
+    items: int,
+    run: tuple[bool, float, float | None],
 ) -> bool:
     """Print the figures and checks; True when every check passes."""
     from reader_study.auth import SYSTEM
 
+    killed, wall, cpu = run
     acknowledged_items = sum(t.acknowledged for t in threads)
     acknowledged = acknowledged_items * N_QUESTIONS
     stored, duplicates = _stored(service)
@@ -391,6 +413,9 @@ def _report(
     print(f"backend: {service.db.url.get_backend_name()}, workers: {args.workers}, readers: {args.readers}, "
           f"items each: {items}, think time {args.think:g} s, images {args.size}² × 5 slices")  # fmt: skip
     print(f"wall time {wall:.1f} s, {acknowledged_items / wall:.1f} submits/s")
+    if cpu is not None and acknowledged_items:
+        print(f"server CPU: {cpu:.1f} s in all ({cpu / wall:.2f} of a core), "
+              f"{1000 * cpu / acknowledged_items:.1f} ms per submit")  # fmt: skip
     print(f"acknowledged answers: {acknowledged} ({acknowledged_items} items); stored answers: {stored}")
     retried = sum(t.login_retries for t in threads)
     print(f"duplicate answer rows: {duplicates}; login attempts retried: {retried}")
@@ -448,10 +473,8 @@ def main(argv: list[str] | None = None) -> int:
             for k, r in enumerate(created["readers"])
         ]
         kill_at = args.kill_after * args.readers * created["items"] if args.kill else None
-        killed, wall = _run_readers(
-            threads, servers, lambda: _start_server(db_url, ports[0], log, extra), kill_at
-        )
-        ok = _report(args, threads, service, created["items"], killed, wall)
+        run = _run_readers(threads, servers, lambda: _start_server(db_url, ports[0], log, extra), kill_at)
+        ok = _report(args, threads, service, created["items"], run)
         if args.handler_times and handler_log.exists():
             times = np.loadtxt(handler_log, delimiter=",", ndmin=2)
             (w50, w95), (c50, c95) = (np.percentile(times[:, k], [50, 95]) for k in (0, 1))

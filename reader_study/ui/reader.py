@@ -300,8 +300,8 @@ class ReaderHandlers:
         """Store the answers for the item the page shows (its ticket and idempotency key in ``item``)
         and show the next one; answers missing → only those questions are highlighted."""
         actor = caller(self.service, request, "reader")
-        ticket, _, key = str(item or "").partition(" ")
-        if not ticket or study is None:
+        ticket, _, key = (item if isinstance(item, str) else "").partition(" ")
+        if not ticket or not isinstance(study, str):
             raise StudyStateError("There is no item to answer; reload the page.")
         questions = self.study_view(actor, study)["questions"]
         missing = missing_slots(questions, tuple(values))
@@ -412,8 +412,18 @@ def _wire(blocks: gr.Blocks, ui: ReaderLayout, h: ReaderHandlers) -> None:
     ui.login.click(h.login, [ui.token, ui.study_pick], view, js=login_js, api_name="r_login", **fast)
     ui.token.submit(h.login, [ui.token, ui.study_pick], view, js=login_js, api_visibility="private", **fast)
     ui.study_pick.input(h.pick, [ui.study_pick], view, api_name="r_study", **fast)
+    # The submit skips Gradio's per-component pre- and postprocessing (each a hop to a worker thread,
+    # 56 per submit): the handler takes the raw values (the service validates every answer) and returns
+    # plain values that need none.
     ui.submit.click(
-        h.submit, [ui.item, ui.study_pick, *ui.slots], items, api_name="r_submit", trigger_mode="once", **fast
+        h.submit,
+        [ui.item, ui.study_pick, *ui.slots],
+        items,
+        api_name="r_submit",
+        trigger_mode="once",
+        preprocess=False,
+        postprocess=False,
+        **fast,
     )
     ui.back.click(h.back, [ui.item, ui.study_pick], view, api_name="r_back", **fast)
     ui.logout.click(h.logout, None, view, js=LOGOUT_JS % "reader", api_visibility="private", **fast)
