@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from vce_core.errors import VCEInputError
 
@@ -177,7 +177,11 @@ def _ticket_target(s: Session, reader: Reader, ticket: str) -> tuple[_Target, in
     Refuses a ticket of another reader exactly like an unknown one, a study that is not open, an
     assignment of an iteration that is not open yet, and one whose washout is still running.
     """
-    a = s.scalar(select(Assignment).where(Assignment.ticket == str(ticket or "")[:64]))
+    a = s.scalar(
+        select(Assignment)
+        .where(Assignment.ticket == str(ticket or "")[:64])
+        .options(joinedload(Assignment.item))
+    )
     if a is None or a.reader_id != reader.id:
         raise AccessDenied("No such item in your study.")
     study = s.get(Study, a.study_id)
@@ -190,7 +194,7 @@ def _ticket_target(s: Session, reader: Reader, ticket: str) -> tuple[_Target, in
             raise StudyStateError("This item is not open for answers yet.")
         if opens is not None and opens > utcnow():
             raise StudyStateError("The washout period of the next reading is still running.")
-    return _Target(study, reader, s.get(Item, a.item_id), a), iteration  # type: ignore[arg-type]
+    return _Target(study, reader, a.item, a), iteration
 
 
 def _replayed(s: Session, reader: Reader, key: str, target: _Target) -> SubmitResult | None:
@@ -256,11 +260,11 @@ class Answering(ServiceBase):
         def once() -> tuple[str, ServedItem]:
             with self.db.write() as s:
                 reader = _locked_reader(s, actor)
+                _, st = enrolled_study(s, actor, study)  # (the ticket's study is then read from the session)
                 try:
                     status = _submit_in(s, reader, ticket, key, answers).status
                 except AnswerConflict:  # raised before anything is written
                     status = "conflict"
-                _, st = enrolled_study(s, actor, study)
                 return status, next_in(s, reader, st, self._decoded)
 
         return _retry_once(once)
@@ -300,12 +304,14 @@ def _answer(s: Session, target: _Target, iteration: int | None, answers: Mapping
 
 
 def _locked_reader(s: Session, actor: Actor) -> Reader:
-    """The caller's reader account, row-locked for this transaction (PostgreSQL: ``FOR UPDATE``), so the
-    submits of one reader run one after the other on every database and in every worker process."""
+    """The caller's reader account, row-locked for this transaction (PostgreSQL: ``FOR UPDATE``; a SQLite
+    write transaction locks the whole database), so the submits of one reader run one after the other on
+    every database and in every worker process."""
     reader = check_actor(s, actor)
     if reader is None:
         raise AccessDenied("Reading needs a reader account.")
-    s.execute(select(Reader.id).where(Reader.id == reader.id).with_for_update())
+    if s.get_bind().dialect.name != "sqlite":  # SQLite's BEGIN IMMEDIATE already serialises all writers
+        s.execute(select(Reader.id).where(Reader.id == reader.id).with_for_update())
     return reader
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from ..auth import Actor, check_actor, enrolled_study
 from ..errors import AccessDenied
@@ -88,6 +88,7 @@ def next_in(s: Session, reader: Reader, st: Study, images: Images) -> ServedItem
         .where(Assignment.completed_at.is_(None))
         .order_by(Assignment.position)
         .limit(1)
+        .options(joinedload(Assignment.item).joinedload(Item.case))  # what _serve reads, in one query
     )
     assert a is not None
     return _serve(s, st, a, total, done, images)
