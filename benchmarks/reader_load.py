@@ -4,6 +4,7 @@
     python -m benchmarks.reader_load --think 0                     # no pause between items (saturation)
     python -m benchmarks.reader_load --workers 2 --db postgresql://postgres@127.0.0.1:5432/postgres
     python -m benchmarks.reader_load --kill                        # kill -9 a worker mid-load, then verify
+    python -m benchmarks.reader_load --busy 1                      # a contended host: one core kept busy
     python -m benchmarks.reader_load --handler-times --switch-interval 0.005   # server-side handler times,
                                                                    # at Python's default switch interval
 
@@ -21,7 +22,8 @@ Printed: acknowledged vs stored answers, duplicate rows, p50/p95/max submit late
 processes used during the run (from ``/proc``; per submit = that time over the acknowledged submits, the
 log-ins included; not printed after a kill); with ``--kill``: the
 submits lost in flight, whether every acknowledged answer is stored and whether every reader resumed at the
-right item. Exit status 1 when a check fails.
+right item. Exit status 1 when a check fails. ``--busy N`` runs N processes that keep a core busy (a Python
+busy loop each) for the whole run: a contended host, made the same way every time.
 """
 
 from __future__ import annotations
@@ -275,6 +277,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--db", default="sqlite", help="sqlite (a temporary file) or a PostgreSQL server URL")
     p.add_argument("--kill", action="store_true", help="kill -9 worker 0 mid-load, restart, verify")
     p.add_argument("--kill-after", type=float, default=0.4, help="kill when this fraction of answers is in")
+    p.add_argument("--busy", type=int, default=0, help="processes that keep a core busy during the run")
     p.add_argument("--dump", type=Path, help="write every submit (reader, start s, latency ms) to this CSV")
     p.add_argument(
         "--handler-times",
@@ -411,7 +414,8 @@ def _report(
     latencies = np.array([x for t in threads for x in t.latencies]) * 1000
     errors = [t.error for t in threads if t.error]
     print(f"backend: {service.db.url.get_backend_name()}, workers: {args.workers}, readers: {args.readers}, "
-          f"items each: {items}, think time {args.think:g} s, images {args.size}² × 5 slices")  # fmt: skip
+          f"items each: {items}, think time {args.think:g} s, images {args.size}² × 5 slices, "
+          f"busy processes beside: {args.busy}")  # fmt: skip
     print(f"wall time {wall:.1f} s, {acknowledged_items / wall:.1f} submits/s")
     if cpu is not None and acknowledged_items:
         print(f"server CPU: {cpu:.1f} s in all ({cpu / wall:.2f} of a core), "
@@ -472,8 +476,14 @@ def main(argv: list[str] | None = None) -> int:
             ReaderThread(urls[k % len(urls)], r["token"], r["reader_id"], progress, args.think)
             for k, r in enumerate(created["readers"])
         ]
+        busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
         kill_at = args.kill_after * args.readers * created["items"] if args.kill else None
-        run = _run_readers(threads, servers, lambda: _start_server(db_url, ports[0], log, extra), kill_at)
+        try:
+            run = _run_readers(threads, servers, lambda: _start_server(db_url, ports[0], log, extra), kill_at)
+        finally:
+            for proc in busy:
+                proc.kill()
+                proc.wait()
         ok = _report(args, threads, service, created["items"], run)
         if args.handler_times and handler_log.exists():
             times = np.loadtxt(handler_log, delimiter=",", ndmin=2)
