@@ -6,6 +6,7 @@ Everything here writes small *real* files (case folders, checkpoints) that the c
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -370,6 +371,33 @@ def spec_dict(root: Path, name: str = "t-study", readers: int = 2, **options: ob
         "options": {"min_distance": 2, **options},
         "status": "open",
     }
+
+
+ITEM_FIELD = re.compile(r"[\w-]{22} [\w-]{16}")
+"""The reader page's item field: "<ticket> <idempotency key>"."""
+
+
+def empty_slots() -> list[Any]:
+    """The reader view's 3 × MAX_QUESTIONS answer slots (choice, confidence, text), nothing answered."""
+    from reader_study.ui import MAX_QUESTIONS
+
+    return [None, None, ""] * MAX_QUESTIONS
+
+
+def slot_answers(likert: str = "3", guess: str = "real", confidence: str = "2", **changes: Any) -> list[Any]:
+    """Slot values answering :func:`spec_dict`'s questions (three Likert, then real vs synthetic with a
+    confidence), with ``changes`` as ``{"s<slot index>": value}``."""
+    values = empty_slots()
+    values[0] = values[3] = values[6] = likert
+    values[9], values[10] = guess, confidence
+    for slot, value in changes.items():
+        values[int(slot[1:])] = value
+    return values
+
+
+def shown_item(values: Any) -> str | None:
+    """The item field among a reader handler's output values (None: no item shown)."""
+    return next((v for v in values if isinstance(v, str) and ITEM_FIELD.fullmatch(v)), None)
 
 
 def make_service(root: Path, url: str | None = None) -> Any:

@@ -19,8 +19,16 @@ from sqlalchemy import select
 
 from reader_study.auth import SYSTEM
 from reader_study.models import Assignment, Item
-from reader_study.ui import MAX_QUESTIONS, launch_kwargs, reader_app
-from support import FakeContrast, FakeGenerator, make_service, spec_dict, write_disc_cases
+from reader_study.ui import launch_kwargs, reader_app
+from support import (
+    FakeContrast,
+    FakeGenerator,
+    make_service,
+    shown_item,
+    slot_answers,
+    spec_dict,
+    write_disc_cases,
+)
 
 FORBIDDEN = [
     "real_standard_dose",
@@ -46,7 +54,6 @@ FORBIDDEN = [
     "a_export",
 ]
 PAYLOAD = re.compile(r'data-vce-viewer="([^"]*)"')
-ITEM = re.compile(r"[\w-]{22} [\w-]{16}")
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +68,6 @@ def deployment(tmp_path_factory: pytest.TempPathFactory):
     _, url, _ = blocks.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(svc, ("reader",)))
     yield {"svc": svc, "url": url, "token": out["readers"][0]["token"], "root": root}
     blocks.close()
-
-
-def _answers() -> list[Any]:
-    values: list[Any] = [None, None, ""] * MAX_QUESTIONS
-    values[0] = values[3] = values[6] = "3"
-    values[9], values[10] = "real", "2"
-    return values
 
 
 def _text(value: Any) -> str:
@@ -95,7 +95,7 @@ def test_curious_reader_learns_no_condition(deployment) -> None:
     shown = client.predict("", None, api_name="/r_login")
     errors = []
     for bogus in ("i" + "A" * 21 + " " + "k" * 16, "' OR 1=1 --"):
-        errors.append(_text(client.predict(bogus, "t-study", *_answers(), api_name="/r_submit")[0]))
+        errors.append(_text(client.predict(bogus, "t-study", *slot_answers(), api_name="/r_submit")[0]))
     seen += errors
     assert all("No such item" in e for e in errors), errors
     features: dict[str, list[tuple[int, int]]] = defaultdict(list)  # condition → (payload, response) sizes
@@ -105,7 +105,7 @@ def test_curious_reader_learns_no_condition(deployment) -> None:
     while True:
         text = _text(shown)
         seen.append(text)
-        item = next((v for v in shown if isinstance(v, str) and ITEM.fullmatch(v)), None)
+        item = shown_item(shown)
         if item is None:
             break
         viewer = next(v for v in shown if isinstance(v, str) and "data-vce-viewer" in v)
@@ -120,7 +120,7 @@ def test_curious_reader_learns_no_condition(deployment) -> None:
             without_pixels = without_pixels.replace(encoded, "")
         if shown_by_submit:  # (the first view also carries the log-in note and the instructions)
             features[truth[item.split(" ")[0]]].append((len(pixels), len(without_pixels)))
-        shown = client.predict(item, "t-study", *_answers(), api_name="/r_submit")
+        shown = client.predict(item, "t-study", *slot_answers(), api_name="/r_submit")
         shown_by_submit = True
     assert "All items are answered" in text
     everything = "\n".join(seen).lower()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 import json
-import re
 from typing import Any
 
 import httpx
@@ -14,29 +13,12 @@ import pytest
 from gradio_client import Client
 
 from reader_study.auth import SYSTEM
-from reader_study.ui import MAX_QUESTIONS, launch_kwargs, reader_app
-from support import make_service, spec_dict, write_disc_cases
-
-ITEM = re.compile(r"[\w-]{22} [\w-]{16}")
-
-
-def _answers(**changes: Any) -> list[Any]:
-    """Slot values of a complete answer (3 Likert questions, then real-vs-synthetic), with ``changes``
-    as ``{"s<slot>": value}``."""
-    values: list[Any] = [None, None, ""] * MAX_QUESTIONS
-    values[0] = values[3] = values[6] = "3"
-    values[9], values[10] = "real", "2"
-    for slot, value in changes.items():
-        values[int(slot[1:])] = value
-    return values
+from reader_study.ui import launch_kwargs, reader_app
+from support import make_service, shown_item, slot_answers, spec_dict, write_disc_cases
 
 
 def _status(out: Any) -> str:
     return html.unescape(json.dumps(out[0]))
-
-
-def _item(shown: Any) -> str | None:
-    return next((v for v in shown if isinstance(v, str) and ITEM.fullmatch(v)), None)
 
 
 @pytest.fixture(scope="module")
@@ -65,21 +47,21 @@ HOSTILE = [
 def test_hostile_values_are_refused_in_place_and_nothing_is_stored(reader) -> None:
     svc, client = reader
     shown = client.predict("", None, api_name="/r_login")
-    item = _item(shown)
+    item = shown_item(shown)
     assert item is not None
     for what, changes, message in HOSTILE:
-        out = client.predict(item, "t-study", *_answers(**changes), api_name="/r_submit")
+        out = client.predict(item, "t-study", *slot_answers(**changes), api_name="/r_submit")
         status = _status(out)
         assert message in status, (what, status)
-        assert _item(out) is None, what  # the page keeps its item: nothing else is sent
+        assert shown_item(out) is None, what  # the page keeps its item: nothing else is sent
     for study in (["t-study"], 7, None):
-        out = client.predict(item, study, *_answers(), api_name="/r_submit")
+        out = client.predict(item, study, *slot_answers(), api_name="/r_submit")
         assert "no item to answer" in _status(out), study
     for bogus_item in (12345, ["a", "b"], None):
-        out = client.predict(bogus_item, "t-study", *_answers(), api_name="/r_submit")
+        out = client.predict(bogus_item, "t-study", *slot_answers(), api_name="/r_submit")
         assert "no item to answer" in _status(out), bogus_item
     assert svc.answers_frame(SYSTEM, "t-study").empty
-    shown = client.predict(item, "t-study", *_answers(), api_name="/r_submit")
-    assert _item(shown) not in (None, item)  # a valid submit still goes through
+    shown = client.predict(item, "t-study", *slot_answers(), api_name="/r_submit")
+    assert shown_item(shown) not in (None, item)  # a valid submit still goes through
     stored = svc.answers_frame(SYSTEM, "t-study")
     assert len(stored) == 4 and "3" in set(stored["value"].astype(str))

@@ -16,13 +16,19 @@ import pytest
 from gradio_client import Client
 
 from reader_study.auth import SYSTEM
-from reader_study.ui import MAX_QUESTIONS, AdminHandlers, ReaderHandlers
+from reader_study.ui import AdminHandlers, ReaderHandlers
 from reader_study.ui.admin import RESULT_OUTPUTS
 from reader_study.ui.reader import ITEM_OUTPUTS, VIEW_OUTPUTS
 from reader_study.ui.session import HEADERS
-from support import make_service, open_study, spec_dict, write_disc_cases
-
-ITEM = re.compile(r"[\w-]{22} [\w-]{16}")
+from support import (
+    empty_slots,
+    make_service,
+    open_study,
+    shown_item,
+    slot_answers,
+    spec_dict,
+    write_disc_cases,
+)
 
 
 def session(url: str, token: str, role: str = "reader") -> tuple[int, str | None]:
@@ -36,19 +42,14 @@ def client(url: str, secret: str | None = None, role: str = "reader") -> Client:
     return Client(url, verbose=False, headers=headers, download_files=False)
 
 
-def empty() -> list[Any]:
-    return [None, None, ""] * MAX_QUESTIONS
-
-
 def answers(likert: str = "4") -> list[Any]:
-    values = empty()
-    values[0] = values[3] = values[6] = likert
-    values[9], values[10] = "synthetic", "3"
-    return values
+    return slot_answers(likert, "synthetic", "3")
 
 
 def item_of(result: tuple[Any, ...]) -> str:
-    return next(v for v in result if isinstance(v, str) and ITEM.fullmatch(v))
+    item = shown_item(result)
+    assert item is not None, "no item shown"
+    return item
 
 
 def test_nothing_works_without_a_session(app) -> None:
@@ -56,7 +57,7 @@ def test_nothing_works_without_a_session(app) -> None:
     anonymous = client(url)
     calls = [
         ("/r_login", ["", None]),
-        ("/r_submit", ["x" * 22 + " " + "y" * 16, "t-study", *empty()]),
+        ("/r_submit", ["x" * 22 + " " + "y" * 16, "t-study", *empty_slots()]),
         ("/r_back", ["", "t-study"]),
         ("/r_study", ["t-study"]),
         ("/a_refresh", [None]),
@@ -167,7 +168,7 @@ def test_handlers_are_called_directly(tmp_path: Path) -> None:
     assert svc.progress(SYSTEM, "t-study", reader_id=1)["done"] == 1
     refused = reader.submit(gr.Request(headers={}, cookies={}), after["item"], "t-study", *answers())
     assert "log in" in refused[0].lower() and all(v == gr.update() for v in refused[1:])
-    assert "data-missing" in reader.submit(request, after["item"], "t-study", *empty())[0]
+    assert "data-missing" in reader.submit(request, after["item"], "t-study", *empty_slots())[0]
     with pytest.raises(gr.Error, match="does not allow going back"):  # a refusal of the service
         reader.back(request, after["item"], "t-study")
     assert reader.logged_out()[VIEW_OUTPUTS.index("login_box")]["visible"] is True

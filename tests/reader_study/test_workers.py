@@ -15,23 +15,19 @@ from sqlalchemy import func, select
 
 from reader_study.auth import SYSTEM
 from reader_study.models import Answer
-from reader_study.ui import MAX_QUESTIONS, launch_kwargs, reader_app
-from support import make_service, spec_dict, write_disc_cases
+from reader_study.ui import launch_kwargs, reader_app
+from support import make_service, shown_item, slot_answers, spec_dict, write_disc_cases
 
-ITEM = re.compile(r"[\w-]{22} [\w-]{16}")
 POSITION = re.compile(r"\*\*(\d+) / (\d+)\*\*")
 
 
 def _answers(k: int) -> list[Any]:
-    values: list[Any] = [None, None, ""] * MAX_QUESTIONS
-    values[0] = values[3] = values[6] = str(1 + k % 5)
-    values[9], values[10] = "real", "2"
-    return values
+    return slot_answers(str(1 + k % 5))
 
 
 def _shown(out: tuple[Any, ...]) -> tuple[int, str]:
     text = " ".join(str(v)[:100] for v in out)
-    item = next((v for v in out if isinstance(v, str) and ITEM.fullmatch(v)), "")
+    item = shown_item(out) or ""
     m = POSITION.search(text)
     return (int(m.group(1)) if m else 0), item
 
