@@ -53,9 +53,9 @@ GRADIO_ENV: dict[str, str] = {
 
 SWITCH_INTERVAL_S = 0.001
 """Python's thread switch interval in the server processes (default 0.005 s). A reader's submit runs 19
-SQLite statements (24 when measured below) inside one write transaction, and each statement releases and re-takes the GIL; with 50
-readers submitting, a thread that wants the GIL back waits up to the switch interval behind the other request
-threads, and every submit queued behind the write lock waits with it. Measured with
+SQLite statements (24 when measured below) inside one write transaction, and each statement releases and
+re-takes the GIL; with 50 readers submitting, a thread that wants the GIL back waits up to the switch interval
+behind the other request threads, and every submit queued behind the write lock waits with it. Measured with
 ``python -m benchmarks.reader_load --handler-times [--switch-interval 0.005]`` (2026-12-03, back to back,
 while Gradio's queue still summarised its event log after every event, see :data:`GRADIO_ENV`): handler wall
 time p50 94 ms at 0.001 s vs 175 ms at 0.005 s, for 18–19 ms of CPU."""
