@@ -30,6 +30,8 @@ from vce_core.synthesis import Synthesizer
 from vce_core.train_config import load_config, model_kwargs
 
 SHAPE = (197, 233, 189)
+SEQUENCE = {"tr_ms": 6.8, "flip_deg": 8.0}
+"""T1 sequence of the synthetic head (a 3-D SPGR); only generators built on the physics baseline use it."""
 
 
 def fresh_checkpoint(config: str, folder: Path) -> Path:
@@ -99,7 +101,7 @@ def main() -> int:
         if contrast:
             prepared = synth.prepare_inputs(contrast_inputs(synth.inputs, native, sd))
         else:
-            prepared = synth.prepare(native, sd)
+            prepared = synth.prepare(native, sd, sequence=SEQUENCE)
         t_prepare = time.perf_counter() - t
         sync = torch.cuda.synchronize if synth.device.type == "cuda" else (lambda: None)
         k = SHAPE[2] // 2

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from vce_core import display
+from vce_core.baselines import case_tr_flip
 from vce_core.display import PLANES, Window, decode_png
 from vce_core.domain import check_dose, match_dose
 from vce_core.errors import VCEInputError
@@ -260,8 +261,9 @@ def _synthetic_slices(
     d, field = _need_dose("synthetic_low_dose", dose), float(case.field_strength)
     native = np.asarray(case.native.data, dtype=np.float32)
     standard = np.asarray(case.standard_dose.data, dtype=np.float32)
+    extra = {"sequence": case_tr_flip(case)} if getattr(synthesizer, "needs_sequence", False) else {}
     if hasattr(synthesizer, "prepare") and hasattr(synthesizer, "synthesize_slice"):
-        prepared = synthesizer.prepare(native, standard)
+        prepared = synthesizer.prepare(native, standard, **extra)
         return [
             np.asarray(
                 synthesizer.synthesize_slice(prepared, d, field, plane=plane, index=k, seed=seed),
@@ -269,7 +271,8 @@ def _synthetic_slices(
             )
             for k in slices
         ]
-    volume = np.asarray(synthesizer.synthesize(native, standard, d, field, seed=seed), dtype=np.float32)
+    volume = synthesizer.synthesize(native, standard, d, field, seed=seed, **extra)
+    volume = np.asarray(volume, dtype=np.float32)
     return _slices_of(case, "synthetic_low_dose", volume, plane, slices)
 
 

@@ -40,6 +40,7 @@ from studio.cases import CaseLibrary, LoadedCase
 from studio.figures import SIGNAL_UNITS, dose_response_figure, metric_table, noise_figure
 from studio.generators import GeneratorRegistry
 from studio.volumes import VolumeJobs
+from vce_core.baselines import case_tr_flip
 from vce_core.cache import LRU
 from vce_core.display import (
     Window,
@@ -165,7 +166,9 @@ class Explorer:
         synth = self.generators.get(generator)
         with lc.lock:
             if generator not in lc.prepared:
-                lc.prepared[generator] = synth.prepare(lc.case.native, lc.case.standard_dose)
+                lc.prepared[generator] = synth.prepare(
+                    lc.case.native, lc.case.standard_dose, sequence=case_tr_flip(lc.case)
+                )
             return lc.prepared[generator]
 
     def _compute_volume(self, key: Hashable, progress: Callable[[int, int], None]) -> np.ndarray:

@@ -155,7 +155,8 @@ class UploadedCase:
     """Validated uploads: native, standard dose and an optional acquired low dose on one grid.
 
     ``low_dose_fraction`` is the acquired low dose as a fraction of the standard dose; ``field_strength``
-    is in tesla.
+    is in tesla; ``sequence`` the T1 sequence's ``(TR ms, flip angle °)`` as typed or read from the native
+    DICOM series, None when unknown (only generators built on the physics baseline need it).
     """
 
     native: Any
@@ -163,6 +164,7 @@ class UploadedCase:
     low_dose: Any | None
     low_dose_fraction: float | None
     field_strength: float
+    sequence: tuple[float, float] | None = None
 
     @property
     def dtype(self) -> str:
@@ -173,7 +175,10 @@ class UploadedCase:
         """One-paragraph Markdown summary (shape, spacing, type, doses)."""
         sp = " × ".join(f"{s:.3g}" for s in self.native.spacing)
         shape = " × ".join(map(str, self.native.shape))
-        text = f"**Ready:** {shape} voxels of {sp} mm ({self.dtype}), {self.field_strength:g} T."
+        text = f"**Ready:** {shape} voxels of {sp} mm ({self.dtype}), {self.field_strength:g} T"
+        if self.sequence is not None:
+            text += f", TR {self.sequence[0]:g} ms, flip angle {self.sequence[1]:g}°"
+        text += "."
         if self.low_dose is not None and self.low_dose_fraction is not None:
             text += (
                 f" The acquired low dose ({format_dose(self.low_dose_fraction)}) will be compared with the "
@@ -189,11 +194,16 @@ def validate_uploads(
     low_dose_pct: float | None,
     field_strength: float | None,
     limits: Limits = DEFAULT_LIMITS,
+    *,
+    tr_ms: float | None = None,
+    flip_deg: float | None = None,
 ) -> UploadedCase:
     """Read and check the uploaded volumes; every problem is a :class:`VCEInputError` in plain words.
 
     ``low_dose_pct`` is the acquired low dose in percent of the standard dose as typed by the user (needed
-    when ``low_dose`` is given); ``field_strength`` is in tesla; ``limits`` bound what a header may claim.
+    when ``low_dose`` is given); ``field_strength`` is in tesla; ``limits`` bound what a header may claim;
+    ``tr_ms``/``flip_deg`` the T1 sequence as typed (both or neither; when neither, a native DICOM
+    series' RepetitionTime and FlipAngle are used if it has them).
     """
     if native is None:
         raise VCEInputError(
@@ -204,6 +214,7 @@ def validate_uploads(
             "no standard-dose image was uploaded", expected="a NIfTI file or a zipped DICOM series"
         )
     field = check_field_strength(field_strength, name="the field strength")
+    typed = _typed_sequence(tr_ms, flip_deg)
     fraction = None
     if low_dose is not None:
         fraction = dose_from_percent(
@@ -216,7 +227,36 @@ def validate_uploads(
     if low_dose is not None:
         ld = _read(low_dose, "low_dose", limits)
         _check_grid(na, ld, "acquired low-dose image")
-    return UploadedCase(na, sd, ld, fraction, field)
+    return UploadedCase(na, sd, ld, fraction, field, typed or _header_sequence(na))
+
+
+def _typed_sequence(tr_ms: float | None, flip_deg: float | None) -> tuple[float, float] | None:
+    """The typed ``(TR ms, flip °)``, None when both fields are empty; VCEInputError when one is missing or
+    a value is out of range."""
+    if tr_ms is None and flip_deg is None:
+        return None
+    if tr_ms is None or flip_deg is None:
+        raise VCEInputError(
+            "only one of TR and flip angle was entered",
+            expected="both the repetition time (ms) and the flip angle (°) of the T1 sequence, or neither",
+        )
+    import math
+
+    tr, flip = float(tr_ms), float(flip_deg)
+    if not (math.isfinite(tr) and 0 < tr <= 10000):
+        raise VCEInputError(f"the TR is {tr_ms!r} ms", expected="a repetition time in (0, 10000] ms")
+    if not (math.isfinite(flip) and 0 < flip < 180):
+        raise VCEInputError(f"the flip angle is {flip_deg!r}°", expected="a flip angle in (0, 180)°")
+    return tr, flip
+
+
+def _header_sequence(native: Any) -> tuple[float, float] | None:
+    """``(TR ms, flip °)`` from a DICOM native's header (see :mod:`vce_core.io.dicom_read`), else None."""
+    meta = getattr(native, "meta", {}) or {}
+    tr, flip = meta.get("repetition_time_ms"), meta.get("flip_angle_deg")
+    if tr is None or flip is None or not 0 < float(flip) < 180:
+        return None
+    return float(tr), float(flip)
 
 
 def _check_grid(native: Any, other: Any, name: str) -> None:
@@ -246,7 +286,7 @@ def synthesize_volumes(
 
     report = progress or (lambda fraction, what: None)
     report(0.0, "normalising the inputs")
-    prepared = synth.prepare(uploaded.native, uploaded.standard_dose)
+    prepared = synth.prepare(uploaded.native, uploaded.standard_dose, sequence=uploaded.sequence)
     out: dict[float, Any] = {}
     for n, dose in enumerate(doses):
 

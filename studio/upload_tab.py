@@ -71,6 +71,8 @@ class UploadComponents:
     low_dose: gr.File
     low_dose_pct: gr.Number
     field_strength: gr.Number
+    tr_ms: gr.Number
+    flip_deg: gr.Number
     generator: gr.Dropdown
     doses: gr.Textbox
     check_btn: gr.Button
@@ -85,6 +87,11 @@ class UploadComponents:
     @property
     def upload_inputs(self) -> list[Any]:
         return [self.native, self.standard_dose, self.low_dose, self.low_dose_pct, self.field_strength]
+
+    @property
+    def sequence_inputs(self) -> list[Any]:
+        """TR and flip angle: last in every event's inputs (optional; the handlers default them to None)."""
+        return [self.tr_ms, self.flip_deg]
 
 
 class UploadTab:
@@ -106,14 +113,17 @@ class UploadTab:
         low: str | None,
         low_pct: float | None,
         field: float | None,
+        sequence: tuple[float | None, float | None] = (None, None),
     ) -> tuple[UploadedCase, Path | None]:
-        """Copy the uploads into the session folder and validate them; also returns the native's copy."""
+        """Copy the uploads into the session folder and validate them; also returns the native's copy.
+        ``sequence`` is the typed ``(TR ms, flip °)``."""
         session = request.session_hash if request is not None else None
         na = self.uploads.ingest(session, native, "native")
         sd = self.uploads.ingest(session, standard, "standard_dose")
         ld = self.uploads.ingest(session, low, "low_dose")
         limits = self.uploads.limits
-        return validate_uploads(na, sd, ld, low_pct, field, limits), na
+        tr, flip = sequence
+        return validate_uploads(na, sd, ld, low_pct, field, limits, tr_ms=tr, flip_deg=flip), na
 
     def on_check(
         self,
@@ -122,11 +132,13 @@ class UploadTab:
         low: str | None,
         low_pct: float | None,
         field: float | None,
+        tr_ms: float | None = None,
+        flip_deg: float | None = None,
         request: gr.Request = None,  # type: ignore[assignment]
     ) -> tuple[Any, str]:
         """Validate the uploaded files: (error panel, description)."""
         try:
-            uploaded, _ = self._uploaded(request, native, standard, low, low_pct, field)
+            uploaded, _ = self._uploaded(request, native, standard, low, low_pct, field, (tr_ms, flip_deg))
         except Exception as exc:  # noqa: BLE001 - the one error policy decides what is shown
             return error_panel(user_message(exc, "checking the uploads", log)), ""
         return error_panel(None), uploaded.describe()
@@ -141,6 +153,8 @@ class UploadTab:
         generator: str,
         doses_text: str,
         fmt: str,
+        tr_ms: float | None = None,
+        flip_deg: float | None = None,
         request: gr.Request = None,  # type: ignore[assignment]
         progress: gr.Progress = gr.Progress(),  # noqa: B008
     ) -> Iterator[tuple[Any, ...]]:
@@ -151,7 +165,8 @@ class UploadTab:
             synth = self.generators.get(generator)
             doses = parse_percent_list(doses_text)
             progress(0.0, desc="reading the uploads")
-            uploaded, native_path = self._uploaded(request, native, standard, low, low_pct, field)
+            sequence = (tr_ms, flip_deg)
+            uploaded, native_path = self._uploaded(request, native, standard, low, low_pct, field, sequence)
             yield (
                 error_panel(None),
                 uploaded.describe() + " Synthesizing…",
@@ -300,6 +315,18 @@ class UploadTab:
             )
             doses = gr.Textbox(label="Doses to synthesize (% of standard dose)", value="10, 25, 33")
         with gr.Row():
+            tr_ms = gr.Number(
+                label="TR of the T1 sequence (ms; optional)",
+                value=None,
+                minimum=0,
+                placeholder="e.g. 6.8",
+                info="Needed by generators built on the physics baseline; "
+                "read from a DICOM native when empty.",
+            )
+            flip_deg = gr.Number(
+                label="Flip angle (°; optional)", value=None, minimum=0, maximum=180, placeholder="e.g. 8"
+            )
+        with gr.Row():
             check_btn = gr.Button("Check files")
             synth_btn = gr.Button("Synthesize", variant="primary", interactive=bool(names))
         if not names:
@@ -310,6 +337,8 @@ class UploadTab:
             "low_dose": low_dose,
             "low_dose_pct": low_dose_pct,
             "field_strength": field_strength,
+            "tr_ms": tr_ms,
+            "flip_deg": flip_deg,
             "generator": generator,
             "doses": doses,
             "check_btn": check_btn,
@@ -337,10 +366,15 @@ class UploadTab:
 
     def _wire(self, demo: gr.Blocks, c: UploadComponents) -> None:
         """Events: check, synthesize (one synthesis writes both exports), format switch, page close."""
-        c.check_btn.click(self.on_check, c.upload_inputs, [c.errors, c.status], api_name="check_upload")
+        c.check_btn.click(
+            self.on_check,
+            [*c.upload_inputs, *c.sequence_inputs],
+            [c.errors, c.status],
+            api_name="check_upload",
+        )
         c.synth_btn.click(
             self.on_synthesize,
-            [*c.upload_inputs, c.generator, c.doses, c.fmt],
+            [*c.upload_inputs, c.generator, c.doses, c.fmt, *c.sequence_inputs],
             [c.errors, c.status, c.preview, c.download, c.exports],
             api_name="synthesize_upload",
             concurrency_limit=1,

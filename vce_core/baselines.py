@@ -55,6 +55,7 @@ __all__ = [
     "R1_MIN",
     "as_volume_array",
     "case_sequence",
+    "case_tr_flip",
     "linear_baseline",
     "physics_baseline",
     "physics_baseline_for_case",
@@ -218,6 +219,17 @@ def case_sequence(case: Any) -> dict[str, Any]:
             expected='meta {"sequence": {"tr_ms": 6.8, "te_ms": 3.1, "flip_deg": 8}} (physics baseline)',
         )
     return {"name": str(seq.get("name", "case")), "te_ms": 0.0, **dict(seq), "field_strength": None}
+
+
+def case_tr_flip(case: Any) -> tuple[float, float] | None:
+    """``(TR in ms, flip angle in degrees)`` of a loaded case's T1 sequence (``meta.sequence``), else None."""
+    meta = getattr(case, "meta", None)
+    seq = meta.get("sequence") if isinstance(meta, Mapping) else None
+    try:
+        tr, flip = float(seq["tr_ms"]), float(seq["flip_deg"])  # type: ignore[index]
+    except (TypeError, KeyError, ValueError):
+        return None
+    return (tr, flip) if np.isfinite(tr) and np.isfinite(flip) and tr > 0 and 0 < flip < 180 else None
 
 
 def physics_baseline_for_case(case: Any, dose: float, *, t1_native_s: Any = None) -> np.ndarray:

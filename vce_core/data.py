@@ -9,6 +9,10 @@ returned as a dict of tensors::
     brain           bool    [1, *S]   brain mask (centre slice for 2.5-D)
     dose            float32 []        acquired dose as a fraction of the standard dose, in (0, 1]
     field_strength  float32 []        main field in tesla
+    sequence        float32 [3]       [background, TR (s), flip angle (rad)] of the T1 sequence (case.json
+                                      meta.sequence; NaN TR/flip when the case does not record it), for a
+                                      generator with the physics baseline as base
+                                      (:func:`vce_core.models.ld_cgan.sequence_tensor`)
     case_id         str
 
 ``*S`` is ``(H, W)`` for 2-D/2.5-D axial slices (``H`` along i, ``W`` along j: ``data[:, :, k]``) and
@@ -309,6 +313,8 @@ class PreparedCase:
     bbox: the crop in the original grid, ``((i0, i1), (j0, j1), (k0, k1))``.
     params: normalisation parameters (see :func:`fit_normalization`).
     background: the normalised value of a raw 0 (used to pad images).
+    sequence: ``(TR in ms, flip angle in degrees)`` of the T1 sequence (case.json ``meta.sequence``), or
+        ``None`` when the case does not record it.
     """
 
     case_id: str
@@ -321,6 +327,7 @@ class PreparedCase:
     bbox: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
     params: dict[str, Any]
     background: float
+    sequence: tuple[float, float] | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -338,6 +345,7 @@ def prepare_case(
 
     Raises :class:`VCEInputError` if the case has no acquired low dose or its volumes do not share one grid.
     """
+    from vce_core.baselines import case_tr_flip
     from vce_core.io import load_case
     from vce_core.preprocess import brain_mask
 
@@ -384,6 +392,7 @@ def prepare_case(
         bbox=bbox,  # type: ignore[arg-type]
         params=params,
         background=float(apply_normalization(np.zeros(1, np.float32), params)[0]),
+        sequence=case_tr_flip(case),
     )
 
 
@@ -703,6 +712,17 @@ class CaseDataset(Dataset):
             "brain": torch.from_numpy(np.ascontiguousarray(brain, dtype=bool)),
             "dose": torch.tensor(dose, dtype=torch.float32),
             "field_strength": torch.tensor(case.field_strength, dtype=torch.float32),
+            "sequence": torch.tensor(
+                [
+                    case.background,
+                    *(
+                        (case.sequence[0] * 1e-3, math.radians(case.sequence[1]))
+                        if case.sequence
+                        else (math.nan, math.nan)
+                    ),
+                ],
+                dtype=torch.float32,
+            ),
             "case_id": case.case_id,
         }
 

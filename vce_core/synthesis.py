@@ -114,6 +114,8 @@ class Prepared(_PreparedSubject):
     params: normalisation parameters (JSON-serialisable; see :func:`vce_core.data.fit_normalization`).
     scale: intensity units per normalised unit (residuals are multiplied by it).
     background: normalised value of a raw 0, used to pad.
+    sequence: ``(TR in ms, flip angle in degrees)`` of the T1 sequence, or None (needed by generators
+        whose base is the physics baseline, see :attr:`Synthesizer.needs_sequence`).
     """
 
     native: np.ndarray
@@ -121,6 +123,7 @@ class Prepared(_PreparedSubject):
     params: dict[str, Any]
     scale: float
     background: float
+    sequence: tuple[float, float] | None = None
 
 
 @dataclass(kw_only=True)
@@ -174,6 +177,8 @@ class Synthesizer:
         self.task: str = card.task
         self.inputs: list[str] = card.input_names
         self.optional_inputs: list[str] = list(card.optional_inputs)
+        self.needs_sequence: bool = card.config.get("base") == "physics"
+        """True for generators built on the physics baseline: :meth:`prepare` needs the T1 sequence."""
 
     # ------------------------------------------------------------------------------------------ loading
     @classmethod
@@ -203,12 +208,17 @@ class Synthesizer:
         return cls(model.to(dev), card, dev, folder)
 
     # ------------------------------------------------------------------------------------------ public API
-    def prepare(self, native: Any, standard_dose: Any = None, **inputs: Any) -> Prepared | PreparedContrast:
+    def prepare(
+        self, native: Any, standard_dose: Any = None, *, sequence: Any = None, **inputs: Any
+    ) -> Prepared | PreparedContrast:
         """Normalise a subject's images once (brain mask + the card's normalisation fitted on native).
 
-        Low dose: ``native`` and ``standard_dose`` → :class:`Prepared`. Virtual contrast: ``native`` and
-        the card's other inputs as keyword arguments (``t2=…, adc=…``) → :class:`PreparedContrast` (see
-        :meth:`prepare_inputs`; names with ``@`` go through that method).
+        Low dose: ``native`` and ``standard_dose`` → :class:`Prepared`; ``sequence`` is the T1 sequence
+        (a mapping with ``tr_ms`` and ``flip_deg`` such as a case's ``meta["sequence"]``, or a
+        ``(TR ms, flip °)`` pair), required when :attr:`needs_sequence` (VCEInputError naming it) and
+        otherwise kept but unused. Virtual contrast: ``native`` and the card's other inputs as keyword
+        arguments (``t2=…, adc=…``) → :class:`PreparedContrast` (see :meth:`prepare_inputs`; names with
+        ``@`` go through that method).
         """
         from vce_core.preprocess import brain_mask
 
@@ -219,6 +229,7 @@ class Synthesizer:
             return self.prepare_inputs(given)
         if standard_dose is None:
             raise VCEInputError("no standard-dose image was given", expected="native and standard dose")
+        tr_flip = self._tr_flip(sequence)
         nat, sd = volume_pair(native, standard_dose)
         brain = np.asarray(brain_mask(nat), dtype=bool)
         params = fit_normalization(nat, brain, self.normalization)
@@ -231,7 +242,43 @@ class Synthesizer:
             scale=scale,
             background=float(apply_normalization(np.zeros(1, np.float32), params)[0]),
             brain=brain,
+            sequence=tr_flip,
         )
+
+    def _tr_flip(self, sequence: Any) -> tuple[float, float] | None:
+        """The ``(TR ms, flip °)`` of ``sequence``; VCEInputError if unreadable, or absent but needed."""
+        from vce_core.models.ld_cgan import sequence_tensor
+
+        if sequence is None:
+            if self.needs_sequence:
+                raise VCEInputError(
+                    f"{self.display_name} builds on the physics baseline and needs the T1 sequence's "
+                    "repetition time (TR) and flip angle",
+                    expected="TR (ms) and flip angle (°) of the T1 sequence, or a generator without the "
+                    "physics base",
+                )
+            return None
+        try:
+            if isinstance(sequence, Mapping):
+                tr, flip = sequence["tr_ms"], sequence["flip_deg"]
+            else:
+                tr, flip = sequence
+            tr, flip = float(tr), float(flip)
+        except (KeyError, TypeError, ValueError) as err:
+            raise VCEInputError(
+                f"the T1 sequence {sequence!r} is not readable ({err})",
+                expected='{"tr_ms": ..., "flip_deg": ...} or (TR ms, flip angle °)',
+            ) from err
+        sequence_tensor(0.0, tr, flip)  # VCEInputError for a non-positive TR or a flip outside (0, 180)°
+        return tr, flip
+
+    def _sequence(self, prep: Prepared, n: int) -> Tensor | None:
+        """``[n, 3]`` sequence tensor of a prepared subject for the model (None when it records none)."""
+        from vce_core.models.ld_cgan import sequence_tensor
+
+        if prep.sequence is None:
+            return None
+        return sequence_tensor(prep.background, *prep.sequence).expand(n, 3).to(self.device)
 
     def synthesize(
         self,
@@ -241,15 +288,18 @@ class Synthesizer:
         field_strength: float,
         seed: int | None = None,
         progress: ProgressFn | None = None,
+        *,
+        sequence: Any = None,
     ) -> np.ndarray:
         """Synthetic low dose ``x̂_LD`` for the whole volume: float32 (I, J, K), input grid and units.
 
         ``native``/``standard_dose``: 3-D arrays or Volumes on one grid (scanner units); ``dose``: fraction
         of the standard dose in [0, 1]; ``field_strength``: tesla; ``seed``: noise seed (None = random);
-        ``progress(done, total)``: optional callback.
+        ``progress(done, total)``: optional callback; ``sequence``: the T1 sequence (see :meth:`prepare`).
         """
         d, b = check_dose(dose), check_field_strength(field_strength)
-        return self._volume(self.prepare(native, standard_dose), d, b, seed, progress)
+        prepared = self.prepare(native, standard_dose, sequence=sequence)
+        return self._volume(prepared, d, b, seed, progress)
 
     def synthesize_prepared(
         self,
@@ -366,6 +416,7 @@ class Synthesizer:
             torch.full((n,), dose, device=self.device),
             torch.full((n,), field_strength, device=self.device),
             noise.to(self.device),
+            sequence=self._sequence(prep, n),
         )[0]
         return out[:, 0, :I, :J].float().cpu().numpy()
 
@@ -404,12 +455,13 @@ class Synthesizer:
         noise = _noise(tuple(padded), seed, -1)
         dose_t = torch.full((1,), dose, device=self.device)
         field_t = torch.full((1,), field_strength, device=self.device)
+        seq_t = self._sequence(prep, 1)
 
         def predict(sl: tuple[slice, ...]) -> Tensor:
             x = torch.from_numpy(np.ascontiguousarray(nat[sl]))[None, None].to(self.device)
             s = torch.from_numpy(np.ascontiguousarray(sd[sl]))[None, None].to(self.device)
             z = noise[sl][None, None].to(self.device)
-            return self.model(x, s, dose_t, field_t, z)[0][0, 0]
+            return self.model(x, s, dose_t, field_t, z, sequence=seq_t)[0][0, 0]
 
         return self._blend_windows(shape, predict, progress, plane)
 
@@ -494,13 +546,14 @@ class Synthesizer:
     def prepare_case(self, case: Any) -> Prepared | PreparedContrast:
         """Prepare a :class:`vce_core.io.Case` (or a case folder): its native and standard dose for a
         low-dose model, the inputs the card lists (extras, acquired low doses) for a virtual-contrast one."""
+        from vce_core.baselines import case_tr_flip
         from vce_core.data import input_volume, parse_input
         from vce_core.io import Case, load_case
 
         if not isinstance(case, Case):
             case = load_case(case)
         if self.task != "virtual_contrast":
-            return self.prepare(case.native, case.standard_dose)
+            return self.prepare(case.native, case.standard_dose, sequence=case_tr_flip(case))
         images = {name: input_volume(case, parse_input(name)) for name in self.inputs}
         return self.prepare_inputs({**images, "native": case.native})
 

@@ -674,7 +674,8 @@ def _low_dose_scores(model: nn.Module, dataset: CaseDataset, device: torch.devic
         noise = torch.randn((1, 1, *nat.shape[2:]), generator=gen).to(device)
         with autocast():
             dose, field = s["dose"][None].to(device), s["field_strength"][None].to(device)
-            pred = model(nat, sd, dose, field, noise)[0].float()
+            seq = s["sequence"][None].to(device) if "sequence" in s else None
+            pred = model(nat, sd, dose, field, noise, sequence=seq)[0].float()
         brain = s["brain"][0].numpy()
         if brain.sum() < 50:
             return None

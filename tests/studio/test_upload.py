@@ -16,8 +16,9 @@ class LinearGenerator:
 
     name = "linear-test"
 
-    def prepare(self, native, standard_dose):  # noqa: ANN001, ANN201
+    def prepare(self, native, standard_dose, sequence=None):  # noqa: ANN001, ANN201
         self.prepared = getattr(self, "prepared", 0) + 1
+        self.sequence = sequence
         return (native.data, standard_dose.data)
 
     def synthesize_prepared(self, prepared, dose, field_strength, seed=None, progress=None):  # noqa: ANN001, ANN201
@@ -76,3 +77,42 @@ def test_synthesize_upload_once_writes_both_exports_and_compares(tmp_path: Path)
     assert set(result.exports) == {"NIfTI", "DICOM"} and all(p.is_file() for p in result.exports.values())
     assert sorted(result.volumes) == [0.1, 0.33]
     assert seen == sorted(seen) and seen[-1] == 1.0
+
+
+def test_sequence_typed_or_from_the_dicom_header(tmp_path: Path) -> None:
+    """TR and flip angle: both typed, or both empty (then a DICOM native's header, else unknown); one alone
+    or out of range is refused in plain words; the sequence reaches the generator's prepare."""
+    from support import write_tiny_cases
+    from vce_core.io import load_case, save_dicom_series
+
+    folder = write_tiny_cases(tmp_path / "cases", 1)[0]
+    native, standard = folder / "native.nii.gz", folder / "standard_dose.nii.gz"
+    assert validate_uploads(native, standard, None, None, 3.0).sequence is None
+    typed = validate_uploads(native, standard, None, None, 3.0, tr_ms=6.8, flip_deg=8)
+    assert typed.sequence == (6.8, 8.0) and "TR 6.8 ms, flip angle 8°" in typed.describe()
+    with pytest.raises(VCEInputError, match="only one of TR and flip angle"):
+        validate_uploads(native, standard, None, None, 3.0, tr_ms=6.8)
+    with pytest.raises(VCEInputError, match="flip angle is 200"):
+        validate_uploads(native, standard, None, None, 3.0, tr_ms=6.8, flip_deg=200)
+    with pytest.raises(VCEInputError, match="TR is -1"):
+        validate_uploads(native, standard, None, None, 3.0, tr_ms=-1, flip_deg=8)
+    # a DICOM native whose header has RepetitionTime and FlipAngle
+    case = load_case(folder)
+    files = save_dicom_series(case.native, tmp_path / "dicom", series_description="T1", synthetic=False)
+    import zipfile
+
+    import pydicom
+
+    archive = tmp_path / "native.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in files:
+            ds = pydicom.dcmread(f)
+            ds.RepetitionTime, ds.FlipAngle = 7.3, 8
+            ds.save_as(f)
+            zf.write(f, f.name)
+    assert validate_uploads(archive, standard, None, None, 3.0).sequence == (7.3, 8.0)
+    typed_wins = validate_uploads(archive, standard, None, None, 3.0, tr_ms=15.4, flip_deg=30)
+    assert typed_wins.sequence == (15.4, 30.0)
+    generator = LinearGenerator()
+    synthesize_upload(generator, typed, [0.1], tmp_path / "export", model_name="linear-test")
+    assert generator.sequence == (6.8, 8.0)

@@ -299,3 +299,26 @@ def test_brats_folders_give_their_t2_and_flair(vc_cases: list[Path], tmp_path: P
         ContrastSliceDataset([folder], inputs=["native", "t2", "adc"])
     optional = ContrastSliceDataset([folder], inputs=["native", "t2", "adc"], optional_inputs=["adc"])
     assert optional[0]["present"].tolist() == [1, 1, 0]
+
+
+def test_samples_carry_the_t1_sequence(cases: list[Path], tmp_path: Path) -> None:
+    """``sequence`` = [normalised raw 0, TR (s), flip (rad)] from case.json's meta.sequence; NaN TR/flip when
+    the case records none (a physics-base generator then refuses the sample)."""
+    import json
+    import math
+    import shutil
+
+    s = SliceDataset(cases[:1], crop=16, dtype="float32")[0]
+    prep = SliceDataset(cases[:1], crop=16, dtype="float32").case(0)
+    assert prep.sequence is None
+    assert s["sequence"].shape == (3,) and torch.isnan(s["sequence"][1:]).all()
+    assert float(s["sequence"][0]) == pytest.approx(prep.background)
+    folder = tmp_path / "with-sequence"
+    shutil.copytree(cases[0], folder)
+    manifest = json.loads((folder / "case.json").read_text())
+    manifest.setdefault("meta", {})["sequence"] = {"name": "x", "tr_ms": 7.3, "te_ms": 3.3, "flip_deg": 8.0}
+    (folder / "case.json").write_text(json.dumps(manifest))
+    ds = SliceDataset([folder], crop=16, dtype="float32")
+    s = ds[0]
+    bg = float(apply_normalization(np.zeros(1, np.float32), ds.case(0).params)[0])
+    np.testing.assert_allclose(s["sequence"].numpy(), [bg, 7.3e-3, math.radians(8.0)], rtol=1e-6)

@@ -280,3 +280,70 @@ def test_local_attention_matches_per_voxel_reference(spatial_dims, spatial) -> N
         attn = logits.masked_fill(inside == 0, float("-inf")).softmax(2)
         out = (attn.unsqueeze(2) * vw).sum(3).reshape(2, 8, *spatial)
         torch.testing.assert_close(module(x), x + module.proj_out(out))
+
+
+@pytest.mark.parametrize(("spatial_dims", "in_slices", "spatial"), CASES)
+def test_physics_base_starts_as_the_physics_baseline(spatial_dims, in_slices, spatial) -> None:  # noqa: ANN001
+    """An untrained ``base="physics"`` generator is :func:`vce_core.baselines.physics_baseline` (numpy,
+    float64) applied to the raw signal, in normalised units; every head is its average-pooled residual."""
+    import numpy as np
+
+    from vce_core.baselines import physics_baseline, spgr_relative_signal
+    from vce_core.models.ld_cgan import sequence_tensor
+
+    model = build_model(
+        "ld_cgan_generator", spatial_dims=spatial_dims, in_slices=in_slices, num_res_blocks=1, base="physics"
+    )
+    rng = np.random.default_rng(3)
+    seqs = [
+        {"name": "a", "tr_ms": 6.8, "te_ms": 3.1, "flip_deg": 8.0},
+        {"name": "b", "tr_ms": 15.4, "te_ms": 3.6, "flip_deg": 30.0},
+    ]
+    fields, doses = (1.5, 3.0), (0.1, 0.33)
+    nats, sds, seq_t, expected = [], [], [], []
+    c = in_slices // 2
+    for b in range(2):
+        shape = (in_slices, *spatial)
+        t1 = rng.uniform(0.6, 3.0, shape)  # native T1 (s): the baseline assumes one value, the truth varies
+        r1_sd = 1 / t1 + rng.uniform(0.0, 4.0, shape) * (rng.random(shape) < 0.5)
+        m = rng.uniform(500, 2000, shape) * (rng.random(shape) < 0.9)  # 10 % background voxels (M = 0)
+        raw_na = m * spgr_relative_signal(1 / t1, seqs[b]) + rng.uniform(0, 2, shape)
+        raw_sd = m * spgr_relative_signal(r1_sd, seqs[b]) + rng.uniform(0, 2, shape)
+        offset, scale = 3.0, float(np.percentile(raw_na, 99.5)) - 3.0  # an affine normalisation
+        top = offset + scale  # raw value of normalised 1: the model's min_signal is 5 % of it
+        ref = physics_baseline(  # 3-D (slices, voxels, 1): the baseline is per voxel
+            raw_na.reshape(in_slices, -1, 1),
+            raw_sd.reshape(in_slices, -1, 1),
+            doses[b],
+            seqs[b],
+            field_strength=fields[b],
+            min_signal=0.05 * top,
+        ).reshape(shape)
+        nats.append((raw_na - offset) / scale)
+        sds.append((raw_sd - offset) / scale)
+        seq_t.append(sequence_tensor(-offset / scale, seqs[b]["tr_ms"], seqs[b]["flip_deg"]))
+        expected.append(((ref - raw_na) / scale)[c : c + 1])
+    native = torch.tensor(np.stack(nats), dtype=torch.float32)
+    sd = torch.tensor(np.stack(sds), dtype=torch.float32)
+    dose, field = torch.tensor(doses), torch.tensor(fields)
+    sequence = torch.stack(seq_t)
+    expected_t = torch.tensor(np.stack(expected), dtype=torch.float32)
+    outputs = model(native, sd, dose, field, sequence=sequence)
+    assert expected_t.abs().max() > 0.05  # the inputs enhance
+    for k, out in enumerate(outputs):
+        f = 2**k
+        ref = expected_t.reshape(
+            *expected_t.shape[:2], *itertools.chain.from_iterable((s // f, f) for s in spatial)
+        ).mean(dim=tuple(range(3, 3 + 2 * spatial_dims, 2)))
+        torch.testing.assert_close(out, ref, atol=2e-4, rtol=1e-3)
+    # the linear and physics bases differ where the signal equation is non-linear
+    linear = dose.view(-1, *[1] * (spatial_dims + 1)) * (sd[:, c : c + 1] - native[:, c : c + 1])
+    assert (outputs[0] - linear).abs().max() > 0.01
+    with pytest.raises(VCEInputError, match="sequence"):
+        model(native, sd, dose, field)
+    bad = sequence.clone()
+    bad[0, 1] = float("nan")  # a case without its TR
+    with pytest.raises(VCEInputError, match="sequence"):
+        model(native, sd, dose, field, sequence=bad)
+    with pytest.raises(VCEInputError, match="flip"):
+        sequence_tensor(0.0, 6.8, 0.0)

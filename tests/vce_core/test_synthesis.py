@@ -291,3 +291,46 @@ def test_virtual_contrast_output_is_mapped_back_exactly(method: str, vc_case: Pa
     brain = prepared.brain
     rtol = 1e-3 if method in ("sigmoid", "tanh") else 1e-5
     np.testing.assert_allclose(out[brain], native[brain], rtol=rtol, atol=1e-2)
+
+
+def test_physics_base_needs_the_sequence_and_starts_as_the_physics_baseline(
+    volumes: tuple, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """An untrained ``base="physics"`` generator synthesizes the physics baseline of
+    :mod:`vce_core.baselines` (numpy) on the whole volume, in the input's units, with the case's sequence."""
+    from support import phantom_case
+    from vce_core.baselines import case_tr_flip, physics_baseline
+
+    synth = Synthesizer.from_checkpoint(
+        write_checkpoint(tmp_path / "phys", {**SMALL, "base": "physics"}), device="cpu"
+    )
+    assert synth.needs_sequence
+    native, sd, _ = volumes  # the tiny cases record no sequence
+    with pytest.raises(VCEInputError, match="TR.*flip angle"):
+        synth.synthesize(native, sd, 0.2, 3.0, seed=0)
+    with pytest.raises(VCEInputError, match="flip angle"):
+        synth.prepare(native, sd, sequence=(6.8, 200.0))
+    with pytest.raises(VCEInputError, match="not readable"):
+        synth.prepare(native, sd, sequence={"tr_ms": 6.8})
+    case = load_case(phantom_case(tmp_path_factory))
+    tr_flip = case_tr_flip(case)
+    assert tr_flip == (case.meta["sequence"]["tr_ms"], case.meta["sequence"]["flip_deg"])
+    prepared = synth.prepare_case(case)
+    assert prepared.sequence == tr_flip
+    na, sdose = case.native.data.astype(np.float32), case.standard_dose.data.astype(np.float32)
+    for dose in (0.1, 0.33):
+        out = synth.synthesize_prepared(prepared, dose, case.field_strength, seed=0)
+        ref = physics_baseline(
+            na,
+            sdose,
+            dose,
+            dict(case.meta["sequence"]),
+            field_strength=case.field_strength,
+            min_signal=0.05 * prepared.params["high"],  # the model's threshold: 5 % of the normalised top
+        )
+        span = float(np.percentile(na, 99.5))
+        np.testing.assert_allclose(out, ref, atol=2e-4 * span)
+        assert np.abs(ref - (na + dose * (sdose - na))).max() > 0.01 * span  # not the linear baseline
+    # the sequence is kept, and unused, by generators without the physics base
+    plain = Synthesizer.from_checkpoint(write_checkpoint(tmp_path / "plain", SMALL), device="cpu")
+    assert not plain.needs_sequence and plain.prepare_case(case).sequence == tr_flip

@@ -142,6 +142,7 @@ def write_synthetic_case(
     ``generator`` the checkpoint folder recorded in ``case.json``. The folder is built under a temporary name
     and renamed into place, so a failure leaves nothing half-written. Returns ``dest``.
     """
+    from vce_core.baselines import case_tr_flip
     from vce_core.io import Volume, load_case, save_nifti
 
     t0 = time.perf_counter()
@@ -157,6 +158,7 @@ def write_synthetic_case(
         dose,
         case.field_strength,
         seed=seed,
+        sequence=case_tr_flip(case),
     )
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)

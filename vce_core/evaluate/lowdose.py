@@ -350,7 +350,9 @@ def _evaluate_case(
     for seed in ec.noise_seeds(list(seeds)):
         native, sd = ec.inputs(seed)
         params = fit_normalization(native, np.asarray(brain_mask(native), dtype=bool), "percentile")
-        models = [(n, s, s.prepare(native, sd)) for n, s in zip(names, synths, strict=True)]
+        models = [
+            (n, s, s.prepare(native, sd, sequence=ec.sequence)) for n, s in zip(names, synths, strict=True)
+        ]
         ce = np.asarray(ce_mask(native, sd, 0.1, mask=ec.brain), dtype=bool)[:, :, ec.slices]
         for dose in doses:
             scan = _scan(ec, params, native, ce, dose, seed)

@@ -7,6 +7,7 @@ converted to RAS and reoriented like a NIfTI file, so a series and the NIfTI mad
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -334,6 +335,13 @@ def _dicom_meta(ds: Dataset, path: Path, n_images: int) -> dict[str, Any]:
     strength = ds.get("MagneticFieldStrength")
     if strength not in (None, ""):
         meta["field_strength"] = float(strength)
+    for keyword, key in (("RepetitionTime", "repetition_time_ms"), ("FlipAngle", "flip_angle_deg")):
+        try:
+            value = float(ds.get(keyword))
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(value) and value > 0:
+            meta[key] = value  # the T1 sequence, for generators built on the physics baseline
     comments = ds.get("ImageComments")
     if comments:
         meta["image_comments"] = str(comments)

@@ -22,8 +22,11 @@ Architecture (paper's supplementary, Fig. 5, and the choices made where it is si
 * ``base="linear"`` (our option, not in the paper): every head predicts a correction to the linear
   baseline's residual, ``ŷ_LD = d̂ · (x_SD − x_NA) + G(·)`` (average-pooled for the coarser heads), with
   the heads' last convolutions zero-initialised, so the untrained generator *is* the linear baseline and
-  training only has to learn the non-linear dose response and the noise. ``base="native"`` (default, the
-  paper) predicts ``ŷ_LD`` from scratch.
+  training only has to learn the non-linear dose response and the noise. ``base="physics"`` (our option):
+  the same with the physics baseline's residual (:func:`physics_residual`, the SPGR signal equation of
+  :mod:`vce_core.baselines` with the sequence's TR and flip angle, passed per sample as ``sequence``), so
+  training only has to learn the noise and what the assumed native T1 gets wrong. ``base="native"``
+  (default, the paper) predicts ``ŷ_LD`` from scratch.
 * Inputs are channel-concatenated ``[x_NA, x_SD, z]``. For 2.5-D models (``spatial_dims=2``,
   ``in_slices = k`` odd) native and standard dose each bring ``k`` adjacent slices as channels and the
   output is the centre slice (``out_channels=1``); ``z`` is always one channel.
@@ -59,7 +62,80 @@ from vce_core.models.blocks import (
 )
 from vce_core.models.objective import Objective, register_objective
 
-__all__ = ["LowDoseCritic", "LowDoseGenerator", "LowDoseObjective", "content_loss"]
+__all__ = [
+    "BASES",
+    "LowDoseCritic",
+    "LowDoseGenerator",
+    "LowDoseObjective",
+    "content_loss",
+    "physics_residual",
+    "sequence_tensor",
+]
+
+BASES: tuple[str, ...] = ("native", "linear", "physics")
+"""What the generator's heads add their output to: nothing (the paper), the linear or the physics baseline."""
+
+
+def sequence_tensor(background: float, tr_ms: float, flip_deg: float) -> Tensor:
+    """The per-sample ``sequence`` of a ``base="physics"`` generator: ``[background, TR (s), flip (rad)]``.
+
+    ``background`` is the normalised value of a raw 0 (the per-case normalisation's offset, so that
+    ``x − background`` is proportional to the scanner signal); ``tr_ms``/``flip_deg`` the T1 sequence's
+    repetition time (ms) and flip angle (degrees). VCEInputError when they are not finite and positive.
+    """
+    import math
+
+    values = (float(background), float(tr_ms), float(flip_deg))
+    if not all(math.isfinite(v) for v in values) or values[1] <= 0 or not 0 < values[2] < 180:
+        raise VCEInputError(
+            f"the T1 sequence has TR {tr_ms!r} ms and flip angle {flip_deg!r}°",
+            expected="TR > 0 ms and a flip angle in (0, 180)°",
+        )
+    return torch.tensor([values[0], values[1] * 1e-3, math.radians(values[2])], dtype=torch.float32)
+
+
+def _spgr(r1: Tensor, tr: Tensor, alpha: Tensor) -> Tensor:
+    """``f(R1) = sin α (1 − E1) / (1 − cos α E1)`` (see :func:`vce_core.baselines.spgr_relative_signal`)."""
+    e1 = torch.exp(-tr * r1)
+    return torch.sin(alpha) * (1.0 - e1) / (1.0 - torch.cos(alpha) * e1)
+
+
+@torch.no_grad()
+def physics_residual(
+    native: Tensor, standard_dose: Tensor, dose: Tensor, field_strength: Tensor, sequence: Tensor
+) -> Tensor:
+    """The physics baseline's residual ``x̂_d − x_NA`` in normalised units, per voxel (dtype of ``native``).
+
+    :func:`vce_core.baselines.physics_baseline` in torch: ``native``/``standard_dose`` ``[B, C, *S]``
+    normalised images, ``dose``/``field_strength`` ``[B]``, ``sequence`` ``[B, 3]`` from
+    :func:`sequence_tensor`. The signal is ``x − background``; the assumed native T1 is
+    :data:`vce_core.baselines.DEFAULT_T1_S` of the nearer field strength (1.5 or 3 T). Voxels whose native
+    signal is at most 5 % of the normalised range's top (``1 − background``, the native brain's 99.5th
+    percentile) get the linear residual ``d (x_SD − x_NA)`` (padding, background, noise), as the baseline's
+    ``min_signal`` does.
+    """
+    from vce_core.baselines import DEFAULT_T1_S, R1_MAX, R1_MIN
+
+    with torch.autocast(native.device.type, enabled=False):
+        shape = (-1,) + (1,) * (native.ndim - 1)
+        nat, sd = native.float(), standard_dose.float()
+        d = dose.float().view(shape)
+        bg, tr, alpha = (sequence[:, i].float().view(shape) for i in range(3))
+        t1 = torch.where(field_strength.float() < 2.25, DEFAULT_T1_S[1.5], DEFAULT_T1_S[3.0]).view(shape)
+        r10 = 1.0 / t1
+        s_na, s_sd = nat - bg, sd - bg
+        valid = s_na > 0.05 * (1.0 - bg)
+        f0 = _spgr(r10, tr, alpha)
+        lo = _spgr(torch.full_like(r10, R1_MIN), tr, alpha)
+        hi = _spgr(torch.full_like(r10, R1_MAX), tr, alpha)
+        f_sd = torch.minimum(torch.maximum(s_sd / torch.where(valid, s_na, 1.0) * f0, lo), hi)
+        sin_a, cos_a = torch.sin(alpha), torch.cos(alpha)
+        e1 = (sin_a - f_sd) / (sin_a - f_sd * cos_a)
+        r1_sd = (-torch.log(e1.clamp_min(1e-30)) / tr).clamp(R1_MIN, R1_MAX)
+        r1_d = (r10 + d * (r1_sd - r10)).clamp(R1_MIN, R1_MAX)
+        physics = s_na * (_spgr(r1_d, tr, alpha) / f0 - 1.0)
+        out = torch.where(valid, physics, d * (sd - nat))
+    return out.to(native.dtype)
 
 
 def _check_in_slices(in_slices: object) -> int:
@@ -122,11 +198,11 @@ def _check_generator_args(
     """Check the arguments of :class:`LowDoseGenerator` (VCEInputError if bad); return ``in_slices``."""
     check_spatial_dims(spatial_dims)
     in_slices = _check_in_slices(in_slices)
-    if base not in ("native", "linear"):
-        raise VCEInputError(f"base is {base!r}", expected='"native" or "linear"')
-    if base == "linear" and out_channels not in (1, in_slices):
+    if base not in BASES:
+        raise VCEInputError(f"base is {base!r}", expected=" or ".join(f'"{b}"' for b in BASES))
+    if base != "native" and out_channels not in (1, in_slices):
         raise VCEInputError(
-            f'base "linear" with out_channels {out_channels} and in_slices {in_slices}',
+            f'base "{base}" with out_channels {out_channels} and in_slices {in_slices}',
             expected="out_channels 1 (the centre slice) or equal to in_slices",
         )
     for name, value in (
@@ -203,6 +279,8 @@ class LowDoseGenerator(nn.Module):
         ``"native"`` (the paper): the heads predict the residual ``ŷ_LD`` itself. ``"linear"``: the heads
         predict a correction that is added to the linear baseline's residual ``d̂ · (x_SD − x_NA)`` (centre
         slice for 2.5-D); the heads' last convolutions start at zero, so training starts from the baseline.
+        ``"physics"``: the same on the physics baseline's residual (:func:`physics_residual`); every call
+        then needs the samples' ``sequence``.
     """
 
     objective = "ld_cgan"
@@ -266,7 +344,7 @@ class LowDoseGenerator(nn.Module):
             nn.Sequential(group_norm(widths[s]), nn.SiLU(), conv_nd(d, widths[s], out_channels))
             for s in range(output_heads)
         )
-        if base == "linear":
+        if base != "native":
             for head in self.heads:
                 zero_module(head[-1])
 
@@ -284,6 +362,7 @@ class LowDoseGenerator(nn.Module):
         noise: Tensor | None = None,
         *,
         generator: torch.Generator | None = None,
+        sequence: Tensor | None = None,
     ) -> list[Tensor]:
         """Predict residual low-dose images at every output scale.
 
@@ -299,6 +378,9 @@ class LowDoseGenerator(nn.Module):
         noise:
             ``[B, 1, *S]`` noise image ``z``; drawn from ``N(0, 1)`` when ``None`` (with ``generator``
             when given, for reproducible samples).
+        sequence:
+            ``[B, 3]`` (or ``[3]`` for all) :func:`sequence_tensor` of each sample: needed by
+            ``base="physics"`` (VCEInputError without it), ignored otherwise.
 
         Returns
         -------
@@ -345,21 +427,51 @@ class LowDoseGenerator(nn.Module):
             if s < len(self.heads):
                 outputs[s] = self.heads[s](h)
         heads = [o for o in outputs if o is not None]
-        if self.base == "linear":
-            heads = [o + self._linear_residual(native, standard_dose, dose_t, o) for o in heads]
-        return heads
+        if self.base == "native":
+            return heads
+        base = self.base_residual(native, standard_dose, dose_t, field_t, sequence)
+        return [o + self._pooled(base.to(o.dtype), o) for o in heads]
 
-    def _linear_residual(self, native: Tensor, standard_dose: Tensor, dose: Tensor, like: Tensor) -> Tensor:
-        """The linear baseline's residual ``d̂ · (x_SD − x_NA)``, average-pooled to ``like``'s size."""
+    def base_residual(
+        self,
+        native: Tensor,
+        standard_dose: Tensor,
+        dose: Tensor,
+        field_strength: Tensor,
+        sequence: Tensor | None = None,
+    ) -> Tensor:
+        """The residual the heads correct: ``d̂ · (x_SD − x_NA)`` (``linear``) or :func:`physics_residual`
+        (``physics``), centre slice for 2.5-D; zeros for ``native``. Shapes as in :meth:`forward`."""
         if self.out_channels == 1 and self.in_slices > 1:
             c = self.in_slices // 2
             native, standard_dose = native[:, c : c + 1], standard_dose[:, c : c + 1]
-        lin = dose.to(native.dtype).view(-1, *([1] * (native.ndim - 1))) * (standard_dose - native)
-        factor = lin.shape[-1] // like.shape[-1]
+        if self.base == "native":
+            return torch.zeros_like(native)
+        if self.base == "linear":
+            return dose.to(native.dtype).view(-1, *([1] * (native.ndim - 1))) * (standard_dose - native)
+        if sequence is None:
+            raise VCEInputError(
+                "this generator's base is the physics baseline, which needs the T1 sequence",
+                expected="sequence = [background, TR (s), flip angle (rad)] per sample (sequence_tensor)",
+            )
+        batch = native.shape[0]
+        seq = torch.as_tensor(sequence, device=native.device, dtype=torch.float32)
+        if seq.shape == (3,):
+            seq = seq.expand(batch, 3)
+        if tuple(seq.shape) != (batch, 3) or not bool(torch.isfinite(seq).all()):
+            raise VCEInputError(
+                f"sequence has shape {tuple(seq.shape)} or non-finite values",
+                expected=f"finite [background, TR (s), flip (rad)] per sample, shape ({batch}, 3)",
+            )
+        return physics_residual(native, standard_dose, dose, field_strength, seq)
+
+    def _pooled(self, base: Tensor, like: Tensor) -> Tensor:
+        """``base`` average-pooled to the size of the head ``like``."""
+        factor = base.shape[-1] // like.shape[-1]
         if factor > 1:
             pool = F.avg_pool2d if self.spatial_dims == 2 else F.avg_pool3d
-            lin = pool(lin, factor)
-        return lin
+            base = pool(base, factor)
+        return base
 
 
 @register_model("ld_cgan_critic")
@@ -544,7 +656,8 @@ class LowDoseObjective(Objective):
         n = nat.shape[0]
         fake_dose = self._sample_doses(n)
         with torch.no_grad(), t.autocast():
-            fake = t.generator(nat, sd, fake_dose, fs, self._noise(nat, n))[0].float()
+            fake = t.generator(nat, sd, fake_dose, fs, self._noise(nat, n), sequence=b.get("sequence"))[0]
+            fake = fake.float()
         real_dose = smooth_dose_labels(b["dose"], t.cfg.dose_label_std)
         with t.autocast():
             # real and fake scored in one pass (one DDP forward per backward)
@@ -578,6 +691,7 @@ class LowDoseObjective(Objective):
             b["field_strength"],
         )
         n = nat.shape[0]
+        seq = b.get("sequence")
         if adversarial:
             fake_dose = self._sample_doses(n)
             inputs = (
@@ -586,10 +700,11 @@ class LowDoseObjective(Objective):
                 torch.cat([dose, fake_dose]),
                 torch.cat([fs, fs]),
             )
+            seq = None if seq is None else torch.cat([seq, seq])
         else:
             inputs = (nat, sd, dose, fs)
         with t.autocast():
-            preds = t.g_train(*inputs, self._noise(nat, inputs[0].shape[0]))
+            preds = t.g_train(*inputs, self._noise(nat, inputs[0].shape[0]), sequence=seq)
         preds = [p.float() for p in preds]
         content = content_loss(t.cfg, [p[:n] for p in preds], res, nat, self.vgg)
         loss = t.cfg.lambda_content * content

@@ -60,6 +60,12 @@ def test_single_dicom_file_matches_pydicom_and_nibabel(name: str) -> None:
     np.testing.assert_allclose(volume.spacing, (spacing[1], spacing[0], float(ds.SliceThickness)), rtol=1e-6)
     assert volume.meta["modality"] == ds.Modality
     assert volume.meta["series_instance_uid"] == ds.SeriesInstanceUID
+    # the sequence (physics-base generators): pydicom's values, absent keys when the file has none
+    for keyword, key in (("RepetitionTime", "repetition_time_ms"), ("FlipAngle", "flip_angle_deg")):
+        if ds.get(keyword) is None:
+            assert key not in volume.meta
+        else:
+            assert volume.meta[key] == pytest.approx(float(ds.get(keyword)))
 
 
 def test_rescale_applied_ct() -> None:
