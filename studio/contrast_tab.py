@@ -229,10 +229,15 @@ class ContrastTab:
                 with gr.Column(scale=3):
                     vol_btn = gr.Button("Compute per-volume metrics", size="sm")
                     vol_md = gr.Markdown(VOLUME_HINT, elem_classes=["vce-metrics"], elem_id="vc-volume")
-        c = ContrastComponents(
-            case_md=case_md, viewer=viewer, metrics_md=metrics_md, vol_btn=vol_btn, vol_md=vol_md, **controls
-        )
-        self._wire(demo, tab, c)
+            c = ContrastComponents(
+                case_md=case_md,
+                viewer=viewer,
+                metrics_md=metrics_md,
+                vol_btn=vol_btn,
+                vol_md=vol_md,
+                **controls,
+            )
+            self._wire(demo, tab, c)  # inside the tab: its hidden API button must not sit in gr.Tabs itself
         return c
 
     def _controls(self, index: int, count: int) -> dict[str, Any]:

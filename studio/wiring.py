@@ -96,13 +96,12 @@ NOT_BLINDED = (
 
 
 def mount_reader_study_tabs(service: Any | None, message: str | None) -> None:
-    """Inside ``gr.Tabs``: the Reader and Study-admin tabs (with the not-blinded warning), or one tab with
-    ``message`` saying why not."""
+    """Inside ``gr.Tabs``: the Reader and Study-admin tabs (each headed by the not-blinded warning), or one
+    tab with ``message`` saying why not."""
     if service is not None:
         from reader_study.ui import mount_reader_study
 
-        gr.Markdown(NOT_BLINDED, elem_id="rs-not-blinded")
-        mount_reader_study(service)
+        mount_reader_study(service, notice=NOT_BLINDED)
     elif message:
         with gr.Tab("Reader study"):
             gr.Markdown(message)

@@ -63,12 +63,17 @@ PAGE_CSS = READER_CSS
 READER_TITLE = "Reader study"
 
 
-def mount_reader_study(service: ReaderStudyService) -> tuple[ReaderHandlers, AdminHandlers]:
-    """Create the tabs "Reader study" and "Study admin" inside the current ``gr.Blocks`` context (the
-    all-in-one demo; not blinded, see :func:`reader_app`). Returns the tabs' handlers."""
+def mount_reader_study(service: ReaderStudyService, notice: str = "") -> tuple[ReaderHandlers, AdminHandlers]:
+    """Create the tabs "Reader study" and "Study admin" inside the current ``gr.Tabs`` context (the
+    all-in-one demo; not blinded, see :func:`reader_app`), each headed by ``notice`` (Markdown) when given.
+    Returns the tabs' handlers."""
     with gr.Tab("Reader study", elem_id="rs-reader-tab"):
+        if notice:
+            gr.Markdown(notice, elem_id="rs-not-blinded")
         reader = mount_reader_tab(service)
     with gr.Tab("Study admin", elem_id="rs-admin-tab"):
+        if notice:
+            gr.Markdown(notice, elem_id="rs-not-blinded-admin")
         admin = mount_admin_tab(service)
     return reader, admin
 

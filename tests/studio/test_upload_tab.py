@@ -109,6 +109,15 @@ def test_check_upload_accepts_a_good_pair(served: dict[str, Any], nifti_pair: di
     assert text.startswith("**Ready:**") and "(int16)" in text
 
 
+def test_check_upload_takes_the_t1_sequence(served: dict[str, Any], nifti_pair: dict[str, Path]) -> None:
+    """TR and flip angle (the last two inputs): both shown in the description; one alone is a plain error."""
+    files = _file(nifti_pair["native"]), _file(nifti_pair["standard"])
+    errors, text = served["client"].predict(*files, None, None, 3.0, 6.8, 8, api_name="/check_upload")
+    assert not _visible(errors) and "TR 6.8 ms, flip angle 8°" in text
+    errors, text = served["client"].predict(*files, None, None, 3.0, 6.8, None, api_name="/check_upload")
+    assert _visible(errors) and "only one of TR and flip angle" in update_value(errors) and text == ""
+
+
 @pytest.mark.parametrize(
     ("which", "words"),
     [
