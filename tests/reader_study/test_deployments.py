@@ -66,3 +66,28 @@ def test_every_deployment_builds_its_queue_with_the_project_settings(
         queue = blocks._queue
         assert queue.ANAYLTICS_CACHE_FREQUENCY == int(GRADIO_ENV["GRADIO_ANALYTICS_CACHE_FREQUENCY"])
         assert queue.ANALYTICS_MAX_EVENTS == int(GRADIO_ENV["GRADIO_ANALYTICS_MAX_EVENTS"])
+
+
+def test_all_in_one_app_heads_both_study_tabs_with_the_not_blinded_notice(tmp_path: Path) -> None:
+    """The notice sits inside the Reader-study and Study-admin tabs (a component directly in gr.Tabs is not
+    shown as a tab's content; pytest turns Gradio's warning about it into an error)."""
+    write_disc_cases(tmp_path, 2)
+    settings = Settings.resolve(
+        data_dir=tmp_path, models_dir=tmp_path / "models", db_url=sqlite_url(tmp_path / "rs.db")
+    )
+    config = app.build_app(settings).blocks.get_config_file()
+    components = {c["id"]: c for c in config["components"]}
+    found: dict[str, str | None] = {}
+
+    def walk(node: dict, tab: str | None) -> None:
+        comp = components.get(node["id"], {})
+        props = comp.get("props", {})
+        if comp.get("type") == "tabitem":
+            tab = props.get("elem_id")
+        if comp.get("type") == "markdown" and props.get("value") == NOT_BLINDED:
+            found[props.get("elem_id")] = tab
+        for child in node.get("children", []):
+            walk(child, tab)
+
+    walk(config["layout"], None)
+    assert found == {"rs-not-blinded": "rs-reader-tab", "rs-not-blinded-admin": "rs-admin-tab"}
