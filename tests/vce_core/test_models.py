@@ -347,3 +347,57 @@ def test_physics_base_starts_as_the_physics_baseline(spatial_dims, in_slices, sp
         model(native, sd, dose, field, sequence=bad)
     with pytest.raises(VCEInputError, match="flip"):
         sequence_tensor(0.0, 6.8, 0.0)
+
+
+def test_learned_t1_and_texture_heads() -> None:
+    """``learn_t1``: a constant T1 head output t gives the numpy physics baseline with the default T1 times
+    exp(0.5 tanh t), and gradients reach the head; ``texture_sigma``: a constant head offset is removed
+    (the heads add texture only), while without it the offset shifts the output."""
+    import numpy as np
+
+    from vce_core.baselines import DEFAULT_T1_S, physics_baseline, spgr_relative_signal
+    from vce_core.models.ld_cgan import T1_LOG_RANGE, sequence_tensor
+
+    seq = {"name": "a", "tr_ms": 7.3, "te_ms": 3.3, "flip_deg": 8.0}
+    rng = np.random.default_rng(1)
+    shape = (1, 16, 16)
+    t1 = rng.uniform(0.8, 2.5, shape)
+    raw_na = 1000 * spgr_relative_signal(1 / t1, seq)
+    raw_sd = 1000 * spgr_relative_signal(1 / t1 + rng.uniform(0, 3, shape), seq)
+    scale = float(raw_na.max())
+    native = torch.tensor(raw_na / scale, dtype=torch.float32)[None]
+    sd = torch.tensor(raw_sd / scale, dtype=torch.float32)[None]
+    sequence = sequence_tensor(0.0, 7.3, 8.0)[None]
+    dose, field = torch.tensor([0.2]), torch.tensor([1.5])
+    kw = {"spatial_dims": 2, "base_channels": 4, "num_res_blocks": 1, "num_scales": 2, "output_heads": 2}
+    model = build_model("ld_cgan_generator", base="physics", learn_t1=True, texture_sigma=2.0, **kw)
+    c = 0.8
+    with torch.no_grad():
+        model.t1_head[-1].bias.fill_(c)
+    out = model(native, sd, dose, field, sequence=sequence)[0]
+    factor = float(np.exp(T1_LOG_RANGE * np.tanh(c)))
+    ref = physics_baseline(
+        raw_na, raw_sd, 0.2, seq, t1_native_s=DEFAULT_T1_S[1.5] * factor, min_signal=0.05 * scale
+    )
+    torch.testing.assert_close(
+        out[0, 0], torch.tensor((ref - raw_na)[0] / scale, dtype=torch.float32), atol=2e-4, rtol=1e-3
+    )
+    out.sum().backward()
+    assert model.t1_head[-1].weight.grad.abs().sum() > 0
+    # a constant offset of every head: removed by the texture high-pass, kept without it
+    plain = build_model("ld_cgan_generator", base="physics", **kw)
+    for m in (model, plain):
+        with torch.no_grad():
+            for head in m.heads:
+                head[-1].bias.fill_(0.05)
+            if m.t1_head is not None:
+                m.t1_head[-1].bias.zero_()
+    base = plain.base_residual(native, sd, dose, field, sequence)
+    torch.testing.assert_close(model(native, sd, dose, field, sequence=sequence)[0], base, atol=1e-6, rtol=0)
+    torch.testing.assert_close(plain(native, sd, dose, field, sequence=sequence)[0], base + 0.05)
+    with pytest.raises(VCEInputError, match="learn_t1"):
+        build_model("ld_cgan_generator", base="linear", learn_t1=True, **kw)
+    with pytest.raises(VCEInputError, match="texture_sigma"):
+        build_model("ld_cgan_generator", base="native", texture_sigma=2.0, **kw)
+    with pytest.raises(VCEInputError, match="texture_sigma"):
+        build_model("ld_cgan_generator", base="physics", texture_sigma=-1, **kw)

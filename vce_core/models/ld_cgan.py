@@ -25,8 +25,9 @@ Architecture (paper's supplementary, Fig. 5, and the choices made where it is si
   training only has to learn the non-linear dose response and the noise. ``base="physics"`` (our option):
   the same with the physics baseline's residual (:func:`physics_residual`, the SPGR signal equation of
   :mod:`vce_core.baselines` with the sequence's TR and flip angle, passed per sample as ``sequence``), so
-  training only has to learn the noise and what the assumed native T1 gets wrong. ``base="native"``
-  (default, the paper) predicts ``ŷ_LD`` from scratch.
+  training only has to learn the noise and what the assumed native T1 gets wrong; ``learn_t1`` learns that
+  T1 as a per-voxel map fed to the signal equation, ``texture_sigma`` high-passes the heads so that they
+  only add texture. ``base="native"`` (default, the paper) predicts ``ŷ_LD`` from scratch.
 * Inputs are channel-concatenated ``[x_NA, x_SD, z]``. For 2.5-D models (``spatial_dims=2``,
   ``in_slices = k`` odd) native and standard dose each bring ``k`` adjacent slices as channels and the
   output is the centre slice (``out_channels=1``); ``z`` is always one channel.
@@ -36,6 +37,7 @@ Architecture (paper's supplementary, Fig. 5, and the choices made where it is si
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Any
 
@@ -77,6 +79,51 @@ BASES: tuple[str, ...] = ("native", "linear", "physics")
 """What the generator's heads add their output to: nothing (the paper), the linear or the physics baseline."""
 
 
+T1_LOG_RANGE = 0.5
+"""A learned T1 map (``learn_t1``) multiplies the assumed native T1 by ``exp(t)``, ``|t| ≤ T1_LOG_RANGE``
+(0.61–1.65 ×: the literature T1 of brain tissues and lesions at one field strength lie within it)."""
+
+
+def _check_physics_options(base: object, learn_t1: object, texture_sigma: object) -> None:
+    """``learn_t1`` needs the physics base; ``texture_sigma`` ≥ 0 and only with a base (VCEInputError)."""
+    if not isinstance(learn_t1, bool):
+        raise VCEInputError(f"learn_t1 is {learn_t1!r}", expected="true or false")
+    if learn_t1 and base != "physics":
+        raise VCEInputError(f'learn_t1 with base "{base}"', expected='base "physics" (it learns that T1)')
+    try:
+        sigma = float(texture_sigma)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        sigma = float("nan")
+    if not sigma >= 0 or sigma == float("inf"):
+        raise VCEInputError(
+            f"texture_sigma is {texture_sigma!r}", expected="0 (off) or a width in voxels > 0"
+        )
+    if sigma > 0 and base == "native":
+        raise VCEInputError('texture_sigma with base "native"', expected='base "linear" or "physics"')
+
+
+def _lowpass(x: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian filter (``sigma`` in voxels, ±3σ, edges replicated) of ``[B, C, *S]``, same size."""
+    if sigma <= 0:
+        return torch.zeros_like(x)
+    radius = max(1, int(math.ceil(3 * sigma)))
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).to(x.dtype)
+    dims = x.ndim - 2
+    out = x
+    b, c = x.shape[:2]
+    for axis in range(dims):
+        shape = [1] * dims
+        shape[axis] = kernel.numel()
+        k = kernel.view(1, 1, *shape).expand(c, 1, *shape)
+        pad = [0, 0] * dims
+        pad[2 * (dims - 1 - axis)] = pad[2 * (dims - 1 - axis) + 1] = radius
+        padded = F.pad(out, pad, mode="replicate")
+        out = (F.conv2d if dims == 2 else F.conv3d)(padded, k, groups=c)
+    return out
+
+
 def sequence_tensor(background: float, tr_ms: float, flip_deg: float) -> Tensor:
     """The per-sample ``sequence`` of a ``base="physics"`` generator: ``[background, TR (s), flip (rad)]``.
 
@@ -101,9 +148,14 @@ def _spgr(r1: Tensor, tr: Tensor, alpha: Tensor) -> Tensor:
     return torch.sin(alpha) * (1.0 - e1) / (1.0 - torch.cos(alpha) * e1)
 
 
-@torch.no_grad()
 def physics_residual(
-    native: Tensor, standard_dose: Tensor, dose: Tensor, field_strength: Tensor, sequence: Tensor
+    native: Tensor,
+    standard_dose: Tensor,
+    dose: Tensor,
+    field_strength: Tensor,
+    sequence: Tensor,
+    *,
+    t1_log: Tensor | None = None,
 ) -> Tensor:
     """The physics baseline's residual ``x̂_d − x_NA`` in normalised units, per voxel (dtype of ``native``).
 
@@ -113,7 +165,8 @@ def physics_residual(
     :data:`vce_core.baselines.DEFAULT_T1_S` of the nearer field strength (1.5 or 3 T). Voxels whose native
     signal is at most 5 % of the normalised range's top (``1 − background``, the native brain's 99.5th
     percentile) get the linear residual ``d (x_SD − x_NA)`` (padding, background, noise), as the baseline's
-    ``min_signal`` does.
+    ``min_signal`` does. ``t1_log`` (``[B, 1, *S]``, optional) multiplies the assumed native T1 of every
+    voxel by ``exp(t1_log)``; the result is differentiable in it (a generator's learned T1 map).
     """
     from vce_core.baselines import DEFAULT_T1_S, R1_MAX, R1_MIN
 
@@ -123,12 +176,14 @@ def physics_residual(
         d = dose.float().view(shape)
         bg, tr, alpha = (sequence[:, i].float().view(shape) for i in range(3))
         t1 = torch.where(field_strength.float() < 2.25, DEFAULT_T1_S[1.5], DEFAULT_T1_S[3.0]).view(shape)
+        if t1_log is not None:
+            t1 = t1 * torch.exp(t1_log.float())
         r10 = 1.0 / t1
         s_na, s_sd = nat - bg, sd - bg
         valid = s_na > 0.05 * (1.0 - bg)
         f0 = _spgr(r10, tr, alpha)
-        lo = _spgr(torch.full_like(r10, R1_MIN), tr, alpha)
-        hi = _spgr(torch.full_like(r10, R1_MAX), tr, alpha)
+        lo = _spgr(torch.full_like(tr, R1_MIN), tr, alpha)
+        hi = _spgr(torch.full_like(tr, R1_MAX), tr, alpha)
         f_sd = torch.minimum(torch.maximum(s_sd / torch.where(valid, s_na, 1.0) * f0, lo), hi)
         sin_a, cos_a = torch.sin(alpha), torch.cos(alpha)
         e1 = (sin_a - f_sd) / (sin_a - f_sd * cos_a)
@@ -282,6 +337,16 @@ class LowDoseGenerator(nn.Module):
         slice for 2.5-D); the heads' last convolutions start at zero, so training starts from the baseline.
         ``"physics"``: the same on the physics baseline's residual (:func:`physics_residual`); every call
         then needs the samples' ``sequence``.
+    learn_t1:
+        ``base="physics"`` only (our option): a head on the finest decoder features predicts a per-voxel
+        native T1 factor ``exp(t)``, ``|t| ≤`` :data:`T1_LOG_RANGE` (zero-initialised: the default T1), and
+        the physics residual is computed with it. The one unknown of the physics baseline is learned, and
+        what it changes scales with the dose as the signal equation says.
+    texture_sigma:
+        0 (default) or a width in voxels (our option, with a base): the heads' outputs are high-passed,
+        ``G − Gauss_σ(G)`` (σ halved at each coarser head), so they add texture (noise) with no local mean
+        and cannot shift the enhancement; with ``learn_t1`` every change of the mean signal goes through
+        the T1 map.
     """
 
     objective = "ld_cgan"
@@ -299,8 +364,11 @@ class LowDoseGenerator(nn.Module):
         output_heads: int = 3,
         dropout: float = 0.0,
         base: str = "native",
+        learn_t1: bool = False,
+        texture_sigma: float = 0.0,
     ):
         super().__init__()
+        _check_physics_options(base, learn_t1, texture_sigma)
         in_slices = _check_generator_args(
             spatial_dims,
             in_slices,
@@ -348,6 +416,13 @@ class LowDoseGenerator(nn.Module):
         if base != "native":
             for head in self.heads:
                 zero_module(head[-1])
+        self.learn_t1, self.texture_sigma = bool(learn_t1), float(texture_sigma)
+        # log T1 factor of every voxel (bounded to ±T1_LOG_RANGE), zero-initialised: T1 starts at the default
+        self.t1_head = (
+            nn.Sequential(group_norm(widths[0]), nn.SiLU(), zero_module(conv_nd(d, widths[0], 1)))
+            if learn_t1
+            else None
+        )
 
     @property
     def size_multiple(self) -> int:
@@ -430,7 +505,10 @@ class LowDoseGenerator(nn.Module):
         heads = [o for o in outputs if o is not None]
         if self.base == "native":
             return heads
-        base = self.base_residual(native, standard_dose, dose_t, field_t, sequence)
+        if self.texture_sigma > 0:
+            heads = [o - _lowpass(o, self.texture_sigma / 2**k) for k, o in enumerate(heads)]
+        t1_log = None if self.t1_head is None else T1_LOG_RANGE * torch.tanh(self.t1_head(h).float())
+        base = self.base_residual(native, standard_dose, dose_t, field_t, sequence, t1_log=t1_log)
         return [o + self._pooled(base.to(o.dtype), o) for o in heads]
 
     def base_residual(
@@ -440,9 +518,12 @@ class LowDoseGenerator(nn.Module):
         dose: Tensor,
         field_strength: Tensor,
         sequence: Tensor | None = None,
+        *,
+        t1_log: Tensor | None = None,
     ) -> Tensor:
         """The residual the heads correct: ``d̂ · (x_SD − x_NA)`` (``linear``) or :func:`physics_residual`
-        (``physics``), centre slice for 2.5-D; zeros for ``native``. Shapes as in :meth:`forward`."""
+        (``physics``, with the assumed native T1 multiplied by ``exp(t1_log)`` when given, ``[B, 1, *S]``),
+        centre slice for 2.5-D; zeros for ``native``. Shapes as in :meth:`forward`."""
         if self.out_channels == 1 and self.in_slices > 1:
             c = self.in_slices // 2
             native, standard_dose = native[:, c : c + 1], standard_dose[:, c : c + 1]
@@ -464,7 +545,7 @@ class LowDoseGenerator(nn.Module):
                 f"sequence has shape {tuple(seq.shape)} or non-finite values",
                 expected=f"finite [background, TR (s), flip (rad)] per sample, shape ({batch}, 3)",
             )
-        return physics_residual(native, standard_dose, dose, field_strength, seq)
+        return physics_residual(native, standard_dose, dose, field_strength, seq, t1_log=t1_log)
 
     def _pooled(self, base: Tensor, like: Tensor) -> Tensor:
         """``base`` average-pooled to the size of the head ``like``."""
