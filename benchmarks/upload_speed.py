@@ -35,6 +35,7 @@ def main() -> None:
     import torch
 
     from studio.upload import synthesize_upload, validate_uploads
+    from vce_core.baselines import case_tr_flip
     from vce_core.io import iter_case_folders, load_case
     from vce_core.synthesis import Synthesizer
 
@@ -52,7 +53,10 @@ def main() -> None:
             nib.save(nib.Nifti1Image(np.rint(volume.data).astype(np.int16), volume.affine), str(paths[name]))
         stages: list[tuple[float, float, str]] = [(0.0, 0.0, "reading and checking the uploads")]
         t0, c0 = time.perf_counter(), time.process_time()
-        uploaded = validate_uploads(paths["native"], paths["standard"], None, None, case.field_strength)
+        tr, flip = case_tr_flip(case) or (None, None)  # typed into the form, as a user would
+        uploaded = validate_uploads(
+            paths["native"], paths["standard"], None, None, case.field_strength, tr_ms=tr, flip_deg=flip
+        )
         last = [""]
 
         def progress(fraction: float, what: str) -> None:
