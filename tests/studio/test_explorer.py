@@ -326,3 +326,29 @@ def test_warm_up_starts_the_phantom_subject_of_a_phantom_case(workspace: dict[st
     assert GENERATOR in lc.prepared
     assert lc._phantom is not None  # started in the background ...
     assert lc.phantom() is not None  # ... and it finishes
+
+
+def test_physics_base_generator_gets_the_case_sequence(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A generator built on the physics baseline synthesizes in the explorer with the case's TR and flip
+    angle: untrained, its axial slice is the physics baseline's (vce_core.baselines, numpy)."""
+    from support import SMALL, copy_case, phantom_case, write_checkpoint
+    from vce_core.baselines import physics_baseline
+
+    root = tmp_path_factory.mktemp("explorer-physics")
+    copy_case(phantom_case(tmp_path_factory), root / "data")
+    write_checkpoint(root / "models" / "phys", {**SMALL, "base": "physics"})
+    explorer = Explorer(CaseLibrary(root / "data"), GeneratorRegistry(root / "models"))
+    lc = explorer.library.get(explorer.library.case_ids()[0])
+    index = lc.case.native.shape[2] // 2
+    got = explorer.synthetic_slice(lc, "phys", 0.2, "axial", index, session="t")
+    native, sd = lc.case.native.data.astype(np.float32), lc.case.standard_dose.data.astype(np.float32)
+    prepared = explorer._prepared(lc, "phys")
+    ref = physics_baseline(
+        native,
+        sd,
+        0.2,
+        dict(lc.case.meta["sequence"]),
+        field_strength=lc.case.field_strength,
+        min_signal=0.05 * prepared.params["high"],
+    )[:, :, index]
+    np.testing.assert_allclose(got, ref, atol=2e-4 * float(np.percentile(native, 99.5)))

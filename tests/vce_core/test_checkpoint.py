@@ -178,7 +178,18 @@ def test_list_checkpoints_default_first(tmp_path: Path) -> None:
         list_checkpoints(tmp_path / "file")
 
 
-@pytest.mark.parametrize("name", ["ld_cgan_2d_l1", "ld_cgan_2d_np", "ld_cgan_2d_np_linear"])
+BUNDLED_LOW_DOSE = [
+    "ld_cgan_2d_l1",
+    "ld_cgan_2d_np",
+    "ld_cgan_2d_np_linear",
+    "ld_cgan_2d_np_physics",
+    "ld_cgan_2d_np_physics_bias",
+    "ld_cgan_2d_np_physics_t1",
+]
+DEFAULT = "ld_cgan_2d_np_physics_t1"  # the held-out report's choice (README, "Held-out evaluation")
+
+
+@pytest.mark.parametrize("name", BUNDLED_LOW_DOSE)
 def test_bundled_cards_load(name: str) -> None:
     from vce_core.synthesis import Synthesizer
 
@@ -188,10 +199,11 @@ def test_bundled_cards_load(name: str) -> None:
     assert {k: card.to_dict()[k] for k in values} == values  # every value read as written
     assert card.name == name and card.model == "ld_cgan_generator" and card.data_mode == "2d"
     assert card.held_out is not None and card.training["iterations"] > 0
-    assert card.default is (name == "ld_cgan_2d_np_linear")  # the held-out report's choice
+    assert card.default is (name == DEFAULT)
     synth = Synthesizer.from_checkpoint(folder, device="cpu")
     assert synth.card == card and synth.display_name == card.display_name
-    assert list_checkpoints(BUNDLED_MODELS)[0].name == "ld_cgan_2d_np_linear"
+    assert synth.needs_sequence is (card.config.get("base") == "physics")
+    assert list_checkpoints(BUNDLED_MODELS)[0].name == DEFAULT
 
 
 def test_task_fields_round_trip_and_defaults(tmp_path: Path) -> None:
