@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -35,6 +36,15 @@ def test_the_readme_cli_example_works_on_the_app_database(
     data = tmp_path / "data"
     (data / "demo").mkdir(parents=True)
     folders = [f.rename(data / "demo" / f.name) for f in write_disc_cases(tmp_path, 2)]
+    for folder in folders:  # the app's demo phantom cases record their T1 sequence (the default needs it)
+        manifest = json.loads((folder / "case.json").read_text())
+        manifest.setdefault("meta", {})["sequence"] = {
+            "name": "achieva_3t",
+            "tr_ms": 6.8,
+            "te_ms": 3.1,
+            "flip_deg": 8,
+        }
+        (folder / "case.json").write_text(json.dumps(manifest))
     # what python app.py leaves: data/reader_study.db holding the demo study
     database = open_database(sqlite_url(data / "reader_study.db"))
     app = ReaderStudyService(database, data_root=data, generator_loader=lambda name: FakeGenerator())
