@@ -93,9 +93,11 @@ def step_lowers_loss() -> Callable[..., tuple[float, float]]:
         old = copy.deepcopy(trainer.generator)
         trainer.iteration()
         torch.manual_seed(1)
-        before = float(loss_of(trainer, old, batch))
+        with torch.no_grad():  # a loss value, no graph
+            before = float(loss_of(trainer, old, batch))
         torch.manual_seed(1)
-        after = float(loss_of(trainer, trainer.generator, batch))
+        with torch.no_grad():
+            after = float(loss_of(trainer, trainer.generator, batch))
         assert after < before, (before, after)
         return before, after
 
