@@ -132,6 +132,21 @@ def phantom_case(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cached
 
 
+def record_sequence(folder: Path, tr_ms: float = 6.8, flip_deg: float = 8.0) -> Path:
+    """Add a T1 sequence (case.json ``meta.sequence``, as phantom cases record it) to a case folder."""
+    import json
+
+    manifest = json.loads((folder / "case.json").read_text())
+    manifest.setdefault("meta", {})["sequence"] = {
+        "name": "test",
+        "tr_ms": tr_ms,
+        "te_ms": 3.1,
+        "flip_deg": flip_deg,
+    }
+    (folder / "case.json").write_text(json.dumps(manifest))
+    return folder
+
+
 def copy_case(source: Path, data: Path) -> Path:
     """Copy a phantom case folder into ``data/demo/<case id>``."""
     target = data / "demo" / f"phantom-{PHANTOM_SEED:04d}"

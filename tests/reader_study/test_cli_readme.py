@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from pathlib import Path
@@ -14,7 +13,7 @@ from reader_study import __main__ as cli
 from reader_study.db import open_database
 from reader_study.demo import ensure_demo_study
 from reader_study.service import ReaderStudyService
-from support import FakeGenerator, write_disc_cases
+from support import FakeGenerator, record_sequence, write_disc_cases
 from vce_core.settings import REPO_ROOT, sqlite_url
 
 
@@ -37,14 +36,7 @@ def test_the_readme_cli_example_works_on_the_app_database(
     (data / "demo").mkdir(parents=True)
     folders = [f.rename(data / "demo" / f.name) for f in write_disc_cases(tmp_path, 2)]
     for folder in folders:  # the app's demo phantom cases record their T1 sequence (the default needs it)
-        manifest = json.loads((folder / "case.json").read_text())
-        manifest.setdefault("meta", {})["sequence"] = {
-            "name": "achieva_3t",
-            "tr_ms": 6.8,
-            "te_ms": 3.1,
-            "flip_deg": 8,
-        }
-        (folder / "case.json").write_text(json.dumps(manifest))
+        record_sequence(folder)
     # what python app.py leaves: data/reader_study.db holding the demo study
     database = open_database(sqlite_url(data / "reader_study.db"))
     app = ReaderStudyService(database, data_root=data, generator_loader=lambda name: FakeGenerator())

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from support import TINY_DOSES, TINY_SHAPE, write_tiny_cases
+from support import TINY_DOSES, TINY_SHAPE, record_sequence, write_tiny_cases
 from vce_core.data import (
     PatchDataset,
     ResumableSampler,
@@ -304,7 +304,6 @@ def test_brats_folders_give_their_t2_and_flair(vc_cases: list[Path], tmp_path: P
 def test_samples_carry_the_t1_sequence(cases: list[Path], tmp_path: Path) -> None:
     """``sequence`` = [normalised raw 0, TR (s), flip (rad)] from case.json's meta.sequence; NaN TR/flip when
     the case records none (a physics-base generator then refuses the sample)."""
-    import json
     import math
     import shutil
 
@@ -314,10 +313,7 @@ def test_samples_carry_the_t1_sequence(cases: list[Path], tmp_path: Path) -> Non
     assert s["sequence"].shape == (3,) and torch.isnan(s["sequence"][1:]).all()
     assert float(s["sequence"][0]) == pytest.approx(prep.background)
     folder = tmp_path / "with-sequence"
-    shutil.copytree(cases[0], folder)
-    manifest = json.loads((folder / "case.json").read_text())
-    manifest.setdefault("meta", {})["sequence"] = {"name": "x", "tr_ms": 7.3, "te_ms": 3.3, "flip_deg": 8.0}
-    (folder / "case.json").write_text(json.dumps(manifest))
+    record_sequence(shutil.copytree(cases[0], folder), tr_ms=7.3, flip_deg=8.0)
     ds = SliceDataset([folder], crop=16, dtype="float32")
     s = ds[0]
     bg = float(apply_normalization(np.zeros(1, np.float32), ds.case(0).params)[0])

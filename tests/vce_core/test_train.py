@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from support import write_tiny_cases
+from support import record_sequence, write_tiny_cases
 from vce_core.checkpoint import read_card
 from vce_core.errors import VCEInputError
 from vce_core.train import main, train
@@ -408,7 +408,6 @@ def test_physics_base_trains_with_the_sequence_and_the_bias_term(
 ) -> None:
     """A physics-base generator refuses cases without a T1 sequence, trains on cases that record it, and
     the bias term is logged and named among the card's deviations."""
-    import json
     import shutil
 
     from vce_core.errors import VCEInputError
@@ -420,16 +419,7 @@ def test_physics_base_trains_with_the_sequence_and_the_bias_term(
     for key, paths in data.items():
         folders[key] = []
         for p in paths:
-            dest = tmp_path / "cases" / Path(p).name
-            shutil.copytree(p, dest)
-            manifest = json.loads((dest / "case.json").read_text())
-            manifest.setdefault("meta", {})["sequence"] = {
-                "name": "s",
-                "tr_ms": 6.8,
-                "te_ms": 3.1,
-                "flip_deg": 8,
-            }
-            (dest / "case.json").write_text(json.dumps(manifest))
+            dest = record_sequence(shutil.copytree(p, tmp_path / "cases" / Path(p).name))
             folders[key].append(str(dest))
     cfg = config_from_dict(
         {**physics, **folders, "loss_weights": {"bias": 1.0}, "objective_kwargs": {"bias_pool": 4}},
