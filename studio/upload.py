@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from vce_core.domain import check_field_strength, dose_from_percent, format_dose
+from vce_core.domain import check_field_strength, check_t1_sequence, dose_from_percent, format_dose
 from vce_core.errors import VCEInputError
 from vce_core.io import DEFAULT_LIMITS, Limits
 from vce_core.io.nifti import NIFTI_EXPORT_DTYPES
@@ -240,23 +240,16 @@ def _typed_sequence(tr_ms: float | None, flip_deg: float | None) -> tuple[float,
             "only one of TR and flip angle was entered",
             expected="both the repetition time (ms) and the flip angle (°) of the T1 sequence, or neither",
         )
-    import math
-
-    tr, flip = float(tr_ms), float(flip_deg)
-    if not (math.isfinite(tr) and 0 < tr <= 10000):
-        raise VCEInputError(f"the TR is {tr_ms!r} ms", expected="a repetition time in (0, 10000] ms")
-    if not (math.isfinite(flip) and 0 < flip < 180):
-        raise VCEInputError(f"the flip angle is {flip_deg!r}°", expected="a flip angle in (0, 180)°")
-    return tr, flip
+    return check_t1_sequence(tr_ms, flip_deg)
 
 
 def _header_sequence(native: Any) -> tuple[float, float] | None:
     """``(TR ms, flip °)`` from a DICOM native's header (see :mod:`vce_core.io.dicom_read`), else None."""
     meta = getattr(native, "meta", {}) or {}
-    tr, flip = meta.get("repetition_time_ms"), meta.get("flip_angle_deg")
-    if tr is None or flip is None or not 0 < float(flip) < 180:
+    try:
+        return check_t1_sequence(meta.get("repetition_time_ms"), meta.get("flip_angle_deg"))
+    except VCEInputError:  # absent or implausible in the header: unknown
         return None
-    return float(tr), float(flip)
 
 
 def _check_grid(native: Any, other: Any, name: str) -> None:

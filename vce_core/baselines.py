@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from vce_core.domain import check_dose, check_field_strength
+from vce_core.domain import check_dose, check_field_strength, check_t1_sequence
 from vce_core.errors import VCEInputError, as_input_error
 
 __all__ = [
@@ -225,11 +225,12 @@ def case_tr_flip(case: Any) -> tuple[float, float] | None:
     """``(TR in ms, flip angle in degrees)`` of a loaded case's T1 sequence (``meta.sequence``), else None."""
     meta = getattr(case, "meta", None)
     seq = meta.get("sequence") if isinstance(meta, Mapping) else None
-    try:
-        tr, flip = float(seq["tr_ms"]), float(seq["flip_deg"])  # type: ignore[index]
-    except (TypeError, KeyError, ValueError):
+    if not isinstance(seq, Mapping):
         return None
-    return (tr, flip) if np.isfinite(tr) and np.isfinite(flip) and tr > 0 and 0 < flip < 180 else None
+    try:
+        return check_t1_sequence(seq.get("tr_ms"), seq.get("flip_deg"))
+    except VCEInputError:
+        return None
 
 
 def physics_baseline_for_case(case: Any, dose: float, *, t1_native_s: Any = None) -> np.ndarray:

@@ -396,6 +396,16 @@ def prepare_case(
     )
 
 
+def _sequence_vector(case: PreparedCase) -> torch.Tensor:
+    """A sample's ``sequence`` (:func:`vce_core.models.ld_cgan.sequence_tensor`); NaN TR and flip when the
+    case records no sequence (a physics-base generator then refuses it)."""
+    from vce_core.models.ld_cgan import sequence_tensor
+
+    if case.sequence is None:
+        return torch.tensor([case.background, math.nan, math.nan], dtype=torch.float32)
+    return sequence_tensor(case.background, *case.sequence)
+
+
 def _brain_bbox(brain: np.ndarray, margin: int) -> tuple[tuple[int, int], ...]:
     """The brain's bounding box ``((i0, i1), (j0, j1), (k0, k1))`` plus ``margin`` (whole grid if empty)."""
     if not brain.any():
@@ -712,17 +722,7 @@ class CaseDataset(Dataset):
             "brain": torch.from_numpy(np.ascontiguousarray(brain, dtype=bool)),
             "dose": torch.tensor(dose, dtype=torch.float32),
             "field_strength": torch.tensor(case.field_strength, dtype=torch.float32),
-            "sequence": torch.tensor(
-                [
-                    case.background,
-                    *(
-                        (case.sequence[0] * 1e-3, math.radians(case.sequence[1]))
-                        if case.sequence
-                        else (math.nan, math.nan)
-                    ),
-                ],
-                dtype=torch.float32,
-            ),
+            "sequence": _sequence_vector(case),
             "case_id": case.case_id,
         }
 

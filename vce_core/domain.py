@@ -1,9 +1,11 @@
-"""Domain values with one validation rule each: dose and field strength.
+"""Domain values with one validation rule each: dose, field strength and the T1 sequence.
 
 * **Dose** is a fraction of the standard dose everywhere in the code: 0 is the native (pre-contrast)
   image, 1 the standard dose, 0.33 a third of it. Percent appears only at the user-interface edge
   (:func:`dose_from_percent`, :func:`parse_percent_list`, :func:`format_dose`).
 * **Field strength** is in tesla, in ``(0, 12]`` (clinical 0.55–3 T, research up to 11.7 T).
+* **T1 sequence** (what the physics baseline and physics-base generators need): repetition time in ms,
+  ``(0, 10000]``, and flip angle in degrees, ``(0, 180)`` (:func:`check_t1_sequence`).
 * **Acquired doses** are looked up with one tolerance, :data:`DOSE_TOLERANCE` (half of the user
   interface's 1 % step), so "33 %" finds an acquisition stored as 0.333.
 
@@ -31,6 +33,9 @@ DOSE_TOLERANCE = 0.005
 
 FIELD_STRENGTH_MAX_T = 12.0
 """Largest accepted field strength in tesla."""
+
+TR_MAX_MS = 10_000.0
+"""Longest accepted repetition time of the T1 sequence, in ms."""
 
 _SPLIT = re.compile(r"[\s,;]+")
 
@@ -131,3 +136,16 @@ def check_field_strength(value: Any, *, name: str = "field strength") -> float:
     if not 0 < tesla <= FIELD_STRENGTH_MAX_T:
         raise VCEInputError(f"{name} {value!r} T is out of range", expected=expected)
     return tesla
+
+
+def check_t1_sequence(tr_ms: Any, flip_deg: Any) -> tuple[float, float]:
+    """``(TR in ms, flip angle in degrees)`` of a T1 sequence: TR in ``(0, TR_MAX_MS]``, flip in (0, 180)."""
+    tr_expected = f"a repetition time in (0, {TR_MAX_MS:g}] ms"
+    tr = _number(tr_ms, "TR", tr_expected)
+    if not 0 < tr <= TR_MAX_MS:
+        raise VCEInputError(f"TR {tr_ms!r} ms is out of range", expected=tr_expected)
+    flip_expected = "a flip angle in (0, 180)°"
+    flip = _number(flip_deg, "flip angle", flip_expected)
+    if not 0 < flip < 180:
+        raise VCEInputError(f"flip angle {flip_deg!r}° is out of range", expected=flip_expected)
+    return tr, flip

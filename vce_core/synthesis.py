@@ -60,7 +60,7 @@ from vce_core.cache import LRU
 from vce_core.checkpoint import ModelCard, list_checkpoints, read_card, read_weights
 from vce_core.data import _affine_of, apply_normalization, fit_normalization
 from vce_core.display import plane_axis
-from vce_core.domain import check_dose, check_field_strength
+from vce_core.domain import check_dose, check_field_strength, check_t1_sequence
 from vce_core.errors import VCEInputError, VCEModelError
 
 __all__ = ["Prepared", "PreparedContrast", "Synthesizer", "linear_baseline", "list_checkpoints"]
@@ -247,8 +247,6 @@ class Synthesizer:
 
     def _tr_flip(self, sequence: Any) -> tuple[float, float] | None:
         """The ``(TR ms, flip °)`` of ``sequence``; VCEInputError if unreadable, or absent but needed."""
-        from vce_core.models.ld_cgan import sequence_tensor
-
         if sequence is None:
             if self.needs_sequence:
                 raise VCEInputError(
@@ -259,18 +257,15 @@ class Synthesizer:
                 )
             return None
         try:
-            if isinstance(sequence, Mapping):
-                tr, flip = sequence["tr_ms"], sequence["flip_deg"]
-            else:
-                tr, flip = sequence
-            tr, flip = float(tr), float(flip)
+            tr, flip = (
+                (sequence["tr_ms"], sequence["flip_deg"]) if isinstance(sequence, Mapping) else sequence
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise VCEInputError(
                 f"the T1 sequence {sequence!r} is not readable ({err})",
                 expected='{"tr_ms": ..., "flip_deg": ...} or (TR ms, flip angle °)',
             ) from err
-        sequence_tensor(0.0, tr, flip)  # VCEInputError for a non-positive TR or a flip outside (0, 180)°
-        return tr, flip
+        return check_t1_sequence(tr, flip)
 
     def _sequence(self, prep: Prepared, n: int) -> Tensor | None:
         """``[n, 3]`` sequence tensor of a prepared subject for the model (None when it records none)."""

@@ -92,9 +92,9 @@ def test_sequence_typed_or_from_the_dicom_header(tmp_path: Path) -> None:
     assert typed.sequence == (6.8, 8.0) and "TR 6.8 ms, flip angle 8°" in typed.describe()
     with pytest.raises(VCEInputError, match="only one of TR and flip angle"):
         validate_uploads(native, standard, None, None, 3.0, tr_ms=6.8)
-    with pytest.raises(VCEInputError, match="flip angle is 200"):
+    with pytest.raises(VCEInputError, match="flip angle 200° is out of range"):
         validate_uploads(native, standard, None, None, 3.0, tr_ms=6.8, flip_deg=200)
-    with pytest.raises(VCEInputError, match="TR is -1"):
+    with pytest.raises(VCEInputError, match="TR -1 ms is out of range"):
         validate_uploads(native, standard, None, None, 3.0, tr_ms=-1, flip_deg=8)
     # a DICOM native whose header has RepetitionTime and FlipAngle
     case = load_case(folder)

@@ -12,6 +12,7 @@ from vce_core.domain import (
     check_dose,
     check_doses,
     check_field_strength,
+    check_t1_sequence,
     dose_from_percent,
     format_dose,
     match_dose,
@@ -74,6 +75,16 @@ def test_field_strength() -> None:
     for bad in (0, -1.5, 12.5, "x", math.nan, True):
         with pytest.raises(VCEInputError, match=r"tesla in \(0, 12\]"):
             check_field_strength(bad)
+
+
+def test_t1_sequence() -> None:
+    assert check_t1_sequence("6.8", 8) == (6.8, 8.0) and check_t1_sequence(10000, 179.9) == (10000.0, 179.9)
+    for bad in (0, -1, 10000.5, "x", math.nan, None, True):
+        with pytest.raises(VCEInputError, match=r"repetition time in \(0, 10000\] ms"):
+            check_t1_sequence(bad, 8)
+    for bad in (0, 180, -5, math.inf, None):
+        with pytest.raises(VCEInputError, match=r"flip angle in \(0, 180\)°"):
+            check_t1_sequence(6.8, bad)
 
 
 def test_user_message_policy(caplog: pytest.LogCaptureFixture) -> None:

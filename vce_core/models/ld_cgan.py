@@ -129,17 +129,14 @@ def sequence_tensor(background: float, tr_ms: float, flip_deg: float) -> Tensor:
 
     ``background`` is the normalised value of a raw 0 (the per-case normalisation's offset, so that
     ``x − background`` is proportional to the scanner signal); ``tr_ms``/``flip_deg`` the T1 sequence's
-    repetition time (ms) and flip angle (degrees). VCEInputError when they are not finite and positive.
+    repetition time (ms) and flip angle (degrees), checked by :func:`vce_core.domain.check_t1_sequence`.
     """
-    import math
+    from vce_core.domain import check_t1_sequence
 
-    values = (float(background), float(tr_ms), float(flip_deg))
-    if not all(math.isfinite(v) for v in values) or values[1] <= 0 or not 0 < values[2] < 180:
-        raise VCEInputError(
-            f"the T1 sequence has TR {tr_ms!r} ms and flip angle {flip_deg!r}°",
-            expected="TR > 0 ms and a flip angle in (0, 180)°",
-        )
-    return torch.tensor([values[0], values[1] * 1e-3, math.radians(values[2])], dtype=torch.float32)
+    tr, flip = check_t1_sequence(tr_ms, flip_deg)
+    if not math.isfinite(float(background)):
+        raise VCEInputError(f"the background is {background!r}", expected="a finite normalised value")
+    return torch.tensor([float(background), tr * 1e-3, math.radians(flip)], dtype=torch.float32)
 
 
 def _spgr(r1: Tensor, tr: Tensor, alpha: Tensor) -> Tensor:
