@@ -401,3 +401,47 @@ def test_learned_t1_and_texture_heads() -> None:
         build_model("ld_cgan_generator", base="native", texture_sigma=2.0, **kw)
     with pytest.raises(VCEInputError, match="texture_sigma"):
         build_model("ld_cgan_generator", base="physics", texture_sigma=-1, **kw)
+
+
+def test_wider_t1_head() -> None:
+    """``t1_hidden``: three dilated 3×3 convolutions before the T1 output; a constant output gives what the
+    one-convolution head gives, its convolutions reach ±8 voxels (not farther), gradients reach its first
+    layer, and bad widths are refused."""
+    from vce_core.models.ld_cgan import sequence_tensor
+
+    kw = {"spatial_dims": 2, "base_channels": 4, "num_res_blocks": 1, "num_scales": 2, "output_heads": 2}
+    models = []
+    for hidden in (0, 8):
+        torch.manual_seed(3)
+        m = build_model("ld_cgan_generator", base="physics", learn_t1=True, t1_hidden=hidden, **kw)
+        with torch.no_grad():
+            m.t1_head[-1].bias.fill_(0.7)
+        models.append(m)
+    simple, wide = models
+    dilations = [c.dilation[0] for c in wide.t1_head if isinstance(c, torch.nn.Conv2d)]
+    assert dilations == [1, 2, 4, 1]
+    torch.manual_seed(0)
+    native = torch.rand(1, 1, 48, 48) + 0.2
+    sd = native * (1 + torch.rand(1, 1, 48, 48))
+    args = (native, sd, torch.tensor([0.2]), torch.tensor([3.0]))
+    seq = sequence_tensor(0.0, 6.8, 8.0)[None]
+    noise = torch.randn(1, 1, 48, 48)
+    torch.testing.assert_close(wide(*args, noise, sequence=seq)[0], simple(*args, noise, sequence=seq)[0])
+    # reach of the head's convolutions (its group norms pool over the whole slice): the sum of the four
+    # 3x3 convolutions' dilations, 1 + 2 + 4 + 1 = 8 voxels, not 9
+    convs = torch.nn.Sequential(*[c for c in wide.t1_head if isinstance(c, torch.nn.Conv2d)])
+    with torch.no_grad():
+        for p in convs.parameters():
+            p.normal_(0, 0.3)
+    feats = torch.zeros(1, convs[0].in_channels, 40, 40, requires_grad=True)
+    convs(feats)[0, 0, 20, 20].backward()
+    reach = torch.nonzero(feats.grad.abs().sum(1)[0])
+    assert int((reach - 20).abs().max()) == 8
+    out = wide(*args, noise, sequence=seq)[0]
+    out.sum().backward()
+    assert wide.t1_head[2].weight.grad.abs().sum() > 0
+    for bad in (-1, True, 2.5):
+        with pytest.raises(VCEInputError, match="t1_hidden"):
+            build_model("ld_cgan_generator", base="physics", learn_t1=True, t1_hidden=bad, **kw)
+    with pytest.raises(VCEInputError, match="t1_hidden"):
+        build_model("ld_cgan_generator", base="physics", t1_hidden=8, **kw)

@@ -63,10 +63,14 @@ def check_spatial_dims(spatial_dims: int) -> int:
     return spatial_dims
 
 
-def conv_nd(spatial_dims: int, in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Module:
-    """A ``Conv2d``/``Conv3d`` with "same" padding (odd ``kernel_size``), stride 1."""
+def conv_nd(
+    spatial_dims: int, in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1
+) -> nn.Module:
+    """A ``Conv2d``/``Conv3d`` with "same" padding (odd ``kernel_size``), stride 1, optional ``dilation``."""
     cls = {2: nn.Conv2d, 3: nn.Conv3d}[check_spatial_dims(spatial_dims)]
-    return cls(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+    return cls(
+        in_channels, out_channels, kernel_size, padding=dilation * (kernel_size // 2), dilation=dilation
+    )
 
 
 def max_pool_nd(spatial_dims: int, ceil_mode: bool = False) -> nn.Module:

@@ -84,12 +84,21 @@ T1_LOG_RANGE = 0.5
 (0.61–1.65 ×: the literature T1 of brain tissues and lesions at one field strength lie within it)."""
 
 
-def _check_physics_options(base: object, learn_t1: object, texture_sigma: object) -> None:
-    """``learn_t1`` needs the physics base; ``texture_sigma`` ≥ 0 and only with a base (VCEInputError)."""
+def _check_physics_options(
+    base: object, learn_t1: object, texture_sigma: object, t1_hidden: object = 0
+) -> None:
+    """``learn_t1`` needs the physics base; ``t1_hidden`` a width ≥ 0, > 0 only with ``learn_t1``;
+    ``texture_sigma`` ≥ 0 and only with a base (VCEInputError)."""
     if not isinstance(learn_t1, bool):
         raise VCEInputError(f"learn_t1 is {learn_t1!r}", expected="true or false")
     if learn_t1 and base != "physics":
         raise VCEInputError(f'learn_t1 with base "{base}"', expected='base "physics" (it learns that T1)')
+    if isinstance(t1_hidden, bool) or not isinstance(t1_hidden, int) or t1_hidden < 0:
+        raise VCEInputError(f"t1_hidden is {t1_hidden!r}", expected="0 (one convolution) or a width > 0")
+    if t1_hidden and not learn_t1:
+        raise VCEInputError(
+            "t1_hidden without learn_t1", expected="learn_t1: true (t1_hidden widens its head)"
+        )
     try:
         sigma = float(texture_sigma)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -339,6 +348,10 @@ class LowDoseGenerator(nn.Module):
         native T1 factor ``exp(t)``, ``|t| ≤`` :data:`T1_LOG_RANGE` (zero-initialised: the default T1), and
         the physics residual is computed with it. The one unknown of the physics baseline is learned, and
         what it changes scales with the dose as the signal equation says.
+    t1_hidden:
+        0 (default): the T1 head is one 3×3 convolution of the finest decoder features. A width > 0 (our
+        option, with ``learn_t1``): three 3×3 convolutions of that width, dilated 1, 2 and 4, before it, so
+        the head reaches ±8 voxels of the finest features (a rim around necrosis vs a solid lesion).
     texture_sigma:
         0 (default) or a width in voxels (our option, with a base): the heads' outputs are high-passed,
         ``G − Gauss_σ(G)`` (σ halved at each coarser head), so they add texture (noise) with no local mean
@@ -363,9 +376,10 @@ class LowDoseGenerator(nn.Module):
         base: str = "native",
         learn_t1: bool = False,
         texture_sigma: float = 0.0,
+        t1_hidden: int = 0,
     ):
         super().__init__()
-        _check_physics_options(base, learn_t1, texture_sigma)
+        _check_physics_options(base, learn_t1, texture_sigma, t1_hidden)
         in_slices = _check_generator_args(
             spatial_dims,
             in_slices,
@@ -415,11 +429,22 @@ class LowDoseGenerator(nn.Module):
                 zero_module(head[-1])
         self.learn_t1, self.texture_sigma = bool(learn_t1), float(texture_sigma)
         # log T1 factor of every voxel (bounded to ±T1_LOG_RANGE), zero-initialised: T1 starts at the default
-        self.t1_head = (
-            nn.Sequential(group_norm(widths[0]), nn.SiLU(), zero_module(conv_nd(d, widths[0], 1)))
-            if learn_t1
-            else None
-        )
+        self.t1_head: nn.Sequential | None = None
+        if learn_t1 and t1_hidden:
+            # wider and deeper: 3x3 convolutions dilated 1, 2, 4 (and the 3x3 output) reach ±8 voxels
+            layers: list[nn.Module] = [group_norm(widths[0]), nn.SiLU(), conv_nd(d, widths[0], t1_hidden)]
+            for dilation in (2, 4):
+                layers += [
+                    group_norm(t1_hidden),
+                    nn.SiLU(),
+                    conv_nd(d, t1_hidden, t1_hidden, dilation=dilation),
+                ]
+            layers += [group_norm(t1_hidden), nn.SiLU(), zero_module(conv_nd(d, t1_hidden, 1))]
+            self.t1_head = nn.Sequential(*layers)
+        elif learn_t1:
+            self.t1_head = nn.Sequential(
+                group_norm(widths[0]), nn.SiLU(), zero_module(conv_nd(d, widths[0], 1))
+            )
 
     @property
     def size_multiple(self) -> int:
