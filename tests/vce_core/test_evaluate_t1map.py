@@ -63,6 +63,13 @@ def test_bad_inputs(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) ->
         t1_table(model, [tmp_path / "missing"])
     with pytest.raises(VCEInputError, match="slices"):
         t1_table(model, [case_dir], slices=0)
+    from vce_core.models import build_model
+
+    volumetric = build_model(
+        "ld_cgan_generator", **{**SMALL, "spatial_dims": 3, "base": "physics", "learn_t1": True}
+    )
+    with pytest.raises(VCEInputError, match="3-D generator"):
+        t1_table(write_model(tmp_path / "v", "ld_cgan_generator", volumetric), [case_dir])
 
 
 def test_cli(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture) -> None:
