@@ -59,8 +59,11 @@ def test_bad_inputs(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) ->
     model = _t1_model(tmp_path / "m")
     with pytest.raises(VCEInputError, match="no tissue labels"):
         t1_table(model, [tiny])
-    with pytest.raises(VCEInputError, match="no case folder"):
+    with pytest.raises(VCEInputError, match="not an existing folder"):
         t1_table(model, [tmp_path / "missing"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VCEInputError, match="no case folder"):
+        t1_table(model, [tmp_path / "empty"])
     with pytest.raises(VCEInputError, match="slices"):
         t1_table(model, [case_dir], slices=0)
     from vce_core.models import build_model

@@ -81,23 +81,6 @@ def _lesion_slices(labels: np.ndarray, count: int) -> list[int]:
     return [int(ks[i]) for i in pick]
 
 
-def _case_folders(data: Sequence[str | Path]) -> list[Path]:
-    folders: list[Path] = []
-    for item in data:
-        path = Path(item)
-        if (path / "case.json").is_file():
-            folders.append(path)
-        elif path.is_dir():
-            folders.extend(sorted(p for p in path.iterdir() if (p / "case.json").is_file()))
-        else:
-            raise VCEInputError(
-                "no case folder here", path=path, expected="a case folder or a folder of them"
-            )
-    if not folders:
-        raise VCEInputError(f"no case folders in {', '.join(map(str, data))}", expected="case.json folders")
-    return folders
-
-
 def t1_table(
     model: str | Path, data: Sequence[str | Path], *, dose: float = 0.1, slices: int = 3
 ) -> list[dict[str, Any]]:
@@ -108,6 +91,7 @@ def t1_table(
     without a learned T1 map or no lesion slice in ``data``.
     """
     from vce_core.baselines import DEFAULT_T1_S
+    from vce_core.data import find_case_folders
     from vce_core.domain import check_dose
     from vce_core.io import load_case
     from vce_core.phantom import LABELS, TISSUES
@@ -118,11 +102,9 @@ def t1_table(
         raise VCEInputError(f"slices is {slices!r}", expected="a positive number of slices per case")
     synth = Synthesizer.from_checkpoint(model, device="cpu")
     by_label = {t.label: t for t in TISSUES.values()}
-    sums: dict[tuple[float, int], list[float]] = {}
-    counts: dict[tuple[float, int], int] = {}
-    per_slice: dict[tuple[float, int], list[float]] = {}
-    used = 0
-    for folder in _case_folders(data):
+    # (field strength, label) -> per slice: (sum of the factor over the tissue's voxels, their number)
+    per_slice: dict[tuple[float, int], list[tuple[float, int]]] = {}
+    for folder in find_case_folders(data):
         case = load_case(folder)
         if "labels" not in case.extra:
             raise VCEInputError("the case has no tissue labels", path=folder, expected="a phantom case")
@@ -133,33 +115,27 @@ def t1_table(
         fs = float(case.field_strength)
         prepared = synth.prepare_case(case)
         for k in ks:
-            factor = learned_t1_factor(synth, prepared, dose, fs, k)
-            lab = labels[:, :, k]
+            factor, lab = learned_t1_factor(synth, prepared, dose, fs, k), labels[:, :, k]
             for value in np.unique(lab):
-                if value == 0 or int(value) not in by_label:
-                    continue
-                sel = factor[lab == value]
-                key = (fs, int(value))
-                sums.setdefault(key, [0.0])[0] += float(sel.sum())
-                counts[key] = counts.get(key, 0) + int(sel.size)
-                per_slice.setdefault(key, []).append(float(sel.mean()))
-            used += 1
-    if not used:
+                if int(value) in by_label:
+                    sel = factor[lab == value]
+                    per_slice.setdefault((fs, int(value)), []).append((float(sel.sum()), int(sel.size)))
+    if not per_slice:
         raise VCEInputError("no case holds an enhancing lesion", expected="phantom cases with lesions")
     rows = []
-    for (fs, value), total in sorted(sums.items()):
-        tissue = by_label[value]
-        means = per_slice[(fs, value)]
+    for (fs, value), parts in sorted(per_slice.items()):
+        sums, counts = np.array([p[0] for p in parts]), np.array([p[1] for p in parts])
+        means = sums / counts
         rows.append(
             {
                 "field_strength": fs,
                 "tissue": LABELS[value],
                 "label": value,
-                "voxels": counts[(fs, value)],
-                "slices": len(means),
-                "learned": total[0] / counts[(fs, value)],
-                "learned_sd": float(np.std(means, ddof=1)) if len(means) > 1 else math.nan,
-                "true": tissue.t1_at(fs) / DEFAULT_T1_S[fs],
+                "voxels": int(counts.sum()),
+                "slices": len(parts),
+                "learned": float(sums.sum() / counts.sum()),
+                "learned_sd": float(np.std(means, ddof=1)) if len(parts) > 1 else math.nan,
+                "true": by_label[value].t1_at(fs) / DEFAULT_T1_S[fs],
             }
         )
     return rows
