@@ -147,6 +147,28 @@ def record_sequence(folder: Path, tr_ms: float = 6.8, flip_deg: float = 8.0) -> 
     return folder
 
 
+def record_labels(folder: Path) -> np.ndarray:
+    """Give a tiny case phantom tissue labels (labels.nii.gz and case.json ``meta.labels``, as phantom cases
+    hold them): its brain (:func:`vce_core.preprocess.brain_mask` of the native image) is enhancing rim
+    where the native image is brighter than the brain's median, meningioma elsewhere (so the tissue can be
+    told from the image); the rest is background. Returns the label map."""
+    from vce_core.io import load_case
+    from vce_core.phantom import LABELS
+    from vce_core.preprocess import brain_mask
+
+    case = load_case(folder)
+    brain = np.asarray(brain_mask(case.native), dtype=bool)
+    native = np.asarray(case.native.data, dtype=np.float32)
+    bright = native > np.median(native[brain])
+    labels = np.zeros(brain.shape, np.int16)
+    labels[brain & bright] = 7
+    labels[brain & ~bright] = 11
+    case.extra["labels"] = Volume(labels.astype(np.float32))
+    case.meta["labels"] = {str(k): v for k, v in LABELS.items()}
+    save_case(case, folder, overwrite=True)
+    return labels
+
+
 def copy_case(source: Path, data: Path) -> Path:
     """Copy a phantom case folder into ``data/demo/<case id>``."""
     target = data / "demo" / f"phantom-{PHANTOM_SEED:04d}"

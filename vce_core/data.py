@@ -315,6 +315,8 @@ class PreparedCase:
     background: the normalised value of a raw 0 (used to pad images).
     sequence: ``(TR in ms, flip angle in degrees)`` of the T1 sequence (case.json ``meta.sequence``), or
         ``None`` when the case does not record it.
+    t1_target: ``None``, or (phantom cases, when asked for) the true native-T1 log factor of every voxel of
+        an enhancing tissue, NaN elsewhere (:func:`true_t1_log_factor`), same shape, float32.
     """
 
     case_id: str
@@ -328,10 +330,46 @@ class PreparedCase:
     params: dict[str, Any]
     background: float
     sequence: tuple[float, float] | None = None
+    t1_target: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.native.shape)  # type: ignore[return-value]
+
+
+def true_t1_log_factor(case: Any) -> np.ndarray:
+    """The phantom's true native-T1 log factor ``log(T1_tissue / DEFAULT_T1_S[B0])`` per voxel (float32),
+    on the voxels of tissues that enhance (``Tissue.enhancing``: the only ones where the native T1 changes
+    a synthesized enhancement noticeably), NaN elsewhere; the target of a learned T1 map
+    (``loss_weights.t1`` of the ``ld_cgan`` objective).
+
+    ``case``: a loaded phantom case (:func:`vce_core.io.load_case`) with its ``labels`` volume and the
+    ``meta.labels`` names. Raises :class:`VCEInputError` for a case without them (not a phantom case), an
+    unknown tissue name or a field strength the tissue table does not hold (1.5 and 3 T).
+    """
+    from vce_core.baselines import DEFAULT_T1_S
+    from vce_core.phantom import TISSUES
+
+    names = case.meta.get("labels") if isinstance(case.meta, dict) else None
+    if "labels" not in case.extra or not isinstance(names, dict):
+        raise VCEInputError(
+            "the case has no tissue labels, so its true T1 is unknown",
+            expected="phantom cases (labels.nii.gz and meta.labels in case.json) for loss_weights.t1",
+        )
+    fs = float(case.field_strength)
+    if fs not in DEFAULT_T1_S:
+        raise VCEInputError(
+            f"field strength {fs:g} T has no tabulated T1", expected="phantom cases at 1.5 or 3 T"
+        )
+    labels = np.asarray(case.extra["labels"].data).astype(np.int64)
+    out = np.full(labels.shape, np.nan, np.float32)
+    for value, name in names.items():
+        tissue = TISSUES.get(str(name))
+        if tissue is None and str(name) != "background":
+            raise VCEInputError(f"unknown tissue {name!r} in the case's labels", expected=", ".join(TISSUES))
+        if tissue is not None and tissue.enhancing:
+            out[labels == int(value)] = math.log(tissue.t1_at(fs) / DEFAULT_T1_S[fs])
+    return out
 
 
 def prepare_case(
@@ -340,10 +378,13 @@ def prepare_case(
     normalization: str = "percentile",
     margin: int = 4,
     dtype: str = "float16",
+    t1_target: bool = False,
 ) -> PreparedCase:
-    """Load a case folder, crop it to the brain bounding box (+ ``margin`` voxels) and normalise it.
+    """Load a case folder, crop it to the brain bounding box (+ ``margin`` voxels) and normalise it;
+    ``t1_target``: also its :func:`true_t1_log_factor` (phantom cases only).
 
-    Raises :class:`VCEInputError` if the case has no acquired low dose or its volumes do not share one grid.
+    Raises :class:`VCEInputError` if the case has no acquired low dose or its volumes do not share one grid,
+    or (``t1_target``) has no tissue labels.
     """
     from vce_core.baselines import case_tr_flip
     from vce_core.io import load_case
@@ -393,6 +434,7 @@ def prepare_case(
         params=params,
         background=float(apply_normalization(np.zeros(1, np.float32), params)[0]),
         sequence=case_tr_flip(case),
+        t1_target=np.ascontiguousarray(true_t1_log_factor(case)[crop]) if t1_target else None,
     )
 
 
@@ -624,6 +666,9 @@ class CaseDataset(Dataset):
     cache_size: cases kept in memory per process (LRU).
     dtype: cache dtype, ``float16`` (default) or ``float32``.
     margin: voxels kept around the brain bounding box.
+    t1_target: also load each case's true native-T1 log factor (:func:`true_t1_log_factor`, phantom cases
+        only) and return it with every sample as ``t1_target`` (NaN where unknown or padded), cropped and
+        flipped with the images.
     """
 
     spatial_dims = 2
@@ -639,6 +684,7 @@ class CaseDataset(Dataset):
         cache_size: int = 32,
         dtype: str = "float16",
         margin: int = 4,
+        t1_target: bool = False,
     ):
         if crop is not None and (crop <= 0 or crop % 8):
             raise VCEInputError(f"crop {crop} is not a positive multiple of 8", expected="e.g. 64, 96 or 128")
@@ -652,6 +698,7 @@ class CaseDataset(Dataset):
             raise VCEInputError("no case folders given", expected="at least one case folder")
         self.normalization, self.crop, self.flips = normalization, crop, flips
         self.cache_size, self.dtype, self.margin = max(1, int(cache_size)), dtype, margin
+        self.t1_target = bool(t1_target)
         self._cache: LRU[PreparedCase] = LRU(self.cache_size)
         self.case_ids: list[str] = []
         self.field_strengths: list[float] = []
@@ -674,7 +721,13 @@ class CaseDataset(Dataset):
 
     def _prepare(self, folder: Path) -> Any:
         """Load and prepare one case folder (cached by :meth:`case`)."""
-        return prepare_case(folder, normalization=self.normalization, margin=self.margin, dtype=self.dtype)
+        return prepare_case(
+            folder,
+            normalization=self.normalization,
+            margin=self.margin,
+            dtype=self.dtype,
+            t1_target=self.t1_target,
+        )
 
     def _index_case(self, ci: int, case: PreparedCase) -> list[tuple[int, float, int]]:
         """Sample index entries ``(case index, dose, position)`` of one case."""
@@ -713,8 +766,8 @@ class CaseDataset(Dataset):
 
     def _sample(self, case: PreparedCase, dose: float, pos: int, rng: np.random.Generator) -> dict[str, Any]:
         """The sample of index entry ``(case, dose, pos)`` with the random choices of ``rng``."""
-        native, sd, res, brain = self._extract(case, dose, pos, rng)
-        native, sd, res, brain = self._flip((native, sd, res, brain), rng)
+        native, sd, res, brain, *t1 = self._flip(self._extract(case, dose, pos, rng), rng)
+        extra = {"t1_target": torch.from_numpy(np.ascontiguousarray(t1[0], dtype=np.float32))} if t1 else {}
         return {
             "native": torch.from_numpy(np.ascontiguousarray(native, dtype=np.float32)),
             "standard_dose": torch.from_numpy(np.ascontiguousarray(sd, dtype=np.float32)),
@@ -724,12 +777,23 @@ class CaseDataset(Dataset):
             "field_strength": torch.tensor(case.field_strength, dtype=torch.float32),
             "sequence": _sequence_vector(case),
             "case_id": case.case_id,
+            **extra,
         }
 
     def _extract(
         self, case: PreparedCase, dose: float, pos: int, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    ) -> list[np.ndarray]:
+        """``[native, standard_dose, residual, brain]`` of the sample, plus ``t1_target`` when the case
+        holds one, cropped alike."""
         raise NotImplementedError
+
+    @staticmethod
+    def _with_t1(case: PreparedCase, arrays: list[np.ndarray], pads: list[Any], t1: Any) -> None:
+        """Append the case's ``t1_target`` (``t1``: a function of the full array → the sample's array; NaN
+        padding) to ``arrays`` and ``pads`` when the case holds one."""
+        if case.t1_target is not None:
+            arrays.append(t1(case.t1_target))
+            pads.append(np.nan)
 
     def describe(self) -> dict[str, Any]:
         """JSON-serialisable description for the model card."""
@@ -813,10 +877,10 @@ class SliceDataset(CaseDataset):
         sd = np.moveaxis(case.standard_dose[:, :, ks], 2, 0)
         res = case.residuals[dose][None, :, :, pos]
         brain = case.brain[None, :, :, pos]
+        arrays, pads = [native, sd, res, brain], [case.background, case.background, 0.0, False]
+        self._with_t1(case, arrays, pads, lambda t: t[None, :, :, pos])
         starts, size = self._window(case, pos, rng)
-        return tuple(
-            _crop([native, sd, res, brain], starts, size, [case.background, case.background, 0.0, False])
-        )
+        return _crop(arrays, starts, size, pads)
 
     def _window(self, case: Any, pos: int, rng: np.random.Generator) -> tuple[list[int], tuple[int, int]]:
         """Start and size of the in-plane window of axial slice ``pos``: a random (or CE-centred) crop, or
@@ -887,8 +951,9 @@ class PatchDataset(CaseDataset):
     def _extract(self, case, dose, pos, rng):  # noqa: ANN001, ANN202 - see base class
         arrays = [case.native[None], case.standard_dose[None], case.residuals[dose][None], case.brain[None]]
         pads = [case.background, case.background, 0.0, False]
+        self._with_t1(case, arrays, pads, lambda t: t[None])
         starts, size = self._window(case, rng)
-        return tuple(_crop(arrays, starts, size, pads))
+        return _crop(arrays, starts, size, pads)
 
     def _window(self, case: Any, rng: np.random.Generator) -> tuple[list[int], list[int]]:
         """Start and size of a patch (centred on a brain voxel with ``brain_probability``), or the whole
@@ -1033,6 +1098,7 @@ def build_dataset(
     optional_inputs: Sequence[str] = (),
     target: str = "standard_dose",
     target_context: bool = False,
+    t1_target: bool = False,
 ) -> CaseDataset:
     """The dataset of a mode and task.
 
@@ -1041,6 +1107,10 @@ def build_dataset(
     """
     common = dict(normalization=normalization, crop=crop, flips=flips, cache_size=cache_size, dtype=dtype)
     if task == "virtual_contrast":
+        if t1_target:
+            raise VCEInputError(
+                "a T1 target is for low-dose generators with a learned T1 map", expected="task low_dose"
+            )
         spec = dict(inputs=inputs, optional_inputs=optional_inputs, target=target)
         if mode == "3d":
             return ContrastPatchDataset(folders, patches_per_case=patches_per_case, **spec, **common)
@@ -1056,6 +1126,7 @@ def build_dataset(
             **spec,
             **common,
         )
+    common["t1_target"] = t1_target
     if mode == "2d":
         return SliceDataset(folders, context=0, brain_fraction=brain_fraction, ce_focus=ce_focus, **common)
     if mode == "2.5d":

@@ -289,8 +289,16 @@ class Trainer:
             target=cfg.target,
             target_context=cfg.target_context,
         )
+        # a learned T1 map supervised by the phantom's true T1 (loss_weights.t1 in any stage) needs its target
+        t1 = any(stage.loss_weights.get("t1") for stage in self.stages)
         self.train_set: CaseDataset = build_dataset(
-            cfg.mode, train_folders, crop=cfg.crop, flips=cfg.flips, ce_focus=cfg.ce_focus, **common
+            cfg.mode,
+            train_folders,
+            crop=cfg.crop,
+            flips=cfg.flips,
+            ce_focus=cfg.ce_focus,
+            t1_target=t1,
+            **common,
         )
         self.val_set: CaseDataset | None = (
             build_dataset(cfg.mode, val_folders, crop=None, flips=False, **common)

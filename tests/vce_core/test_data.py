@@ -318,3 +318,62 @@ def test_samples_carry_the_t1_sequence(cases: list[Path], tmp_path: Path) -> Non
     s = ds[0]
     bg = float(apply_normalization(np.zeros(1, np.float32), ds.case(0).params)[0])
     np.testing.assert_allclose(s["sequence"].numpy(), [bg, 7.3e-3, math.radians(8.0)], rtol=1e-6)
+
+
+def test_t1_target_is_the_tissue_table_cropped_and_flipped_with_the_images(
+    cases: list[Path], tmp_path: Path
+) -> None:
+    """``t1_target``: log(T1 / DEFAULT_T1_S) of the tissue on enhancing voxels, NaN elsewhere and in the
+    padding; it travels with the crop and the flips (its known voxels are exactly the sample's brain here,
+    where every brain voxel is labelled rim or meningioma)."""
+    import math
+    import shutil
+
+    from support import record_labels
+    from vce_core.baselines import DEFAULT_T1_S
+    from vce_core.data import true_t1_log_factor
+    from vce_core.phantom import TISSUES
+
+    folders = [shutil.copytree(c, tmp_path / c.name) for c in cases[:2]]
+    for folder in folders:
+        labels = record_labels(folder)
+        case = load_case(folder)
+        fs = float(case.field_strength)
+        rim, men = (
+            math.log(TISSUES[t].t1_at(fs) / DEFAULT_T1_S[fs]) for t in ("enhancing_rim", "meningioma")
+        )
+        t1 = true_t1_log_factor(case)
+        assert np.isnan(t1[labels == 0]).all()
+        np.testing.assert_allclose(t1[labels == 7], rim)
+        np.testing.assert_allclose(t1[labels == 11], men, rtol=1e-6)
+        assert men < rim - 0.2  # the meningioma's native T1 is much shorter than the rim's
+    for ds in (
+        SliceDataset(folders, crop=16, flips=True, dtype="float32", t1_target=True),
+        PatchDataset(folders, crop=8, flips=True, dtype="float32", t1_target=True),
+    ):
+        for ci in range(len(folders)):
+            # the cached case's native image is made a copy of its T1 target, so that a sample shows
+            # whether the target was cropped and flipped exactly as the images were
+            prep = ds.case(ci)
+            assert prep.t1_target is not None and prep.t1_target.shape == prep.shape
+            prep.native = np.nan_to_num(prep.t1_target, nan=-9.0)
+        for i in range(0, len(ds), 3):
+            s = ds[i]
+            t1, native = s["t1_target"], s["native"][s["native"].shape[0] // 2 :][:1]
+            known = torch.isfinite(t1)
+            assert t1.shape == s["brain"].shape and torch.equal(known, s["brain"])
+            assert torch.equal(t1[known], native[known])
+            background = ds.case(ds.items[i][0]).background
+            assert bool(((native[~known] == -9.0) | (native[~known] == background)).all())
+    assert "t1_target" not in SliceDataset(folders, crop=16, dtype="float32")[0]
+
+
+def test_t1_target_needs_phantom_labels(cases: list[Path]) -> None:
+    from vce_core.data import build_dataset, true_t1_log_factor
+
+    with pytest.raises(VCEInputError, match="no tissue labels"):
+        true_t1_log_factor(load_case(cases[0]))
+    with pytest.raises(VCEInputError, match="no tissue labels"):
+        SliceDataset(cases[:1], crop=16, t1_target=True)
+    with pytest.raises(VCEInputError, match="low-dose"):
+        build_dataset("2d", cases[:1], task="virtual_contrast", inputs=["native"], t1_target=True)

@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -403,6 +404,24 @@ def test_bias_loss_is_the_l1_of_block_means() -> None:
         bias_loss(pred, target, 0)
 
 
+def test_t1_loss_is_the_mean_l1_over_known_voxels_with_the_target_clipped() -> None:
+    from vce_core.errors import VCEInputError
+    from vce_core.models.ld_cgan import T1_LOG_RANGE, t1_loss
+
+    pred = torch.tensor([[[[0.1, -0.2], [0.3, 0.0]]]], requires_grad=True)
+    target = torch.tensor([[[[0.0, float("nan")], [1.0, -0.1]]]])
+    bound = 0.95 * T1_LOG_RANGE  # a target beyond the head's reach counts at the bound
+    expected = (abs(0.1 - 0.0) + abs(0.3 - bound) + abs(0.0 + 0.1)) / 3
+    loss = t1_loss(pred, target)
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    loss.backward()
+    assert float(pred.grad[0, 0, 0, 1]) == 0.0 and float(pred.grad[0, 0, 0, 0]) == pytest.approx(1 / 3)
+    empty = t1_loss(pred, torch.full_like(target, float("nan")))
+    assert float(empty) == 0.0 and empty.requires_grad
+    with pytest.raises(VCEInputError, match="differ in shape"):
+        t1_loss(pred, target[..., :1])
+
+
 def test_physics_base_trains_with_the_sequence_and_the_bias_term(
     data: dict[str, list[str]], tmp_path: Path
 ) -> None:
@@ -432,3 +451,60 @@ def test_physics_base_trains_with_the_sequence_and_the_bias_term(
     )
     log = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert "bias" in log[0].split(",") and len(log) >= 3
+
+
+def test_t1_supervision_pulls_the_learned_t1_map_to_the_phantom_truth(
+    data: dict[str, list[str]], tmp_path: Path
+) -> None:
+    """``loss_weights.t1``: refused without a learned T1 map or on cases without labels; with them the
+    trainer loads the target, logs the term, names it among the deviations, and training on the term alone
+    brings the map's error below its start (the head starts at the default T1, log factor 0)."""
+    import shutil
+
+    from support import record_labels
+    from vce_core.data import SliceDataset
+    from vce_core.errors import VCEInputError
+    from vce_core.models.ld_cgan import T1_LOG_RANGE, t1_loss
+    from vce_core.synthesis import Synthesizer
+
+    physics = {**TINY, "generator_kwargs": {**TINY["generator_kwargs"], "base": "physics"}}
+    folders: dict[str, list[str]] = {}
+    for key, paths in data.items():
+        folders[key] = [
+            str(record_sequence(shutil.copytree(p, tmp_path / "cases" / Path(p).name))) for p in paths
+        ]
+    with pytest.raises(VCEInputError, match="has none"):
+        train(config_from_dict({**physics, **folders, "loss_weights": {"t1": 1.0}}), run_dir=tmp_path / "a")
+    learn = {**physics, "generator_kwargs": {**physics["generator_kwargs"], "learn_t1": True}}
+    with pytest.raises(VCEInputError, match="no tissue labels"):
+        train(config_from_dict({**learn, **folders, "loss_weights": {"t1": 1.0}}), run_dir=tmp_path / "b")
+    for paths in folders.values():
+        for p in paths:
+            record_labels(Path(p))
+    cfg = config_from_dict(
+        {**learn, **folders, "loss_weights": {"t1": 50.0}, "lambda_content": 0.0, "lambda_adv": 0.0},
+        ["iterations=200", "lr_g=3e-3", "ema_decay=0.0", "critic=", "log_every=1"],
+    )
+    card = train(cfg, run_dir=tmp_path / "run")
+    assert any(d.startswith("T1 supervision (ours, phantom only): 50 x") for d in card.training["deviations"])
+    log = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    column = log[0].split(",").index("t1")
+    values = [float(row.split(",")[column]) for row in log[1:]]
+    assert np.mean(values[-5:]) < 0.5 * np.mean(values[:5])
+
+    # the saved generator's map on training crops (GroupNorm sees crop statistics) against the truth
+    synth = Synthesizer.from_checkpoint(tmp_path / "run", device="cpu")
+    seen: list[torch.Tensor] = []
+    hook = synth.model.t1_head.register_forward_hook(lambda _m, _i, o: seen.append(o))
+    ds = SliceDataset(folders["data"], crop=16, dtype="float32", t1_target=True)
+    learned = untrained = 0.0
+    for k in range(0, len(ds), max(1, len(ds) // 12)):
+        s = ds[k]
+        with torch.no_grad():
+            nat, sd, fs = s["native"][None], s["standard_dose"][None], float(s["field_strength"])
+            synth.model(nat, sd, 0.1, fs, sequence=s["sequence"][None])
+        t, target = T1_LOG_RANGE * torch.tanh(seen[-1]), s["t1_target"][None]
+        learned += float(t1_loss(t, target))
+        untrained += float(t1_loss(torch.zeros_like(t), target))
+    hook.remove()
+    assert learned < 0.5 * untrained

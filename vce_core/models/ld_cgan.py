@@ -70,6 +70,7 @@ __all__ = [
     "LowDoseGenerator",
     "LowDoseObjective",
     "bias_loss",
+    "t1_loss",
     "content_loss",
     "physics_residual",
     "sequence_tensor",
@@ -694,6 +695,23 @@ def bias_loss(pred: Tensor, target: Tensor, pool: int = 8) -> Tensor:
     return diff.abs().flatten(1).sum(1).mean()
 
 
+def t1_loss(t1_log: Tensor, target: Tensor) -> Tensor:
+    """``mean |t − t_true|`` over the voxels with a finite target: the L1 error of a learned native-T1 log
+    factor ``t1_log`` ``[B, 1, *S]`` against the phantom's true one (:func:`vce_core.data.true_t1_log_factor`,
+    NaN where unknown), the target clipped to ±0.95 · :data:`T1_LOG_RANGE` (what the bounded head can
+    reach). Zero (still differentiable) when no voxel has a target; VCEInputError for different shapes."""
+    if tuple(t1_log.shape) != tuple(target.shape):
+        raise VCEInputError(
+            f"T1 map {tuple(t1_log.shape)} and target {tuple(target.shape)} differ in shape",
+            expected="tensors of one shape [B, 1, *S]",
+        )
+    known = torch.isfinite(target)
+    if not bool(known.any()):
+        return t1_log.sum() * 0.0
+    bound = 0.95 * T1_LOG_RANGE
+    return (t1_log[known] - target[known].clamp(-bound, bound)).abs().mean()
+
+
 def content_loss(
     cfg: Any, preds: list[Tensor], target: Tensor, native: Tensor, vgg: nn.Module | None = None
 ) -> Tensor:
@@ -727,7 +745,13 @@ class LowDoseObjective(Objective):
     doses interpolated), ``n_critic`` critic updates per generator update, and for the generator
     ``λ_C · content(g(z, c), y_LD) + λ_adv · (−f(g(z, ĉ), ĉ))``.
 
-    Our addition (not in the paper, off unless the config sets ``loss_weights: {bias: λ_B}``):
+    Our second addition (phantom data only, off unless the config sets ``loss_weights: {t1: λ_T}``; needs
+    ``generator_kwargs.learn_t1``): ``λ_T · mean |t − t_true|`` (:func:`t1_loss`), the learned T1 map's
+    log factor against the phantom's true one on the voxels of enhancing tissues (the dataset then loads
+    it as ``t1_target``). Without it the map is learned only through the images, where lesion types whose
+    native signals differ by a few per cent get one factor.
+
+    Our first addition (not in the paper, off unless the config sets ``loss_weights: {bias: λ_B}``):
     ``λ_B · ‖pool_k(ŷ_LD) − pool_k(y_LD)‖₁`` (:func:`bias_loss`; ``k`` = ``objective_kwargs.bias_pool``,
     default 8), the L1 distance of the k×k block means of the full-resolution head and the target. Neither
     the per-patch Wasserstein distance nor the critic sees an offset much smaller than the noise, while
@@ -753,6 +777,13 @@ class LowDoseObjective(Objective):
                     expected="perceptual_weights: <path to a local VGG-16 .safetensors or .pth>",
                 )
             self.vgg = VGGPerceptualLoss(trainer.cfg.perceptual_weights).to(trainer.device)
+        if any(stage.loss_weights.get("t1") for stage in trainer.stages) and (
+            getattr(trainer.generator, "t1_head", None) is None
+        ):
+            raise VCEInputError(
+                "loss_weights.t1 supervises a learned T1 map, but this generator has none",
+                expected="generator_kwargs: {base: physics, learn_t1: true} (or drop loss_weights.t1)",
+            )
 
     def _noise(self, like: Tensor, n: int) -> Tensor:
         return torch.randn((n, 1, *like.shape[2:]), device=self.trainer.device)
@@ -830,8 +861,17 @@ class LowDoseObjective(Objective):
             seq = None if seq is None else torch.cat([seq, seq])
         else:
             inputs = (nat, sd, dose, fs)
-        with t.autocast():
-            preds = t.g_train(*inputs, self._noise(nat, inputs[0].shape[0]), sequence=seq)
+        lambda_t1 = t.weight("t1", 0.0)
+        seen: list[Tensor] = []
+        hook = (
+            t.generator.t1_head.register_forward_hook(lambda _m, _i, o: seen.append(o)) if lambda_t1 else None
+        )
+        try:
+            with t.autocast():
+                preds = t.g_train(*inputs, self._noise(nat, inputs[0].shape[0]), sequence=seq)
+        finally:
+            if hook is not None:
+                hook.remove()
         preds = [p.float() for p in preds]
         content = content_loss(t.cfg, [p[:n] for p in preds], res, nat, self.vgg)
         loss = t.cfg.lambda_content * content
@@ -841,6 +881,16 @@ class LowDoseObjective(Objective):
             bias = bias_loss(preds[0][:n], res, int(t.cfg.objective_kwargs.get("bias_pool", 8)))
             loss = loss + lambda_bias * bias
             out["bias"] = bias.item()
+        if lambda_t1:
+            if "t1_target" not in b:
+                raise VCEInputError(
+                    "loss_weights.t1 is set but the batch holds no t1_target",
+                    expected="a dataset built with t1_target=True (the trainer builds it so)",
+                )
+            t1_log = T1_LOG_RANGE * torch.tanh(seen[-1][:n].float())
+            t1 = t1_loss(t1_log, b["t1_target"])
+            loss = loss + lambda_t1 * t1
+            out["t1"] = t1.item()
         if adversarial:
             critic = t.nets["critic"]
             critic.requires_grad_(False)  # unwrapped critic: no DDP reduction, no critic grads
@@ -865,6 +915,11 @@ class LowDoseObjective(Objective):
             out.append(
                 f"bias term (ours): {cfg.loss_weights['bias']:g} x L1 of the {k}x{k} block means of the "
                 "full-resolution head and the target residual"
+            )
+        if any(stage.loss_weights.get("t1") for stage in self.trainer.stages):
+            out.append(
+                f"T1 supervision (ours, phantom only): {cfg.loss_weights.get('t1', 0.0):g} x L1 of the "
+                "learned T1 map's log factor against the phantom's true native T1 on enhancing tissue"
             )
         return out
 
