@@ -887,6 +887,11 @@ class LowDoseObjective(Objective):
                     "loss_weights.t1 is set but the batch holds no t1_target",
                     expected="a dataset built with t1_target=True (the trainer builds it so)",
                 )
+            if not seen:  # e.g. a compiled generator whose submodule hooks do not run
+                raise VCEInputError(
+                    "loss_weights.t1 could not read the generator's T1 map during the forward pass",
+                    expected="compile: false with loss_weights.t1",
+                )
             t1_log = T1_LOG_RANGE * torch.tanh(seen[-1][:n].float())
             t1 = t1_loss(t1_log, b["t1_target"])
             loss = loss + lambda_t1 * t1
