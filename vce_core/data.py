@@ -337,6 +337,15 @@ class PreparedCase:
         return tuple(self.native.shape)  # type: ignore[return-value]
 
 
+def tissue_t1_factor(tissue: Any, field_strength: float) -> float:
+    """``T1_tissue / DEFAULT_T1_S[B0]``: the factor a learned T1 map should give a phantom tissue
+    (:class:`vce_core.phantom.Tissue`) at 1.5 or 3 T (1.0 for the glioblastoma rim, whose T1 the default
+    is)."""
+    from vce_core.baselines import DEFAULT_T1_S
+
+    return tissue.t1_at(field_strength) / DEFAULT_T1_S[field_strength]
+
+
 def true_t1_log_factor(case: Any) -> np.ndarray:
     """The phantom's true native-T1 log factor ``log(T1_tissue / DEFAULT_T1_S[B0])`` per voxel (float32),
     on the voxels of tissues that enhance (``Tissue.enhancing``: the only ones where the native T1 changes
@@ -368,7 +377,7 @@ def true_t1_log_factor(case: Any) -> np.ndarray:
         if tissue is None and str(name) != "background":
             raise VCEInputError(f"unknown tissue {name!r} in the case's labels", expected=", ".join(TISSUES))
         if tissue is not None and tissue.enhancing:
-            out[labels == int(value)] = math.log(tissue.t1_at(fs) / DEFAULT_T1_S[fs])
+            out[labels == int(value)] = math.log(tissue_t1_factor(tissue, fs))
     return out
 
 

@@ -289,8 +289,8 @@ class Trainer:
             target=cfg.target,
             target_context=cfg.target_context,
         )
-        # a learned T1 map supervised by the phantom's true T1 (loss_weights.t1 in any stage) needs its target
-        t1 = any(stage.loss_weights.get("t1") for stage in self.stages)
+        # an objective that supervises a learned T1 map (ld_cgan's loss_weights.t1) needs the phantom's T1
+        t1 = bool(getattr(self.objective, "t1_weight", 0.0))
         self.train_set: CaseDataset = build_dataset(
             cfg.mode,
             train_folders,

@@ -90,8 +90,7 @@ def t1_table(
     of the per-slice means. Raises :class:`VCEInputError` for a non-phantom case (no ``labels``), a model
     without a learned T1 map or no lesion slice in ``data``.
     """
-    from vce_core.baselines import DEFAULT_T1_S
-    from vce_core.data import find_case_folders
+    from vce_core.data import find_case_folders, tissue_t1_factor
     from vce_core.domain import check_dose
     from vce_core.io import load_case
     from vce_core.phantom import LABELS, TISSUES
@@ -135,7 +134,7 @@ def t1_table(
                 "slices": len(parts),
                 "learned": float(sums.sum() / counts.sum()),
                 "learned_sd": float(np.std(means, ddof=1)) if len(parts) > 1 else math.nan,
-                "true": by_label[value].t1_at(fs) / DEFAULT_T1_S[fs],
+                "true": tissue_t1_factor(by_label[value], fs),
             }
         )
     return rows

@@ -777,9 +777,9 @@ class LowDoseObjective(Objective):
                     expected="perceptual_weights: <path to a local VGG-16 .safetensors or .pth>",
                 )
             self.vgg = VGGPerceptualLoss(trainer.cfg.perceptual_weights).to(trainer.device)
-        if any(stage.loss_weights.get("t1") for stage in trainer.stages) and (
-            getattr(trainer.generator, "t1_head", None) is None
-        ):
+        # the largest T1 weight of any stage; > 0: the trainer's datasets load the phantom's T1 target
+        self.t1_weight = max((float(st.loss_weights.get("t1", 0.0)) for st in trainer.stages), default=0.0)
+        if self.t1_weight and getattr(trainer.generator, "t1_head", None) is None:
             raise VCEInputError(
                 "loss_weights.t1 supervises a learned T1 map, but this generator has none",
                 expected="generator_kwargs: {base: physics, learn_t1: true} (or drop loss_weights.t1)",
@@ -921,9 +921,9 @@ class LowDoseObjective(Objective):
                 f"bias term (ours): {cfg.loss_weights['bias']:g} x L1 of the {k}x{k} block means of the "
                 "full-resolution head and the target residual"
             )
-        if any(stage.loss_weights.get("t1") for stage in self.trainer.stages):
+        if self.t1_weight:
             out.append(
-                f"T1 supervision (ours, phantom only): {cfg.loss_weights.get('t1', 0.0):g} x L1 of the "
+                f"T1 supervision (ours, phantom only): {self.t1_weight:g} x L1 of the "
                 "learned T1 map's log factor against the phantom's true native T1 on enhancing tissue"
             )
         return out
