@@ -422,6 +422,30 @@ def test_t1_loss_is_the_mean_l1_over_known_voxels_with_the_target_clipped() -> N
         t1_loss(pred, target[..., :1])
 
 
+def test_balanced_t1_loss_weights_each_target_value_alike() -> None:
+    """``balance=True``: the mean over distinct target values of each value's mean error (tissues count
+    alike however many voxels they hold), checked against a hand computation and its gradient."""
+    from vce_core.models.ld_cgan import T1_LOG_RANGE, t1_loss
+
+    bound = 0.95 * T1_LOG_RANGE
+    # nine voxels of one tissue (target −0.3, error 0.1 each), one of another (target 0, error 0.5),
+    # one beyond the head's reach (counts at the bound) and one unknown voxel
+    pred = torch.tensor([-0.2] * 9 + [0.5, 0.0, 7.0]).view(1, 1, 3, 4).requires_grad_(True)
+    target = torch.tensor([-0.3] * 9 + [0.0, 2.0, float("nan")]).view(1, 1, 3, 4)
+    plain = (9 * 0.1 + 0.5 + bound) / 11
+    balanced = (0.1 + 0.5 + bound) / 3
+    assert float(t1_loss(pred, target)) == pytest.approx(plain, rel=1e-5)
+    loss = t1_loss(pred, target, balance=True)
+    assert loss.item() == pytest.approx(balanced, rel=1e-5)
+    loss.backward()
+    grad = pred.grad.flatten()
+    assert grad[:9] == pytest.approx([1 / 27] * 9) and float(grad[9]) == pytest.approx(1 / 3)
+    assert float(grad[11]) == 0.0
+    # one tissue only: the balanced loss is the plain one
+    same, fixed = torch.full_like(target, -0.3), pred.detach()
+    assert float(t1_loss(fixed, same, balance=True)) == pytest.approx(float(t1_loss(fixed, same)))
+
+
 def test_physics_base_trains_with_the_sequence_and_the_bias_term(
     data: dict[str, list[str]], tmp_path: Path
 ) -> None:
@@ -481,6 +505,9 @@ def test_t1_supervision_pulls_the_learned_t1_map_to_the_phantom_truth(
     for paths in folders.values():
         for p in paths:
             record_labels(Path(p))
+    with pytest.raises(VCEInputError, match="t1_balance"):
+        bad = {**learn, **folders, "loss_weights": {"t1": 1.0}, "objective_kwargs": {"t1_balance": "yes"}}
+        train(config_from_dict(bad), run_dir=tmp_path / "c")
     cfg = config_from_dict(
         {**learn, **folders, "loss_weights": {"t1": 50.0}, "lambda_content": 0.0, "lambda_adv": 0.0},
         ["iterations=200", "lr_g=3e-3", "ema_decay=0.0", "critic=", "log_every=1"],

@@ -695,11 +695,16 @@ def bias_loss(pred: Tensor, target: Tensor, pool: int = 8) -> Tensor:
     return diff.abs().flatten(1).sum(1).mean()
 
 
-def t1_loss(t1_log: Tensor, target: Tensor) -> Tensor:
+def t1_loss(t1_log: Tensor, target: Tensor, *, balance: bool = False) -> Tensor:
     """``mean |t − t_true|`` over the voxels with a finite target: the L1 error of a learned native-T1 log
     factor ``t1_log`` ``[B, 1, *S]`` against the phantom's true one (:func:`vce_core.data.true_t1_log_factor`,
     NaN where unknown), the target clipped to ±0.95 · :data:`T1_LOG_RANGE` (what the bounded head can
-    reach). Zero (still differentiable) when no voxel has a target; VCEInputError for different shapes."""
+    reach). Zero (still differentiable) when no voxel has a target; VCEInputError for different shapes.
+
+    ``balance``: the mean over the distinct target values in the batch of each value's mean error, so that
+    every tissue (one T1 per tissue and field strength) counts alike however many voxels it holds; without
+    it the dura, ten times the voxels of any lesion type, sets the map. Tissues that share a T1 share a
+    group, which changes nothing they are asked to learn."""
     if tuple(t1_log.shape) != tuple(target.shape):
         raise VCEInputError(
             f"T1 map {tuple(t1_log.shape)} and target {tuple(target.shape)} differ in shape",
@@ -709,7 +714,14 @@ def t1_loss(t1_log: Tensor, target: Tensor) -> Tensor:
     if not bool(known.any()):
         return t1_log.sum() * 0.0
     bound = 0.95 * T1_LOG_RANGE
-    return (t1_log[known] - target[known].clamp(-bound, bound)).abs().mean()
+    goal = target[known]
+    err = (t1_log[known] - goal.clamp(-bound, bound)).abs()
+    if not balance:
+        return err.mean()
+    _, group = torch.unique(goal, return_inverse=True)
+    count = torch.bincount(group).to(err.dtype)
+    total = torch.zeros_like(count).index_add(0, group, err)
+    return (total / count).mean()
 
 
 def content_loss(
@@ -749,7 +761,8 @@ class LowDoseObjective(Objective):
     ``generator_kwargs.learn_t1``): ``λ_T · mean |t − t_true|`` (:func:`t1_loss`), the learned T1 map's
     log factor against the phantom's true one on the voxels of enhancing tissues (the dataset then loads
     it as ``t1_target``). Without it the map is learned only through the images, where lesion types whose
-    native signals differ by a few per cent get one factor.
+    native signals differ by a few per cent get one factor. ``objective_kwargs.t1_balance: true`` weights
+    every tissue alike (``t1_loss(balance=True)``) instead of every voxel.
 
     Our first addition (not in the paper, off unless the config sets ``loss_weights: {bias: λ_B}``):
     ``λ_B · ‖pool_k(ŷ_LD) − pool_k(y_LD)‖₁`` (:func:`bias_loss`; ``k`` = ``objective_kwargs.bias_pool``,
@@ -783,6 +796,11 @@ class LowDoseObjective(Objective):
             raise VCEInputError(
                 "loss_weights.t1 supervises a learned T1 map, but this generator has none",
                 expected="generator_kwargs: {base: physics, learn_t1: true} (or drop loss_weights.t1)",
+            )
+        self.t1_balance = trainer.cfg.objective_kwargs.get("t1_balance", False)
+        if not isinstance(self.t1_balance, bool):
+            raise VCEInputError(
+                f"objective_kwargs.t1_balance is {self.t1_balance!r}", expected="true or false"
             )
 
     def _noise(self, like: Tensor, n: int) -> Tensor:
@@ -893,7 +911,7 @@ class LowDoseObjective(Objective):
                     expected="compile: false with loss_weights.t1",
                 )
             t1_log = T1_LOG_RANGE * torch.tanh(seen[-1][:n].float())
-            t1 = t1_loss(t1_log, b["t1_target"])
+            t1 = t1_loss(t1_log, b["t1_target"], balance=self.t1_balance)
             loss = loss + lambda_t1 * t1
             out["t1"] = t1.item()
         if adversarial:
@@ -925,6 +943,7 @@ class LowDoseObjective(Objective):
             out.append(
                 f"T1 supervision (ours, phantom only): {self.t1_weight:g} x L1 of the "
                 "learned T1 map's log factor against the phantom's true native T1 on enhancing tissue"
+                + (", each tissue weighted alike" if self.t1_balance else "")
             )
         return out
 
