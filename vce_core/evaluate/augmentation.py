@@ -921,6 +921,13 @@ def _generator_note(info: dict[str, Any]) -> list[str]:
             "the target's own noise scaled by d, so in the synthetic pairs the target is nearly a function "
             "of the input (compare the arms' training losses above)."
         )
+    elif base == "physics":
+        lines.append(
+            "With the physics base, `x̂_LD = x_NA + r_phys(x_NA, x_SD, d) + G(·)`, the physics baseline's "
+            "residual (the SPGR signal inverted from x_NA and x_SD, ΔR1 scaled by d) plus texture-only "
+            "heads: the synthetic low dose carries the target's own noise scaled by about d, and the "
+            "heads add noise of their own (compare the arms' training losses above)."
+        )
     return [" ".join(lines), ""]
 
 
