@@ -119,6 +119,10 @@ def test_comparisons_report_and_cards(report: tuple[Path, list[Path]]) -> None:
         "Subgroups",
     ):
         assert heading in text
+    # the primary table opens with the real scan's own error (its noise over the lesion), the floor
+    floor = next(line for line in text.splitlines() if line.startswith(f"| {REFERENCE} (noise floor) |"))
+    scan_error = _mean([r for r in _rows(out / "results.csv") if r["metric"] == PRIMARY], REFERENCE, PRIMARY)
+    assert 0 < scan_error < 0.05 and f"{scan_error:.4f}" in floor
     assert "--noise-seeds 0 1" in text and "plotly" in (out / "report.html").read_text()[:200000].lower()
     held = read_card(models[0]).held_out
     assert held["lesion_error"] == pytest.approx(
