@@ -383,6 +383,44 @@ def _subgroups(result: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _per_case(result: dict[str, Any]) -> list[str]:
+    """|E − E_true| of every case (all doses, noise seeds averaged): the unit of the paired tests, so a
+    reader sees which cases a model wins and loses, against the scan's own error on the same lesions."""
+    from vce_core.evaluate.lowdose import ALL_DOSES, PHYSICS, REFERENCE
+
+    error = {m: result["table"].get((m, ALL_DOSES, "lesion_error"), {}) for m in result["methods"]}
+    if PHYSICS not in error or not result["models"]:
+        return []
+    cases = sorted(
+        (c for c in result["info"]["cases"] if c["case_id"] in error[PHYSICS]),
+        key=lambda c: (c["field_strength"], c["case_id"]),
+    )
+    if not cases:
+        return []
+    shown = [REFERENCE, PHYSICS, *result["models"]]
+    lines = [
+        "## Per case: lesion enhancement error (all doses)",
+        "",
+        "|E − E_true| per case, mean over doses and noise seeds: the figures the paired tests compare. "
+        "✓ marks a model better than the physics baseline on that case; the acquired scan's own error on the "
+        "same lesions is its noise floor.",
+        "",
+        "| case | field | agent | enhancing lesions (voxels) | " + " | ".join(shown) + " |",
+        "|---|---|---|---|" + "---|" * len(shown),
+    ]
+    for c in cases:
+        cid = c["case_id"]
+        lesions = ", ".join(f"{r['type']} ({r['voxels']})" for r in c["lesions"])
+        cells = [_num(error[REFERENCE].get(cid, math.nan)), _num(error[PHYSICS][cid])]
+        for m in result["models"]:
+            value = error[m].get(cid, math.nan)
+            cells.append(_num(value) + (" ✓" if value < error[PHYSICS][cid] else ""))
+        lines.append(
+            f"| {cid} | {c['field_strength']:g} T | {c['agent']} | {lesions} | " + " | ".join(cells) + " |"
+        )
+    return [*lines, ""]
+
+
 def _held_out(model: dict[str, Any] | None, label: str) -> bool:
     if model is None:
         return False
@@ -395,9 +433,9 @@ def _held_out(model: dict[str, Any] | None, label: str) -> bool:
 
 def markdown_report(result: dict[str, Any]) -> str:
     """The report text: header, primary endpoint with paired tests, noise realism, lesion types, CNR,
-    image metrics, subgroups."""
+    image metrics, subgroups, per case."""
     parts = _header(result) + _primary(result) + _noise(result) + _lesion_types(result)
-    parts += _cnr(result) + _images(result) + _subgroups(result)
+    parts += _cnr(result) + _images(result) + _subgroups(result) + _per_case(result)
     parts += [
         "p: two-sided Wilcoxon signed-rank test over cases (noise seeds averaged within a case); "
         "Holm: adjusted over models × baselines × doses for the primary endpoint; * p < 0.05. "
