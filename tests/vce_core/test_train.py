@@ -413,11 +413,11 @@ def test_t1_loss_is_the_mean_l1_over_known_voxels_with_the_target_clipped() -> N
     bound = 0.95 * T1_LOG_RANGE  # a target beyond the head's reach counts at the bound
     expected = (abs(0.1 - 0.0) + abs(0.3 - bound) + abs(0.0 + 0.1)) / 3
     loss = t1_loss(pred, target)
-    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
     loss.backward()
     assert float(pred.grad[0, 0, 0, 1]) == 0.0 and float(pred.grad[0, 0, 0, 0]) == pytest.approx(1 / 3)
     empty = t1_loss(pred, torch.full_like(target, float("nan")))
-    assert float(empty) == 0.0 and empty.requires_grad
+    assert empty.item() == 0.0 and empty.requires_grad
     with pytest.raises(VCEInputError, match="differ in shape"):
         t1_loss(pred, target[..., :1])
 
