@@ -434,7 +434,7 @@ def test_balanced_t1_loss_weights_each_target_value_alike() -> None:
     target = torch.tensor([-0.3] * 9 + [0.0, 2.0, float("nan")]).view(1, 1, 3, 4)
     plain = (9 * 0.1 + 0.5 + bound) / 11
     balanced = (0.1 + 0.5 + bound) / 3
-    assert float(t1_loss(pred, target)) == pytest.approx(plain, rel=1e-5)
+    assert t1_loss(pred, target).item() == pytest.approx(plain, rel=1e-5)
     loss = t1_loss(pred, target, balance=True)
     assert loss.item() == pytest.approx(balanced, rel=1e-5)
     loss.backward()
