@@ -121,13 +121,13 @@ def test_comparisons_report_and_cards(report: tuple[Path, list[Path]]) -> None:
         assert heading in text
     # the primary table opens with the real scan's own error (its noise over the lesion), the floor
     floor = next(line for line in text.splitlines() if line.startswith(f"| {REFERENCE} (noise floor) |"))
-    scan_error = _mean([r for r in _rows(out / "results.csv") if r["metric"] == PRIMARY], REFERENCE, PRIMARY)
+    results = [r for r in _rows(out / "results.csv") if r["metric"] == PRIMARY]
+    scan_error = _mean(results, REFERENCE, PRIMARY)
     assert 0 < scan_error < 0.05 and f"{scan_error:.4f}" in floor
     # per case: the unit of the paired tests, with a mark where the model beats the physics baseline
     assert "## Per case: lesion enhancement error" in text
     row = next(line for line in text.splitlines() if line.startswith("| phantom-0031 |")).split(" | ")
     assert row[1] == "3 T" and f"{scan_error:.4f}" == row[4]  # the achieva_3t protocol
-    results = [r for r in _rows(out / "results.csv") if r["metric"] == PRIMARY]
     physics = _mean(results, "physics baseline", PRIMARY)
     assert row[5] == f"{physics:.4f}"
     for cell, model in zip(row[6:], ("zero residual", "untrained"), strict=True):
@@ -137,7 +137,7 @@ def test_comparisons_report_and_cards(report: tuple[Path, list[Path]]) -> None:
     assert "--noise-seeds 0 1" in text and "plotly" in (out / "report.html").read_text()[:200000].lower()
     held = read_card(models[0]).held_out
     assert held["lesion_error"] == pytest.approx(
-        _mean([r for r in _rows(out / "results.csv") if r["metric"] == PRIMARY], "zero residual", PRIMARY),
+        _mean(results, "zero residual", PRIMARY),
         rel=1e-6,
     )
     assert set(held["lesion_error_vs"]) == set(BASELINES) and held["noise_seeds"] == [0, 1]
