@@ -186,6 +186,7 @@ BUNDLED_LOW_DOSE = [
     "ld_cgan_2d_np_physics_bias",
     "ld_cgan_2d_np_physics_t1",
     "ld_cgan_2d_np_physics_t1sup",
+    "ld_cgan_2d_np_physics_t1sup_120",
 ]
 DEFAULT = "ld_cgan_2d_np_physics_t1sup"  # chosen on a second draw of cases (README, "Held-out evaluation")
 
