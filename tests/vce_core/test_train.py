@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -446,24 +447,100 @@ def test_balanced_t1_loss_weights_each_target_value_alike() -> None:
     assert float(t1_loss(fixed, same, balance=True)) == pytest.approx(float(t1_loss(fixed, same)))
 
 
+def test_t1_class_loss_is_the_cross_entropy_of_the_tissue_set_of_each_known_voxel() -> None:
+    """Against a hand computation: a voxel whose target is one class's log factor costs ``−log p`` of that
+    class; one whose factor two classes share (choroid plexus and metastasis at 1.5 T) ``−log(p_a + p_b)``;
+    unknown voxels cost nothing and get no gradient; ``balance`` averages per target value; a target no
+    class holds is refused."""
+    from vce_core.errors import VCEInputError
+    from vce_core.models.ld_cgan import t1_class_loss, t1_class_table
+
+    names, table = t1_class_table()
+    rim, choroid, met, dura = (
+        names.index(n) for n in ("enhancing_rim", "choroid_plexus", "metastasis", "dura")
+    )
+    assert float(table[0, choroid]) == float(table[0, met]) and float(table[1, choroid]) != float(
+        table[1, met]
+    )
+    assert float(table[0, rim]) == 0.0 == float(table[1, rim])
+    torch.manual_seed(0)
+    logits = torch.randn(2, len(names), 1, 4, requires_grad=True)
+    nan = float("nan")
+    # sample 0 at 1.5 T: rim, choroid/metastasis (shared), dura, unknown
+    # sample 1 at 3 T: metastasis x 3, unknown
+    target = torch.tensor(
+        [
+            [[[0.0, float(table[0, choroid]), float(table[0, dura]), nan]]],
+            [[[float(table[1, met])] * 3 + [nan]]],
+        ]
+    )
+    rows = torch.stack([table[0], table[1]])
+    p = torch.softmax(logits.detach(), dim=1)
+    terms = [
+        -torch.log(p[0, rim, 0, 0]),
+        -torch.log(p[0, choroid, 0, 1] + p[0, met, 0, 1]),
+        -torch.log(p[0, dura, 0, 2]),
+        *[-torch.log(p[1, met, 0, j]) for j in range(3)],
+    ]
+    loss = t1_class_loss(logits, target, rows)
+    assert loss.item() == pytest.approx(float(torch.stack(terms).mean()), rel=1e-5)
+    loss.backward()
+    assert (
+        float(logits.grad[0, :, 0, 3].abs().sum()) == 0.0
+        and float(logits.grad[1, :, 0, 3].abs().sum()) == 0.0
+    )
+    assert float(logits.grad[0, rim, 0, 0]) < 0  # raising the right class lowers the loss
+    # balanced: four target values (rim, choroid/met at 1.5 T, dura, met at 3 T) count alike
+    balanced = (terms[0] + terms[1] + terms[2] + torch.stack(terms[3:]).mean()) / 4
+    assert t1_class_loss(logits.detach(), target, rows, balance=True).item() == pytest.approx(
+        float(balanced), rel=1e-5
+    )
+    empty = t1_class_loss(logits, torch.full_like(target, nan), rows)
+    assert empty.item() == 0.0 and empty.requires_grad
+    with pytest.raises(VCEInputError, match="match no tissue class"):
+        t1_class_loss(logits, torch.full_like(target, 0.2), rows)
+    with pytest.raises(VCEInputError, match="rows"):
+        t1_class_loss(logits, target, rows[:, :3])
+
+
+def test_t1_class_head_maps_its_softmax_through_the_table_of_the_field_strength() -> None:
+    """``t1_classes``: the T1 map is ``Σ p_k · table[B0, k]`` (a head made certain of one class gives that
+    tissue's factor at 1.5 and at 3 T), the table travels in the state dict, and the option needs
+    ``learn_t1``."""
+    from vce_core.errors import VCEInputError
+    from vce_core.models.ld_cgan import LowDoseGenerator, t1_class_table
+
+    names, table = t1_class_table()
+    kw = dict(spatial_dims=2, base_channels=8, num_res_blocks=1, base="physics", learn_t1=True)
+    model = LowDoseGenerator(**kw, t1_classes=True)
+    assert torch.equal(model.state_dict()["t1_table"], table)
+    k = names.index("meningioma")
+    logits = torch.zeros(2, len(names), 4, 4)
+    logits[:, k] = 30.0
+    t = model.t1_log_map(logits, torch.tensor([1.5, 3.0]))
+    assert t.shape == (2, 1, 4, 4)
+    assert torch.allclose(t[0], table[0, k].expand(1, 4, 4), atol=1e-5)
+    assert torch.allclose(t[1], table[1, k].expand(1, 4, 4), atol=1e-5)
+    uniform = model.t1_log_map(torch.zeros(1, len(names), 2, 2), torch.tensor([3.0]))
+    assert torch.allclose(uniform, table[1].mean().expand(1, 1, 2, 2), atol=1e-6)
+    assert "t1_table" not in LowDoseGenerator(**kw).state_dict()
+    with pytest.raises(VCEInputError, match="t1_classes without learn_t1"):
+        LowDoseGenerator(**{**kw, "learn_t1": False}, t1_classes=True)
+    with pytest.raises(VCEInputError, match="t1_classes is"):
+        LowDoseGenerator(**kw, t1_classes="yes")
+
+
 def test_physics_base_trains_with_the_sequence_and_the_bias_term(
     data: dict[str, list[str]], tmp_path: Path
 ) -> None:
     """A physics-base generator refuses cases without a T1 sequence, trains on cases that record it, and
     the bias term is logged and named among the card's deviations."""
-    import shutil
-
     from vce_core.errors import VCEInputError
 
     physics = {**TINY, "generator_kwargs": {**TINY["generator_kwargs"], "base": "physics"}}
     with pytest.raises(VCEInputError, match="sequence"):
         train(config_from_dict({**physics, **data}, ["iterations=1"]), run_dir=tmp_path / "no-seq")
-    folders = {}
-    for key, paths in data.items():
-        folders[key] = []
-        for p in paths:
-            dest = record_sequence(shutil.copytree(p, tmp_path / "cases" / Path(p).name))
-            folders[key].append(str(dest))
+    folders = _physics_folders(data, tmp_path)
     cfg = config_from_dict(
         {**physics, **folders, "loss_weights": {"bias": 1.0}, "objective_kwargs": {"bias_pool": 4}},
         ["iterations=2", "val_every=2"],
@@ -477,26 +554,65 @@ def test_physics_base_trains_with_the_sequence_and_the_bias_term(
     assert "bias" in log[0].split(",") and len(log) >= 3
 
 
+def _physics_folders(data: dict[str, list[str]], tmp_path: Path) -> dict[str, list[str]]:
+    """Copies of the test cases that record their T1 sequence (a physics base needs it)."""
+    import shutil
+
+    return {
+        key: [str(record_sequence(shutil.copytree(p, tmp_path / "cases" / Path(p).name))) for p in paths]
+        for key, paths in data.items()
+    }
+
+
+def _t1_map_error(run: Path, folders: list[str]) -> tuple[float, float]:
+    """Mean L1 error of the saved generator's T1 map on training crops (GroupNorm sees crop statistics)
+    against the phantom's truth, and the same error of the head's zero output (its untrained start)."""
+    from vce_core.data import SliceDataset
+    from vce_core.models.ld_cgan import t1_loss
+    from vce_core.synthesis import Synthesizer
+
+    synth = Synthesizer.from_checkpoint(run, device="cpu")
+    seen: list[torch.Tensor] = []
+    hook = synth.model.t1_head.register_forward_hook(lambda _m, _i, o: seen.append(o))
+    ds = SliceDataset(folders, crop=16, dtype="float32", t1_target=True)
+    learned = untrained = 0.0
+    for k in range(0, len(ds), max(1, len(ds) // 12)):
+        s = ds[k]
+        with torch.no_grad():
+            nat, sd, fs = s["native"][None], s["standard_dose"][None], float(s["field_strength"])
+            synth.model(nat, sd, 0.1, fs, sequence=s["sequence"][None])
+        fs_t, target = torch.tensor([fs]), s["t1_target"][None]
+        learned += float(t1_loss(synth.model.t1_log_map(seen[-1], fs_t), target))
+        untrained += float(t1_loss(synth.model.t1_log_map(torch.zeros_like(seen[-1]), fs_t), target))
+    hook.remove()
+    return learned, untrained
+
+
+def _t1_only_config(learn: dict[str, Any], folders: dict[str, list[str]]) -> Any:
+    """Training on the T1 term alone (no content, no critic), 200 fast iterations."""
+    return config_from_dict(
+        {**learn, **folders, "loss_weights": {"t1": 50.0}, "lambda_content": 0.0, "lambda_adv": 0.0},
+        ["iterations=200", "lr_g=3e-3", "ema_decay=0.0", "critic=", "log_every=1"],
+    )
+
+
+def _logged(run: Path, column: str) -> list[float]:
+    log = (run / "log.csv").read_text().splitlines()
+    index = log[0].split(",").index(column)
+    return [float(row.split(",")[index]) for row in log[1:]]
+
+
 def test_t1_supervision_pulls_the_learned_t1_map_to_the_phantom_truth(
     data: dict[str, list[str]], tmp_path: Path
 ) -> None:
     """``loss_weights.t1``: refused without a learned T1 map or on cases without labels; with them the
     trainer loads the target, logs the term, names it among the deviations, and training on the term alone
     brings the map's error below its start (the head starts at the default T1, log factor 0)."""
-    import shutil
-
     from support import record_labels
-    from vce_core.data import SliceDataset
     from vce_core.errors import VCEInputError
-    from vce_core.models.ld_cgan import T1_LOG_RANGE, t1_loss
-    from vce_core.synthesis import Synthesizer
 
     physics = {**TINY, "generator_kwargs": {**TINY["generator_kwargs"], "base": "physics"}}
-    folders: dict[str, list[str]] = {}
-    for key, paths in data.items():
-        folders[key] = [
-            str(record_sequence(shutil.copytree(p, tmp_path / "cases" / Path(p).name))) for p in paths
-        ]
+    folders = _physics_folders(data, tmp_path)
     with pytest.raises(VCEInputError, match="has none"):
         train(config_from_dict({**physics, **folders, "loss_weights": {"t1": 1.0}}), run_dir=tmp_path / "a")
     learn = {**physics, "generator_kwargs": {**physics["generator_kwargs"], "learn_t1": True}}
@@ -508,30 +624,31 @@ def test_t1_supervision_pulls_the_learned_t1_map_to_the_phantom_truth(
     with pytest.raises(VCEInputError, match="t1_balance"):
         bad = {**learn, **folders, "loss_weights": {"t1": 1.0}, "objective_kwargs": {"t1_balance": "yes"}}
         train(config_from_dict(bad), run_dir=tmp_path / "c")
-    cfg = config_from_dict(
-        {**learn, **folders, "loss_weights": {"t1": 50.0}, "lambda_content": 0.0, "lambda_adv": 0.0},
-        ["iterations=200", "lr_g=3e-3", "ema_decay=0.0", "critic=", "log_every=1"],
+    card = train(_t1_only_config(learn, folders), run_dir=tmp_path / "run")
+    assert any(
+        d.startswith("T1 supervision (ours, phantom only): 50 x L1") for d in card.training["deviations"]
     )
-    card = train(cfg, run_dir=tmp_path / "run")
-    assert any(d.startswith("T1 supervision (ours, phantom only): 50 x") for d in card.training["deviations"])
-    log = (tmp_path / "run" / "log.csv").read_text().splitlines()
-    column = log[0].split(",").index("t1")
-    values = [float(row.split(",")[column]) for row in log[1:]]
+    values = _logged(tmp_path / "run", "t1")
     assert np.mean(values[-5:]) < 0.5 * np.mean(values[:5])
+    learned, untrained = _t1_map_error(tmp_path / "run", folders["data"])
+    assert learned < 0.5 * untrained
 
-    # the saved generator's map on training crops (GroupNorm sees crop statistics) against the truth
-    synth = Synthesizer.from_checkpoint(tmp_path / "run", device="cpu")
-    seen: list[torch.Tensor] = []
-    hook = synth.model.t1_head.register_forward_hook(lambda _m, _i, o: seen.append(o))
-    ds = SliceDataset(folders["data"], crop=16, dtype="float32", t1_target=True)
-    learned = untrained = 0.0
-    for k in range(0, len(ds), max(1, len(ds) // 12)):
-        s = ds[k]
-        with torch.no_grad():
-            nat, sd, fs = s["native"][None], s["standard_dose"][None], float(s["field_strength"])
-            synth.model(nat, sd, 0.1, fs, sequence=s["sequence"][None])
-        t, target = T1_LOG_RANGE * torch.tanh(seen[-1]), s["t1_target"][None]
-        learned += float(t1_loss(t, target))
-        untrained += float(t1_loss(torch.zeros_like(t), target))
-    hook.remove()
+
+def test_t1_class_head_trains_on_the_tissue_labels(data: dict[str, list[str]], tmp_path: Path) -> None:
+    """``t1_classes``: the cross-entropy is logged and named among the deviations, falls with training,
+    and the saved generator (its class table restored from the checkpoint) maps T1 nearer the truth than
+    its uniform start."""
+    from support import record_labels
+
+    kwargs = {**TINY["generator_kwargs"], "base": "physics", "learn_t1": True, "t1_classes": True}
+    folders = _physics_folders(data, tmp_path)
+    for paths in folders.values():
+        for p in paths:
+            record_labels(Path(p))
+    card = train(_t1_only_config({**TINY, "generator_kwargs": kwargs}, folders), run_dir=tmp_path / "run")
+    assert card.config["t1_classes"] is True
+    assert any("cross-entropy of the T1 head's tissue classes" in d for d in card.training["deviations"])
+    values = _logged(tmp_path / "run", "t1")
+    assert np.mean(values[-5:]) < 0.5 * np.mean(values[:5])
+    learned, untrained = _t1_map_error(tmp_path / "run", folders["data"])
     assert learned < 0.5 * untrained

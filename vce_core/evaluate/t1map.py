@@ -50,8 +50,6 @@ def learned_t1_factor(
     """
     import torch
 
-    from vce_core.models.ld_cgan import T1_LOG_RANGE
-
     head = getattr(synth.model, "t1_head", None)
     if head is None:
         raise VCEInputError(
@@ -69,7 +67,7 @@ def learned_t1_factor(
     finally:
         hook.remove()
     I, J = prepared.shape[:2]
-    t = T1_LOG_RANGE * torch.tanh(seen[-1][0, 0, :I, :J])
+    t = synth.model.t1_log_map(seen[-1][:1], torch.tensor([float(field_strength)]))[0, 0, :I, :J]
     return torch.exp(t).numpy()
 
 

@@ -70,6 +70,8 @@ __all__ = [
     "LowDoseGenerator",
     "LowDoseObjective",
     "bias_loss",
+    "t1_class_loss",
+    "t1_class_table",
     "t1_loss",
     "content_loss",
     "physics_residual",
@@ -85,13 +87,34 @@ T1_LOG_RANGE = 0.5
 (0.61–1.65 ×: the literature T1 of brain tissues and lesions at one field strength lie within it)."""
 
 
+def t1_class_table() -> tuple[tuple[str, ...], Tensor]:
+    """The classes of a tissue-class T1 head (``t1_classes``): the phantom's enhancing tissues
+    (:data:`vce_core.phantom.TISSUES` with ``enhancing``, in table order), and their native-T1 log factors
+    ``log(T1_tissue / DEFAULT_T1_S[B0])`` as a ``[2, K]`` float32 tensor, row 0 at 1.5 T and row 1 at 3 T
+    (the target :func:`vce_core.data.true_t1_log_factor` gives their voxels). A generator stores the table
+    as a buffer, so its checkpoint keeps the values it was trained with."""
+    from vce_core.data import tissue_t1_factor
+    from vce_core.phantom import TISSUES
+
+    tissues = [t for t in TISSUES.values() if t.enhancing]
+    rows = [[math.log(tissue_t1_factor(t, fs)) for t in tissues] for fs in (1.5, 3.0)]
+    return tuple(t.name for t in tissues), torch.tensor(rows, dtype=torch.float32)
+
+
 def _check_physics_options(
-    base: object, learn_t1: object, texture_sigma: object, t1_hidden: object = 0
+    base: object, learn_t1: object, texture_sigma: object, t1_hidden: object = 0, t1_classes: object = False
 ) -> None:
     """``learn_t1`` needs the physics base; ``t1_hidden`` a width ≥ 0, > 0 only with ``learn_t1``;
-    ``texture_sigma`` ≥ 0 and only with a base (VCEInputError)."""
+    ``t1_classes`` a bool, true only with ``learn_t1``; ``texture_sigma`` ≥ 0 and only with a base
+    (VCEInputError)."""
     if not isinstance(learn_t1, bool):
         raise VCEInputError(f"learn_t1 is {learn_t1!r}", expected="true or false")
+    if not isinstance(t1_classes, bool):
+        raise VCEInputError(f"t1_classes is {t1_classes!r}", expected="true or false")
+    if t1_classes and not learn_t1:
+        raise VCEInputError(
+            "t1_classes without learn_t1", expected="learn_t1: true (t1_classes is how its head maps T1)"
+        )
     if learn_t1 and base != "physics":
         raise VCEInputError(f'learn_t1 with base "{base}"', expected='base "physics" (it learns that T1)')
     if isinstance(t1_hidden, bool) or not isinstance(t1_hidden, int) or t1_hidden < 0:
@@ -353,6 +376,13 @@ class LowDoseGenerator(nn.Module):
         0 (default): the T1 head is one 3×3 convolution of the finest decoder features. A width > 0 (our
         option, with ``learn_t1``): three 3×3 convolutions of that width, dilated 1, 2 and 4, before it, so
         the head reaches ±8 voxels of the finest features (a rim around necrosis vs a solid lesion).
+    t1_classes:
+        ``False`` (default): the T1 head regresses the log factor ``t`` (``T1_LOG_RANGE · tanh``). ``True``
+        (our option, with ``learn_t1``): the head classifies every voxel into the phantom's enhancing
+        tissues (:func:`t1_class_table`) and ``t`` is the softmax-weighted mean of their tabulated log
+        factors at the sample's field strength; the objective then trains it with a cross-entropy on the
+        tissue labels (``loss_weights.t1``), in which telling the enhancing rim from a metastasis counts as
+        much as telling it from the dura, however close their T1.
     texture_sigma:
         0 (default) or a width in voxels (our option, with a base): the heads' outputs are high-passed,
         ``G − Gauss_σ(G)`` (σ halved at each coarser head), so they add texture (noise) with no local mean
@@ -378,9 +408,10 @@ class LowDoseGenerator(nn.Module):
         learn_t1: bool = False,
         texture_sigma: float = 0.0,
         t1_hidden: int = 0,
+        t1_classes: bool = False,
     ):
         super().__init__()
-        _check_physics_options(base, learn_t1, texture_sigma, t1_hidden)
+        _check_physics_options(base, learn_t1, texture_sigma, t1_hidden, t1_classes)
         in_slices = _check_generator_args(
             spatial_dims,
             in_slices,
@@ -431,6 +462,10 @@ class LowDoseGenerator(nn.Module):
         self.learn_t1, self.texture_sigma = bool(learn_t1), float(texture_sigma)
         # log T1 factor of every voxel (bounded to ±T1_LOG_RANGE), zero-initialised: T1 starts at the default
         self.t1_head: nn.Sequential | None = None
+        # t1_classes: the class table (a buffer, saved with the weights); None otherwise
+        self.t1_class_names, table = t1_class_table() if t1_classes else ((), None)
+        self.register_buffer("t1_table", table)
+        t1_out = 1 if table is None else table.shape[1]
         if learn_t1 and t1_hidden:
             # wider and deeper: 3x3 convolutions dilated 1, 2, 4 (and the 3x3 output) reach ±8 voxels
             layers: list[nn.Module] = [group_norm(widths[0]), nn.SiLU(), conv_nd(d, widths[0], t1_hidden)]
@@ -440,12 +475,29 @@ class LowDoseGenerator(nn.Module):
                     nn.SiLU(),
                     conv_nd(d, t1_hidden, t1_hidden, dilation=dilation),
                 ]
-            layers += [group_norm(t1_hidden), nn.SiLU(), zero_module(conv_nd(d, t1_hidden, 1))]
+            layers += [group_norm(t1_hidden), nn.SiLU(), zero_module(conv_nd(d, t1_hidden, t1_out))]
             self.t1_head = nn.Sequential(*layers)
         elif learn_t1:
             self.t1_head = nn.Sequential(
-                group_norm(widths[0]), nn.SiLU(), zero_module(conv_nd(d, widths[0], 1))
+                group_norm(widths[0]), nn.SiLU(), zero_module(conv_nd(d, widths[0], t1_out))
             )
+
+    def t1_log_map(self, head_out: Tensor, field_strength: Tensor) -> Tensor:
+        """The native-T1 log factor ``t`` ``[B, 1, *S]`` from the T1 head's output ``head_out``:
+        ``T1_LOG_RANGE · tanh`` of it, or (``t1_classes``) the softmax-weighted mean of the class table's
+        log factors at each sample's ``field_strength`` (``[B]``, tesla)."""
+        if self.t1_table is None:
+            return T1_LOG_RANGE * torch.tanh(head_out.float())
+        rows = self.t1_rows(field_strength)
+        probs = torch.softmax(head_out.float(), dim=1)
+        return (probs * rows.view(*rows.shape, *([1] * self.spatial_dims))).sum(1, keepdim=True)
+
+    def t1_rows(self, field_strength: Tensor) -> Tensor:
+        """``[B, K]``: the class table's row of each sample's field strength (1.5 T row below 2.25 T)."""
+        if self.t1_table is None:
+            raise VCEInputError("this generator's T1 head has no tissue classes", expected="t1_classes: true")
+        low = field_strength.to(self.t1_table.device).float().view(-1, 1) < 2.25
+        return torch.where(low, self.t1_table[0], self.t1_table[1])
 
     @property
     def size_multiple(self) -> int:
@@ -530,7 +582,7 @@ class LowDoseGenerator(nn.Module):
             return heads
         if self.texture_sigma > 0:
             heads = [o - _lowpass(o, self.texture_sigma / 2**k) for k, o in enumerate(heads)]
-        t1_log = None if self.t1_head is None else T1_LOG_RANGE * torch.tanh(self.t1_head(h).float())
+        t1_log = None if self.t1_head is None else self.t1_log_map(self.t1_head(h), field_t)
         base = self.base_residual(native, standard_dose, dose_t, field_t, sequence, t1_log=t1_log)
         return [o + self._pooled(base.to(o.dtype), o) for o in heads]
 
@@ -724,6 +776,47 @@ def t1_loss(t1_log: Tensor, target: Tensor, *, balance: bool = False) -> Tensor:
     return (total / count).mean()
 
 
+def t1_class_loss(logits: Tensor, target: Tensor, rows: Tensor, *, balance: bool = False) -> Tensor:
+    """Cross-entropy of a tissue-class T1 head (``t1_classes``) on the voxels with a finite target.
+
+    ``logits`` ``[B, K, *S]``; ``target`` ``[B, 1, *S]`` the true log factor
+    (:func:`vce_core.data.true_t1_log_factor`, NaN where unknown); ``rows`` ``[B, K]`` each sample's log
+    factor of every class (:meth:`LowDoseGenerator.t1_rows`). A voxel's classes are those whose factor is
+    its target (within 5e-3; distinct tissues differ by ≥ 0.02): tissues that share a T1 at a field
+    strength (choroid plexus and metastasis at 1.5 T) form one set and the loss is ``−log Σ_set p``, since
+    either gives the right T1. ``balance`` as in :func:`t1_loss`. Zero (still differentiable) when no voxel
+    has a target; VCEInputError for mismatched shapes or a target no class holds."""
+    if logits.ndim != target.ndim or logits.shape[0] != target.shape[0] or target.shape[1] != 1:
+        raise VCEInputError(
+            f"logits {tuple(logits.shape)} and target {tuple(target.shape)} do not match",
+            expected="logits [B, K, *S] and target [B, 1, *S]",
+        )
+    if tuple(logits.shape[2:]) != tuple(target.shape[2:]) or tuple(rows.shape) != tuple(logits.shape[:2]):
+        raise VCEInputError(
+            f"logits {tuple(logits.shape)}, target {tuple(target.shape)}, rows {tuple(rows.shape)}",
+            expected="one spatial size, rows [B, K]",
+        )
+    known = torch.isfinite(target[:, 0])
+    if not bool(known.any()):
+        return logits.sum() * 0.0
+    table = rows.to(logits.device).float().view(*rows.shape, *([1] * (logits.ndim - 2)))
+    member = (table - target.float()).abs() < 5e-3
+    orphan = known & ~member.any(1)
+    if bool(orphan.any()):
+        bad = sorted({round(float(v), 4) for v in target[:, 0][orphan][:8]})
+        raise VCEInputError(
+            f"T1 targets {bad} match no tissue class", expected="targets from true_t1_log_factor"
+        )
+    member = member | ~known.unsqueeze(1)  # unknown voxels: any class (finite, and not selected below)
+    logp = torch.log_softmax(logits.float(), dim=1)
+    nll = -torch.logsumexp(logp.masked_fill(~member, float("-inf")), dim=1)[known]
+    if not balance:
+        return nll.mean()
+    _, group = torch.unique(target[:, 0][known], return_inverse=True)
+    count = torch.bincount(group).to(nll.dtype)
+    return (torch.zeros_like(count).index_add(0, group, nll) / count).mean()
+
+
 def content_loss(
     cfg: Any, preds: list[Tensor], target: Tensor, native: Tensor, vgg: nn.Module | None = None
 ) -> Tensor:
@@ -910,8 +1003,12 @@ class LowDoseObjective(Objective):
                     "loss_weights.t1 could not read the generator's T1 map during the forward pass",
                     expected="compile: false with loss_weights.t1",
                 )
-            t1_log = T1_LOG_RANGE * torch.tanh(seen[-1][:n].float())
-            t1 = t1_loss(t1_log, b["t1_target"], balance=self.t1_balance)
+            gen = t.generator
+            if getattr(gen, "t1_table", None) is not None:
+                t1 = t1_class_loss(seen[-1][:n], b["t1_target"], gen.t1_rows(fs), balance=self.t1_balance)
+            else:
+                t1_log = gen.t1_log_map(seen[-1][:n], fs)
+                t1 = t1_loss(t1_log, b["t1_target"], balance=self.t1_balance)
             loss = loss + lambda_t1 * t1
             out["t1"] = t1.item()
         if adversarial:
@@ -940,9 +1037,15 @@ class LowDoseObjective(Objective):
                 "full-resolution head and the target residual"
             )
         if self.t1_weight:
+            classes = getattr(self.trainer.generator, "t1_table", None) is not None
+            what = (
+                "cross-entropy of the T1 head's tissue classes (T1 from the phantom's table) against the "
+                "phantom's labels"
+                if classes
+                else "L1 of the learned T1 map's log factor against the phantom's true native T1"
+            )
             out.append(
-                f"T1 supervision (ours, phantom only): {self.t1_weight:g} x L1 of the "
-                "learned T1 map's log factor against the phantom's true native T1 on enhancing tissue"
+                f"T1 supervision (ours, phantom only): {self.t1_weight:g} x {what} on enhancing tissue"
                 + (", each tissue weighted alike" if self.t1_balance else "")
             )
         return out
