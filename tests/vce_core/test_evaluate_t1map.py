@@ -50,6 +50,31 @@ def test_constant_map_against_the_tissue_table(
     assert lesions, "the test case holds an enhancing lesion"
 
 
+def test_class_head_map_is_the_table_factor_of_its_class(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A tissue-class T1 head (``t1_classes``) certain of one class gives that class's tabulated factor at
+    the case's field strength on every voxel, read back through the saved checkpoint."""
+    from vce_core.models import build_model
+    from vce_core.models.ld_cgan import t1_class_table
+
+    names, table = t1_class_table()
+    k = names.index("meningioma")
+    torch.manual_seed(0)
+    model = build_model(
+        "ld_cgan_generator", **{**SMALL, "base": "physics", "learn_t1": True, "t1_classes": True}
+    )
+    with torch.no_grad():
+        model.t1_head[-1].weight.zero_()
+        model.t1_head[-1].bias.zero_()
+        model.t1_head[-1].bias[k] = 40.0
+    folder = write_model(tmp_path / "m", "ld_cgan_generator", model)
+    rows = t1_table(folder, [phantom_case(tmp_path_factory)], dose=0.2, slices=1)
+    assert rows and all(r["field_strength"] == 3.0 for r in rows)
+    for r in rows:
+        assert r["learned"] == pytest.approx(float(np.exp(table[1, k])), rel=1e-5)
+
+
 def test_bad_inputs(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     case_dir = phantom_case(tmp_path_factory)
     plain = write_checkpoint(tmp_path / "plain", {**SMALL, "base": "physics"})
