@@ -459,9 +459,8 @@ def test_t1_class_loss_is_the_cross_entropy_of_the_tissue_set_of_each_known_voxe
     rim, choroid, met, dura = (
         names.index(n) for n in ("enhancing_rim", "choroid_plexus", "metastasis", "dura")
     )
-    assert float(table[0, choroid]) == float(table[0, met]) and float(table[1, choroid]) != float(
-        table[1, met]
-    )
+    assert float(table[0, choroid]) == float(table[0, met])  # one T1 at 1.5 T
+    assert float(table[1, choroid]) != float(table[1, met])
     assert float(table[0, rim]) == 0.0 == float(table[1, rim])
     torch.manual_seed(0)
     logits = torch.randn(2, len(names), 1, 4, requires_grad=True)
@@ -485,10 +484,7 @@ def test_t1_class_loss_is_the_cross_entropy_of_the_tissue_set_of_each_known_voxe
     loss = t1_class_loss(logits, target, rows)
     assert loss.item() == pytest.approx(float(torch.stack(terms).mean()), rel=1e-5)
     loss.backward()
-    assert (
-        float(logits.grad[0, :, 0, 3].abs().sum()) == 0.0
-        and float(logits.grad[1, :, 0, 3].abs().sum()) == 0.0
-    )
+    assert float(logits.grad[:, :, 0, 3].abs().sum()) == 0.0  # the unknown voxel of each sample
     assert float(logits.grad[0, rim, 0, 0]) < 0  # raising the right class lowers the loss
     # balanced: four target values (rim, choroid/met at 1.5 T, dura, met at 3 T) count alike
     balanced = (terms[0] + terms[1] + terms[2] + torch.stack(terms[3:]).mean()) / 4
@@ -554,14 +550,23 @@ def test_physics_base_trains_with_the_sequence_and_the_bias_term(
     assert "bias" in log[0].split(",") and len(log) >= 3
 
 
-def _physics_folders(data: dict[str, list[str]], tmp_path: Path) -> dict[str, list[str]]:
-    """Copies of the test cases that record their T1 sequence (a physics base needs it)."""
+def _physics_folders(
+    data: dict[str, list[str]], tmp_path: Path, *, labels: bool = False
+) -> dict[str, list[str]]:
+    """Copies of the test cases that record their T1 sequence (a physics base needs it) and, with
+    ``labels``, the phantom's tissue labels (the T1 target needs them)."""
     import shutil
 
-    return {
+    from support import record_labels
+
+    folders = {
         key: [str(record_sequence(shutil.copytree(p, tmp_path / "cases" / Path(p).name))) for p in paths]
         for key, paths in data.items()
     }
+    for paths in folders.values():
+        for p in paths if labels else ():
+            record_labels(Path(p))
+    return folders
 
 
 def _t1_map_error(run: Path, folders: list[str]) -> tuple[float, float]:
@@ -638,13 +643,8 @@ def test_t1_class_head_trains_on_the_tissue_labels(data: dict[str, list[str]], t
     """``t1_classes``: the cross-entropy is logged and named among the deviations, falls with training,
     and the saved generator (its class table restored from the checkpoint) maps T1 nearer the truth than
     its uniform start."""
-    from support import record_labels
-
     kwargs = {**TINY["generator_kwargs"], "base": "physics", "learn_t1": True, "t1_classes": True}
-    folders = _physics_folders(data, tmp_path)
-    for paths in folders.values():
-        for p in paths:
-            record_labels(Path(p))
+    folders = _physics_folders(data, tmp_path, labels=True)
     card = train(_t1_only_config({**TINY, "generator_kwargs": kwargs}, folders), run_dir=tmp_path / "run")
     assert card.config["t1_classes"] is True
     assert any("cross-entropy of the T1 head's tissue classes" in d for d in card.training["deviations"])

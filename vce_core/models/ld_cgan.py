@@ -460,10 +460,11 @@ class LowDoseGenerator(nn.Module):
             for head in self.heads:
                 zero_module(head[-1])
         self.learn_t1, self.texture_sigma = bool(learn_t1), float(texture_sigma)
-        # log T1 factor of every voxel (bounded to ±T1_LOG_RANGE), zero-initialised: T1 starts at the default
+        # log T1 factor of every voxel (t1_log_map), zero-initialised: the regression head starts at the
+        # default T1, the class head at the mean of its table row
         self.t1_head: nn.Sequential | None = None
         # t1_classes: the class table (a buffer, saved with the weights); None otherwise
-        self.t1_class_names, table = t1_class_table() if t1_classes else ((), None)
+        table = t1_class_table()[1] if t1_classes else None
         self.register_buffer("t1_table", table)
         t1_out = 1 if table is None else table.shape[1]
         if learn_t1 and t1_hidden:
