@@ -317,6 +317,8 @@ class PreparedCase:
         ``None`` when the case does not record it.
     t1_target: ``None``, or (phantom cases, when asked for) the true native-T1 log factor of every voxel of
         an enhancing tissue, NaN elsewhere (:func:`true_t1_log_factor`), same shape, float32.
+    lesions: ``None``, or (phantom cases, when asked for) ``{tissue name: (N, 3) int32 voxel indices}`` of
+        each enhancing lesion tissue the case holds (:data:`LESION_TISSUES`; :func:`lesion_voxels`).
     """
 
     case_id: str
@@ -331,6 +333,7 @@ class PreparedCase:
     background: float
     sequence: tuple[float, float] | None = None
     t1_target: np.ndarray | None = None
+    lesions: dict[str, np.ndarray] | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -381,6 +384,30 @@ def true_t1_log_factor(case: Any) -> np.ndarray:
     return out
 
 
+LESION_TISSUES = ("enhancing_rim", "metastasis", "meningioma", "weak_lesion")
+"""The phantom's enhancing lesion tissues (``meta.labels`` names): what ``lesion_focus`` centres crops on."""
+
+
+def lesion_voxels(case: Any) -> dict[str, np.ndarray]:
+    """``{tissue: (N, 3) int32 voxel indices}`` of each enhancing lesion tissue (:data:`LESION_TISSUES`)
+    of a loaded phantom case (its ``labels`` volume and ``meta.labels``); tissues it lacks are left out.
+    Raises :class:`VCEInputError` for a case without tissue labels."""
+    names = case.meta.get("labels") if isinstance(case.meta, dict) else None
+    if "labels" not in case.extra or not isinstance(names, dict):
+        raise VCEInputError(
+            "the case has no tissue labels, so its lesions are unknown",
+            expected="phantom cases (labels.nii.gz and meta.labels in case.json) for lesion_focus",
+        )
+    labels = np.asarray(case.extra["labels"].data).astype(np.int64)
+    out = {}
+    for value, name in names.items():
+        if str(name) in LESION_TISSUES:
+            idx = np.argwhere(labels == int(value)).astype(np.int32)
+            if len(idx):
+                out[str(name)] = idx
+    return out
+
+
 def prepare_case(
     folder: str | PathLike,
     *,
@@ -388,12 +415,14 @@ def prepare_case(
     margin: int = 4,
     dtype: str = "float16",
     t1_target: bool = False,
+    lesions: bool = False,
 ) -> PreparedCase:
     """Load a case folder, crop it to the brain bounding box (+ ``margin`` voxels) and normalise it;
-    ``t1_target``: also its :func:`true_t1_log_factor` (phantom cases only).
+    ``t1_target``: also its :func:`true_t1_log_factor`, ``lesions``: also its :func:`lesion_voxels` inside
+    the crop (phantom cases only).
 
     Raises :class:`VCEInputError` if the case has no acquired low dose or its volumes do not share one grid,
-    or (``t1_target``) has no tissue labels.
+    or (``t1_target``, ``lesions``) has no tissue labels.
     """
     from vce_core.baselines import case_tr_flip
     from vce_core.io import load_case
@@ -444,7 +473,19 @@ def prepare_case(
         background=float(apply_normalization(np.zeros(1, np.float32), params)[0]),
         sequence=case_tr_flip(case),
         t1_target=np.ascontiguousarray(true_t1_log_factor(case)[crop]) if t1_target else None,
+        lesions=_cropped_lesions(case, bbox) if lesions else None,
     )
+
+
+def _cropped_lesions(case: Any, bbox: Sequence[tuple[int, int]]) -> dict[str, np.ndarray]:
+    """:func:`lesion_voxels` inside ``bbox``, in the cropped grid's indices."""
+    lo, hi = np.array([b[0] for b in bbox]), np.array([b[1] for b in bbox])
+    out = {}
+    for name, idx in lesion_voxels(case).items():
+        inside = idx[((idx >= lo) & (idx < hi)).all(axis=1)] - lo
+        if len(inside):
+            out[name] = inside.astype(np.int32)
+    return out
 
 
 def _sequence_vector(case: PreparedCase) -> torch.Tensor:
@@ -678,6 +719,8 @@ class CaseDataset(Dataset):
     t1_target: also load each case's true native-T1 log factor (:func:`true_t1_log_factor`, phantom cases
         only) and return it with every sample as ``t1_target`` (NaN where unknown or padded), cropped and
         flipped with the images.
+    lesion_voxels: also load where each case's enhancing lesions are (:func:`lesion_voxels`, phantom cases
+        only), for datasets that centre crops on them.
     """
 
     spatial_dims = 2
@@ -694,6 +737,7 @@ class CaseDataset(Dataset):
         dtype: str = "float16",
         margin: int = 4,
         t1_target: bool = False,
+        lesion_voxels: bool = False,
     ):
         if crop is not None and (crop <= 0 or crop % 8):
             raise VCEInputError(f"crop {crop} is not a positive multiple of 8", expected="e.g. 64, 96 or 128")
@@ -707,7 +751,7 @@ class CaseDataset(Dataset):
             raise VCEInputError("no case folders given", expected="at least one case folder")
         self.normalization, self.crop, self.flips = normalization, crop, flips
         self.cache_size, self.dtype, self.margin = max(1, int(cache_size)), dtype, margin
-        self.t1_target = bool(t1_target)
+        self.t1_target, self.lesion_voxels = bool(t1_target), bool(lesion_voxels)
         self._cache: LRU[PreparedCase] = LRU(self.cache_size)
         self.case_ids: list[str] = []
         self.field_strengths: list[float] = []
@@ -736,6 +780,7 @@ class CaseDataset(Dataset):
             margin=self.margin,
             dtype=self.dtype,
             t1_target=self.t1_target,
+            lesions=self.lesion_voxels,
         )
 
     def _index_case(self, ci: int, case: PreparedCase) -> list[tuple[int, float, int]]:
@@ -863,15 +908,20 @@ class SliceDataset(CaseDataset):
         context: int = 0,
         brain_fraction: float = 0.1,
         ce_focus: float = 0.0,
+        lesion_focus: float = 0.0,
         **kwargs: Any,
     ):
         if context < 0:
             raise VCEInputError(
                 f"context {context} is negative", expected="0 (2-D) or a positive half-width (2.5-D)"
             )
-        if not 0.0 <= ce_focus <= 1.0:
-            raise VCEInputError(f"ce_focus {ce_focus} is outside [0, 1]", expected="a probability")
+        for name, value in (("ce_focus", ce_focus), ("lesion_focus", lesion_focus)):
+            if not 0.0 <= value <= 1.0:
+                raise VCEInputError(f"{name} {value} is outside [0, 1]", expected="a probability")
         self.context, self.brain_fraction, self.ce_focus = context, brain_fraction, ce_focus
+        self.lesion_focus = float(lesion_focus)
+        if self.lesion_focus:
+            kwargs["lesion_voxels"] = True
         super().__init__(folders, **kwargs)
 
     def _index_case(self, ci: int, case: PreparedCase) -> list[tuple[int, float, int]]:
@@ -881,6 +931,9 @@ class SliceDataset(CaseDataset):
 
     def _extract(self, case, dose, pos, rng):  # noqa: ANN001, ANN202 - see base class
         K = case.shape[2]
+        centre = None
+        if self.crop is not None and self.lesion_focus and case.lesions and rng.random() < self.lesion_focus:
+            pos, centre = self._lesion_centre(case, rng)
         ks = np.clip(np.arange(pos - self.context, pos + self.context + 1), 0, K - 1)
         native = np.moveaxis(case.native[:, :, ks], 2, 0)
         sd = np.moveaxis(case.standard_dose[:, :, ks], 2, 0)
@@ -888,16 +941,29 @@ class SliceDataset(CaseDataset):
         brain = case.brain[None, :, :, pos]
         arrays, pads = [native, sd, res, brain], [case.background, case.background, 0.0, False]
         self._with_t1(case, arrays, pads, lambda t: t[None, :, :, pos])
-        starts, size = self._window(case, pos, rng)
+        starts, size = self._window(case, pos, rng, centre)
         return _crop(arrays, starts, size, pads)
 
-    def _window(self, case: Any, pos: int, rng: np.random.Generator) -> tuple[list[int], tuple[int, int]]:
-        """Start and size of the in-plane window of axial slice ``pos``: a random (or CE-centred) crop, or
-        the whole slice padded to a multiple of 8."""
+    @staticmethod
+    def _lesion_centre(case: PreparedCase, rng: np.random.Generator) -> tuple[int, tuple[int, int]]:
+        """``(slice, (i, j))`` of a random voxel of a lesion tissue drawn uniformly among the case's
+        (so a glioblastoma's large rim is not drawn more often than a small metastasis)."""
+        assert case.lesions
+        names = sorted(case.lesions)
+        voxels = case.lesions[names[int(rng.integers(len(names)))]]
+        i, j, k = voxels[int(rng.integers(len(voxels)))]
+        return int(k), (int(i), int(j))
+
+    def _window(
+        self, case: Any, pos: int, rng: np.random.Generator, centre: tuple[int, int] | None = None
+    ) -> tuple[list[int], tuple[int, int]]:
+        """Start and size of the in-plane window of axial slice ``pos``: a random, CE-centred or (``centre``
+        given) lesion-centred crop, or the whole slice padded to a multiple of 8."""
         H, W = case.shape[:2]
         if self.crop is not None:
             size = (self.crop, self.crop)
-            centre = self._ce_centre(case, pos, rng) if rng.random() < self.ce_focus else None
+            if centre is None:
+                centre = self._ce_centre(case, pos, rng) if rng.random() < self.ce_focus else None
             if centre is not None:
                 starts = [
                     int(c) - s // 2 + int(rng.integers(-(s // 4), s // 4 + 1))
@@ -1102,6 +1168,7 @@ def build_dataset(
     dtype: str = "float16",
     patches_per_case: int = 16,
     ce_focus: float = 0.0,
+    lesion_focus: float = 0.0,
     task: str = "low_dose",
     inputs: Sequence[str] = (),
     optional_inputs: Sequence[str] = (),
@@ -1113,8 +1180,14 @@ def build_dataset(
 
     ``low_dose``: ``2d`` / ``2.5d`` → :class:`SliceDataset`, ``3d`` → :class:`PatchDataset`;
     ``virtual_contrast``: :class:`ContrastSliceDataset` / :class:`ContrastPatchDataset` over ``inputs``.
+    ``lesion_focus`` (low-dose 2-D / 2.5-D, phantom cases): the share of crops centred on a lesion.
     """
     common = dict(normalization=normalization, crop=crop, flips=flips, cache_size=cache_size, dtype=dtype)
+    if lesion_focus and (task != "low_dose" or mode == "3d"):
+        raise VCEInputError(
+            f"lesion_focus {lesion_focus} for {task} / {mode}",
+            expected="lesion_focus 0, or a low-dose 2-D / 2.5-D dataset of phantom cases",
+        )
     if task == "virtual_contrast":
         if t1_target:
             raise VCEInputError(
@@ -1136,11 +1209,14 @@ def build_dataset(
             **common,
         )
     common["t1_target"] = t1_target
-    if mode == "2d":
-        return SliceDataset(folders, context=0, brain_fraction=brain_fraction, ce_focus=ce_focus, **common)
-    if mode == "2.5d":
+    if mode in ("2d", "2.5d"):
         return SliceDataset(
-            folders, context=context, brain_fraction=brain_fraction, ce_focus=ce_focus, **common
+            folders,
+            context=context if mode == "2.5d" else 0,
+            brain_fraction=brain_fraction,
+            ce_focus=ce_focus,
+            lesion_focus=lesion_focus,
+            **common,
         )
     if mode == "3d":
         return PatchDataset(folders, patches_per_case=patches_per_case, **common)

@@ -297,6 +297,7 @@ class Trainer:
             crop=cfg.crop,
             flips=cfg.flips,
             ce_focus=cfg.ce_focus,
+            lesion_focus=cfg.lesion_focus,
             t1_target=t1,
             **common,
         )

@@ -76,6 +76,7 @@ class TrainConfig:
     normalization: str = "percentile"  # percentile | zscore, fitted per case on the native brain
     brain_fraction: float = 0.1  # 2-D: keep axial slices whose brain fraction exceeds this
     ce_focus: float = 0.0  # 2-D/2.5-D: share of training crops centred on a contrast-enhancing voxel
+    lesion_focus: float = 0.0  # low-dose 2-D/2.5-D phantom cases: share of crops centred on a lesion voxel
     patches_per_case: int = 16  # 3-D: index entries per (case, dose) and epoch
     flips: bool = True
     cache_size: int = 64  # cases kept in memory per process
@@ -145,6 +146,12 @@ class TrainConfig:
             (0.0 <= self.ema_decay < 1.0, "ema_decay", "in [0, 1)"),
             (self.amp in ("auto", "bf16", "off"), "amp", "auto, bf16 or off"),
             (self.max_minutes >= 0, "max_minutes", ">= 0"),
+            (0.0 <= self.lesion_focus <= 1.0, "lesion_focus", "a share in [0, 1]"),
+            (
+                not self.lesion_focus or (self.task == "low_dose" and self.mode != "3d"),
+                "lesion_focus",
+                "0 except for low-dose 2-D / 2.5-D training on phantom cases",
+            ),
         ]
         for ok, key, expected in checks:
             if not ok:

@@ -377,3 +377,55 @@ def test_t1_target_needs_phantom_labels(cases: list[Path]) -> None:
         SliceDataset(cases[:1], crop=16, t1_target=True)
     with pytest.raises(VCEInputError, match="low-dose"):
         build_dataset("2d", cases[:1], task="virtual_contrast", inputs=["native"], t1_target=True)
+
+
+def test_lesion_focus_centres_crops_on_each_lesion_tissue_alike(cases: list[Path], tmp_path: Path) -> None:
+    """``lesion_focus=1``: every crop holds a lesion voxel, and each lesion tissue of the case is drawn
+    about equally often however few voxels it has (a 27-voxel metastasis beside a 1-voxel weak lesion);
+    ``lesion_focus=0`` leaves the samples as they were; cases without labels and 3-D data are refused."""
+    import shutil
+
+    from support import record_labels
+    from vce_core.data import build_dataset, lesion_voxels
+    from vce_core.io import Volume, save_case
+    from vce_core.phantom import LABELS
+    from vce_core.train_config import TrainConfig
+
+    folder = shutil.copytree(cases[0], tmp_path / cases[0].name)
+    record_labels(folder)
+    case = load_case(folder)
+    labels = np.zeros(TINY_SHAPE, np.int16)
+    labels[4:7, 5:8, 3:6] = 10  # metastasis, 27 voxels
+    labels[17, 16, 8] = 12  # weakly enhancing, 1 voxel
+    case.extra["labels"] = Volume(labels.astype(np.float32))
+    case.meta["labels"] = {str(k): v for k, v in LABELS.items()}
+    save_case(case, folder, overwrite=True)
+    found = lesion_voxels(load_case(folder))
+    assert set(found) == {"metastasis", "weak_lesion"} and len(found["metastasis"]) == 27
+    np.testing.assert_array_equal(found["weak_lesion"], [[17, 16, 8]])
+
+    ds = SliceDataset([folder], crop=8, dtype="float32", flips=False, lesion_focus=1.0)
+    prep = ds.case(0)
+    marker = np.zeros(prep.shape, np.float32)  # the cached native image marks the lesion voxels
+    for name, value in (("metastasis", 1.0), ("weak_lesion", 2.0)):
+        i, j, k = prep.lesions[name].T
+        marker[i, j, k] = value
+    prep.native = marker
+    seen = [float(ds[(idx % len(ds), idx)]["native"].max()) for idx in range(200)]
+    assert min(seen) >= 1.0  # every crop shows a lesion voxel
+    weak = sum(v == 2.0 for v in seen) / len(seen)
+    assert 0.35 < weak < 0.65  # drawn per tissue, not per voxel (per voxel: 1 / 28)
+
+    plain = SliceDataset([folder], crop=8, dtype="float32", flips=True)
+    unfocused = SliceDataset([folder], crop=8, dtype="float32", flips=True, lesion_focus=0.0)
+    for idx in range(0, len(plain), 5):
+        torch.testing.assert_close(plain[idx]["native"], unfocused[idx]["native"])
+
+    with pytest.raises(VCEInputError, match="no tissue labels"):
+        SliceDataset(cases[1:2], crop=8, lesion_focus=0.5)
+    with pytest.raises(VCEInputError, match="lesion_focus"):
+        SliceDataset([folder], crop=8, lesion_focus=1.5)
+    with pytest.raises(VCEInputError, match="lesion_focus"):
+        build_dataset("3d", [folder], crop=8, lesion_focus=0.5)
+    with pytest.raises(VCEInputError, match="lesion_focus"):
+        TrainConfig(mode="3d", lesion_focus=0.5)

@@ -11,7 +11,7 @@ import pytest
 from support import SMALL, write_checkpoint, write_tiny_cases
 from vce_core.checkpoint import read_card
 from vce_core.evaluate import BASELINES, REFERENCE, main
-from vce_core.evaluate.lowdose import PRIMARY
+from vce_core.evaluate.lowdose import HEADS_OFF, PRIMARY
 from vce_core.io import save_case
 from vce_core.phantom import LesionSpec, make_case
 
@@ -155,3 +155,40 @@ def test_bad_input(tmp_path: Path, extra: list[str]) -> None:
     assert main(args) == 2
     assert not (tmp_path / "r").exists()  # nothing written half-way
     assert main(["--models", str(tmp_path / "missing"), "--data", str(tmp_path / "cases"), "--out", "x"]) == 2
+
+
+def test_heads_off_rows_are_the_base_alone(tmp_path: Path) -> None:
+    """``--heads-off``: the ablation row of a physics-base generator with random heads is what the same
+    generator with zeroed heads gives, and differs from the full model; a model without a base is refused."""
+    case = make_case(32, resolution=2, sequence="achieva_3t", doses=(0.1,), lesions=LESIONS[:2])
+    save_case(case, tmp_path / "cases" / "phantom-0032")
+    cfg = {**SMALL, "base": "physics"}
+    textured = write_checkpoint(tmp_path / "textured", cfg, dose_visible=True, display_name="textured")
+    bare = write_checkpoint(tmp_path / "bare", cfg, zero=True, display_name="bare")
+    out = tmp_path / "report"
+    args = ["--data", str(tmp_path / "cases"), "--doses", "0.1", "--noise-seeds", "0", "--device", "cpu"]
+    args += ["--lesion-slices", "2", "--extra-slices", "1"]
+    assert main(["--models", str(textured), str(bare), "--heads-off", "--out", str(out), *args]) == 0
+    lesions = _rows(out / "lesions.csv")
+    methods = {r["method"] for r in lesions}
+    assert {"textured", "bare", "textured" + HEADS_OFF, "bare" + HEADS_OFF} <= methods
+    e = {m: np.array([float(r["e_method"]) for r in lesions if r["method"] == m]) for m in methods}
+    assert e["bare"].size >= 2
+    np.testing.assert_allclose(e["textured" + HEADS_OFF], e["bare"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(e["bare" + HEADS_OFF], e["bare"], rtol=1e-5, atol=1e-7)
+    assert np.abs(e["textured"] - e["bare"]).max() > 1e-3  # the random heads do change the enhancement
+    report = (out / "report.md").read_text()
+    assert "textured" + HEADS_OFF in report
+    # the bias column of the per-type table is the mean signed error over the lesion rows
+    for r in lesions[:1]:
+        signed = [
+            float(q["e_method"]) - float(q["e_true"])
+            for q in lesions
+            if q["method"] == r["method"] and q["type"] == r["type"]
+        ]
+        assert f"| {r['type']} | {r['method']} | {np.mean(signed):+.4f} | " in report
+
+    native = write_checkpoint(tmp_path / "native", SMALL)
+    refused = tmp_path / "refused"
+    assert main(["--models", str(native), "--heads-off", "--out", str(refused), *args]) == 2
+    assert not refused.exists()

@@ -395,6 +395,11 @@ def test_learned_t1_and_texture_heads() -> None:
     base = plain.base_residual(native, sd, dose, field, sequence)
     torch.testing.assert_close(model(native, sd, dose, field, sequence=sequence)[0], base, atol=1e-6, rtol=0)
     torch.testing.assert_close(plain(native, sd, dose, field, sequence=sequence)[0], base + 0.05)
+    # the heads-off ablation (texture_scale 0) leaves the base; 0.5 halves what the heads add
+    plain.texture_scale = 0.0
+    torch.testing.assert_close(plain(native, sd, dose, field, sequence=sequence)[0], base)
+    plain.texture_scale = 0.5
+    torch.testing.assert_close(plain(native, sd, dose, field, sequence=sequence)[0], base + 0.025)
     with pytest.raises(VCEInputError, match="learn_t1"):
         build_model("ld_cgan_generator", base="linear", learn_t1=True, **kw)
     with pytest.raises(VCEInputError, match="texture_sigma"):

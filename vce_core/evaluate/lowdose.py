@@ -53,7 +53,9 @@ __all__ = [
     "METRICS",
     "REFERENCE",
     "case_metrics",
+    "HEADS_OFF",
     "evaluate",
+    "heads_off_synthesizer",
     "main",
     "update_card",
 ]
@@ -65,6 +67,8 @@ REFERENCE = "acquired low dose"
 LINEAR = "linear baseline"
 PHYSICS = "physics baseline"
 BASELINES = (LINEAR, PHYSICS)
+HEADS_OFF = ", heads off"
+"""Suffix of a model's ablation row (``--heads-off``): its base alone, heads zeroed."""
 
 
 def physics_variant(t1_scale: float) -> str:
@@ -511,6 +515,7 @@ def evaluate(
     lesion_slices: int = 3,
     extra_slices: int = 4,
     physics_t1_scales: Sequence[float] = (),
+    heads_off: bool = False,
     device: str = "auto",
     command: str | None = None,
     show_progress: bool = True,
@@ -518,6 +523,9 @@ def evaluate(
     """Evaluate ``models`` (checkpoint folders) and both baselines on the cases in ``data``; write ``out``.
 
     ``physics_t1_scales`` add physics baselines whose assumed native T1 is scaled (sensitivity rows).
+    ``heads_off`` adds, after the models, an ablation row of each: the same generator with its heads'
+    outputs zeroed (:func:`heads_off_synthesizer`), so that the report shows how much of a model's lesion
+    enhancement its base (with its learned T1 map) gives and how much its heads add.
 
     Returns ``{"results", "lesions", "table", "summary", "comparisons", "methods", "models", "cases",
     "info"}``. Raises :class:`VCEInputError` for bad doses or seeds, missing folders or models, or when no
@@ -534,6 +542,11 @@ def evaluate(
     seeds = _check_seeds(noise_seeds)
     synths = [Synthesizer.from_checkpoint(m, device=device) for m in models]
     names = method_names(synths, reserved=(REFERENCE, *BASELINES))
+    if heads_off:
+        ablations = [heads_off_synthesizer(m, device=device) for m in models]
+        models = [*models, *models]
+        synths += ablations
+        names += [f"{n}{HEADS_OFF}" for n in names]
     baselines = [*BASELINES, *(physics_variant(_check_scale(t)) for t in physics_t1_scales)]
     folders = find_case_folders(data)
     results: list[dict[str, Any]] = []
@@ -578,6 +591,26 @@ def evaluate(
     }
     write_report(Path(out), result, spectra)
     return result
+
+
+def heads_off_synthesizer(folder: str | PathLike, device: str = "auto") -> Any:
+    """The generator of checkpoint ``folder`` with its heads' outputs zeroed: what its base alone gives
+    (``x_NA`` + the physics or linear residual, with the learned T1 map when it has one).
+
+    Raises :class:`VCEInputError` for a model without a base (``base: native``, or not a seed-000 generator),
+    whose heads are its whole output.
+    """
+    from vce_core.synthesis import Synthesizer
+
+    synth = Synthesizer.from_checkpoint(folder, device=device)
+    if getattr(synth.model, "base", "native") == "native" or not hasattr(synth.model, "texture_scale"):
+        raise VCEInputError(
+            f"{synth.display_name} has no base to keep with its heads off",
+            path=folder,
+            expected='a low-dose generator trained with generator_kwargs.base "physics" or "linear"',
+        )
+    synth.model.texture_scale = 0.0
+    return synth
 
 
 def _check_scale(scale: float) -> float:
@@ -695,6 +728,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[],
         help="sensitivity rows: physics baselines with the assumed native T1 times these factors",
     )
+    parser.add_argument(
+        "--heads-off",
+        action="store_true",
+        help="ablation rows: each model with its heads zeroed (its base and learned T1 map alone)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument(
@@ -710,7 +748,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if result is None:
         return 2
     if args.update_cards:
-        for folder, method in zip(args.models, result["models"], strict=True):
+        for folder, method in zip(args.models, result["models"][: len(args.models)], strict=True):
             update_card(folder, method, result, command, args.out)
     print((Path(args.out) / "report.md").read_text())
     print(f"{len(result['results'])} results for {len(result['cases'])} cases written to {args.out}")

@@ -460,6 +460,9 @@ class LowDoseGenerator(nn.Module):
             for head in self.heads:
                 zero_module(head[-1])
         self.learn_t1, self.texture_sigma = bool(learn_t1), float(texture_sigma)
+        # an ablation, not a kwarg: the heads' outputs are multiplied by it before the base is added (0 =
+        # the base alone, with the learned T1 map); see vce_core.evaluate --heads-off
+        self.texture_scale = 1.0
         # log T1 factor of every voxel (t1_log_map), zero-initialised: the regression head starts at the
         # default T1, the class head at the mean of its table row
         self.t1_head: nn.Sequential | None = None
@@ -583,6 +586,8 @@ class LowDoseGenerator(nn.Module):
             return heads
         if self.texture_sigma > 0:
             heads = [o - _lowpass(o, self.texture_sigma / 2**k) for k, o in enumerate(heads)]
+        if self.texture_scale != 1.0:
+            heads = [o * self.texture_scale for o in heads]
         t1_log = None if self.t1_head is None else self.t1_log_map(self.t1_head(h), field_t)
         base = self.base_residual(native, standard_dose, dose_t, field_t, sequence, t1_log=t1_log)
         return [o + self._pooled(base.to(o.dtype), o) for o in heads]
