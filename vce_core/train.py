@@ -532,6 +532,16 @@ class Trainer:
             "per_case": True,
         }
 
+    def _sampling_deviations(self) -> list[str]:
+        """How the training crops were chosen, where that is ours (``lesion_focus``)."""
+        share = self.cfg.lesion_focus
+        if not share:
+            return []
+        return [
+            f"lesion-centred crops (ours, phantom only): {share:.0%} of the training crops centred on a "
+            "voxel of a lesion tissue (the phantom's labels), each lesion tissue of a case drawn alike"
+        ]
+
     def _task_card(self) -> dict[str, Any]:
         cfg = self.cfg
         if cfg.task != "virtual_contrast":
@@ -572,7 +582,7 @@ class Trainer:
                 "device": str(self.device),
                 "amp": self.amp_dtype,
                 "hardware": hardware(),
-                "deviations": [*cfg.deviations, *self.objective.deviations()],
+                "deviations": [*cfg.deviations, *self._sampling_deviations(), *self.objective.deviations()],
                 "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             },
             data={

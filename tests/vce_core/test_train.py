@@ -652,3 +652,23 @@ def test_t1_class_head_trains_on_the_tissue_labels(data: dict[str, list[str]], t
     assert np.mean(values[-5:]) < 0.5 * np.mean(values[:5])
     learned, untrained = _t1_map_error(tmp_path / "run", folders["data"])
     assert learned < 0.5 * untrained
+
+
+def test_lesion_focus_trains_on_labelled_cases_and_names_itself(
+    data: dict[str, list[str]], tmp_path: Path
+) -> None:
+    """``lesion_focus``: refused on cases without labels; on labelled cases the run trains, its card keeps
+    the share in the config and names the sampling among the deviations."""
+    from vce_core.errors import VCEInputError
+
+    folders = _physics_folders(data, tmp_path)
+    with pytest.raises(VCEInputError, match="no tissue labels"):
+        train(config_from_dict({**TINY, **folders, "lesion_focus": 0.25}), run_dir=tmp_path / "a")
+    labelled = _physics_folders(data, tmp_path / "labelled", labels=True)
+    card = train(config_from_dict({**TINY, **labelled, "lesion_focus": 0.25}), run_dir=tmp_path / "run")
+    assert card.training["config"]["lesion_focus"] == 0.25 and card.training["iterations"] == 4
+    assert any(
+        d.startswith("lesion-centred crops (ours, phantom only): 25% of") for d in card.training["deviations"]
+    )
+    plain = train(config_from_dict({**TINY, **labelled}), run_dir=tmp_path / "plain")
+    assert not any("lesion-centred" in d for d in plain.training["deviations"])

@@ -50,10 +50,10 @@ from vce_core.evaluate.common import command_line, describe, method_names, run_c
 
 __all__ = [
     "BASELINES",
+    "HEADS_OFF",
     "METRICS",
     "REFERENCE",
     "case_metrics",
-    "HEADS_OFF",
     "evaluate",
     "heads_off_synthesizer",
     "main",
