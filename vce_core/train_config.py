@@ -146,12 +146,6 @@ class TrainConfig:
             (0.0 <= self.ema_decay < 1.0, "ema_decay", "in [0, 1)"),
             (self.amp in ("auto", "bf16", "off"), "amp", "auto, bf16 or off"),
             (self.max_minutes >= 0, "max_minutes", ">= 0"),
-            (0.0 <= self.lesion_focus <= 1.0, "lesion_focus", "a share in [0, 1]"),
-            (
-                not self.lesion_focus or (self.task == "low_dose" and self.mode != "3d"),
-                "lesion_focus",
-                "0 except for low-dose 2-D / 2.5-D training on phantom cases",
-            ),
         ]
         for ok, key, expected in checks:
             if not ok:

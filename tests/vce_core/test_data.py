@@ -389,7 +389,6 @@ def test_lesion_focus_centres_crops_on_each_lesion_tissue_alike(cases: list[Path
     from vce_core.data import build_dataset, lesion_voxels
     from vce_core.io import Volume, save_case
     from vce_core.phantom import LABELS
-    from vce_core.train_config import TrainConfig
 
     folder = shutil.copytree(cases[0], tmp_path / cases[0].name)
     record_labels(folder)
@@ -427,5 +426,3 @@ def test_lesion_focus_centres_crops_on_each_lesion_tissue_alike(cases: list[Path
         SliceDataset([folder], crop=8, lesion_focus=1.5)
     with pytest.raises(VCEInputError, match="lesion_focus"):
         build_dataset("3d", [folder], crop=8, lesion_focus=0.5)
-    with pytest.raises(VCEInputError, match="lesion_focus"):
-        TrainConfig(mode="3d", lesion_focus=0.5)
