@@ -12,6 +12,7 @@ from support import SMALL, write_checkpoint, write_tiny_cases
 from vce_core.checkpoint import read_card
 from vce_core.evaluate import BASELINES, REFERENCE, main
 from vce_core.evaluate.lowdose import HEADS_OFF, PRIMARY
+from vce_core.evaluate.stats import holm
 from vce_core.io import save_case
 from vce_core.phantom import LesionSpec, make_case
 
@@ -103,12 +104,23 @@ def test_comparisons_report_and_cards(report: tuple[Path, list[Path]]) -> None:
     comps = _rows(out / "comparisons.csv")
     pairs = {(r["model"], r["baseline"]) for r in comps}
     baselines = [*BASELINES, "physics baseline (T1 × 1)", "physics baseline (T1 × 0.7)"]
-    assert pairs == {(m, b) for m in ("zero residual", "untrained") for b in baselines}
+    assert pairs == {(m, b) for m in ("zero residual", "untrained", REFERENCE) for b in baselines}
     sensitivity = [r for r in comps if r["metric"] == PRIMARY and r["baseline"] not in BASELINES]
     assert all(r["p_holm"] == "nan" for r in sensitivity)  # outside the Holm family
     primary = [r for r in comps if r["metric"] == PRIMARY and r["baseline"] in BASELINES]
     assert {r["dose"] for r in primary} == {"0.1", "0.2", "0.33", "all"}
     assert all(r["n"] == "1" for r in primary)  # one phantom case holds lesions
+    # the real scan tested like a model, on the lesion errors only, outside the Holm family: the models'
+    # adjusted p-values are Holm over their own 2 models x 2 baselines x 4 doses alone
+    scan = [r for r in comps if r["model"] == REFERENCE]
+    assert {r["metric"].split(":")[0] for r in scan} == {PRIMARY} and all(r["p_holm"] == "nan" for r in scan)
+    assert {r["metric"] for r in scan} > {PRIMARY}  # and per lesion type
+    assert len([r for r in primary if r["model"] != REFERENCE]) == 16  # 2 models x 2 baselines x 4 doses
+    results = [r for r in _rows(out / "results.csv") if r["metric"] == PRIMARY]
+    for r in (r for r in scan if r["metric"] == PRIMARY and r["dose"] != "all"):
+        assert float(r["model_mean"]) == pytest.approx(_mean(results, REFERENCE, PRIMARY, dose=r["dose"]))
+        baseline = _mean(results, r["baseline"], PRIMARY, dose=r["dose"])
+        assert float(r["baseline_mean"]) == pytest.approx(baseline)
     text = (out / "report.md").read_text()
     for heading in (
         "Lesion enhancement against the noise-free truth",
@@ -121,7 +133,7 @@ def test_comparisons_report_and_cards(report: tuple[Path, list[Path]]) -> None:
         assert heading in text
     # the primary table opens with the real scan's own error (its noise over the lesion), the floor
     floor = next(line for line in text.splitlines() if line.startswith(f"| {REFERENCE} (noise floor) |"))
-    results = [r for r in _rows(out / "results.csv") if r["metric"] == PRIMARY]
+    assert f"| {REFERENCE} (the real scan, reference) vs physics baseline | all doses |" in text
     scan_error = _mean(results, REFERENCE, PRIMARY)
     assert 0 < scan_error < 0.05 and f"{scan_error:.4f}" in floor
     # per case: the unit of the paired tests, with a mark where the model beats the physics baseline
@@ -192,3 +204,39 @@ def test_heads_off_rows_are_the_base_alone(tmp_path: Path) -> None:
     refused = tmp_path / "refused"
     assert main(["--models", str(native), "--heads-off", "--out", str(refused), *args]) == 2
     assert not refused.exists()
+
+
+def test_reference_rows_are_tested_outside_the_holm_family() -> None:
+    """The real scan's lesion errors are tested against each baseline like a model's (Wilcoxon over cases,
+    checked against scipy), while the models' Holm adjustment counts the models' tests alone."""
+    from scipy.stats import wilcoxon
+
+    from vce_core.evaluate.lowdose import ALL_DOSES, comparisons
+
+    rng = np.random.default_rng(5)
+    cases = [f"c{i}" for i in range(9)]
+    errors = {
+        "model": rng.uniform(0.001, 0.01, 9),
+        REFERENCE: rng.uniform(0.001, 0.004, 9),
+        "linear baseline": rng.uniform(0.02, 0.08, 9),
+        "physics baseline": rng.uniform(0.0005, 0.02, 9),
+    }
+    table = {
+        (m, dose, metric): dict(zip(cases, e * scale, strict=True))
+        for m, e in errors.items()
+        for dose, scale in ((0.1, 0.8), (0.33, 1.3), (ALL_DOSES, 1.05))
+        for metric in (PRIMARY, f"{PRIMARY}:metastasis", "psnr_truth")
+    }
+    rows = comparisons(table, ["model"], [0.1, 0.33])
+    scan = [r for r in rows if r["model"] == REFERENCE]
+    assert {r["metric"] for r in scan} == {PRIMARY, f"{PRIMARY}:metastasis"}  # lesion errors only
+    assert all(np.isnan(r["p_holm"]) for r in scan)
+    for r in scan:
+        a = [table[(REFERENCE, r["dose"], r["metric"])][c] for c in cases]
+        b = [table[(r["baseline"], r["dose"], r["metric"])][c] for c in cases]
+        assert r["p_value"] == pytest.approx(wilcoxon(a, b).pvalue)
+        assert r["wins"] == sum(x < y for x, y in zip(a, b, strict=True))
+    family = [r for r in rows if r["model"] == "model" and r["metric"] == PRIMARY]
+    assert len(family) == 6  # 2 baselines x (2 doses + all)
+    assert [r["p_holm"] for r in family] == pytest.approx(holm([r["p_value"] for r in family]))
+    assert rows == comparisons(table, ["model"], [0.1, 0.33], reference=None) + scan

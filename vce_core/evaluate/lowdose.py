@@ -450,20 +450,29 @@ def comparisons(
     models: Sequence[str],
     doses: Sequence[Any],
     baselines: Sequence[str] = BASELINES,
+    reference: str | None = REFERENCE,
 ) -> list[dict[str, Any]]:
     """Every model vs every baseline on :data:`COMPARED` per dose (and all doses), paired over cases.
 
-    ``p_holm`` adjusts the primary endpoint's p-values against the two baselines of :data:`BASELINES` over
-    models × baselines × doses (each dose and the pooled row) with Holm's method; sensitivity baselines and
-    the other metrics carry their raw p-values only.
+    With ``reference`` (default: the acquired scan) its lesion errors (the primary endpoint and per lesion
+    type) are tested against the same baselines in rows whose ``model`` is ``reference``: what a model
+    identical to the real scan would score, the ceiling for a model that keeps the real noise.
+
+    ``p_holm`` adjusts the primary endpoint's p-values of the *models* against the two baselines of
+    :data:`BASELINES` over models × baselines × doses (each dose and the pooled row) with Holm's method;
+    the reference's rows, sensitivity baselines and the other metrics carry their raw p-values only.
     """
     from vce_core.evaluate.stats import compare, holm
 
     rows = []
-    for model in models:
+    lesion_metrics = tuple(m for m in COMPARED if m.split(":")[0] == PRIMARY)
+    tested = [(model, COMPARED) for model in models]
+    if reference is not None:
+        tested.append((reference, lesion_metrics))
+    for model, metrics in tested:
         for baseline in baselines:
             for dose in [*doses, ALL_DOSES]:
-                for metric in COMPARED:
+                for metric in metrics:
                     a, b = table.get((model, dose, metric), {}), table.get((baseline, dose, metric), {})
                     keys = sorted(set(a) & set(b))
                     if not keys:
@@ -490,7 +499,9 @@ def comparisons(
                             "wins": c.wins,
                         }
                     )
-    primary = [r for r in rows if r["metric"] == PRIMARY and r["baseline"] in BASELINES]
+    primary = [
+        r for r in rows if r["metric"] == PRIMARY and r["baseline"] in BASELINES and r["model"] != reference
+    ]
     for r, p in zip(primary, holm([r["p_value"] for r in primary]), strict=True):
         r["p_holm"] = p
     return rows

@@ -188,6 +188,15 @@ def _primary(result: dict[str, Any]) -> list[str]:
         cells = [_cell(idx, m, d, "lesion_error") for d in doses]
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {_cell(idx, m, 'all', 'lesion_ratio', 3)} |")
     lines += ["", *_comparison_table(result, "lesion_error", doses, holm=True), ""]
+    if any(r["model"] == FLOOR for r in result["comparisons"]):
+        lines += [
+            f"The rows *{FLOOR} (the real scan, reference)* test the acquired scan itself against the "
+            "baselines in the same way: what a model whose output were the real scan would score. A model "
+            "that keeps the real noise carries that noise into every lesion, so where the real scan does "
+            "not beat a noise-free baseline (the physics baseline on lesions whose native T1 it assumes "
+            "about right) such a model is not expected to either; it is not part of the Holm family.",
+            "",
+        ]
     return lines
 
 
@@ -198,11 +207,14 @@ def _comparison_table(result: dict[str, Any], metric: str, doses: list[Any], hol
     head = "| model vs baseline | dose | n | model | baseline | Δ (model − baseline) [95 % CI] | p |"
     lines = [head + (" p (Holm) |" if holm else "") + " model better in |"]
     lines.append("|---|---|---|---|---|---|---|" + ("---|" if holm else "") + "---|")
+    from vce_core.evaluate.lowdose import REFERENCE
+
     for r in rows:
         if r["dose"] not in doses:
             continue
+        model = f"{r['model']} (the real scan, reference)" if r["model"] == REFERENCE else r["model"]
         cells = [
-            f"{r['model']} vs {r['baseline']}",
+            f"{model} vs {r['baseline']}",
             _dose_label(r["dose"]),
             str(r["n"]),
             _num(r["model_mean"]),
