@@ -25,7 +25,9 @@ What is measured (on the evaluated slices, :func:`vce_core.evaluate.heldout.choo
 
 Statistics (:mod:`vce_core.evaluate.stats`): seeds are averaged within a case; means over cases with
 bootstrap 95 % CIs; every model is compared with every baseline (Wilcoxon signed-rank over cases, bootstrap
-CI of the mean paired difference, Holm-adjusted over the primary family). Outputs in ``--out``:
+CI of the mean paired difference, Holm-adjusted over the primary family), and the acquired scan itself is
+tested the same way on the lesion errors (outside the Holm family: what a model that kept the real noise
+and had no bias would score). Outputs in ``--out``:
 ``results.csv`` (case, seed, dose, method, metric, value), ``lesions.csv`` (one row per lesion, seed, dose,
 method), ``summary.csv``, ``comparisons.csv``, ``nps.csv``, ``report.md`` and ``report.html``
 (:mod:`vce_core.evaluate.report`).
