@@ -89,9 +89,11 @@ def _truth_lines(figures: dict[str, Any]) -> list[str]:
         rivals = ", ".join(
             f"{name} {value:.3g}" for name, value in versus.items() if isinstance(value, float)
         )
+        scan = figures.get("lesion_error_real_scan")
+        own = f"; the real scan at that dose: {scan:.3g}, its noise alone" if isinstance(scan, float) else ""
         lines.append(
             f"Lesion enhancement error |E − E_true| vs the noise-free truth: {error:.3g}"
-            + (f" (baselines: {rivals})" if rivals else "")
+            + (f" (baselines: {rivals}{own})" if rivals else f" ({own[2:]})" if own else "")
         )
     ratio = figures.get("sub_sigma_ratio")
     if isinstance(ratio, float):

@@ -176,6 +176,15 @@ def test_card_summary_states_the_truth_figures() -> None:
     assert "vs the noise-free truth: 0.021 (baselines: linear 0.08, physics 0.012)" in text
     assert "synthetic / real: 0.98" in text and "`reports/x`" in text and "24 test cases" in text
     assert "noise-free" not in card_summary(card.with_changes(held_out={"psnr": 30.0}))
+    # with the real scan's own error (its noise), beside the baselines or alone
+    scan = {**figures, "lesion_error_real_scan": 0.0023}
+    assert "physics 0.012; the real scan at that dose: 0.0023, its noise alone)" in card_summary(
+        card.with_changes(held_out=scan)
+    )
+    alone = {k: v for k, v in scan.items() if k != "lesion_error_vs"}
+    assert "truth: 0.021 (the real scan at that dose: 0.0023, its noise alone)" in card_summary(
+        card.with_changes(held_out=alone)
+    )
 
 
 def test_volume_metrics_without_acquisition_is_a_plain_error(explorer: Explorer) -> None:

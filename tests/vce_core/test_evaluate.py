@@ -153,6 +153,7 @@ def test_comparisons_report_and_cards(report: tuple[Path, list[Path]]) -> None:
         rel=1e-6,
     )
     assert set(held["lesion_error_vs"]) == set(BASELINES) and held["noise_seeds"] == [0, 1]
+    assert held["lesion_error_real_scan"] == pytest.approx(scan_error, rel=1e-6)
     assert held["doses"] == [0.1, 0.2, 0.33] and held["cases"] == 2 and "--update-cards" in held["command"]
 
 

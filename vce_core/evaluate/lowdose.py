@@ -697,7 +697,8 @@ def update_card(
 
     ``held_out`` keeps seed 000's four metrics against the acquisition (``psnr``, ``ssim``, ``mae_ce``,
     ``mae_sigma``; mean over cases and doses) and adds ``lesion_error`` (vs noise-free truth),
-    ``lesion_error_vs`` (the two baselines' figure on the same cases), ``sub_sigma_ratio``, per-dose values,
+    ``lesion_error_vs`` (the two baselines' figure on the same cases), ``lesion_error_real_scan`` (the
+    acquired scan's own figure there: its noise alone), ``sub_sigma_ratio``, per-dose values,
     the doses, noise seeds, number of cases, the report folder and the command.
     """
     from vce_core import checkpoint
@@ -713,6 +714,7 @@ def update_card(
     held_out = {k: mean(method, k, ALL_DOSES) for k in keys}
     held_out |= {
         "lesion_error_vs": {b: mean(b, PRIMARY, ALL_DOSES) for b in BASELINES},
+        "lesion_error_real_scan": mean(REFERENCE, PRIMARY, ALL_DOSES),
         "by_dose": {f"{d:g}": {k: mean(method, k, d) for k in keys} for d in doses},
         "doses": doses,
         "noise_seeds": result["info"]["noise_seeds"],
