@@ -458,7 +458,8 @@ def comparisons(
 
     With ``reference`` (default: the acquired scan) its lesion errors (the primary endpoint and per lesion
     type) are tested against the same baselines in rows whose ``model`` is ``reference``: what a model
-    identical to the real scan would score, the ceiling for a model that keeps the real noise.
+    identical to the real scan would score (no bias, the real noise): the reference for a model that keeps
+    the real noise.
 
     ``p_holm`` adjusts the primary endpoint's p-values of the *models* against the two baselines of
     :data:`BASELINES` over models × baselines × doses (each dose and the pooled row) with Holm's method;
