@@ -90,10 +90,12 @@ def _truth_lines(figures: dict[str, Any]) -> list[str]:
             f"{name} {value:.3g}" for name, value in versus.items() if isinstance(value, float)
         )
         scan = figures.get("lesion_error_real_scan")
-        own = f"; the real scan at that dose: {scan:.3g}, its noise alone" if isinstance(scan, float) else ""
+        beside = [f"baselines: {rivals}"] if rivals else []
+        if isinstance(scan, float):
+            beside.append(f"the real scan at that dose: {scan:.3g}, its noise alone")
         lines.append(
             f"Lesion enhancement error |E − E_true| vs the noise-free truth: {error:.3g}"
-            + (f" (baselines: {rivals}{own})" if rivals else f" ({own[2:]})" if own else "")
+            + (f" ({'; '.join(beside)})" if beside else "")
         )
     ratio = figures.get("sub_sigma_ratio")
     if isinstance(ratio, float):
