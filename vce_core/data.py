@@ -1016,7 +1016,20 @@ class PatchDataset(CaseDataset):
         brain_probability: float = 0.9,
         **kwargs: Any,
     ):
-        self.patches_per_case, self.brain_probability = patches_per_case, brain_probability
+        if (
+            isinstance(patches_per_case, bool)
+            or not isinstance(patches_per_case, int)
+            or patches_per_case < 1
+        ):
+            raise VCEInputError(
+                f"patches_per_case is {patches_per_case!r}",
+                expected="a whole number ≥ 1 (patches per case and dose)",
+            )
+        if not 0.0 <= brain_probability <= 1.0:
+            raise VCEInputError(
+                f"brain_probability {brain_probability} is outside [0, 1]", expected="a probability"
+            )
+        self.patches_per_case, self.brain_probability = patches_per_case, float(brain_probability)
         super().__init__(folders, **kwargs)
 
     def _index_case(self, ci: int, case: PreparedCase) -> list[tuple[int, float, int]]:

@@ -84,6 +84,12 @@ def test_stack_and_patch_datasets(cases: list[Path]) -> None:
     assert len(patches) == 2 * len(TINY_DOSES)
     with pytest.raises(VCEInputError):
         SliceDataset(cases[:1], crop=12)
+    # an empty or impossible patch schedule is refused up front, not an IndexError at the first batch
+    for bad in ({"patches_per_case": 0}, {"patches_per_case": -2}, {"patches_per_case": 2.5}):
+        with pytest.raises(VCEInputError, match="patches_per_case"):
+            PatchDataset(cases[:1], crop=16, **bad)
+    with pytest.raises(VCEInputError, match="brain_probability"):
+        PatchDataset(cases[:1], crop=16, brain_probability=1.5)
 
 
 def test_split_by_case_and_sampler(cases: list[Path], tmp_path: Path) -> None:
