@@ -71,6 +71,23 @@ def test_config_overrides_and_errors(tmp_path: Path) -> None:
         config_from_dict({}, ["crop=12"])
     with pytest.raises(VCEInputError):
         config_from_dict({}, ["iterations=abc"])
+    # values that would otherwise fail deep in the loop (a modulo by zero, an empty dataset) or mean nothing
+    for bad in (
+        "log_every=0",
+        "lesion_focus=1.5",
+        "ce_focus=-0.1",
+        "lr_g=-1e-4",
+        "lr_d=-1e-4",
+        "val_fraction=1",
+        "patches_per_case=0",
+        "context=-1",
+        "val_slices=0",
+        "cache_size=0",
+        "grad_clip=-1",
+    ):
+        key = bad.split("=")[0]
+        with pytest.raises(VCEInputError, match=f"config value {key}="):
+            config_from_dict({}, [bad])
     path = tmp_path / "c.yaml"
     path.write_text("content_loss: l1\nbatch_size: 4\n")
     assert load_config(path).content_loss == "l1"
