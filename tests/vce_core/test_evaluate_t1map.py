@@ -99,6 +99,15 @@ def test_bad_inputs(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) ->
     )
     with pytest.raises(VCEInputError, match="3-D generator"):
         t1_table(write_model(tmp_path / "v", "ld_cgan_generator", volumetric), [case_dir])
+    from vce_core.models.ld_cgan_ensemble import assemble
+
+    textured = build_model(
+        "ld_cgan_generator", **{**SMALL, "base": "physics", "learn_t1": True, "texture_sigma": 2.0}
+    )
+    member = write_model(tmp_path / "t", "ld_cgan_generator", textured)
+    ensemble = assemble([member, member], tmp_path / "ens", name="ens")
+    with pytest.raises(VCEInputError, match="ensemble of 2 generators"):
+        t1_table(ensemble, [case_dir])
 
 
 def test_cli(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture) -> None:

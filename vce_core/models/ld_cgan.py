@@ -543,6 +543,32 @@ class LowDoseGenerator(nn.Module):
             ``output_heads`` residual predictions ``ŷ_LD``: index 0 ``[B, out_channels, *S]``, then
             ``[B, out_channels, *S/2]``, ``[B, out_channels, *S/4]``, ...
         """
+        heads, t1_log, dose_t, field_t = self.parts(
+            native, standard_dose, dose, field_strength, noise, generator=generator
+        )
+        if self.base == "native":
+            return heads
+        base = self.base_residual(native, standard_dose, dose_t, field_t, sequence, t1_log=t1_log)
+        return [o + self._pooled(base.to(o.dtype), o) for o in heads]
+
+    def parts(
+        self,
+        native: Tensor,
+        standard_dose: Tensor,
+        dose: Tensor | float,
+        field_strength: Tensor | float,
+        noise: Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> tuple[list[Tensor], Tensor | None, Tensor, Tensor]:
+        """What :meth:`forward` adds the base to: ``(heads, t1_log, dose, field_strength)``.
+
+        ``heads`` are the output heads (high-passed and scaled as :meth:`forward` uses them; as they are
+        for ``base="native"``, whose output they are), ``t1_log`` the learned native-T1 log factor
+        ``[B, 1, *S]`` (None without ``learn_t1``), ``dose``/``field_strength`` the per-sample ``[B]``
+        tensors. Arguments and errors as for :meth:`forward`; an ensemble
+        (:class:`vce_core.models.ld_cgan_ensemble.T1MapEnsemble`) combines the parts of several generators.
+        """
         batch, spatial = _check_images(self.spatial_dims, self.in_slices, native, standard_dose)
         bad = [s for s in spatial if s % self.size_multiple]
         if bad:
@@ -583,14 +609,13 @@ class LowDoseGenerator(nn.Module):
                 outputs[s] = self.heads[s](h)
         heads = [o for o in outputs if o is not None]
         if self.base == "native":
-            return heads
+            return heads, None, dose_t, field_t
         if self.texture_sigma > 0:
             heads = [o - _lowpass(o, self.texture_sigma / 2**k) for k, o in enumerate(heads)]
         if self.texture_scale != 1.0:
             heads = [o * self.texture_scale for o in heads]
         t1_log = None if self.t1_head is None else self.t1_log_map(self.t1_head(h), field_t)
-        base = self.base_residual(native, standard_dose, dose_t, field_t, sequence, t1_log=t1_log)
-        return [o + self._pooled(base.to(o.dtype), o) for o in heads]
+        return heads, t1_log, dose_t, field_t
 
     def base_residual(
         self,
