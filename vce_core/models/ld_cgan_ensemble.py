@@ -108,7 +108,8 @@ def assemble(
 ) -> Path:
     """Write the checkpoint of a :class:`T1MapEnsemble` of the checkpoints ``members`` to ``out``.
 
-    The members must be low-dose generators with one ``config`` (the same architecture; seeds differ)
+    ``out`` must be new (or empty), so that no checkpoint, a member's included, is overwritten. The
+    members must be low-dose generators with one ``config`` (the same architecture; seeds differ)
     and the same input handling (``data_mode``, ``context``, ``normalization``): VCEInputError naming the
     first that differs. The card is the first member's with the ensemble's name, model and config; it
     records the members (name, folder, weights SHA-256) under ``training.ensemble_of`` and drops the first
@@ -117,6 +118,10 @@ def assemble(
     from vce_core.checkpoint import read_card, read_weights, write_checkpoint
 
     folders = [Path(m) for m in members]
+    if Path(out).exists() and any(Path(out).iterdir()):
+        raise VCEInputError(
+            "the output folder exists and is not empty", path=out, expected="a new folder for the ensemble"
+        )
     if len(folders) < 2:
         raise VCEInputError(
             f"{len(folders)} member checkpoint given", expected="at least 2 checkpoint folders"
@@ -126,7 +131,9 @@ def assemble(
     for folder, card in zip(folders, cards, strict=True):
         if card.model != MEMBER_MODEL:
             raise VCEInputError(
-                f"the checkpoint holds a {card.model!r}", path=folder, expected=f"{MEMBER_MODEL} checkpoints"
+                f"the checkpoint's model is {card.model!r}",
+                path=folder,
+                expected=f"{MEMBER_MODEL} checkpoints",
             )
         for key in ("config", "data_mode", "context", "normalization"):
             if card[key] != first[key]:

@@ -155,6 +155,11 @@ def test_assembled_checkpoint_loads_and_records_its_members(tmp_path: Path, caps
     assert not (tmp_path / "bad").exists()
     with pytest.raises(VCEInputError, match="at least 2"):
         assemble(folders[:1], tmp_path / "bad", name="bad")
+    before = (folders[1] / card.weights).read_bytes()
+    for taken in (folders[1], out):  # a member's folder, or an earlier ensemble's, is not overwritten
+        with pytest.raises(VCEInputError, match="not empty"):
+            assemble(folders, taken, name="again")
+    assert (folders[1] / card.weights).read_bytes() == before
     assert (
         main(["--members", str(folders[0]), str(other), "--out", str(tmp_path / "bad"), "--name", "x"]) == 2
     )
