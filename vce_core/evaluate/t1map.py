@@ -50,10 +50,10 @@ def learned_t1_factor(
     """
     import torch
 
-    members = getattr(synth.model, "members", None)
-    if members is not None:
+    others = getattr(synth.model, "others", None)
+    if others is not None:
         raise VCEInputError(
-            f"{synth.display_name} is an ensemble of {len(members)} generators (its map is their mean)",
+            f"{synth.display_name} is an ensemble of {len(others) + 1} generators (its map is their mean)",
             expected="one member's checkpoint (the card's training.ensemble_of lists them)",
         )
     head = getattr(synth.model, "t1_head", None)

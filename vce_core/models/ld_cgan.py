@@ -543,32 +543,25 @@ class LowDoseGenerator(nn.Module):
             ``output_heads`` residual predictions ``ŷ_LD``: index 0 ``[B, out_channels, *S]``, then
             ``[B, out_channels, *S/2]``, ``[B, out_channels, *S/4]``, ...
         """
-        heads, t1_log, dose_t, field_t = self.parts(
-            native, standard_dose, dose, field_strength, noise, generator=generator
+        heads, t1_log, dose_t, field_t = self._parts(
+            (native, standard_dose, dose, field_strength, noise), generator
         )
         if self.base == "native":
             return heads
         base = self.base_residual(native, standard_dose, dose_t, field_t, sequence, t1_log=t1_log)
         return [o + self._pooled(base.to(o.dtype), o) for o in heads]
 
-    def parts(
-        self,
-        native: Tensor,
-        standard_dose: Tensor,
-        dose: Tensor | float,
-        field_strength: Tensor | float,
-        noise: Tensor | None = None,
-        *,
-        generator: torch.Generator | None = None,
+    def _parts(
+        self, inputs: tuple[Any, ...], generator: torch.Generator | None = None
     ) -> tuple[list[Tensor], Tensor | None, Tensor, Tensor]:
         """What :meth:`forward` adds the base to: ``(heads, t1_log, dose, field_strength)``.
 
-        ``heads`` are the output heads (high-passed and scaled as :meth:`forward` uses them; as they are
-        for ``base="native"``, whose output they are), ``t1_log`` the learned native-T1 log factor
-        ``[B, 1, *S]`` (None without ``learn_t1``), ``dose``/``field_strength`` the per-sample ``[B]``
-        tensors. Arguments and errors as for :meth:`forward`; an ensemble
-        (:class:`vce_core.models.ld_cgan_ensemble.T1MapEnsemble`) combines the parts of several generators.
+        ``inputs`` are :meth:`forward`'s ``(native, standard_dose, dose, field_strength, noise)``. ``heads``
+        are the output heads (high-passed and scaled; as they are for ``base="native"``, whose output they
+        are), ``t1_log`` the learned native-T1 log factor ``[B, 1, *S]`` (:meth:`_learned_t1`; None without
+        ``learn_t1``), ``dose``/``field_strength`` the per-sample ``[B]`` tensors.
         """
+        native, standard_dose, dose, field_strength, noise = inputs
         batch, spatial = _check_images(self.spatial_dims, self.in_slices, native, standard_dose)
         bad = [s for s in spatial if s % self.size_multiple]
         if bad:
@@ -614,8 +607,13 @@ class LowDoseGenerator(nn.Module):
             heads = [o - _lowpass(o, self.texture_sigma / 2**k) for k, o in enumerate(heads)]
         if self.texture_scale != 1.0:
             heads = [o * self.texture_scale for o in heads]
-        t1_log = None if self.t1_head is None else self.t1_log_map(self.t1_head(h), field_t)
+        t1_log = self._learned_t1(h, field_t, (native, standard_dose, dose, field_strength, noise))
         return heads, t1_log, dose_t, field_t
+
+    def _learned_t1(self, h: Tensor, field_strength: Tensor, inputs: tuple[Any, ...]) -> Tensor | None:
+        """The learned T1 log map from the top decoder features ``h`` (None without ``learn_t1``).
+        ``inputs`` (as :meth:`_parts`, the noise drawn) are for subclasses that combine several maps."""
+        return None if self.t1_head is None else self.t1_log_map(self.t1_head(h), field_strength)
 
     def base_residual(
         self,

@@ -8,8 +8,8 @@ texture (its high-passed heads): averaging the textures as well would shrink the
 √K, which is what the NP loss exists to keep. Cost: K generator passes per slice.
 
 Built from trained checkpoints with :func:`assemble` (``python -m vce_core.models.ld_cgan_ensemble``); its
-card's ``config`` is ``{"members": K, **the members' config}``, its weights the members' under
-``members.<i>.``.
+card's ``config`` is ``{"members": K, **the members' config}``, its weights the first member's, then the
+others' under ``others.<i>.``.
 """
 
 from __future__ import annotations
@@ -36,65 +36,30 @@ MEMBER_MODEL = "ld_cgan_generator"
 
 
 @register_model("ld_cgan_t1_ensemble")
-class T1MapEnsemble(nn.Module):
-    """``members`` low-dose generators built with the same ``generator_kwargs``: the first member's texture
-    plus the physics base with the members' mean T1 log map. Inputs and outputs as
-    :meth:`LowDoseGenerator.forward`; every member sees the same noise image.
+class T1MapEnsemble(LowDoseGenerator):
+    """``members`` low-dose generators built with the same ``generator_kwargs``: the first is this module
+    itself (its texture heads and its own T1 map), the others are ``others``; the T1 map is the mean of
+    all members' log maps, every member seeing the same noise image. Inputs and outputs are
+    :meth:`LowDoseGenerator.forward`'s.
     """
 
-    objective = "ld_cgan"
-
     def __init__(self, members: int = 3, **generator_kwargs: Any):
-        super().__init__()
         positive_int("members", members)
         if members < 2:
             raise VCEInputError(f"an ensemble of {members} member", expected="at least 2 members")
-        self.members = nn.ModuleList(LowDoseGenerator(**generator_kwargs) for _ in range(members))
-        first = self.members[0]
-        if first.base != "physics" or not first.learn_t1 or first.texture_sigma <= 0:
+        super().__init__(**generator_kwargs)
+        if self.base != "physics" or not self.learn_t1 or self.texture_sigma <= 0:
             raise VCEInputError(
                 "the members of a T1-map ensemble need base physics, learn_t1 and texture_sigma > 0",
                 expected="generator_kwargs of the default recipe (their output is texture + physics base)",
             )
-        self.config = {"members": members, **first.config}
-        self.base, self.spatial_dims, self.in_slices = first.base, first.spatial_dims, first.in_slices
-        self.out_channels, self.learn_t1 = first.out_channels, first.learn_t1
+        self.others = nn.ModuleList(LowDoseGenerator(**generator_kwargs) for _ in range(members - 1))
+        self.config = {"members": members, **self.config}
 
-    @property
-    def size_multiple(self) -> int:
-        return self.members[0].size_multiple
-
-    @property
-    def texture_scale(self) -> float:
-        """The first member's texture factor (the ``--heads-off`` ablation sets it to 0)."""
-        return self.members[0].texture_scale
-
-    @texture_scale.setter
-    def texture_scale(self, value: float) -> None:
-        self.members[0].texture_scale = float(value)
-
-    def forward(
-        self,
-        native: Tensor,
-        standard_dose: Tensor,
-        dose: Tensor | float,
-        field_strength: Tensor | float,
-        noise: Tensor | None = None,
-        *,
-        generator: torch.Generator | None = None,
-        sequence: Tensor | None = None,
-    ) -> list[Tensor]:
-        first = self.members[0]
-        if noise is None:
-            shape = (native.shape[0], 1, *native.shape[2:])
-            noise = torch.randn(shape, generator=generator, device=native.device, dtype=native.dtype)
-        heads, t1_log, dose_t, field_t = first.parts(native, standard_dose, dose, field_strength, noise)
-        logs = [t1_log] + [
-            m.parts(native, standard_dose, dose, field_strength, noise)[1] for m in self.members[1:]
-        ]
-        mean_log = torch.stack(logs).mean(dim=0)
-        base = first.base_residual(native, standard_dose, dose_t, field_t, sequence, t1_log=mean_log)
-        return [o + first._pooled(base.to(o.dtype), o) for o in heads]
+    def _learned_t1(self, h: Tensor, field_strength: Tensor, inputs: tuple[Any, ...]) -> Tensor | None:
+        own = super()._learned_t1(h, field_strength, inputs)
+        logs = [own, *(member._parts(inputs)[1] for member in self.others)]
+        return torch.stack(logs).mean(dim=0)
 
 
 def _digest(folder: Path) -> str:
@@ -143,9 +108,9 @@ def assemble(
                     expected="runs of one recipe that differ only in their seed",
                 )
     model = T1MapEnsemble(members=len(folders), **first.config)  # checks the members' options
-    state: dict[str, Tensor] = {}
-    for i, folder in enumerate(folders):
-        state.update({f"members.{i}.{k}": v for k, v in read_weights(folder).items()})
+    state = dict(read_weights(folders[0]))
+    for i, folder in enumerate(folders[1:]):
+        state.update({f"others.{i}.{k}": v for k, v in read_weights(folder).items()})
     model.load_state_dict(state, strict=True)
     ensemble_of = [
         {

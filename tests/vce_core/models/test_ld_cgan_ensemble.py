@@ -57,7 +57,8 @@ def _member(seed: int, t1_bias: float, texture: bool) -> LowDoseGenerator:
 
 def _ensemble(*members: LowDoseGenerator) -> T1MapEnsemble:
     ensemble = T1MapEnsemble(members=len(members), **KW)
-    state = {f"members.{i}.{k}": v for i, m in enumerate(members) for k, v in m.state_dict().items()}
+    state = dict(members[0].state_dict())
+    state.update({f"others.{i}.{k}": v for i, m in enumerate(members[1:]) for k, v in m.state_dict().items()})
     ensemble.load_state_dict(state, strict=True)
     return ensemble.eval()
 
