@@ -316,7 +316,8 @@ class PreparedCase:
     sequence: ``(TR in ms, flip angle in degrees)`` of the T1 sequence (case.json ``meta.sequence``), or
         ``None`` when the case does not record it.
     t1_target: ``None``, or (phantom cases, when asked for) the true native-T1 log factor of every voxel of
-        an enhancing tissue, NaN elsewhere (:func:`true_t1_log_factor`), same shape, float32.
+        an enhancing tissue (or of every labelled tissue), NaN elsewhere (:func:`true_t1_log_factor`), same
+        shape, float32.
     lesions: ``None``, or (phantom cases, when asked for) ``{tissue name: (N, 3) int32 voxel indices}`` of
         each enhancing lesion tissue the case holds (:data:`LESION_TISSUES`; :func:`lesion_voxels`).
     """
@@ -349,11 +350,28 @@ def tissue_t1_factor(tissue: Any, field_strength: float) -> float:
     return tissue.t1_at(field_strength) / DEFAULT_T1_S[field_strength]
 
 
-def true_t1_log_factor(case: Any) -> np.ndarray:
+T1_TARGET_TISSUES = ("enhancing", "all")
+"""Which voxels a T1 target covers: those of tissues that enhance, or every labelled tissue."""
+
+
+def t1_target_scope(t1_target: bool | str) -> str | None:
+    """The tissue scope of a ``t1_target`` argument: False → None, True → ``"enhancing"``, or one of
+    :data:`T1_TARGET_TISSUES`; VCEInputError otherwise."""
+    if t1_target is False:
+        return None
+    if t1_target is True:
+        return "enhancing"
+    if t1_target not in T1_TARGET_TISSUES:
+        raise VCEInputError(f"T1 target tissues {t1_target!r}", expected=" or ".join(T1_TARGET_TISSUES))
+    return str(t1_target)
+
+
+def true_t1_log_factor(case: Any, tissues: str = "enhancing") -> np.ndarray:
     """The phantom's true native-T1 log factor ``log(T1_tissue / DEFAULT_T1_S[B0])`` per voxel (float32),
     on the voxels of tissues that enhance (``Tissue.enhancing``: the only ones where the native T1 changes
-    a synthesized enhancement noticeably), NaN elsewhere; the target of a learned T1 map
-    (``loss_weights.t1`` of the ``ld_cgan`` objective).
+    a synthesized enhancement noticeably; ``tissues="enhancing"``) or of every labelled tissue
+    (``tissues="all"``), NaN elsewhere; the target of a learned T1 map (``loss_weights.t1`` of the
+    ``ld_cgan`` objective).
 
     ``case``: a loaded phantom case (:func:`vce_core.io.load_case`) with its ``labels`` volume and the
     ``meta.labels`` names. Raises :class:`VCEInputError` for a case without them (not a phantom case), an
@@ -362,6 +380,7 @@ def true_t1_log_factor(case: Any) -> np.ndarray:
     from vce_core.baselines import DEFAULT_T1_S
     from vce_core.phantom import TISSUES
 
+    everywhere = t1_target_scope(tissues) == "all"
     names = case.meta.get("labels") if isinstance(case.meta, dict) else None
     if "labels" not in case.extra or not isinstance(names, dict):
         raise VCEInputError(
@@ -379,7 +398,7 @@ def true_t1_log_factor(case: Any) -> np.ndarray:
         tissue = TISSUES.get(str(name))
         if tissue is None and str(name) != "background":
             raise VCEInputError(f"unknown tissue {name!r} in the case's labels", expected=", ".join(TISSUES))
-        if tissue is not None and tissue.enhancing:
+        if tissue is not None and (tissue.enhancing or everywhere):
             out[labels == int(value)] = math.log(tissue_t1_factor(tissue, fs))
     return out
 
@@ -414,11 +433,12 @@ def prepare_case(
     normalization: str = "percentile",
     margin: int = 4,
     dtype: str = "float16",
-    t1_target: bool = False,
+    t1_target: bool | str = False,
     lesions: bool = False,
 ) -> PreparedCase:
     """Load a case folder, crop it to the brain bounding box (+ ``margin`` voxels) and normalise it;
-    ``t1_target``: also its :func:`true_t1_log_factor`, ``lesions``: also its :func:`lesion_voxels` inside
+    ``t1_target``: also its :func:`true_t1_log_factor` (True or ``"enhancing"``: on enhancing tissues,
+    ``"all"``: on every labelled tissue), ``lesions``: also its :func:`lesion_voxels` inside
     the crop (phantom cases only).
 
     Raises :class:`VCEInputError` if the case has no acquired low dose or its volumes do not share one grid,
@@ -429,6 +449,7 @@ def prepare_case(
     from vce_core.preprocess import brain_mask
 
     folder = Path(folder)
+    scope = t1_target_scope(t1_target)
     case = load_case(folder)
     case_id = str(case.meta.get("case_id", folder.name))
     native = np.asarray(case.native.data, dtype=np.float32)
@@ -472,7 +493,7 @@ def prepare_case(
         params=params,
         background=float(apply_normalization(np.zeros(1, np.float32), params)[0]),
         sequence=case_tr_flip(case),
-        t1_target=np.ascontiguousarray(true_t1_log_factor(case)[crop]) if t1_target else None,
+        t1_target=np.ascontiguousarray(true_t1_log_factor(case, scope)[crop]) if scope else None,
         lesions=_cropped_lesions(case, bbox) if lesions else None,
     )
 
@@ -718,7 +739,8 @@ class CaseDataset(Dataset):
     margin: voxels kept around the brain bounding box.
     t1_target: also load each case's true native-T1 log factor (:func:`true_t1_log_factor`, phantom cases
         only) and return it with every sample as ``t1_target`` (NaN where unknown or padded), cropped and
-        flipped with the images.
+        flipped with the images; True or ``"enhancing"``: on enhancing tissues, ``"all"``: on every
+        labelled tissue (:func:`t1_target_scope`).
     lesion_voxels: also load where each case's enhancing lesions are (:func:`lesion_voxels`, phantom cases
         only), for datasets that centre crops on them.
     """
@@ -736,7 +758,7 @@ class CaseDataset(Dataset):
         cache_size: int = 32,
         dtype: str = "float16",
         margin: int = 4,
-        t1_target: bool = False,
+        t1_target: bool | str = False,
         lesion_voxels: bool = False,
     ):
         if crop is not None and (crop <= 0 or crop % 8):
@@ -751,7 +773,7 @@ class CaseDataset(Dataset):
             raise VCEInputError("no case folders given", expected="at least one case folder")
         self.normalization, self.crop, self.flips = normalization, crop, flips
         self.cache_size, self.dtype, self.margin = max(1, int(cache_size)), dtype, margin
-        self.t1_target, self.lesion_voxels = bool(t1_target), bool(lesion_voxels)
+        self.t1_target, self.lesion_voxels = t1_target_scope(t1_target) or False, bool(lesion_voxels)
         self._cache: LRU[PreparedCase] = LRU(self.cache_size)
         self.case_ids: list[str] = []
         self.field_strengths: list[float] = []
@@ -1187,7 +1209,7 @@ def build_dataset(
     optional_inputs: Sequence[str] = (),
     target: str = "standard_dose",
     target_context: bool = False,
-    t1_target: bool = False,
+    t1_target: bool | str = False,
 ) -> CaseDataset:
     """The dataset of a mode and task.
 

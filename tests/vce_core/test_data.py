@@ -374,6 +374,41 @@ def test_t1_target_is_the_tissue_table_cropped_and_flipped_with_the_images(
     assert "t1_target" not in SliceDataset(folders, crop=16, dtype="float32")[0]
 
 
+def test_t1_target_of_every_tissue_covers_every_labelled_voxel(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """``tissues="all"`` (a real phantom case): every labelled voxel gets its tissue's log factor (grey
+    matter, CSF and necrosis too), the enhancing tissues the same values as the default scope; other scopes
+    are refused."""
+    import math
+
+    from support import phantom_case
+    from vce_core.baselines import DEFAULT_T1_S
+    from vce_core.data import t1_target_scope, true_t1_log_factor
+    from vce_core.phantom import LABELS, TISSUES
+
+    case = load_case(phantom_case(tmp_path_factory))
+    labels = np.asarray(case.extra["labels"].data).astype(np.int64)
+    fs = float(case.field_strength)
+    enhancing, everywhere = true_t1_log_factor(case), true_t1_log_factor(case, "all")
+    np.testing.assert_array_equal(np.isfinite(everywhere), labels > 0)
+    known = np.isfinite(enhancing)
+    assert 0 < known.sum() < (labels > 0).sum()
+    np.testing.assert_array_equal(everywhere[known], enhancing[known])
+    names = {str(v): int(k) for k, v in LABELS.items()}
+    for tissue in ("gray_matter", "white_matter", "csf"):
+        value = math.log(TISSUES[tissue].t1_at(fs) / DEFAULT_T1_S[fs])
+        np.testing.assert_allclose(everywhere[labels == names[tissue]], value, rtol=1e-6)
+        assert np.isnan(enhancing[labels == names[tissue]]).all()
+    assert t1_target_scope(True) == "enhancing" and t1_target_scope(False) is None
+    assert t1_target_scope("all") == "all"
+    for bad in ("lesions", "", 1):
+        with pytest.raises(VCEInputError, match="T1 target tissues"):
+            t1_target_scope(bad)
+    with pytest.raises(VCEInputError, match="T1 target tissues"):
+        true_t1_log_factor(case, "lesions")
+
+
 def test_t1_target_needs_phantom_labels(cases: list[Path]) -> None:
     from vce_core.data import build_dataset, true_t1_log_factor
 

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from support import record_sequence, write_tiny_cases
 from vce_core.checkpoint import read_card
 from vce_core.errors import VCEInputError
-from vce_core.train import main, train
+from vce_core.train import Trainer, main, train
 from vce_core.train_config import TrainConfig, config_from_dict, load_config
 
 TINY = {
@@ -646,10 +646,26 @@ def test_t1_supervision_pulls_the_learned_t1_map_to_the_phantom_truth(
     with pytest.raises(VCEInputError, match="t1_balance"):
         bad = {**learn, **folders, "loss_weights": {"t1": 1.0}, "objective_kwargs": {"t1_balance": "yes"}}
         train(config_from_dict(bad), run_dir=tmp_path / "c")
+    for bad_scope in ("lesions", True):
+        with pytest.raises(VCEInputError, match="t1_tissues"):
+            bad = {
+                **learn,
+                **folders,
+                "loss_weights": {"t1": 1.0},
+                "objective_kwargs": {"t1_tissues": bad_scope},
+            }
+            train(config_from_dict(bad), run_dir=tmp_path / "d")
     card = train(_t1_only_config(learn, folders), run_dir=tmp_path / "run")
     assert any(
-        d.startswith("T1 supervision (ours, phantom only): 50 x L1") for d in card.training["deviations"]
+        d.startswith("T1 supervision (ours, phantom only): 50 x L1") and d.endswith("on enhancing tissue")
+        for d in card.training["deviations"]
     )
+    every = {**learn, "objective_kwargs": {"t1_tissues": "all"}}
+    trainer = Trainer(
+        config_from_dict({**every, **folders, "loss_weights": {"t1": 1.0}}), run_dir=tmp_path / "e"
+    )
+    assert trainer.train_set.t1_target == "all"
+    assert any(d.endswith("on every labelled tissue") for d in trainer.objective.deviations())
     values = _logged(tmp_path / "run", "t1")
     assert np.mean(values[-5:]) < 0.5 * np.mean(values[:5])
     learned, untrained = _t1_map_error(tmp_path / "run", folders["data"])
@@ -662,6 +678,9 @@ def test_t1_class_head_trains_on_the_tissue_labels(data: dict[str, list[str]], t
     its uniform start."""
     kwargs = {**TINY["generator_kwargs"], "base": "physics", "learn_t1": True, "t1_classes": True}
     folders = _physics_folders(data, tmp_path, labels=True)
+    with pytest.raises(VCEInputError, match="t1_tissues all with a tissue-class T1 head"):
+        every = {**TINY, "generator_kwargs": kwargs, "objective_kwargs": {"t1_tissues": "all"}}
+        train(config_from_dict({**every, **folders, "loss_weights": {"t1": 1.0}}), run_dir=tmp_path / "a")
     card = train(_t1_only_config({**TINY, "generator_kwargs": kwargs}, folders), run_dir=tmp_path / "run")
     assert card.config["t1_classes"] is True
     assert any("cross-entropy of the T1 head's tissue classes" in d for d in card.training["deviations"])

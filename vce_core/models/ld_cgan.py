@@ -884,7 +884,9 @@ class LowDoseObjective(Objective):
     log factor against the phantom's true one on the voxels of enhancing tissues (the dataset then loads
     it as ``t1_target``). Without it the map is learned only through the images, where lesion types whose
     native signals differ by a few per cent get one factor. ``objective_kwargs.t1_balance: true`` weights
-    every tissue alike (``t1_loss(balance=True)``) instead of every voxel.
+    every tissue alike (``t1_loss(balance=True)``) instead of every voxel; ``objective_kwargs.t1_tissues:
+    all`` supervises the map on every labelled tissue (grey and white matter, CSF, necrosis, edema … as
+    well; targets beyond the head's range are clipped, :func:`t1_loss`) instead of the enhancing ones only.
 
     Our first addition (not in the paper, off unless the config sets ``loss_weights: {bias: λ_B}``):
     ``λ_B · ‖pool_k(ŷ_LD) − pool_k(y_LD)‖₁`` (:func:`bias_loss`; ``k`` = ``objective_kwargs.bias_pool``,
@@ -923,6 +925,19 @@ class LowDoseObjective(Objective):
         if not isinstance(self.t1_balance, bool):
             raise VCEInputError(
                 f"objective_kwargs.t1_balance is {self.t1_balance!r}", expected="true or false"
+            )
+        from vce_core.data import T1_TARGET_TISSUES
+
+        self.t1_tissues = trainer.cfg.objective_kwargs.get("t1_tissues", "enhancing")
+        if not isinstance(self.t1_tissues, str) or self.t1_tissues not in T1_TARGET_TISSUES:
+            raise VCEInputError(
+                f"objective_kwargs.t1_tissues is {self.t1_tissues!r}", expected='"enhancing" or "all"'
+            )
+        if self.t1_tissues == "all" and getattr(trainer.generator, "t1_table", None) is not None:
+            raise VCEInputError(
+                "objective_kwargs.t1_tissues all with a tissue-class T1 head (its classes are the enhancing "
+                "tissues)",
+                expected='t1_tissues "enhancing", or generator_kwargs.t1_classes false',
             )
 
     def _noise(self, like: Tensor, n: int) -> Tensor:
@@ -1074,7 +1089,8 @@ class LowDoseObjective(Objective):
                 else "L1 of the learned T1 map's log factor against the phantom's true native T1"
             )
             out.append(
-                f"T1 supervision (ours, phantom only): {self.t1_weight:g} x {what} on enhancing tissue"
+                f"T1 supervision (ours, phantom only): {self.t1_weight:g} x {what} on "
+                + ("every labelled tissue" if self.t1_tissues == "all" else "enhancing tissue")
                 + (", each tissue weighted alike" if self.t1_balance else "")
             )
         return out
