@@ -316,8 +316,8 @@ class PreparedCase:
     sequence: ``(TR in ms, flip angle in degrees)`` of the T1 sequence (case.json ``meta.sequence``), or
         ``None`` when the case does not record it.
     t1_target: ``None``, or (phantom cases, when asked for) the true native-T1 log factor of every voxel of
-        an enhancing tissue (or of every labelled tissue), NaN elsewhere (:func:`true_t1_log_factor`), same
-        shape, float32.
+        an enhancing tissue (or of the lesions only, or of every labelled tissue), NaN elsewhere
+        (:func:`true_t1_log_factor`), same shape, float32.
     lesions: ``None``, or (phantom cases, when asked for) ``{tissue name: (N, 3) int32 voxel indices}`` of
         each enhancing lesion tissue the case holds (:data:`LESION_TISSUES`; :func:`lesion_voxels`).
     """
@@ -350,8 +350,9 @@ def tissue_t1_factor(tissue: Any, field_strength: float) -> float:
     return tissue.t1_at(field_strength) / DEFAULT_T1_S[field_strength]
 
 
-T1_TARGET_TISSUES = ("enhancing", "all")
-"""Which voxels a T1 target covers: those of tissues that enhance, or every labelled tissue."""
+T1_TARGET_TISSUES = ("enhancing", "lesions", "all")
+"""Which voxels a T1 target covers: those of tissues that enhance, of the enhancing lesions only
+(:data:`LESION_TISSUES`: not the dura, vessels or choroid plexus), or of every labelled tissue."""
 
 
 def t1_target_scope(t1_target: bool | str) -> str | None:
@@ -369,9 +370,9 @@ def t1_target_scope(t1_target: bool | str) -> str | None:
 def true_t1_log_factor(case: Any, tissues: str = "enhancing") -> np.ndarray:
     """The phantom's true native-T1 log factor ``log(T1_tissue / DEFAULT_T1_S[B0])`` per voxel (float32),
     on the voxels of tissues that enhance (``Tissue.enhancing``: the only ones where the native T1 changes
-    a synthesized enhancement noticeably; ``tissues="enhancing"``) or of every labelled tissue
-    (``tissues="all"``), NaN elsewhere; the target of a learned T1 map (``loss_weights.t1`` of the
-    ``ld_cgan`` objective).
+    a synthesized enhancement noticeably; ``tissues="enhancing"``), of the enhancing lesions only
+    (``"lesions"``: :data:`LESION_TISSUES`) or of every labelled tissue (``"all"``), NaN elsewhere; the
+    target of a learned T1 map (``loss_weights.t1`` of the ``ld_cgan`` objective).
 
     ``case``: a loaded phantom case (:func:`vce_core.io.load_case`) with its ``labels`` volume and the
     ``meta.labels`` names. Raises :class:`VCEInputError` for a case without them (not a phantom case), an
@@ -380,7 +381,7 @@ def true_t1_log_factor(case: Any, tissues: str = "enhancing") -> np.ndarray:
     from vce_core.baselines import DEFAULT_T1_S
     from vce_core.phantom import TISSUES
 
-    everywhere = t1_target_scope(tissues) == "all"
+    scope = t1_target_scope(tissues)
     names = case.meta.get("labels") if isinstance(case.meta, dict) else None
     if "labels" not in case.extra or not isinstance(names, dict):
         raise VCEInputError(
@@ -398,7 +399,10 @@ def true_t1_log_factor(case: Any, tissues: str = "enhancing") -> np.ndarray:
         tissue = TISSUES.get(str(name))
         if tissue is None and str(name) != "background":
             raise VCEInputError(f"unknown tissue {name!r} in the case's labels", expected=", ".join(TISSUES))
-        if tissue is not None and (tissue.enhancing or everywhere):
+        covered = scope == "all" or (
+            tissue is not None and (str(name) in LESION_TISSUES if scope == "lesions" else tissue.enhancing)
+        )
+        if tissue is not None and covered:
             out[labels == int(value)] = math.log(tissue_t1_factor(tissue, fs))
     return out
 
@@ -438,8 +442,8 @@ def prepare_case(
 ) -> PreparedCase:
     """Load a case folder, crop it to the brain bounding box (+ ``margin`` voxels) and normalise it;
     ``t1_target``: also its :func:`true_t1_log_factor` (True or ``"enhancing"``: on enhancing tissues,
-    ``"all"``: on every labelled tissue), ``lesions``: also its :func:`lesion_voxels` inside
-    the crop (phantom cases only).
+    ``"lesions"``: on the enhancing lesions, ``"all"``: on every labelled tissue), ``lesions``: also its
+    :func:`lesion_voxels` inside the crop (phantom cases only).
 
     Raises :class:`VCEInputError` if the case has no acquired low dose or its volumes do not share one grid,
     or (``t1_target``, ``lesions``) has no tissue labels.
@@ -739,8 +743,8 @@ class CaseDataset(Dataset):
     margin: voxels kept around the brain bounding box.
     t1_target: also load each case's true native-T1 log factor (:func:`true_t1_log_factor`, phantom cases
         only) and return it with every sample as ``t1_target`` (NaN where unknown or padded), cropped and
-        flipped with the images; True or ``"enhancing"``: on enhancing tissues, ``"all"``: on every
-        labelled tissue (:func:`t1_target_scope`).
+        flipped with the images; True or ``"enhancing"``: on enhancing tissues, ``"lesions"``: on the
+        enhancing lesions, ``"all"``: on every labelled tissue (:func:`t1_target_scope`).
     lesion_voxels: also load where each case's enhancing lesions are (:func:`lesion_voxels`, phantom cases
         only), for datasets that centre crops on them.
     """

@@ -378,8 +378,9 @@ def test_t1_target_of_every_tissue_covers_every_labelled_voxel(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """``tissues="all"`` (a real phantom case): every labelled voxel gets its tissue's log factor (grey
-    matter, CSF and necrosis too), the enhancing tissues the same values as the default scope; other scopes
-    are refused."""
+    matter, CSF and necrosis too), the enhancing tissues the same values as the default scope;
+    ``"lesions"``: exactly the voxels of the four enhancing lesion tissues, with the default's values; other
+    scopes are refused."""
     import math
 
     from support import phantom_case
@@ -400,13 +401,19 @@ def test_t1_target_of_every_tissue_covers_every_labelled_voxel(
         value = math.log(TISSUES[tissue].t1_at(fs) / DEFAULT_T1_S[fs])
         np.testing.assert_allclose(everywhere[labels == names[tissue]], value, rtol=1e-6)
         assert np.isnan(enhancing[labels == names[tissue]]).all()
+    lesions = true_t1_log_factor(case, "lesions")
+    lesion_labels = [names[t] for t in ("enhancing_rim", "metastasis", "meningioma", "weak_lesion")]
+    in_lesion = np.isin(labels, lesion_labels)
+    assert in_lesion.any() and (known & ~in_lesion).any()  # the dura and vessels enhance but are no lesion
+    np.testing.assert_array_equal(np.isfinite(lesions), in_lesion)
+    np.testing.assert_array_equal(lesions[in_lesion], enhancing[in_lesion])
     assert t1_target_scope(True) == "enhancing" and t1_target_scope(False) is None
-    assert t1_target_scope("all") == "all"
-    for bad in ("lesions", "", 1):
+    assert t1_target_scope("all") == "all" and t1_target_scope("lesions") == "lesions"
+    for bad in ("tumour", "", 1):
         with pytest.raises(VCEInputError, match="T1 target tissues"):
             t1_target_scope(bad)
     with pytest.raises(VCEInputError, match="T1 target tissues"):
-        true_t1_log_factor(case, "lesions")
+        true_t1_log_factor(case, "tumour")
 
 
 def test_t1_target_needs_phantom_labels(cases: list[Path]) -> None:

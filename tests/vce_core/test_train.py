@@ -646,7 +646,7 @@ def test_t1_supervision_pulls_the_learned_t1_map_to_the_phantom_truth(
     with pytest.raises(VCEInputError, match="t1_balance"):
         bad = {**learn, **folders, "loss_weights": {"t1": 1.0}, "objective_kwargs": {"t1_balance": "yes"}}
         train(config_from_dict(bad), run_dir=tmp_path / "c")
-    for bad_scope in ("lesions", True):
+    for bad_scope in ("tumour", True):
         with pytest.raises(VCEInputError, match="t1_tissues"):
             bad = {
                 **learn,
@@ -660,12 +660,13 @@ def test_t1_supervision_pulls_the_learned_t1_map_to_the_phantom_truth(
         d.startswith("T1 supervision (ours, phantom only): 50 x L1") and d.endswith("on enhancing tissue")
         for d in card.training["deviations"]
     )
-    every = {**learn, "objective_kwargs": {"t1_tissues": "all"}}
-    trainer = Trainer(
-        config_from_dict({**every, **folders, "loss_weights": {"t1": 1.0}}), run_dir=tmp_path / "e"
-    )
-    assert trainer.train_set.t1_target == "all"
-    assert any(d.endswith("on every labelled tissue") for d in trainer.objective.deviations())
+    for scope, words in (("all", "on every labelled tissue"), ("lesions", "on the enhancing lesions")):
+        every = {**learn, "objective_kwargs": {"t1_tissues": scope}}
+        trainer = Trainer(
+            config_from_dict({**every, **folders, "loss_weights": {"t1": 1.0}}), run_dir=tmp_path / scope
+        )
+        assert trainer.train_set.t1_target == scope
+        assert any(d.endswith(words) for d in trainer.objective.deviations())
     values = _logged(tmp_path / "run", "t1")
     assert np.mean(values[-5:]) < 0.5 * np.mean(values[:5])
     learned, untrained = _t1_map_error(tmp_path / "run", folders["data"])

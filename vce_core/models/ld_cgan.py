@@ -886,7 +886,8 @@ class LowDoseObjective(Objective):
     native signals differ by a few per cent get one factor. ``objective_kwargs.t1_balance: true`` weights
     every tissue alike (``t1_loss(balance=True)``) instead of every voxel; ``objective_kwargs.t1_tissues:
     all`` supervises the map on every labelled tissue (grey and white matter, CSF, necrosis, edema … as
-    well; targets beyond the head's range are clipped, :func:`t1_loss`) instead of the enhancing ones only.
+    well; targets beyond the head's range are clipped, :func:`t1_loss`), ``lesions`` on the enhancing
+    lesions only (not the dura, vessels and choroid plexus), instead of every enhancing tissue.
 
     Our first addition (not in the paper, off unless the config sets ``loss_weights: {bias: λ_B}``):
     ``λ_B · ‖pool_k(ŷ_LD) − pool_k(y_LD)‖₁`` (:func:`bias_loss`; ``k`` = ``objective_kwargs.bias_pool``,
@@ -931,12 +932,12 @@ class LowDoseObjective(Objective):
         self.t1_tissues = trainer.cfg.objective_kwargs.get("t1_tissues", "enhancing")
         if not isinstance(self.t1_tissues, str) or self.t1_tissues not in T1_TARGET_TISSUES:
             raise VCEInputError(
-                f"objective_kwargs.t1_tissues is {self.t1_tissues!r}", expected='"enhancing" or "all"'
+                f"objective_kwargs.t1_tissues is {self.t1_tissues!r}", expected=" or ".join(T1_TARGET_TISSUES)
             )
-        if self.t1_tissues == "all" and getattr(trainer.generator, "t1_table", None) is not None:
+        if self.t1_tissues != "enhancing" and getattr(trainer.generator, "t1_table", None) is not None:
             raise VCEInputError(
-                "objective_kwargs.t1_tissues all with a tissue-class T1 head (its classes are the enhancing "
-                "tissues)",
+                f"objective_kwargs.t1_tissues {self.t1_tissues} with a tissue-class T1 head (its classes are "
+                "the enhancing tissues)",
                 expected='t1_tissues "enhancing", or generator_kwargs.t1_classes false',
             )
 
@@ -1090,7 +1091,9 @@ class LowDoseObjective(Objective):
             )
             out.append(
                 f"T1 supervision (ours, phantom only): {self.t1_weight:g} x {what} on "
-                + ("every labelled tissue" if self.t1_tissues == "all" else "enhancing tissue")
+                + {"all": "every labelled tissue", "lesions": "the enhancing lesions"}.get(
+                    self.t1_tissues, "enhancing tissue"
+                )
                 + (", each tissue weighted alike" if self.t1_balance else "")
             )
         return out
