@@ -399,10 +399,10 @@ def true_t1_log_factor(case: Any, tissues: str = "enhancing") -> np.ndarray:
         tissue = TISSUES.get(str(name))
         if tissue is None and str(name) != "background":
             raise VCEInputError(f"unknown tissue {name!r} in the case's labels", expected=", ".join(TISSUES))
-        covered = scope == "all" or (
-            tissue is not None and (str(name) in LESION_TISSUES if scope == "lesions" else tissue.enhancing)
-        )
-        if tissue is not None and covered:
+        if tissue is None:
+            continue
+        covered = {"all": True, "lesions": str(name) in LESION_TISSUES}.get(scope, tissue.enhancing)
+        if covered:
             out[labels == int(value)] = math.log(tissue_t1_factor(tissue, fs))
     return out
 

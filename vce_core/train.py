@@ -290,11 +290,7 @@ class Trainer:
             target_context=cfg.target_context,
         )
         # an objective that supervises a learned T1 map (ld_cgan's loss_weights.t1) needs the phantom's T1
-        t1 = (
-            getattr(self.objective, "t1_tissues", "enhancing")
-            if getattr(self.objective, "t1_weight", 0.0)
-            else False
-        )
+        t1 = getattr(self.objective, "t1_target", False)
         self.train_set: CaseDataset = build_dataset(
             cfg.mode,
             train_folders,

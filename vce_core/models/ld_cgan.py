@@ -941,6 +941,12 @@ class LowDoseObjective(Objective):
                 expected='t1_tissues "enhancing", or generator_kwargs.t1_classes false',
             )
 
+    @property
+    def t1_target(self) -> str | bool:
+        """What the trainer's datasets load as ``t1_target``: the tissue scope when the T1 term is on,
+        else False."""
+        return self.t1_tissues if self.t1_weight else False
+
     def _noise(self, like: Tensor, n: int) -> Tensor:
         return torch.randn((n, 1, *like.shape[2:]), device=self.trainer.device)
 
