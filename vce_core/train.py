@@ -788,28 +788,50 @@ def _sigterm_raises_stop() -> Iterator[None]:
 
 
 class _CsvLog:
-    """Append-only CSV with a header written once (rank 0 only)."""
+    """Append-only CSV (rank 0 only). Its header is the first row's keys; a row with a key the header
+    lacks (the critic's terms once a warm-up ends, a stage's own terms) widens it: the file is rewritten
+    once with the new columns, earlier rows leaving them empty."""
 
     def __init__(self, path: Path, active: bool):
         self.path, self.active, self._file, self._writer = path, active, None, None
+        self._fields: list[str] = []
 
     def write(self, row: dict[str, Any], close: bool = False) -> None:
         if not self.active:
             return
         if self._file is None:
-            new = not self.path.exists()
-            self._file = self.path.open("a", newline="")
-            fields = list(row)
-            if not new:
-                with self.path.open() as f:
-                    fields = next(csv.reader(f), fields) or fields
-            self._writer = csv.DictWriter(self._file, fieldnames=fields, extrasaction="ignore")
-            if new:
-                self._writer.writeheader()
+            self._open(list(row))
+        added = [k for k in row if k not in self._fields]
+        if added:
+            self._widen(added)
         self._writer.writerow(row)  # type: ignore[union-attr]
-        self._file.flush()
+        self._file.flush()  # type: ignore[union-attr]
         if close:
             self.close()
+
+    def _open(self, fields: list[str]) -> None:
+        new = not self.path.exists()
+        if not new:
+            with self.path.open(newline="") as f:
+                fields = next(csv.reader(f), fields) or fields
+        self._fields = fields
+        self._file = self.path.open("a", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=fields, extrasaction="ignore")
+        if new:
+            self._writer.writeheader()
+
+    def _widen(self, added: list[str]) -> None:
+        self.close()
+        with self.path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        fields = self._fields + added
+        tmp = self.path.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.path)
+        self._open(fields)
 
     def close(self) -> None:
         if self._file is not None:

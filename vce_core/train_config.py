@@ -104,7 +104,7 @@ class TrainConfig:
     n_critic: int = 5
     dose_range: list[float] = field(default_factory=lambda: [0.05, 0.5])  # d̂ ~ U[lo, hi] for fakes
     dose_label_std: float = 0.05  # label smoothing of real doses
-    warmup_iterations: int = 0  # content-only generator iterations first (a deviation when > 0)
+    warmup_iterations: int = 0  # generator iterations without the critic first (a deviation when > 0)
     # optimisation
     iterations: int = 100_000  # generator updates
     batch_size: int = 12  # global batch (split over DDP ranks)

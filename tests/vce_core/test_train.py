@@ -139,6 +139,38 @@ def test_content_only_l1_and_max_minutes(data: dict[str, list[str]], tmp_path: P
     assert 1 <= card.training["iterations"] < 1000 and (tmp_path / "run" / "resume.pt").is_file()
 
 
+def test_warmup_trains_the_generator_without_the_critic_first(
+    data: dict[str, list[str]], tmp_path: Path
+) -> None:
+    """``warmup_iterations``: the first generator iterations run no critic update and no adversarial term
+    (the critic's weights stay as initialised), the later ones do, and ``log.csv`` gains their columns;
+    the card names the warm-up."""
+    cfg = config_from_dict({**TINY, **data}, ["iterations=2", "warmup_iterations=2"])
+    trainer = Trainer(cfg, run_dir=tmp_path / "warm")
+    start = {k: v.clone() for k, v in trainer.nets["critic"].state_dict().items()}
+    trainer.fit()
+    after = trainer.nets["critic"].state_dict()
+    assert all(torch.equal(start[k], after[k]) for k in start)
+    header, *rows = (tmp_path / "warm" / "log.csv").read_text().splitlines()
+    assert len(rows) == 2 and "loss_d" not in header and "adv" not in header
+    assert any(
+        d == "warm-up without the critic for the first 2 of 2 generator iterations (only the generator's "
+        "non-adversarial terms)"
+        for d in trainer.objective.deviations()
+    )
+    cfg = config_from_dict({**TINY, **data}, ["iterations=3", "warmup_iterations=2"])
+    trainer = Trainer(cfg, run_dir=tmp_path / "then")
+    start = {k: v.clone() for k, v in trainer.nets["critic"].state_dict().items()}
+    trainer.fit()
+    after = trainer.nets["critic"].state_dict()
+    assert not all(torch.equal(start[k], after[k]) for k in start)
+    header, *rows = (tmp_path / "then" / "log.csv").read_text().splitlines()
+    columns = header.split(",")
+    last = dict(zip(columns, rows[-1].split(","), strict=True))
+    first = dict(zip(columns, rows[0].split(","), strict=True))
+    assert last["adv"] and last["loss_d"] and not first["adv"] and not first["loss_d"]  # widened once
+
+
 DDP_SCRIPT = """
 import sys, torch, torch.distributed as dist
 from vce_core.train import Trainer, config_from_dict

@@ -900,7 +900,8 @@ class LowDoseObjective(Objective):
     head against the average-pooled target); the adversarial term scores residuals generated at *random*
     doses ``d̂ ~ U[dose_range]``. Real doses shown to the critic are label-smoothed (``+ N(0, 0.05²)``).
     Both generator passes run as one batch of ``2B``. Without a critic (``critic: ""``) or during
-    ``warmup_iterations`` the generator is trained on the content term alone.
+    ``warmup_iterations`` the generator is trained on its other terms alone (content; bias and T1 when
+    set).
     """
 
     def __init__(self, trainer: Any):
@@ -1080,7 +1081,10 @@ class LowDoseObjective(Objective):
         if not cfg.critic or cfg.lambda_adv == 0:
             out.append("content-only training: no critic, no adversarial term (the paper trains a GAN)")
         if cfg.warmup_iterations:
-            out.append(f"content-only warm-up for the first {cfg.warmup_iterations} generator iterations")
+            out.append(
+                f"warm-up without the critic for the first {cfg.warmup_iterations} of {cfg.iterations} "
+                "generator iterations (only the generator's non-adversarial terms)"
+            )
         if cfg.loss_weights.get("bias"):
             k = int(cfg.objective_kwargs.get("bias_pool", 8))
             out.append(
