@@ -190,7 +190,7 @@ BUNDLED_LOW_DOSE = [
     "ld_cgan_2d_np_physics_t1sup_lf25",
     "ld_cgan_2d_np_physics_t1sup_lf25_w8k",
 ]
-DEFAULT = "ld_cgan_2d_np_physics_t1sup_lf25_w8k"  # chosen on four draws of cases (README, "Held-out evaluation")
+DEFAULT = "ld_cgan_2d_np_physics_t1sup_lf25_w8k"  # chosen on four draws (README, "Held-out evaluation")
 
 
 @pytest.mark.parametrize("name", BUNDLED_LOW_DOSE)
