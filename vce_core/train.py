@@ -816,7 +816,7 @@ class _CsvLog:
                 fields = next(csv.reader(f), fields) or fields
         self._fields = fields
         self._file = self.path.open("a", newline="")
-        self._writer = csv.DictWriter(self._file, fieldnames=fields, extrasaction="ignore")
+        self._writer = csv.DictWriter(self._file, fieldnames=fields)  # every key: see _widen
         if new:
             self._writer.writeheader()
 
@@ -825,12 +825,14 @@ class _CsvLog:
         with self.path.open(newline="") as f:
             rows = list(csv.DictReader(f))
         fields = self._fields + added
-        tmp = self.path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, self.path)
+
+        def write(tmp: Path) -> None:
+            with tmp.open("w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(rows)
+
+        atomic_write(self.path, write)
         self._open(fields)
 
     def close(self) -> None:

@@ -139,18 +139,25 @@ def test_content_only_l1_and_max_minutes(data: dict[str, list[str]], tmp_path: P
     assert 1 <= card.training["iterations"] < 1000 and (tmp_path / "run" / "resume.pt").is_file()
 
 
+def _critic_moved(cfg: TrainConfig, run: Path) -> tuple[bool, Trainer]:
+    """Train ``cfg`` in ``run``: whether any critic weight changed, and the trainer."""
+    trainer = Trainer(cfg, run_dir=run)
+    start = {k: v.clone() for k, v in trainer.nets["critic"].state_dict().items()}
+    trainer.fit()
+    after = trainer.nets["critic"].state_dict()
+    return not all(torch.equal(start[k], after[k]) for k in start), trainer
+
+
 def test_warmup_trains_the_generator_without_the_critic_first(
     data: dict[str, list[str]], tmp_path: Path
 ) -> None:
     """``warmup_iterations``: the first generator iterations run no critic update and no adversarial term
     (the critic's weights stay as initialised), the later ones do, and ``log.csv`` gains their columns;
-    the card names the warm-up."""
-    cfg = config_from_dict({**TINY, **data}, ["iterations=2", "warmup_iterations=2"])
-    trainer = Trainer(cfg, run_dir=tmp_path / "warm")
-    start = {k: v.clone() for k, v in trainer.nets["critic"].state_dict().items()}
-    trainer.fit()
-    after = trainer.nets["critic"].state_dict()
-    assert all(torch.equal(start[k], after[k]) for k in start)
+    the deviations name the warm-up."""
+    moved, trainer = _critic_moved(
+        config_from_dict({**TINY, **data}, ["iterations=2", "warmup_iterations=2"]), tmp_path / "warm"
+    )
+    assert not moved
     header, *rows = (tmp_path / "warm" / "log.csv").read_text().splitlines()
     assert len(rows) == 2 and "loss_d" not in header and "adv" not in header
     assert any(
@@ -158,12 +165,10 @@ def test_warmup_trains_the_generator_without_the_critic_first(
         "non-adversarial terms)"
         for d in trainer.objective.deviations()
     )
-    cfg = config_from_dict({**TINY, **data}, ["iterations=3", "warmup_iterations=2"])
-    trainer = Trainer(cfg, run_dir=tmp_path / "then")
-    start = {k: v.clone() for k, v in trainer.nets["critic"].state_dict().items()}
-    trainer.fit()
-    after = trainer.nets["critic"].state_dict()
-    assert not all(torch.equal(start[k], after[k]) for k in start)
+    moved, _ = _critic_moved(
+        config_from_dict({**TINY, **data}, ["iterations=3", "warmup_iterations=2"]), tmp_path / "then"
+    )
+    assert moved
     header, *rows = (tmp_path / "then" / "log.csv").read_text().splitlines()
     columns = header.split(",")
     last = dict(zip(columns, rows[-1].split(","), strict=True))
