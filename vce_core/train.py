@@ -224,7 +224,94 @@ class Trainer:
             )
         self.objective = build_objective(name, self)
         self.nets: dict[str, nn.Module] = self.objective.build_networks()
+        self.fresh: list[str] = []  # init_from: tensors under train_only that the parent lacks
+        self.parent: ModelCard | None = self._init_generator() if cfg.init_from else None
+        self._freeze_generator()
         self.ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+
+    def _init_generator(self) -> ModelCard:
+        """Load ``cfg.init_from``'s weights into the generator; its card (the parent) is returned.
+
+        Every tensor outside ``cfg.train_only`` must be the parent's (same name and shape): otherwise
+        :class:`VCEInputError`, since the weights would not fit or would mean something else. Under
+        ``train_only`` a tensor the parent lacks (a new or resized head) keeps its initialisation; their
+        names are kept in ``self.fresh``."""
+        from vce_core.checkpoint import read_card, read_weights
+
+        folder = Path(self.cfg.init_from)
+        try:
+            parent = read_card(folder)
+            weights = read_weights(folder)
+        except (OSError, VCEModelError) as err:
+            raise VCEInputError(
+                f"init_from {str(folder)!r} is not a readable model folder ({err})",
+                expected="a folder with card.json and weights.safetensors, e.g. assets/models/<name>",
+            ) from err
+        own = self.generator.state_dict()
+        prefixes = tuple(self.cfg.train_only)
+
+        def trained(key: str) -> bool:
+            return bool(prefixes) and key.startswith(prefixes)
+
+        def fits(key: str) -> bool:
+            return key in weights and tuple(weights[key].shape) == tuple(own[key].shape)
+
+        misfit = [k for k in own if not trained(k) and not fits(k)]
+        misfit += [k for k in weights if k not in own and not trained(k)]
+        if parent["model"] != self.cfg.generator or misfit:
+            mine, theirs = dict(self.generator.config), dict(parent["config"])
+            differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            raise VCEInputError(
+                f"init_from {parent['name']!r} ({parent['model']}) does not fit this run's "
+                f"{self.cfg.generator}"
+                + (f": its {', '.join(differ)} differ" if differ else "")
+                + (f"; {len(misfit)} tensors outside train_only differ, e.g. {misfit[0]}" if misfit else ""),
+                expected="the checkpoint's generator and generator_kwargs (its card.json); only the "
+                "parameters under train_only may be new",
+            )
+        self.generator.load_state_dict({k: weights[k] for k in own if fits(k)}, strict=False)
+        self.fresh = sorted(k for k in own if not fits(k))
+        return parent
+
+    def _freeze_generator(self) -> None:
+        """``cfg.train_only``: every generator parameter outside those prefixes stops taking gradients."""
+        prefixes = tuple(self.cfg.train_only)
+        if not prefixes:
+            return
+        names = [n for n, _ in self.generator.named_parameters()]
+        unknown = [p for p in prefixes if not any(n.startswith(p) for n in names)]
+        if unknown:
+            tops = sorted({n.split(".")[0] for n in names})
+            raise VCEInputError(
+                f"train_only {unknown} match no parameter of the generator",
+                expected=f"prefixes of its parameter names, e.g. {', '.join(tops)}",
+            )
+        for n, param in self.generator.named_parameters():
+            param.requires_grad_(n.startswith(prefixes))
+
+    def _lineage(self, own: list[str]) -> dict[str, Any]:
+        """The card's ``training`` fields of a fine-tuned run: the parent's record and all deviations."""
+        if self.parent is None:
+            return {"deviations": own}
+        cfg = self.cfg
+        trained = ", ".join(cfg.train_only) if cfg.train_only else "all parameters"
+        fresh = sorted({k.rsplit(".", 1)[0] for k in self.fresh})
+        step = (
+            f"fine-tuned from {self.parent['name']} for {cfg.iterations} generator iterations, trained: "
+            f"{trained} (the rest frozen)" + (f", new: {', '.join(fresh)}" if fresh else "")
+        )
+        parent_training = dict(self.parent.get("training") or {})
+        return {
+            "deviations": [
+                *parent_training.get("deviations", []),
+                step + (": " + "; ".join(own) if own else ""),
+            ],
+            "initialised_from": {
+                "folder": cfg.init_from,
+                "name": self.parent["name"],
+                "training": parent_training,
+            },
+        }
 
     @property
     def critic(self) -> nn.Module | None:
@@ -562,7 +649,11 @@ class Trainer:
             display_name=cfg.display_name or cfg.name,
             model=cfg.generator,
             config=self.generator.config,
-            critic={"model": cfg.critic, "config": critic.config} if critic is not None else None,
+            critic=(
+                {"model": cfg.critic, "config": critic.config}
+                if critic is not None
+                else (self.parent or {}).get("critic")
+            ),
             data_mode=cfg.mode,
             context=cfg.context if cfg.mode == "2.5d" else 0,
             patch_size=cfg.crop,
@@ -582,7 +673,9 @@ class Trainer:
                 "device": str(self.device),
                 "amp": self.amp_dtype,
                 "hardware": hardware(),
-                "deviations": [*cfg.deviations, *self._sampling_deviations(), *self.objective.deviations()],
+                **self._lineage(
+                    [*cfg.deviations, *self._sampling_deviations(), *self.objective.deviations()]
+                ),
                 "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             },
             data={

@@ -11,6 +11,11 @@ an acquired low dose``. ``task: virtual_contrast`` (seeds 001–004) trains ``in
 :func:`vce_core.data.parse_input`: ``native``, ``t2``, ``flair``, ``adc``, any other case extra, or an
 acquired low dose ``low_dose@0.33``) → ``target`` (the standard dose).
 
+Fine-tuning. ``init_from: <model folder>`` starts the generator from a trained checkpoint (the same registered
+generator with the same constructor arguments; the critic starts fresh), ``train_only: [t1_head]`` trains
+only the generator parameters whose names start with one of the prefixes. The card then keeps the parent's
+training record (``training.initialised_from``) and its deviations, followed by this run's.
+
 Stages. ``stages`` is a list of mappings, each taking a ``fraction`` of ``iterations`` in order, with optional
 ``name``, ``lr_g``, ``lr_d``, ``loss_weights`` (merged over the config's), ``phase`` (read by the model's
 objective, e.g. DyeFreeNet's ``pretrain``/``primary``/``refine``) and ``lr_decay`` inside the stage
@@ -105,6 +110,11 @@ class TrainConfig:
     dose_range: list[float] = field(default_factory=lambda: [0.05, 0.5])  # d̂ ~ U[lo, hi] for fakes
     dose_label_std: float = 0.05  # label smoothing of real doses
     warmup_iterations: int = 0  # generator iterations without the critic first (a deviation when > 0)
+    # fine-tuning: start the generator (and its EMA) from a model folder's weights (card.json +
+    # weights.safetensors, same generator and config); train_only: parameter-name prefixes of the generator
+    # that are trained, every other generator parameter frozen (empty: all trained)
+    init_from: str = ""
+    train_only: list[str] = field(default_factory=list)
     # optimisation
     iterations: int = 100_000  # generator updates
     batch_size: int = 12  # global batch (split over DDP ranks)

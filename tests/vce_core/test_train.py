@@ -176,6 +176,55 @@ def test_warmup_trains_the_generator_without_the_critic_first(
     assert last["adv"] and last["loss_d"] and not first["adv"] and not first["loss_d"]  # widened once
 
 
+def test_fine_tuning_starts_from_a_checkpoint_and_trains_only_the_named_parameters(
+    data: dict[str, list[str]], tmp_path: Path
+) -> None:
+    """``init_from`` loads a trained generator (the critic starts fresh), ``train_only`` freezes every other
+    generator parameter; the card keeps the parent's record and deviations; a checkpoint of another
+    configuration, an unreadable folder or a prefix that names nothing is refused before training."""
+    parent_run = tmp_path / "parent"
+    parent = train(config_from_dict({**TINY, **data}, ["iterations=2"]), run_dir=parent_run)
+    before = load_file(str(parent_run / "weights.safetensors"))
+    cfg = config_from_dict(
+        {**TINY, **data},
+        [f"init_from={parent_run}", "train_only=[heads]", "critic=", "iterations=3", "ema_decay=0"],
+    )
+    trainer = Trainer(cfg, run_dir=tmp_path / "child")
+    assert all(torch.equal(v, before[k]) for k, v in trainer.generator.state_dict().items())
+    trainer.fit()
+    after = load_file(str(tmp_path / "child" / "weights.safetensors"))
+    assert all(torch.equal(after[k], v) for k, v in before.items() if not k.startswith("heads"))
+    assert any(not torch.equal(after[k], v) for k, v in before.items() if k.startswith("heads"))
+    card = read_card(tmp_path / "child")
+    assert card.training["initialised_from"]["name"] == parent.name
+    assert card.training["initialised_from"]["training"]["iterations"] == 2
+    *inherited, own = card.training["deviations"]
+    assert inherited == list(parent.training["deviations"]) and card.critic == parent.critic
+    assert own.startswith(f"fine-tuned from {parent.name} for 3 generator iterations, trained: heads")
+    assert "content-only training" in own
+    other = {**TINY, "generator_kwargs": {**TINY["generator_kwargs"], "base_channels": 8}}
+    with pytest.raises(VCEInputError, match="base_channels"):
+        Trainer(config_from_dict({**other, **data}, [f"init_from={parent_run}"]), run_dir=tmp_path / "x")
+    # a new head under train_only starts fresh; outside train_only it is refused
+    one = {**TINY, **data, "generator_kwargs": {**TINY["generator_kwargs"], "output_heads": 1}}
+    train(config_from_dict(one, ["iterations=1"]), run_dir=tmp_path / "one")
+    small = load_file(str(tmp_path / "one" / "weights.safetensors"))
+    with pytest.raises(VCEInputError, match="output_heads differ"):
+        Trainer(config_from_dict({**TINY, **data}, [f"init_from={tmp_path / 'one'}"]), run_dir=tmp_path / "x")
+    grown = Trainer(
+        config_from_dict({**TINY, **data}, [f"init_from={tmp_path / 'one'}", "train_only=[heads]"]),
+        run_dir=tmp_path / "x",
+    )
+    assert grown.fresh == sorted(k for k in grown.generator.state_dict() if k.startswith("heads.1."))
+    assert all(torch.equal(v, small[k]) for k, v in grown.generator.state_dict().items() if k in small)
+    assert "new: heads.1" in grown.card(0.0, "test").training["deviations"][-1]
+    with pytest.raises(VCEInputError, match="not a readable model folder"):
+        Trainer(config_from_dict({**TINY, **data}, [f"init_from={tmp_path}"]), run_dir=tmp_path / "y")
+    with pytest.raises(VCEInputError, match="match no parameter"):
+        Trainer(config_from_dict({**TINY, **data}, ["train_only=[t1]"]), run_dir=tmp_path / "z")
+    assert not (tmp_path / "z").exists()
+
+
 DDP_SCRIPT = """
 import sys, torch, torch.distributed as dist
 from vce_core.train import Trainer, config_from_dict
