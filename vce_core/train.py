@@ -301,11 +301,10 @@ class Trainer:
             f"{trained} (the rest frozen)" + (f", new: {', '.join(fresh)}" if fresh else "")
         )
         parent_training = dict(self.parent.get("training") or {})
+        inherited = list(parent_training.get("deviations", []))
+        own = [d for d in own if d not in inherited]  # the config's fixed list is the parent's too
         return {
-            "deviations": [
-                *parent_training.get("deviations", []),
-                step + (": " + "; ".join(own) if own else ""),
-            ],
+            "deviations": [*inherited, step + (": " + "; ".join(own) if own else "")],
             "initialised_from": {
                 "folder": cfg.init_from,
                 "name": self.parent["name"],
