@@ -12,9 +12,11 @@ an acquired low dose``. ``task: virtual_contrast`` (seeds 001–004) trains ``in
 acquired low dose ``low_dose@0.33``) → ``target`` (the standard dose).
 
 Fine-tuning. ``init_from: <model folder>`` starts the generator from a trained checkpoint (the same registered
-generator with the same constructor arguments; the critic starts fresh), ``train_only: [t1_head]`` trains
-only the generator parameters whose names start with one of the prefixes. The card then keeps the parent's
-training record (``training.initialised_from``) and its deviations, followed by this run's.
+generator; the critic starts fresh), ``train_only: [t1_head]`` trains only the generator parameters whose
+names start with one of the prefixes. Every weight outside ``train_only`` must be the checkpoint's (same
+name and shape); under it a new or resized part (e.g. ``generator_kwargs.t1_hidden``) starts fresh. The
+card then keeps the parent's training record (``training.initialised_from``) and its deviations, followed
+by this run's.
 
 Stages. ``stages`` is a list of mappings, each taking a ``fraction`` of ``iterations`` in order, with optional
 ``name``, ``lr_g``, ``lr_d``, ``loss_weights`` (merged over the config's), ``phase`` (read by the model's
@@ -111,8 +113,8 @@ class TrainConfig:
     dose_label_std: float = 0.05  # label smoothing of real doses
     warmup_iterations: int = 0  # generator iterations without the critic first (a deviation when > 0)
     # fine-tuning: start the generator (and its EMA) from a model folder's weights (card.json +
-    # weights.safetensors, same generator and config); train_only: parameter-name prefixes of the generator
-    # that are trained, every other generator parameter frozen (empty: all trained)
+    # weights.safetensors; only parts under train_only may differ); train_only: parameter-name prefixes of
+    # the generator that are trained, every other generator parameter frozen (empty: all trained)
     init_from: str = ""
     train_only: list[str] = field(default_factory=list)
     # optimisation
