@@ -62,6 +62,9 @@ def card_summary(card: ModelCard) -> str:
     effort = _training_effort(card.training)
     if effort:
         lines.append("Training: " + effort)
+    calibration = _calibration_line(card.training.get("noise_calibration"))
+    if calibration:
+        lines.append(calibration)
     held_out = _metrics_line(card.held_out)
     if held_out:
         figures = card.held_out or {}
@@ -105,6 +108,39 @@ def _truth_lines(figures: dict[str, Any]) -> list[str]:
     if lines and figures.get("report"):
         lines.append(f"Report: `{figures['report']}`")
     return lines
+
+
+_MEASURE_LABELS = {"sigma": "σ̂ ratio", "residual": "residual SD ratio"}
+
+
+def _calibration_line(record: Any) -> str:
+    """The noise calibration of :mod:`vce_core.evaluate.calibrate` in one line ('' without one): the
+    measure it matched, and the other measure's change beside it when the card has it."""
+    if not isinstance(record, dict) or not isinstance(record.get("texture_scale"), int | float):
+        return ""
+
+    def change(before: Any, after: Any) -> str | None:
+        if not (isinstance(before, dict) and before and isinstance(after, dict) and after):
+            return None
+        mean = lambda r: sum(r.values()) / len(r)  # noqa: E731
+        return f"{mean(before):.2f} → {mean(after):.2f}"
+
+    measure = record.get("measure", "sigma")
+    parts = []
+    for m in (measure, *(k for k in _MEASURE_LABELS if k != measure)):
+        keys = (
+            ("ratio_as_trained", "ratio_calibrated")
+            if m == measure
+            else (f"{m}_as_trained", f"{m}_calibrated")
+        )
+        moved = change(record.get(keys[0]), record.get(keys[1]))
+        if moved:
+            parts.append(f"{_MEASURE_LABELS.get(m, m)} {moved}")
+    where = (
+        f" on {record['cases']} cases of {', '.join(record.get('data') or [])}" if record.get("cases") else ""
+    )
+    figures = f" ({'; '.join(parts)}, 1 = the real noise)" if parts else ""
+    return f"Noise calibrated after training: texture × {record['texture_scale']:.3f}{where}{figures}"
 
 
 def _training_effort(training: dict[str, Any]) -> str:

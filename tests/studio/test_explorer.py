@@ -181,6 +181,27 @@ def test_card_summary_states_the_truth_figures() -> None:
     assert "physics 0.012; the real scan at that dose: 0.0023, its noise alone)" in card_summary(
         card.with_changes(held_out=scan)
     )
+    # a noise-calibrated card (vce_core.evaluate.calibrate) says so: the matched measure, then the other
+    record = {
+        "texture_scale": 0.8422,
+        "measure": "sigma",
+        "cases": 10,
+        "data": ["data/phantom/val"],
+        "ratio_as_trained": {"0.1": 1.17, "0.33": 1.15},
+        "ratio_calibrated": {"0.1": 0.99, "0.33": 1.01},
+        "residual_as_trained": {"0.1": 0.94, "0.33": 0.92},
+        "residual_calibrated": {"0.1": 0.80, "0.33": 0.80},
+    }
+    calibrated = card.with_changes(training={**card.training, "noise_calibration": record})
+    assert (
+        "Noise calibrated after training: texture × 0.842 on 10 cases of data/phantom/val "
+        "(σ̂ ratio 1.16 → 1.00; residual SD ratio 0.93 → 0.80, 1 = the real noise)"
+    ) in card_summary(calibrated)
+    by_residual = {**record, "measure": "residual", "residual_as_trained": None}
+    by_residual |= {"ratio_as_trained": {"0.1": 0.93}, "ratio_calibrated": {"0.1": 1.0}}
+    text = card_summary(card.with_changes(training={**card.training, "noise_calibration": by_residual}))
+    assert "(residual SD ratio 0.93 → 1.00, 1 = the real noise)" in text  # σ̂ left out: not recorded
+    assert "Noise calibrated" not in card_summary(card)
     alone = {k: v for k, v in scan.items() if k != "lesion_error_vs"}
     assert "truth: 0.021 (the real scan at that dose: 0.0023, its noise alone)" in card_summary(
         card.with_changes(held_out=alone)

@@ -400,6 +400,16 @@ def test_learned_t1_and_texture_heads() -> None:
     torch.testing.assert_close(plain(native, sd, dose, field, sequence=sequence)[0], base)
     plain.texture_scale = 0.5
     torch.testing.assert_close(plain(native, sd, dose, field, sequence=sequence)[0], base + 0.025)
+    # as a constructor argument (the noise calibration's): kept in the config, so a card rebuilds it
+    scaled = build_model("ld_cgan_generator", base="physics", texture_scale=0.5, **kw)
+    scaled.load_state_dict(plain.state_dict())
+    assert scaled.config["texture_scale"] == 0.5
+    torch.testing.assert_close(scaled(native, sd, dose, field, sequence=sequence)[0], base + 0.025)
+    for bad in (-0.1, float("inf"), float("nan"), True, "1"):
+        with pytest.raises(VCEInputError, match="texture_scale"):
+            build_model("ld_cgan_generator", base="physics", texture_scale=bad, **kw)
+    with pytest.raises(VCEInputError, match='texture_scale 0.5 with base "native"'):
+        build_model("ld_cgan_generator", base="native", texture_scale=0.5, **kw)
     with pytest.raises(VCEInputError, match="learn_t1"):
         build_model("ld_cgan_generator", base="linear", learn_t1=True, **kw)
     with pytest.raises(VCEInputError, match="texture_sigma"):

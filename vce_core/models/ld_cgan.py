@@ -135,6 +135,24 @@ def _check_physics_options(
         raise VCEInputError('texture_sigma with base "native"', expected='base "linear" or "physics"')
 
 
+def _check_texture_scale(texture_scale: object, base: object) -> float:
+    """``texture_scale`` as a float: finite and ≥ 0, and 1 with ``base="native"`` (whose heads are the whole
+    output); VCEInputError otherwise."""
+    if isinstance(texture_scale, bool) or not isinstance(texture_scale, int | float):
+        raise VCEInputError(f"texture_scale is {texture_scale!r}", expected="a number >= 0 (1: as trained)")
+    scale = float(texture_scale)
+    if not 0 <= scale < float("inf"):
+        raise VCEInputError(
+            f"texture_scale is {texture_scale!r}", expected="a finite number >= 0 (1: as trained)"
+        )
+    if scale != 1.0 and base == "native":
+        raise VCEInputError(
+            f'texture_scale {scale:g} with base "native"',
+            expected='1 (its heads are the whole output), or a generator with base "linear" or "physics"',
+        )
+    return scale
+
+
 def _lowpass(x: Tensor, sigma: float) -> Tensor:
     """Separable Gaussian filter (``sigma`` in voxels, ±3σ, edges replicated) of ``[B, C, *S]``, same size."""
     if sigma <= 0:
@@ -388,6 +406,12 @@ class LowDoseGenerator(nn.Module):
         ``G − Gauss_σ(G)`` (σ halved at each coarser head), so they add texture (noise) with no local mean
         and cannot shift the enhancement; with ``learn_t1`` every change of the mean signal goes through
         the T1 map.
+    texture_scale:
+        1 (default) or a factor ≥ 0 (with a base): the heads' outputs are multiplied by it before the base
+        is added. Not trained: set after training by the noise calibration
+        (:mod:`vce_core.evaluate.calibrate`, which picks the factor that matches the acquired
+        subtraction's noise by one measure on cases outside training); 0 leaves the base alone
+        (``vce_core.evaluate --heads-off``).
     """
 
     objective = "ld_cgan"
@@ -409,9 +433,11 @@ class LowDoseGenerator(nn.Module):
         texture_sigma: float = 0.0,
         t1_hidden: int = 0,
         t1_classes: bool = False,
+        texture_scale: float = 1.0,
     ):
         super().__init__()
         _check_physics_options(base, learn_t1, texture_sigma, t1_hidden, t1_classes)
+        texture_scale = _check_texture_scale(texture_scale, base)
         in_slices = _check_generator_args(
             spatial_dims,
             in_slices,
@@ -460,9 +486,8 @@ class LowDoseGenerator(nn.Module):
             for head in self.heads:
                 zero_module(head[-1])
         self.learn_t1, self.texture_sigma = bool(learn_t1), float(texture_sigma)
-        # an ablation, not a kwarg: the heads' outputs are multiplied by it before the base is added (0 =
-        # the base alone, with the learned T1 map); see vce_core.evaluate --heads-off
-        self.texture_scale = 1.0
+        # the heads' outputs are multiplied by it before the base is added (class docstring)
+        self.texture_scale = texture_scale
         # log T1 factor of every voxel (t1_log_map), zero-initialised: the regression head starts at the
         # default T1, the class head at the mean of its table row
         self.t1_head: nn.Sequential | None = None

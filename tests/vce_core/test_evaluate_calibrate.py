@@ -1,0 +1,111 @@
+"""Noise calibration (``python -m vce_core.evaluate.calibrate``): the written copy reaches the target σ̂
+ratio as the low-dose report measures it, keeps the weights, records how it was made; bad input writes
+nothing."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from support import SMALL, write_checkpoint, write_tiny_cases
+from vce_core.checkpoint import WEIGHTS_FILE, read_card
+from vce_core.evaluate import main as evaluate_main
+from vce_core.evaluate.calibrate import calibrate_noise, main, measure_scans, ratio_at
+from vce_core.io import save_case
+from vce_core.phantom import LesionSpec, make_case
+
+LESIONS = [LesionSpec("metastasis", 5.0, center_mm=(30, 10, 20))]
+SLICES = ["--lesion-slices", "2", "--extra-slices", "2"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    root = tmp_path_factory.mktemp("calibrate")
+    case = make_case(33, resolution=2, sequence="achieva_3t", doses=(0.1, 0.33), lesions=LESIONS)
+    save_case(case, root / "cases" / "phantom-0033")
+    model = write_checkpoint(
+        root / "textured", {**SMALL, "base": "physics"}, dose_visible=True, display_name="textured"
+    )
+    return root, root / "cases", model
+
+
+REPORTED = {"sigma": "sub_sigma_ratio", "residual": "sub_resid_sd_ratio"}
+
+
+@pytest.mark.parametrize("measure", ["sigma", "residual"])
+def test_the_calibrated_copy_has_the_target_ratio_in_the_report(
+    setup: tuple[Path, Path, Path], measure: str
+) -> None:
+    root, cases, model = setup
+    scans = measure_scans(model, [cases], [0.1, 0.33], lesion_slices=2, extra_slices=2, device="cpu")
+    off, small, one = (ratio_at(scans, s, measure)["mean"] for s in (0.0, 0.05, 1.0))
+    assert off < small < one  # the heads add the noise (untrained, far too much); the base alone has little
+    target = round((off + small) / 2, 3)  # reachable, and not the ratio as trained
+    out = root / f"calibrated_{measure}"
+    args = ["--model", str(model), "--data", str(cases), "--doses", "0.1", "0.33", *SLICES]
+    args += ["--measure", measure, "--target", str(target), "--out", str(out), "--device", "cpu"]
+    assert main(args) == 0
+
+    card, parent = read_card(out), read_card(model)
+    scale = card.config["texture_scale"]
+    assert scale != 1.0 and parent.config.get("texture_scale", 1.0) == 1.0
+    assert {**card.config, "texture_scale": 1.0} == {**parent.config, "texture_scale": 1.0}
+    assert (out / WEIGHTS_FILE).read_bytes() == (model / WEIGHTS_FILE).read_bytes()
+    record = card.training["noise_calibration"]
+    assert record["texture_scale"] == scale and record["target"] == target and record["cases"] == 1
+    other = "residual" if measure == "sigma" else "sigma"
+    assert record["measure"] == measure and set(record[f"{other}_calibrated"]) == {"0.1", "0.33"}
+    assert "--target" in record["command"] and record["parent"] == str(model)
+    assert any("noise calibrated" in line for line in card.training["config"]["deviations"])
+    assert card.default is False and card.held_out is None and card.name == out.name
+
+    # the low-dose report, an independent path (full forward passes at the card's scale), gives the target
+    report = root / f"report_{measure}"
+    assert evaluate_main(["--models", str(out), "--data", str(cases), "--doses", "0.1", "0.33", *SLICES,
+                          "--noise-seeds", "0", "--out", str(report), "--device", "cpu"]) == 0  # fmt: skip
+    with (report / "results.csv").open() as f:
+        ratios = [
+            float(r["value"])
+            for r in csv.DictReader(f)
+            if r["metric"] == REPORTED[measure] and r["method"] == card.display_name
+        ]
+    assert len(ratios) == 2
+    np.testing.assert_allclose(np.mean(ratios), target, atol=2e-3)
+    # and the fit agrees with the split passes it was made from
+    fit = calibrate_noise(scans, target, measure)
+    assert fit["texture_scale"] == pytest.approx(scale, abs=1e-3)
+    assert fit["ratio_calibrated"]["mean"] == pytest.approx(target, abs=2e-3)
+
+
+def test_bad_input_writes_nothing(
+    setup: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, cases, model = setup
+    args = ["--data", str(cases), "--doses", "0.1", *SLICES, "--device", "cpu"]
+    native = write_checkpoint(tmp_path / "native", SMALL)  # no base: its heads are the whole output
+    real = tmp_path / "real"
+    write_tiny_cases(real, 1, shape=(24, 24, 14))  # real-style: one acquisition, no truth
+    for bad in (
+        ["--model", str(native)],
+        ["--model", str(model), "--target", "0.001"],  # below what the base alone gives
+        ["--model", str(model), "--target", "-1"],
+        ["--model", str(tmp_path / "missing")],
+        ["--model", str(model), "--doses", "1.5"],
+    ):
+        out = tmp_path / "out"
+        assert main([*args, *bad, "--out", str(out)]) == 2
+        assert not out.exists()
+    # a real-style case (one acquisition, no T1 sequence, no truth): σ̂ can be matched, the residual cannot
+    linear = write_checkpoint(tmp_path / "linear", {**SMALL, "base": "linear"}, dose_visible=True)
+    args_real = ["--model", str(linear), "--data", str(real), "--doses", "0.1", *SLICES, "--device", "cpu"]
+    assert main([*args_real, "--target", "0.5"]) == 0
+    assert main([*args_real, "--measure", "residual", "--out", str(tmp_path / "out")]) == 2
+    assert "needs the noise-free subtraction" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    assert main([*args, "--model", str(model), "--out", str(taken)]) == 2
+    assert list(taken.iterdir()) == []
