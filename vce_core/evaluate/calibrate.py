@@ -15,16 +15,16 @@ evaluated slices, each exactly as :mod:`vce_core.evaluate.lowdose` computes it (
 * ``residual``: the SD of the subtraction minus the noise-free one (all frequencies alike; phantom cases
   only; ``sub_resid_sd_ratio``).
 
-They agree only for noise with the real noise's spectrum. A texture with relatively more power at high
-frequencies than the real noise has (the report's NPS bands say) reads higher by ``sigma`` than by
-``residual``, and no scale matches both; the command prints both. The output is linear in ``s``, so one pass
+They agree for noise with the real noise's spectrum and distribution. A texture with relatively more power
+at the highest frequencies (the report's NPS bands) reads higher by ``sigma`` than by ``residual``, and then
+no scale matches both; the command prints both. The output is linear in ``s``, so one pass
 with the heads off and one with them at 1 give the subtraction at every ``s``; the calibration finds the
 ``s`` whose ratio, averaged over the scans (cases × noise seeds) and then over the doses, equals
 ``--target`` (1: the real noise), by Brent's method.
 
 With ``--out`` it writes a new checkpoint: the same weights, the card's ``config.texture_scale`` set, a
-``training.noise_calibration`` record (scale, measure, target, cases, doses, both measures' ratios before
-and after per dose, the command) and a line in the deviations; the parent's held-out figures are not
+``training.noise_calibration`` record (scale, measure, target, cases, noise seeds, both measures' ratios
+per dose before and after, the command) and a line in the deviations; the parent's held-out figures are not
 copied (they describe the parent) and the copy is not the default. The written checkpoint is read back and
 its ratio measured again by full forward passes (printed as "checked").
 
