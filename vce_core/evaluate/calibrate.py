@@ -87,6 +87,7 @@ class NoiseScans:
         self.doses: list[float] = []
         self.cases: list[str] = []
         self._scans: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]] = []
+        self._reference: dict[str, list[float]] = {}  # measure → the acquisition's figure per scan
 
     def add(
         self,
@@ -104,6 +105,7 @@ class NoiseScans:
         self.doses.append(float(dose))
         f32 = lambda a: None if a is None else np.asarray(a, np.float32)  # noqa: E731
         self._scans.append((f32(base), f32(heads), np.asarray(mask, bool), f32(acquired), f32(truth)))
+        self._reference.clear()
 
     def __len__(self) -> int:
         return len(self.doses)
@@ -112,14 +114,17 @@ class NoiseScans:
         """The noise ratio (model / acquisition) of every scan with the heads at ``scale``. VCEInputError
         for ``residual`` when a scan has no noise-free truth."""
         measure = _check_measure(measure)
+        if measure == "residual" and any(truth is None for *_, truth in self._scans):
+            raise VCEInputError(
+                "the residual noise needs the noise-free subtraction, which a real case does not have",
+                expected="phantom cases, or --measure sigma",
+            )
+        if measure not in self._reference:  # the acquisition's figures do not depend on the scale
+            self._reference[measure] = [_noise(a, m, t, measure) for _, _, m, a, t in self._scans]
         out = []
-        for base, heads, mask, acquired, truth in self._scans:
-            if measure == "residual" and truth is None:
-                raise VCEInputError(
-                    "the residual noise needs the noise-free subtraction, which a real case does not have",
-                    expected="phantom cases, or --measure sigma",
-                )
-            reference = _noise(acquired, mask, truth, measure)
+        for (base, heads, mask, _, truth), reference in zip(
+            self._scans, self._reference[measure], strict=True
+        ):
             value = _noise(base + np.float32(scale) * heads, mask, truth, measure)
             out.append(value / reference if reference > 0 else math.nan)
         return np.array(out)
