@@ -43,6 +43,24 @@ def _describe_set(part: Any) -> str | None:
     return ", ".join(bits)
 
 
+def field_strength_caveat(card: Any, field_strength: float) -> str | None:
+    """A caution (Markdown) when ``field_strength`` (tesla) is none of the field strengths the generator was
+    trained at, as its card's ``data.train.field_strengths`` records; None when it is one of them (within
+    0.05 T) or the card does not say."""
+    data = getattr(card, "data", None)
+    train = data.get("train") if isinstance(data, dict) else None
+    seen = train.get("field_strengths") if isinstance(train, dict) else None
+    if not seen or any(abs(float(b) - float(field_strength)) <= 0.05 for b in seen):
+        return None
+    trained = " / ".join(f"{float(b):g} T" for b in seen)
+    return (
+        f"**Caution:** {getattr(card, 'display_name', 'this generator')} was trained at {trained} only, "
+        f"so its images at {float(field_strength):g} T are not validated. In this project's hold-out test "
+        "a generator trained without 3 T gave 3 T images almost none of the real noise (README, "
+        '"Generalisation").'
+    )
+
+
 def card_summary(card: ModelCard) -> str:
     """Markdown summary of a model card (:class:`vce_core.checkpoint.ModelCard`).
 

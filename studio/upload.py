@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from studio.generators import field_strength_caveat
 from vce_core.domain import check_field_strength, check_t1_sequence, dose_from_percent, format_dose
 from vce_core.errors import VCEInputError
 from vce_core.io import DEFAULT_LIMITS, Limits
@@ -451,6 +452,9 @@ def synthesize_upload(
         f"{time.perf_counter() - t0:.0f} s. NIfTI in the input's type ({uploaded.dtype}); DICOM: one study, "
         "one series per dose, marked SYNTHETIC. Files are deleted when you close this page."
     )
+    caveat = field_strength_caveat(getattr(synth, "card", None), uploaded.field_strength)
+    if caveat:
+        text += "\n\n" + caveat
     if uploaded.low_dose is not None:
         report(0.95, "comparing with the acquired low dose")
         text += "\n\n" + compare_with_acquired(uploaded, volumes[uploaded.low_dose_fraction])

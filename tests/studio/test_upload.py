@@ -116,3 +116,30 @@ def test_sequence_typed_or_from_the_dicom_header(tmp_path: Path) -> None:
     generator = LinearGenerator()
     synthesize_upload(generator, typed, [0.1], tmp_path / "export", model_name="linear-test")
     assert generator.sequence == (6.8, 8.0)
+
+
+def test_a_field_strength_the_generator_never_saw_is_flagged_in_the_report(tmp_path: Path) -> None:
+    """The bundled default was trained at 1.5 and 3 T (its card says so): an upload at 7 T is synthesized
+    but the report cautions that those images are not validated; at a trained field strength, or with a card
+    that does not record them, nothing is added."""
+    from types import SimpleNamespace
+
+    from studio.generators import field_strength_caveat
+    from vce_core.checkpoint import read_card
+    from vce_core.settings import REPO_ROOT
+
+    card = read_card(REPO_ROOT / "assets/models/ld_cgan_2d_np_physics_t1sup_lf25_w8k_t1h32")
+    assert card.data["train"]["field_strengths"] == [1.5, 3.0]
+    assert field_strength_caveat(card, 1.5) is None and field_strength_caveat(card, 3.0) is None
+    caution = field_strength_caveat(card, 7.0)
+    assert caution is not None and "trained at 1.5 T / 3 T only" in caution and "at 7 T" in caution
+    assert field_strength_caveat(SimpleNamespace(data={"train": {"count": 3}}), 7.0) is None
+
+    case = disc_case(1)
+    generator = LinearGenerator()
+    generator.card = card
+    for field, flagged in ((3.0, False), (7.0, True)):
+        uploaded = UploadedCase(case.native, case.standard_dose, None, None, field)
+        result = synthesize_upload(generator, uploaded, [0.1], tmp_path / "export", model_name="m")
+        assert ("**Caution:**" in result.report) is flagged
+        assert sorted(result.volumes) == [0.1]  # synthesized either way
