@@ -38,7 +38,7 @@ from scipy import ndimage
 
 from studio.cases import CaseLibrary, LoadedCase
 from studio.figures import SIGNAL_UNITS, dose_response_figure, metric_table, noise_figure
-from studio.generators import GeneratorRegistry
+from studio.generators import GeneratorRegistry, field_strength_caveat
 from studio.volumes import VolumeJobs
 from vce_core.baselines import case_tr_flip
 from vce_core.cache import LRU
@@ -501,6 +501,10 @@ class Explorer:
         index = self.clamp(view.case_id, view.plane, view.index)
         view = View(view.case_id, self.generator_or_default(view.generator), view.dose, view.plane, index)
         heading = f"**Per-slice metrics vs real** · {view.describe()}"
+        if view.generator:
+            card = getattr(self.generators.get(view.generator), "card", None)
+            caveat = field_strength_caveat(card, lc.case.field_strength)
+            heading += f"\n\n{caveat}" if caveat else ""
         real = self.real_slice(lc, view.dose, view.plane, index)
         if real is None:
             acquired = ", ".join(format_dose(d) for d in lc.acquired_doses)

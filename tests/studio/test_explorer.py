@@ -382,3 +382,21 @@ def test_physics_base_generator_gets_the_case_sequence(tmp_path_factory: pytest.
         min_signal=0.05 * prepared.params["high"],
     )[:, :, index]
     np.testing.assert_allclose(got, ref, atol=2e-4 * float(np.percentile(native, 99.5)))
+
+
+def test_a_case_at_a_field_strength_the_generator_never_saw_is_flagged(
+    explorer: Explorer, tmp_path: Path
+) -> None:
+    """The per-slice metrics carry the caution when the case's field strength is none of those on the
+    generator's card, and only then (the fixture's case and generator are both at 3 T)."""
+    view = View("anisotropic", GENERATOR, 0.33, "axial", 3)
+    assert "**Caution:**" not in explorer.slice_metrics(view)
+    from vce_core.checkpoint import update_card
+
+    models = tmp_path / "models"
+    write_app_checkpoint(models / GENERATOR)
+    update_card(models / GENERATOR, data={"train": {"count": 0, "field_strengths": [1.5]}})
+    other = Explorer(explorer.library, GeneratorRegistry(models))
+    flagged = other.slice_metrics(view)
+    assert "**Caution:**" in flagged and "trained at 1.5 T only" in flagged and "at 3 T" in flagged
+    assert "PSNR" in flagged  # the metrics are still shown
