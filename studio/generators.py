@@ -56,7 +56,7 @@ def field_strength_caveat(card: Any, field_strength: float) -> str | None:
     return (
         f"**Caution:** {getattr(card, 'display_name', 'this generator')} was trained at {trained} only, "
         f"so its images at {float(field_strength):g} T are not validated. In this project's hold-out test "
-        "a generator trained without 3 T gave 3 T images almost none of the real noise (README, "
+        "a generator trained without 3 T gave 3 T images about a fifth of the real noise (README, "
         '"Generalisation").'
     )
 
