@@ -35,6 +35,7 @@ from studio.controls import case_dropdown, controls_and_viewer, model_card, plan
 from studio.errors import handler
 from studio.events import ANALYSIS, FAST, PRIVATE, wire_volume_metrics
 from studio.explorer import GROUP, Explorer, View
+from studio.forms import form_handler
 from vce_core.cache import LRU
 from vce_core.display import PLANES, Window
 from vce_core.domain import dose_from_percent, format_dose
@@ -66,6 +67,18 @@ SYNC_SLICE_JS = f"""(c, g, d, p, k) => {{
 
 def _session(request: gr.Request | None) -> str:
     return str(getattr(request, "session_hash", "") or "")
+
+
+@dataclass(frozen=True)
+class ViewControls:
+    """The controls that choose the view on screen, in the order of
+    :attr:`ExplorerComponents.view_inputs` (the inputs of ``/dose`` and ``/analysis``)."""
+
+    case_id: str
+    generator: str | None
+    dose_pct: float  # percent of the standard dose (the slider)
+    plane: str
+    index: float  # the 1-based slice number shown
 
 
 @dataclass
@@ -112,13 +125,14 @@ class ExplorerTab:
 
     # -- values of the view ---------------------------------------------------------------------
 
-    def view_of(self, case_id: str, generator: str | None, dose_pct: float, plane: str, index: float) -> View:
-        """The view of the controls: ``dose_pct`` in percent, ``index`` the 1-based slice number shown."""
-        dose = dose_from_percent(dose_pct, name="the dose")
+    def view_of(self, controls: ViewControls) -> View:
+        """The view of the controls (validated: dose, plane; the slice clamped to the case)."""
+        dose = dose_from_percent(controls.dose_pct, name="the dose")
+        case_id, plane = str(controls.case_id), controls.plane
         if plane not in PLANES:
             raise VCEInputError(f"unknown plane {plane!r}", expected=f"one of {', '.join(PLANES)}")
-        k = self.explorer.clamp(str(case_id), plane, int(index) - 1)
-        return View(str(case_id), self.explorer.generator_or_default(generator or None), dose, plane, k)
+        k = self.explorer.clamp(case_id, plane, int(controls.index) - 1)
+        return View(case_id, self.explorer.generator_or_default(controls.generator or None), dose, plane, k)
 
     def case_info(self, case_id: str) -> str:
         """One-line Markdown summary of a case (field strength, agent, spacing, acquired doses)."""
@@ -153,18 +167,11 @@ class ExplorerTab:
     # -- handlers --------------------------------------------------------------------------------
 
     @handler("updating the images")
-    def on_view(
-        self,
-        case_id: str,
-        generator: str,
-        dose_pct: float,
-        plane: str,
-        index: float,
-        request: gr.Request = None,  # type: ignore[assignment]
-    ) -> Iterator[str]:
+    @form_handler(ViewControls)
+    def on_view(self, controls: ViewControls, request: gr.Request | None = None) -> Iterator[str]:
         """The viewer for the current controls. A coronal/sagittal dose whose volume is not ready first
         yields the viewer with a busy message on the synthetic panels, then the finished one."""
-        view = self.view_of(case_id, generator, dose_pct, plane, index)
+        view = self.view_of(controls)
         session = _session(request)
         explorer = self.explorer
         if view.plane != "axial" and view.generator:
@@ -212,17 +219,10 @@ class ExplorerTab:
         return serve_slices(requests, self.explorer.stack_slices)
 
     @handler("computing the metrics and charts")
-    def on_analysis(
-        self,
-        case_id: str,
-        generator: str,
-        dose_pct: float,
-        plane: str,
-        index: float,
-        request: gr.Request = None,  # type: ignore[assignment]
-    ) -> tuple[Any, ...]:
+    @form_handler(ViewControls)
+    def on_analysis(self, controls: ViewControls, request: gr.Request | None = None) -> tuple[Any, ...]:
         """Per-slice metrics, noise chart, dose–response chart and swipe pair of the view on screen."""
-        view = self.view_of(case_id, generator, dose_pct, plane, index)
+        view = self.view_of(controls)
         session = _session(request)
         self.explorer.prefetch_for(view)  # while the person looks: this dose's volume, its neighbours
         lc = self.explorer.library.get(view.case_id)
@@ -298,7 +298,7 @@ class ExplorerTab:
     @handler("echoing the image")
     def echo_image(self, case_id: str, plane: str, index: float) -> Any:
         """Benchmark reference: the cached native slice as a PNG panel (a trivial image event)."""
-        view = self.view_of(case_id, None, 0, plane, index)
+        view = self.view_of(ViewControls(case_id, None, 0, plane, index))
         return self.explorer.native_panel(view, self.explorer.library.get(case_id).presets["Brain T1"])
 
     # -- layout and events -----------------------------------------------------------------------

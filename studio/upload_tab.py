@@ -27,6 +27,7 @@ import gradio as gr
 import numpy as np
 
 from studio.errors import log
+from studio.forms import form_handler
 from studio.generators import GeneratorRegistry
 from studio.upload import (
     EXPORT_FORMATS,
@@ -45,6 +46,20 @@ from vce_core.viewer import Encoding, Panel, Stack, oriented, payload, serve_sli
 UPLOAD_TYPES = [".nii", ".gz", ".zip", ".dcm"]
 GROUP = "upload"
 VIEWER_JS = f"VCEViewer.setLoader('{GROUP}', (requests) => server.preview_slices(requests));"
+
+
+@dataclass(frozen=True)
+class UploadForm:
+    """The uploaded files and what the person says of them, in the order of
+    :attr:`UploadComponents.upload_inputs` (the first inputs of ``/check_upload`` and
+    ``/synthesize_upload``): temporary file paths from Gradio (``None`` when empty), the acquired low
+    dose in percent and the field strength in tesla as typed."""
+
+    native: str | None
+    standard: str | None
+    low: str | None
+    low_pct: float | None
+    field: float | None
 
 
 def error_panel(message: str | None) -> Any:
@@ -106,56 +121,45 @@ class UploadTab:
     # -- handlers --------------------------------------------------------------------------------
 
     def _uploaded(
-        self,
-        request: gr.Request | None,
-        native: str | None,
-        standard: str | None,
-        low: str | None,
-        low_pct: float | None,
-        field: float | None,
-        sequence: tuple[float | None, float | None] = (None, None),
+        self, request: gr.Request | None, form: UploadForm, tr_ms: float | None, flip_deg: float | None
     ) -> tuple[UploadedCase, Path | None]:
-        """Copy the uploads into the session folder and validate them; also returns the native's copy.
-        ``sequence`` is the typed ``(TR ms, flip °)``."""
+        """Copy the uploads into the session folder and validate them with the typed T1 sequence (TR ms,
+        flip °); also returns the native's copy."""
         session = request.session_hash if request is not None else None
-        na = self.uploads.ingest(session, native, "native")
-        sd = self.uploads.ingest(session, standard, "standard_dose")
-        ld = self.uploads.ingest(session, low, "low_dose")
+        na = self.uploads.ingest(session, form.native, "native")
+        sd = self.uploads.ingest(session, form.standard, "standard_dose")
+        ld = self.uploads.ingest(session, form.low, "low_dose")
         limits = self.uploads.limits
-        tr, flip = sequence
-        return validate_uploads(na, sd, ld, low_pct, field, limits, tr_ms=tr, flip_deg=flip), na
+        uploaded = validate_uploads(
+            na, sd, ld, form.low_pct, form.field, limits, tr_ms=tr_ms, flip_deg=flip_deg
+        )
+        return uploaded, na
 
+    @form_handler(UploadForm)
     def on_check(
         self,
-        native: str | None,
-        standard: str | None,
-        low: str | None,
-        low_pct: float | None,
-        field: float | None,
+        form: UploadForm,
         tr_ms: float | None = None,
         flip_deg: float | None = None,
-        request: gr.Request = None,  # type: ignore[assignment]
+        request: gr.Request | None = None,
     ) -> tuple[Any, str]:
         """Validate the uploaded files: (error panel, description)."""
         try:
-            uploaded, _ = self._uploaded(request, native, standard, low, low_pct, field, (tr_ms, flip_deg))
+            uploaded, _ = self._uploaded(request, form, tr_ms, flip_deg)
         except Exception as exc:  # noqa: BLE001 - the one error policy decides what is shown
             return error_panel(user_message(exc, "checking the uploads", log)), ""
         return error_panel(None), uploaded.describe()
 
+    @form_handler(UploadForm)
     def on_synthesize(
         self,
-        native: str | None,
-        standard: str | None,
-        low: str | None,
-        low_pct: float | None,
-        field: float | None,
+        form: UploadForm,
         generator: str,
         doses_text: str,
         fmt: str,
         tr_ms: float | None = None,
         flip_deg: float | None = None,
-        request: gr.Request = None,  # type: ignore[assignment]
+        request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008
     ) -> Iterator[tuple[Any, ...]]:
         """Validate, synthesize every dose once, write both exports, preview: yields (error panel, status,
@@ -165,8 +169,7 @@ class UploadTab:
             synth = self.generators.get(generator)
             doses = parse_percent_list(doses_text)
             progress(0.0, desc="reading the uploads")
-            sequence = (tr_ms, flip_deg)
-            uploaded, native_path = self._uploaded(request, native, standard, low, low_pct, field, sequence)
+            uploaded, native_path = self._uploaded(request, form, tr_ms, flip_deg)
             yield (
                 error_panel(None),
                 uploaded.describe() + " Synthesizing…",

@@ -16,6 +16,7 @@ import gradio as gr
 import numpy as np
 import pytest
 
+from studio.explorer_tab import ViewControls
 from support import GENERATOR, image_pixels, update_value
 from vce_core.display import slice_spacing, take_slice
 from vce_core.domain import dose_from_percent
@@ -117,7 +118,7 @@ def test_unknown_case_is_a_plain_error(served: dict[str, Any]) -> None:
 
 def test_loader_serves_slices_of_payload_stacks_only(served: dict[str, Any]) -> None:
     tab = served["studio"].explorer_tab
-    data = payload_of(tab.viewer_value(tab.view_of(*view_args(served, dose=10))))
+    data = payload_of(tab.viewer_value(tab.view_of(ViewControls(*view_args(served, dose=10)))))
     native = next(p for p in data["panels"] if p["key"] == "native")["stack"]
     got = tab.viewer_slices(
         [{"stack": native, "index": 0}, {"stack": native, "index": 1}, {"stack": "x", "index": 0}]
