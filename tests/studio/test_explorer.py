@@ -202,6 +202,14 @@ def test_card_summary_states_the_truth_figures() -> None:
     text = card_summary(card.with_changes(training={**card.training, "noise_calibration": by_residual}))
     assert "(residual SD ratio 0.93 → 1.00, 1 = the real noise)" in text  # σ̂ left out: not recorded
     assert "Noise calibrated" not in card_summary(card)
+    # a fine-tuned card: the parent's training first, then the refit and what it trained
+    models = Path(__file__).parents[2] / "assets" / "models"
+    default = read_card(models / "ld_cgan_2d_np_physics_t1sup_lf25_w8k_t1h32")
+    assert (
+        "Training: 10000 iterations, 42.2 min, on Intel(R) Xeon(R) Processor "
+        "(ld_cgan_2d_np_physics_t1sup_lf25_w8k); then 5000 iterations, 9.6 min, on Intel(R) Xeon(R) "
+        "Processor, training only t1_head"
+    ) in card_summary(default)
     alone = {k: v for k, v in scan.items() if k != "lesion_error_vs"}
     assert "truth: 0.021 (the real scan at that dose: 0.0023, its noise alone)" in card_summary(
         card.with_changes(held_out=alone)

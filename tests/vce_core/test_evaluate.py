@@ -241,3 +241,38 @@ def test_reference_rows_are_tested_outside_the_holm_family() -> None:
     assert len(family) == 6  # 2 baselines x (2 doses + all)
     assert [r["p_holm"] for r in family] == pytest.approx(holm([r["p_value"] for r in family]))
     assert rows == comparisons(table, ["model"], [0.1, 0.33], reference=None) + scan
+
+
+def test_a_fine_tuned_model_is_described_with_the_run_it_started_from() -> None:
+    """The report's model line gives each run of a card's training record: a head refitted without the
+    critic on the trained parent must not read as a GAN of the refit's iterations."""
+    from vce_core.evaluate.lowdose import _run_info
+    from vce_core.evaluate.report import _training_of
+
+    parent = {
+        "iterations": 10000,
+        "config": {"critic": "ld_cgan_critic", "n_critic": 5, "warmup_iterations": 8000},
+    }
+    refit = {
+        "iterations": 5000,
+        "config": {
+            "critic": "",
+            "n_critic": 5,
+            "lambda_content": 0.0,
+            "loss_weights": {"t1": 10.0, "bias": 0.0},
+            "train_only": ["t1_head"],
+        },
+        "initialised_from": {"name": "parent_run", "training": parent},
+    }
+    # the card keeps its parent's critic: the refit's own config says it trained without one
+    assert _training_of(_run_info(refit, critic=True)) == (
+        "5000 iterations training only t1_head, no critic, terms t1, from parent_run "
+        "(10000 iterations, the first 8000 without the critic, then critic (n_critic 5))"
+    )
+    assert _training_of(_run_info(parent, critic=True)) == (
+        "10000 iterations, the first 8000 without the critic, then critic (n_critic 5)"
+    )
+    content_only = {"iterations": 300, "config": {"critic": "", "loss_weights": {}}}
+    assert _training_of(_run_info(content_only, critic=False)) == "300 iterations, no critic (content only)"
+    # a card without a config in its record (hand-made): the card's critic decides
+    assert _training_of(_run_info({"iterations": 7}, critic=True)) == "7 iterations, critic (n_critic None)"

@@ -660,21 +660,43 @@ def _model_info(folder: Any, synth: Any, name: str) -> dict[str, Any]:
     """What the report says about a model: where it is, how it was trained, on what."""
     card = synth.card
     train = (card.data or {}).get("train") or {}
-    cfg = (card.training or {}).get("config") or {}
     return {
         "folder": str(folder),
         "name": card.name,
         "display_name": name,
-        "iterations": (card.training or {}).get("iterations"),
+        **_run_info(card.training or {}, critic=bool(card.critic)),
         "wall_time_s": (card.training or {}).get("wall_time_s"),
         "base": card.config.get("base", "native"),
         "content_loss": card.content_loss,
         "content_space": card.content_space,
-        "critic": bool(card.critic),
-        "n_critic": cfg.get("n_critic"),
         "train_cases": train.get("count"),
         "train_field_strengths": train.get("field_strengths"),
         "train_agents": train.get("agents") or _agents_of(train.get("folders") or []),
+    }
+
+
+def _run_info(training: dict[str, Any], critic: bool) -> dict[str, Any]:
+    """One training run of a card's ``training`` record: its iterations, whether its own config had a
+    critic (``critic`` — the card's — when the record has no config), n_critic, the warm-up without the
+    critic, the parameters it trained (``train_only``), and ``parent``: the same for the run it was
+    initialised from (``initialised_from``; None for a run from scratch). A refit of one head then reads
+    as such, not as a GAN of its own iterations."""
+    cfg = training.get("config") or {}
+    own_critic = bool(cfg["critic"]) if "critic" in cfg else critic
+    parent = (training.get("initialised_from") or {}).get("training")
+    return {
+        "iterations": training.get("iterations"),
+        "critic": own_critic,
+        "n_critic": cfg.get("n_critic") if own_critic else None,
+        "warmup_iterations": int(cfg.get("warmup_iterations") or 0) if own_critic else 0,
+        "train_only": list(cfg.get("train_only") or []),
+        "terms": (["content"] if float(cfg.get("lambda_content", 1.0) or 0) > 0 else [])
+        + [k for k, w in (cfg.get("loss_weights") or {}).items() if float(w or 0) > 0],
+        "parent": (
+            {"name": training["initialised_from"].get("name"), **_run_info(parent, critic=False)}
+            if isinstance(parent, dict)
+            else None
+        ),
     }
 
 
