@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -276,3 +277,23 @@ def test_a_fine_tuned_model_is_described_with_the_run_it_started_from() -> None:
     assert _training_of(_run_info(content_only, critic=False)) == "300 iterations, no critic (content only)"
     # a card without a config in its record (hand-made): the card's critic decides
     assert _training_of(_run_info({"iterations": 7}, critic=True)) == "7 iterations, critic (n_critic None)"
+
+
+def test_a_case_with_nothing_to_evaluate_is_left_out_and_named(tmp_path: Path) -> None:
+    """With ``--extra-slices 0`` a case without an enhancing lesion has no slice to evaluate: it is left
+    out and named in the report's header, and the other cases are scored (it used to stop the run with a
+    numpy error)."""
+    save_case(make_case(33, resolution=2, doses=(0.1,), lesions=LESIONS[:1]), tmp_path / "cases" / "with")
+    save_case(make_case(34, resolution=2, doses=(0.1,), lesions=[]), tmp_path / "cases" / "without")
+    model = write_checkpoint(tmp_path / "m", SMALL)
+    out = tmp_path / "report"
+    args = ["--models", str(model), "--data", str(tmp_path / "cases"), "--doses", "0.1", "--noise-seeds", "0"]
+    assert main([*args, "--extra-slices", "0", "--device", "cpu", "--out", str(out)]) == 0
+    header = (out / "report.md").read_text().split("**Methods**")[0]
+    assert "**Cases**: 1 (" in header
+    assert "**Left out**: 1 case(s) with nothing to evaluate" in header
+    without = json.loads((tmp_path / "cases" / "without" / "case.json").read_text())["case_id"]
+    assert without in header
+    assert {r["case_id"] for r in _rows(out / "lesions.csv")} == {
+        json.loads((tmp_path / "cases" / "with" / "case.json").read_text())["case_id"]
+    }

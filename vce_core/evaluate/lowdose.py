@@ -567,9 +567,13 @@ def evaluate(
     lesions: list[dict[str, Any]] = []
     spectra: list[tuple[str, float, Any]] = []
     cases: list[dict[str, Any]] = []
+    no_slices: list[str] = []  # cases with nothing to evaluate: no enhancing lesion and extra_slices 0
     t0 = time.perf_counter()
     for folder in tqdm(folders, desc="cases", disable=not show_progress):
         ec = load_eval_case(folder, lesion_slices=lesion_slices, extra_slices=extra_slices)
+        if not len(ec.slices):
+            no_slices.append(ec.case_id)
+            continue
         rows, les, spec = _evaluate_case(ec, synths, names, doses, seeds, physics_t1_scales)
         results += rows
         lesions += les
@@ -591,6 +595,7 @@ def evaluate(
         "wall_time_s": time.perf_counter() - t0,
         "models": [_model_info(m, s, n) for m, s, n in zip(models, synths, names, strict=True)],
         "cases": cases,
+        "cases_without_slices": no_slices,
     }
     result = {
         "results": results,

@@ -121,6 +121,16 @@ def _index(result: dict[str, Any]) -> dict[tuple, dict]:
 
 
 # ============================================================================================ sections
+def _left_out(case_ids: list[str]) -> str:
+    """The header's note on cases with no evaluated slice (no enhancing lesion and no further slices)."""
+    if not case_ids:
+        return ""
+    return (
+        f"**Left out**: {len(case_ids)} case(s) with nothing to evaluate (no enhancing lesion, and no "
+        f"further brain slices asked for): {', '.join(case_ids)}. "
+    )
+
+
 def _header(result: dict[str, Any]) -> list[str]:
     info = result["info"]
     cases = info["cases"]
@@ -141,7 +151,8 @@ def _header(result: dict[str, Any]) -> list[str]:
         f"**Slices**: axial, up to {info['lesion_slices']} per lesion over its extent plus "
         f"{info['extra_slices']} further brain slices per case "
         f"(mean {np.mean([len(c['slices']) for c in cases]):.1f} per case). "
-        f"Wall time {info['wall_time_s'] / 60:.1f} min.",
+        + _left_out(info.get("cases_without_slices") or [])
+        + f"Wall time {info['wall_time_s'] / 60:.1f} min.",
         "",
         "**Methods**: *acquired low dose* (the real scan at that dose, the reference for noise), "
         "*linear baseline* `x_NA + d (x_SD − x_NA)`, *physics baseline* (SPGR signal inverted from x_NA "
