@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vce_core.checkpoint import ModelCard
+from vce_core.checkpoint import ModelCard, training_lineage
 from vce_core.domain import format_dose
 from vce_core.errors import VCEInputError
 
@@ -162,9 +162,19 @@ def _calibration_line(record: Any) -> str:
 
 
 def _training_effort(training: dict[str, Any]) -> str:
-    """Iterations, minutes and hardware of the training record; a fine-tuned run after its parent's:
-    ``10000 iterations, 42.2 min, on … (parent_name); then 5000 iterations, 9.6 min, on …, training only
-    t1_head``."""
+    """Iterations, minutes and hardware of each run behind the training record, a fine-tuned run after its
+    parent's: ``10000 iterations, 42.2 min, on … (parent_name); then 5000 iterations, 9.6 min, on …,
+    training only t1_head``."""
+    *parents, (_, own) = training_lineage(training)
+    if not parents:
+        return _run_effort(own)
+    before = [
+        f"{_run_effort(run) or 'training not recorded'} ({name or 'the parent run'})" for name, run in parents
+    ]
+    return "; then ".join([*before, _run_effort(own) or "fine-tuned"])
+
+
+def _run_effort(training: dict[str, Any]) -> str:
     effort = []
     if training.get("iterations") is not None:
         effort.append(f"{training['iterations']} iterations")
@@ -176,12 +186,7 @@ def _training_effort(training: dict[str, Any]) -> str:
     only = (training.get("config") or {}).get("train_only") or []
     if only:
         effort.append(f"training only {', '.join(only)}")
-    own = ", ".join(effort)
-    parent = training.get("initialised_from") or {}
-    if not (isinstance(parent, dict) and isinstance(parent.get("training"), dict)):
-        return own
-    before = _training_effort(parent["training"]) or "training not recorded"
-    return f"{before} ({parent.get('name') or 'the parent run'}); then {own or 'fine-tuned'}"
+    return ", ".join(effort)
 
 
 class GeneratorRegistry:

@@ -56,6 +56,7 @@ __all__ = [
     "list_checkpoints",
     "read_card",
     "read_weights",
+    "training_lineage",
     "update_card",
     "write_card",
     "write_checkpoint",
@@ -344,6 +345,18 @@ class ModelCard(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(_KEYS) + len(self.extra)
+
+
+def training_lineage(training: Mapping[str, Any]) -> list[tuple[str | None, dict[str, Any]]]:
+    """The runs behind a card's ``training`` record, the first (trained from scratch) first: ``(name,
+    record)`` per run, following ``initialised_from`` (which the trainer writes for ``init_from``: the
+    parent's ``name`` and ``training`` record). The last entry is ``training`` itself, with name None."""
+    runs: list[tuple[str | None, dict[str, Any]]] = [(None, dict(training))]
+    while True:
+        parent = runs[0][1].get("initialised_from")
+        if not (isinstance(parent, Mapping) and isinstance(parent.get("training"), Mapping)):
+            return runs
+        runs.insert(0, (parent.get("name"), dict(parent["training"])))
 
 
 def _json_default(obj: Any) -> Any:

@@ -274,3 +274,15 @@ def test_bundled_virtual_contrast_checkpoints(name: str) -> None:
     assert card.data["train"]["count"] == 40 and card.held_out is not None and card.held_out["cases"] >= 20
     synth = Synthesizer.from_checkpoint(folder, device="cpu")
     assert synth.task == "virtual_contrast" and name not in [p.name for p in list_checkpoints(BUNDLED_MODELS)]
+
+
+def test_training_lineage_follows_initialised_from_first_run_first() -> None:
+    from vce_core.checkpoint import training_lineage
+
+    first = {"iterations": 10}
+    second = {"iterations": 20, "initialised_from": {"name": "a", "training": first}}
+    third = {"iterations": 30, "initialised_from": {"name": "b", "folder": "runs/b", "training": second}}
+    assert [(n, r["iterations"]) for n, r in training_lineage(third)] == [("a", 10), ("b", 20), (None, 30)]
+    assert training_lineage({"iterations": 5, "initialised_from": {"name": "x"}}) == [
+        (None, {"iterations": 5, "initialised_from": {"name": "x"}})
+    ]  # a parent without its record: nothing to follow

@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from vce_core.checkpoint import training_lineage
 from vce_core.domain import check_dose
 from vce_core.errors import VCEInputError
 from vce_core.evaluate.common import command_line, describe, method_names, run_cli
@@ -669,7 +670,7 @@ def _model_info(folder: Any, synth: Any, name: str) -> dict[str, Any]:
         "folder": str(folder),
         "name": card.name,
         "display_name": name,
-        **_run_info(card.training or {}, critic=bool(card.critic)),
+        "runs": _run_info(card.training or {}, critic=bool(card.critic)),
         "wall_time_s": (card.training or {}).get("wall_time_s"),
         "base": card.config.get("base", "native"),
         "content_loss": card.content_loss,
@@ -680,16 +681,24 @@ def _model_info(folder: Any, synth: Any, name: str) -> dict[str, Any]:
     }
 
 
-def _run_info(training: dict[str, Any], critic: bool) -> dict[str, Any]:
-    """One training run of a card's ``training`` record: its iterations, whether its own config had a
-    critic (``critic`` — the card's — when the record has no config), n_critic, the warm-up without the
-    critic, the parameters it trained (``train_only``), and ``parent``: the same for the run it was
-    initialised from (``initialised_from``; None for a run from scratch). A refit of one head then reads
-    as such, not as a GAN of its own iterations."""
+def _run_info(training: dict[str, Any], critic: bool) -> list[dict[str, Any]]:
+    """The runs behind a card's ``training`` record (:func:`vce_core.checkpoint.training_lineage`, the
+    first first), each: its ``name`` (None for the card's own), iterations, whether its config had a
+    critic (for the card's own run without a config: ``critic``, the card's), n_critic, the warm-up
+    without the critic, the parameters it trained (``train_only``) and the loss terms with a weight. A
+    refit of one head then reads as such, not as a GAN of its own iterations."""
+    runs = training_lineage(training)
+    return [
+        _one_run(name, record, critic if i == len(runs) - 1 else False)
+        for i, (name, record) in enumerate(runs)
+    ]
+
+
+def _one_run(name: str | None, training: dict[str, Any], critic: bool) -> dict[str, Any]:
     cfg = training.get("config") or {}
     own_critic = bool(cfg["critic"]) if "critic" in cfg else critic
-    parent = (training.get("initialised_from") or {}).get("training")
     return {
+        "name": name,
         "iterations": training.get("iterations"),
         "critic": own_critic,
         "n_critic": cfg.get("n_critic") if own_critic else None,
@@ -697,11 +706,6 @@ def _run_info(training: dict[str, Any], critic: bool) -> dict[str, Any]:
         "train_only": list(cfg.get("train_only") or []),
         "terms": (["content"] if float(cfg.get("lambda_content", 1.0) or 0) > 0 else [])
         + [k for k, w in (cfg.get("loss_weights") or {}).items() if float(w or 0) > 0],
-        "parent": (
-            {"name": training["initialised_from"].get("name"), **_run_info(parent, critic=False)}
-            if isinstance(parent, dict)
-            else None
-        ),
     }
 
 

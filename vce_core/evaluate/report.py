@@ -168,16 +168,18 @@ def _header(result: dict[str, Any]) -> list[str]:
         if m.get("train_agents"):
             scope += f", agents {', '.join(m['train_agents'])}"
         lines.append(
-            f"- **{m['display_name']}** (`{m['folder']}`): {_training_of(m)}, base {m['base']}, "
+            f"- **{m['display_name']}** (`{m['folder']}`): {_training_of(m['runs'])}, base {m['base']}, "
             f"{m['content_loss']} loss on the {m['content_space']}; {scope}."
         )
     return [*lines, ""]
 
 
-def _training_of(run: dict[str, Any]) -> str:
-    """``10000 iterations, the first 8000 without the critic, then critic (n_critic 5)``; a fine-tuned run
-    names what it trained, on which terms, and what it started from, e.g. ``5000 iterations training only
-    t1_head, no critic, terms t1, from ld_cgan_… (10000 iterations, …)``."""
+def _training_of(runs: list[dict[str, Any]]) -> str:
+    """The last of ``runs`` (:func:`vce_core.evaluate.lowdose._run_info`, the first first): ``10000
+    iterations, the first 8000 without the critic, then critic (n_critic 5)``; a fine-tuned run names what
+    it trained, on which terms, and what it started from, e.g. ``5000 iterations training only t1_head, no
+    critic, terms t1, from ld_cgan_… (10000 iterations, …)``."""
+    *before, run = runs
     text = f"{run['iterations']} iterations"
     if run.get("train_only"):
         text += f" training only {', '.join(run['train_only'])}"
@@ -189,9 +191,8 @@ def _training_of(run: dict[str, Any]) -> str:
         warmup = run.get("warmup_iterations")
         text += f", the first {warmup} without the critic, then" if warmup else ","
         text += f" critic (n_critic {run['n_critic']})"
-    parent = run.get("parent")
-    if parent:
-        text += f", from {parent['name']} ({_training_of(parent)})"
+    if before:
+        text += f", from {before[-1]['name']} ({_training_of(before)})"
     return text
 
 
