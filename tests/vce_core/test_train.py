@@ -508,6 +508,45 @@ def test_bias_loss_is_the_l1_of_block_means() -> None:
         bias_loss(pred, target, 0)
 
 
+def test_lesion_bias_loss_is_the_l1_of_each_region_mean_per_sample() -> None:
+    """lesion_bias_loss against a loop over (sample, region value); small regions are left out; a texture
+    with zero mean over a region costs nothing, an offset over it does, however it falls on a block grid."""
+    from vce_core.errors import VCEInputError
+    from vce_core.models.ld_cgan import bias_loss, lesion_bias_loss
+
+    gen = torch.Generator().manual_seed(1)
+    pred, target = torch.randn(3, 1, 16, 16, generator=gen), torch.randn(3, 1, 16, 16, generator=gen)
+    regions = torch.full((3, 1, 16, 16), float("nan"))
+    regions[0, 0, :8, :8], regions[0, 0, 8:, :] = 0.1, -0.2  # two regions
+    regions[1, 0, :6, :6], regions[1, 0, 12:, 12:] = 0.1, 0.3  # the same value as sample 0: its own region
+    regions[2, 0, 5:7, 5:7] = 0.1  # 4 voxels: left out at min_voxels 16
+    expected = 0.0
+    for b in range(3):
+        for v in torch.unique(regions[b][torch.isfinite(regions[b])]):
+            m = regions[b] == v
+            if int(m.sum()) >= 16:
+                expected += abs(float((pred[b][m] - target[b][m]).mean()))
+    assert float(lesion_bias_loss(pred, target, regions)) == pytest.approx(expected / 3, rel=1e-5)
+    assert float(lesion_bias_loss(pred, target, regions, min_voxels=4)) > float(
+        lesion_bias_loss(pred, target, regions)
+    )
+    # a ±1 checkerboard on a 6x6 lesion straddling 8x8 blocks: zero mean over the lesion, not per block
+    lesion = torch.full((1, 1, 16, 16), float("nan"))
+    lesion[0, 0, 5:11, 5:11] = 0.2
+    board = torch.zeros(1, 1, 16, 16)
+    board[0, 0, 5:11, 5:11] = (torch.arange(6).view(6, 1) + torch.arange(6)).remainder(2) * 2.0 - 1.0
+    zero = torch.zeros_like(board)
+    assert float(lesion_bias_loss(board, zero, lesion)) == pytest.approx(0.0, abs=1e-6)
+    assert float(lesion_bias_loss(board + 0.01 * torch.isfinite(lesion), zero, lesion)) == pytest.approx(0.01)
+    assert float(bias_loss(board, zero, 8)) > 0.05  # each 8x8 block holds an odd 3x3 corner of the board
+    empty = lesion_bias_loss(pred.requires_grad_(), target, torch.full_like(regions, float("nan")))
+    assert empty.item() == 0.0 and empty.requires_grad
+    with pytest.raises(VCEInputError, match="one spatial size"):
+        lesion_bias_loss(pred, target, regions[..., :8])
+    with pytest.raises(VCEInputError, match="lesion_min_voxels"):
+        lesion_bias_loss(pred, target, regions, min_voxels=0)
+
+
 def test_t1_loss_is_the_mean_l1_over_known_voxels_with_the_target_clipped() -> None:
     from vce_core.errors import VCEInputError
     from vce_core.models.ld_cgan import T1_LOG_RANGE, t1_loss
@@ -757,6 +796,38 @@ def test_t1_supervision_pulls_the_learned_t1_map_to_the_phantom_truth(
     assert np.mean(values[-5:]) < 0.5 * np.mean(values[:5])
     learned, untrained = _t1_map_error(tmp_path / "run", folders["data"])
     assert learned < 0.5 * untrained
+
+
+def test_lesion_term_loads_the_tissue_regions_and_falls_with_training(
+    data: dict[str, list[str]], tmp_path: Path
+) -> None:
+    """``loss_weights.lesion``: refused without labels; with them the trainer loads the regions (the T1
+    target of ``t1_tissues``) though the T1 term is off, logs the term, names it among the deviations and,
+    trained on it alone, lowers it."""
+    from vce_core.errors import VCEInputError
+
+    physics = {**TINY, "generator_kwargs": {**TINY["generator_kwargs"], "base": "physics"}}
+    weights = {"loss_weights": {"lesion": 50.0}, "objective_kwargs": {"t1_tissues": "enhancing"}}
+    with pytest.raises(VCEInputError, match="no tissue labels"):
+        plain = _physics_folders(data, tmp_path / "plain")
+        train(config_from_dict({**physics, **plain, **weights}), run_dir=tmp_path / "a")
+    folders = _physics_folders(data, tmp_path, labels=True)
+    with pytest.raises(VCEInputError, match="lesion_min_voxels"):
+        bad = {**weights, "objective_kwargs": {"lesion_min_voxels": 0}}
+        train(config_from_dict({**physics, **folders, **bad}), run_dir=tmp_path / "b")
+    trainer = Trainer(config_from_dict({**physics, **folders, **weights}), run_dir=tmp_path / "t")
+    assert trainer.train_set.t1_target == "enhancing"
+    card = train(
+        config_from_dict(
+            {**physics, **folders, **weights, "lambda_content": 0.0, "lambda_adv": 0.0},
+            ["iterations=200", "lr_g=3e-3", "ema_decay=0.0", "critic=", "log_every=1"],
+        ),
+        run_dir=tmp_path / "run",
+    )
+    named = "lesion term (ours, phantom labels): 50 x L1"
+    assert any(d.startswith(named) for d in card.training["deviations"])
+    values = _logged(tmp_path / "run", "lesion")
+    assert np.mean(values[-20:]) < 0.7 * np.mean(values[:20])
 
 
 def test_t1_class_head_trains_on_the_tissue_labels(data: dict[str, list[str]], tmp_path: Path) -> None:

@@ -803,6 +803,44 @@ def bias_loss(pred: Tensor, target: Tensor, pool: int = 8) -> Tensor:
     return diff.abs().flatten(1).sum(1).mean()
 
 
+def lesion_bias_loss(pred: Tensor, target: Tensor, regions: Tensor, min_voxels: int = 16) -> Tensor:
+    """``Σ_regions |mean_R(ŷ − y)|`` per sample, averaged over the batch: the offset of ``pred`` vs
+    ``target`` (``[B, C, *S]``) over each labelled region, the noise averaged out of both as in
+    :func:`bias_loss`, but over a tissue's own voxels instead of fixed blocks, so a lesion is weighed as a
+    whole however it falls on the block grid.
+
+    ``regions`` ``[B, 1, *S]``: NaN outside every region, one value per region within a sample (the
+    phantom's true T1 log factor of :func:`vce_core.data.true_t1_log_factor` is such a map: one value per
+    tissue and field strength). Regions of fewer than ``min_voxels`` voxels in the sample (a lesion cut by
+    the crop's edge) are left out: their mean is mostly noise. Zero (still differentiable) when no region
+    is left; VCEInputError for mismatched shapes or ``min_voxels`` < 1."""
+    if tuple(pred.shape) != tuple(target.shape) or regions.shape[0] != pred.shape[0] or regions.shape[1] != 1:
+        raise VCEInputError(
+            f"prediction {tuple(pred.shape)}, target {tuple(target.shape)}, regions {tuple(regions.shape)}",
+            expected="prediction and target of one shape [B, C, *S], regions [B, 1, *S]",
+        )
+    if tuple(regions.shape[2:]) != tuple(pred.shape[2:]):
+        raise VCEInputError(
+            f"regions {tuple(regions.shape)} and prediction {tuple(pred.shape)} differ in size",
+            expected="one spatial size",
+        )
+    if isinstance(min_voxels, bool) or not isinstance(min_voxels, int) or min_voxels < 1:
+        raise VCEInputError(f"lesion_min_voxels is {min_voxels!r}", expected="a positive integer")
+    known = torch.isfinite(regions).expand_as(pred)
+    if not bool(known.any()):
+        return pred.sum() * 0.0
+    diff = (pred - target)[known]
+    sample = torch.arange(pred.shape[0], device=pred.device).view(-1, *([1] * (pred.ndim - 1)))
+    keys = torch.stack(
+        [sample.expand_as(pred)[known].to(torch.float64), regions.expand_as(pred)[known].to(torch.float64)], 1
+    )
+    _, group = torch.unique(keys, dim=0, return_inverse=True)
+    count = torch.bincount(group)
+    means = torch.zeros(count.shape[0], dtype=diff.dtype, device=diff.device).index_add(0, group, diff)
+    means = means / count.to(diff.dtype)
+    return means.abs()[count >= min_voxels].sum() / pred.shape[0]
+
+
 def t1_loss(t1_log: Tensor, target: Tensor, *, balance: bool = False) -> Tensor:
     """``mean |t − t_true|`` over the voxels with a finite target: the L1 error of a learned native-T1 log
     factor ``t1_log`` ``[B, 1, *S]`` against the phantom's true one (:func:`vce_core.data.true_t1_log_factor`,
@@ -923,6 +961,14 @@ class LowDoseObjective(Objective):
     lesion enhancement is a mean over many voxels; block means average the noise out, so this term pins the
     local mean without asking the generator to remove the noise.
 
+    Our third addition (phantom labels, off unless the config sets ``loss_weights: {lesion: λ_L}``):
+    ``λ_L · Σ_R |mean_R(ŷ_LD − y_LD)|`` (:func:`lesion_bias_loss`) over each tissue region ``R`` of a sample
+    that ``objective_kwargs.t1_tissues`` names (``lesions``: the enhancing lesions), regions under
+    ``objective_kwargs.lesion_min_voxels`` (16) voxels left out. It is the bias term over a lesion's own
+    voxels: the target is the acquired (noisy) residual, so it asks for the right mean enhancement of each
+    lesion, not for less noise; only the labels are phantom-only (a real dataset would need lesion
+    segmentations).
+
     The content term compares residuals generated at the *acquired* doses with the real ones (every output
     head against the average-pooled target); the adversarial term scores residuals generated at *random*
     doses ``d̂ ~ U[dose_range]``. Real doses shown to the critic are label-smoothed (``+ N(0, 0.05²)``).
@@ -945,6 +991,14 @@ class LowDoseObjective(Objective):
             self.vgg = VGGPerceptualLoss(trainer.cfg.perceptual_weights).to(trainer.device)
         # the largest T1 weight of any stage; > 0: the trainer's datasets load the phantom's T1 target
         self.t1_weight = max((float(st.loss_weights.get("t1", 0.0)) for st in trainer.stages), default=0.0)
+        # the largest lesion-term weight of any stage; > 0: the same target, read as the tissue regions
+        self.lesion_weight = max(
+            (float(st.loss_weights.get("lesion", 0.0)) for st in trainer.stages), default=0.0
+        )
+        self.lesion_min_voxels = trainer.cfg.objective_kwargs.get("lesion_min_voxels", 16)
+        low = self.lesion_min_voxels
+        if isinstance(low, bool) or not isinstance(low, int) or low < 1:
+            raise VCEInputError(f"objective_kwargs.lesion_min_voxels is {low!r}", expected="an integer ≥ 1")
         if self.t1_weight and getattr(trainer.generator, "t1_head", None) is None:
             raise VCEInputError(
                 "loss_weights.t1 supervises a learned T1 map, but this generator has none",
@@ -971,9 +1025,9 @@ class LowDoseObjective(Objective):
 
     @property
     def t1_target(self) -> str | bool:
-        """What the trainer's datasets load as ``t1_target``: the tissue scope when the T1 term is on,
-        else False."""
-        return self.t1_tissues if self.t1_weight else False
+        """What the trainer's datasets load as ``t1_target``: the tissue scope when the T1 term or the
+        lesion term is on, else False."""
+        return self.t1_tissues if self.t1_weight or self.lesion_weight else False
 
     def _noise(self, like: Tensor, n: int) -> Tensor:
         return torch.randn((n, 1, *like.shape[2:]), device=self.trainer.device)
@@ -1071,12 +1125,17 @@ class LowDoseObjective(Objective):
             bias = bias_loss(preds[0][:n], res, int(t.cfg.objective_kwargs.get("bias_pool", 8)))
             loss = loss + lambda_bias * bias
             out["bias"] = bias.item()
+        lambda_lesion = t.weight("lesion", 0.0)
+        if (lambda_t1 or lambda_lesion) and "t1_target" not in b:
+            raise VCEInputError(
+                "loss_weights.t1 or .lesion is set but the batch holds no t1_target",
+                expected="a dataset built with t1_target=True (the trainer builds it so)",
+            )
+        if lambda_lesion:
+            lesion = lesion_bias_loss(preds[0][:n], res, b["t1_target"], self.lesion_min_voxels)
+            loss = loss + lambda_lesion * lesion
+            out["lesion"] = lesion.item()
         if lambda_t1:
-            if "t1_target" not in b:
-                raise VCEInputError(
-                    "loss_weights.t1 is set but the batch holds no t1_target",
-                    expected="a dataset built with t1_target=True (the trainer builds it so)",
-                )
             if not seen:  # e.g. a compiled generator whose submodule hooks do not run
                 raise VCEInputError(
                     "loss_weights.t1 could not read the generator's T1 map during the forward pass",
@@ -1117,6 +1176,15 @@ class LowDoseObjective(Objective):
             out.append(
                 f"bias term (ours): {cfg.loss_weights['bias']:g} x L1 of the {k}x{k} block means of the "
                 "full-resolution head and the target residual"
+            )
+        if self.lesion_weight:
+            out.append(
+                f"lesion term (ours, phantom labels): {self.lesion_weight:g} x L1 of the mean of the "
+                "full-resolution head minus the target residual over each "
+                + {"all": "labelled tissue", "lesions": "enhancing lesion tissue"}.get(
+                    self.t1_tissues, "enhancing tissue"
+                )
+                + " of a sample"
             )
         if self.t1_weight:
             classes = getattr(self.trainer.generator, "t1_table", None) is not None
