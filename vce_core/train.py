@@ -223,6 +223,13 @@ class Trainer:
                 expected="objective: <name> in the config (see vce_core.models.objective)",
             )
         self.objective = build_objective(name, self)
+        terms = self.objective.loss_terms
+        unknown = sorted({k for st in self.stages for k in st.loss_weights} - set(terms))
+        if unknown:
+            raise VCEInputError(
+                f"loss_weights {', '.join(unknown)} are not terms of the {name} objective",
+                expected="loss_weights among: " + (", ".join(terms) or "none (it reads no weights)"),
+            )
         self.nets: dict[str, nn.Module] = self.objective.build_networks()
         self.fresh: list[str] = []  # init_from: tensors under train_only that the parent lacks
         self.parent: ModelCard | None = self._init_generator() if cfg.init_from else None

@@ -448,6 +448,13 @@ def test_virtual_contrast_run_card_and_resume_across_a_stage(tmp_path: Path) -> 
         "threads": 1,
         "ema_decay": 0.5,
     }
+    # a loss weight the objective never reads (here misspelt, in one stage) is refused before training
+    typo = {**base, "stages": [base["stages"][0], {**base["stages"][1], "loss_weights": {"locall": 10}}]}
+    with pytest.raises(
+        VCEInputError, match="loss_weights locall are not terms of the hrfcn objective"
+    ) as err:
+        train(config_from_dict(typo), run_dir=tmp_path / "typo")
+    assert "mae, ssim, local" in str(err.value) and not (tmp_path / "typo" / "card.json").exists()
     straight = train(config_from_dict(base), run_dir=tmp_path / "straight")
     assert straight.task == "virtual_contrast" and straight.inputs == ["native", "t2", "adc"]
     assert straight.optional_inputs == ["adc"] and straight.target == "standard_dose"
@@ -812,6 +819,10 @@ def test_lesion_term_loads_the_tissue_regions_and_falls_with_training(
         plain = _physics_folders(data, tmp_path / "plain")
         train(config_from_dict({**physics, **plain, **weights}), run_dir=tmp_path / "a")
     folders = _physics_folders(data, tmp_path, labels=True)
+    with pytest.raises(VCEInputError, match="lesions are not terms of the ld_cgan objective"):
+        train(
+            config_from_dict({**physics, **folders, "loss_weights": {"lesions": 1.0}}), run_dir=tmp_path / "c"
+        )
     with pytest.raises(VCEInputError, match="lesion_min_voxels"):
         bad = {**weights, "objective_kwargs": {"lesion_min_voxels": 0}}
         train(config_from_dict({**physics, **folders, **bad}), run_dir=tmp_path / "b")

@@ -204,6 +204,8 @@ class AMCGANObjective(Objective):
     the loss weights ``adv`` (1) and ``l1`` (λ; pix2pix's 100, which the paper does not change).
     """
 
+    loss_terms = ("adv", "l1")
+
     def discriminator_loss(self, b: dict[str, Any], fake: Tensor) -> Tensor:
         """``½ [BCE(D(y, x), 1) + BCE(D(G(x), x), 0)]`` through the (DDP-wrapped) discriminator."""
         d_train = self.trainer.train_nets["critic"]

@@ -228,6 +228,8 @@ class DyeFreeNetObjective(Objective):
     the pretrained encoder; at the start of ``refine`` the refinement generator takes the primary's weights.
     """
 
+    loss_terms = ("adv", "mse", "perceptual")
+
     ddp_find_unused = True
 
     def __init__(self, trainer: Any):

@@ -221,6 +221,8 @@ class HRFCNObjective(Objective):
     the target's range). No discriminator: the paper trains the FCN alone.
     """
 
+    loss_terms = ("mae", "ssim", "local")
+
     def build_networks(self) -> dict[str, nn.Module]:
         return {}
 

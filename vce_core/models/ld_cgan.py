@@ -977,6 +977,8 @@ class LowDoseObjective(Objective):
     set).
     """
 
+    loss_terms = ("bias", "t1", "lesion")
+
     def __init__(self, trainer: Any):
         super().__init__(trainer)
         self.vgg: nn.Module | None = None

@@ -44,11 +44,14 @@ class Objective:
     ``next_batch()``, ``step``, ``stage`` and ``weight(name, default)``, and ``update(which, loss)``.
 
     Class attributes: ``name`` (registry name), ``ddp_find_unused`` (True when some trainable parameters do
-    not take part in every step, e.g. a cascade trained in stages).
+    not take part in every step, e.g. a cascade trained in stages), ``loss_terms`` (the names this objective
+    reads with ``weight(name, default)``: the trainer refuses a ``loss_weights`` key outside them, so a
+    misspelt term fails before training instead of training silently without it).
     """
 
     name: ClassVar[str] = ""
     ddp_find_unused: ClassVar[bool] = False
+    loss_terms: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, trainer: Trainer):
         self.trainer = trainer

@@ -147,6 +147,8 @@ class PGMGVCEObjective(Objective):
     ``objective_kwargs.gradient_eps`` is eq. 2's ε (1e-3 in normalised units).
     """
 
+    loss_terms = ("gradient", "adv")
+
     def discriminator_loss(self, b: dict[str, Any], fake: Tensor) -> tuple[Tensor, Tensor]:
         """LSGAN ``½ E[(D(y, x) − 1)²] + ½ E[D(G(x), x)²]`` plus ``λ_GP · GP``; returns (total, GP)."""
         from vce_core.losses import gradient_penalty, lsgan_losses

@@ -148,6 +148,8 @@ class SDPredictorObjective(Objective):
     3-D patches are scored with the 3-D SSIM. No extra networks.
     """
 
+    loss_terms = ("l1", "ssim")
+
     def build_networks(self) -> dict[str, nn.Module]:
         return {}
 
