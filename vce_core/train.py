@@ -230,6 +230,13 @@ class Trainer:
                 f"loss_weights {', '.join(unknown)} are not terms of the {name} objective",
                 expected="loss_weights among: " + (", ".join(terms) or "none (it reads no weights)"),
             )
+        options = self.objective.options
+        unknown = sorted(set(cfg.objective_kwargs) - set(options))
+        if unknown:
+            raise VCEInputError(
+                f"objective_kwargs {', '.join(unknown)} are not options of the {name} objective",
+                expected="objective_kwargs among: " + (", ".join(options) or "none (it reads none)"),
+            )
         self.nets: dict[str, nn.Module] = self.objective.build_networks()
         self.fresh: list[str] = []  # init_from: tensors under train_only that the parent lacks
         self.parent: ModelCard | None = self._init_generator() if cfg.init_from else None

@@ -823,6 +823,9 @@ def test_lesion_term_loads_the_tissue_regions_and_falls_with_training(
         train(
             config_from_dict({**physics, **folders, "loss_weights": {"lesions": 1.0}}), run_dir=tmp_path / "c"
         )
+    with pytest.raises(VCEInputError, match="objective_kwargs bias_pol are not options of the ld_cgan"):
+        misspelt = {**physics, **folders, "objective_kwargs": {"bias_pol": 4}}
+        train(config_from_dict(misspelt), run_dir=tmp_path / "d")
     with pytest.raises(VCEInputError, match="lesion_min_voxels"):
         bad = {**weights, "objective_kwargs": {"lesion_min_voxels": 0}}
         train(config_from_dict({**physics, **folders, **bad}), run_dir=tmp_path / "b")

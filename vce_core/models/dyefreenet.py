@@ -229,6 +229,7 @@ class DyeFreeNetObjective(Objective):
     """
 
     loss_terms = ("adv", "mse", "perceptual")
+    options = ("perceptual",)
 
     ddp_find_unused = True
 

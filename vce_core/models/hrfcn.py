@@ -222,6 +222,7 @@ class HRFCNObjective(Objective):
     """
 
     loss_terms = ("mae", "ssim", "local")
+    options = ("local_threshold", "ssim_data_range")
 
     def build_networks(self) -> dict[str, nn.Module]:
         return {}

@@ -978,6 +978,7 @@ class LowDoseObjective(Objective):
     """
 
     loss_terms = ("bias", "t1", "lesion")
+    options = ("bias_pool", "t1_balance", "t1_tissues", "lesion_min_voxels")
 
     def __init__(self, trainer: Any):
         super().__init__(trainer)

@@ -46,12 +46,14 @@ class Objective:
     Class attributes: ``name`` (registry name), ``ddp_find_unused`` (True when some trainable parameters do
     not take part in every step, e.g. a cascade trained in stages), ``loss_terms`` (the names this objective
     reads with ``weight(name, default)``: the trainer refuses a ``loss_weights`` key outside them, so a
-    misspelt term fails before training instead of training silently without it).
+    misspelt term fails before training instead of training silently without it), ``options`` (likewise
+    the ``objective_kwargs`` keys it reads).
     """
 
     name: ClassVar[str] = ""
     ddp_find_unused: ClassVar[bool] = False
     loss_terms: ClassVar[tuple[str, ...]] = ()
+    options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, trainer: Trainer):
         self.trainer = trainer

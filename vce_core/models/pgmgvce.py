@@ -148,6 +148,7 @@ class PGMGVCEObjective(Objective):
     """
 
     loss_terms = ("gradient", "adv")
+    options = ("gradient_eps",)
 
     def discriminator_loss(self, b: dict[str, Any], fake: Tensor) -> tuple[Tensor, Tensor]:
         """LSGAN ``½ E[(D(y, x) − 1)²] + ½ E[D(G(x), x)²]`` plus ``λ_GP · GP``; returns (total, GP)."""

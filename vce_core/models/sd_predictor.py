@@ -149,6 +149,7 @@ class SDPredictorObjective(Objective):
     """
 
     loss_terms = ("l1", "ssim")
+    options = ("ssim_data_range",)
 
     def build_networks(self) -> dict[str, nn.Module]:
         return {}
