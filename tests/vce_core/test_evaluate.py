@@ -279,7 +279,9 @@ def test_a_fine_tuned_model_is_described_with_the_run_it_started_from() -> None:
     assert _training_of(_run_info({"iterations": 7}, critic=True)) == "7 iterations, critic (n_critic None)"
 
 
-def test_a_case_with_nothing_to_evaluate_is_left_out_and_named(tmp_path: Path) -> None:
+def test_a_case_with_nothing_to_evaluate_is_left_out_and_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """With ``--extra-slices 0`` a case without an enhancing lesion has no slice to evaluate: it is left
     out and named in the report's header, and the other cases are scored (it used to stop the run with a
     numpy error)."""
@@ -297,3 +299,19 @@ def test_a_case_with_nothing_to_evaluate_is_left_out_and_named(tmp_path: Path) -
     assert {r["case_id"] for r in _rows(out / "lesions.csv")} == {
         json.loads((tmp_path / "cases" / "with" / "case.json").read_text())["case_id"]
     }
+    # only such cases: a clear error that says why (not "no case acquired any of the doses"), no report
+    only = ["--data", str(tmp_path / "cases" / "without"), "--extra-slices", "0", "--device", "cpu"]
+    refused = [
+        "--models",
+        str(model),
+        *only,
+        "--doses",
+        "0.1",
+        "--noise-seeds",
+        "0",
+        "--out",
+        str(tmp_path / "x"),
+    ]
+    assert main(refused) == 2
+    assert "none of the 1 cases has a slice to evaluate" in capsys.readouterr().err
+    assert not (tmp_path / "x" / "report.md").exists()

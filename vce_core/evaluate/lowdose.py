@@ -581,6 +581,12 @@ def evaluate(
         spectra += spec
         if rows:
             cases.append(_case_info(ec))
+    if no_slices and len(no_slices) == len(folders):
+        raise VCEInputError(
+            f"none of the {len(no_slices)} cases has a slice to evaluate (no enhancing lesion, and "
+            f"--extra-slices {extra_slices})",
+            expected="cases with enhancing lesions, or --extra-slices > 0 for further brain slices",
+        )
     if not results:
         raise VCEInputError(
             f"no case acquired any of the doses {doses}", expected="held-out cases with these low doses"
