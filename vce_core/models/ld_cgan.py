@@ -803,6 +803,15 @@ def bias_loss(pred: Tensor, target: Tensor, pool: int = 8) -> Tensor:
     return diff.abs().flatten(1).sum(1).mean()
 
 
+def _group_means(values: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean of ``values`` ``[N]`` over each distinct key (``keys`` ``[N]`` or ``[N, k]``, rows compared
+    whole) and each group's count: ``(means [G], counts [G])``, differentiable in ``values``."""
+    _, group = torch.unique(keys, dim=0, return_inverse=True)
+    count = torch.bincount(group)
+    total = torch.zeros(count.shape[0], dtype=values.dtype, device=values.device).index_add(0, group, values)
+    return total / count.to(values.dtype), count
+
+
 def lesion_bias_loss(pred: Tensor, target: Tensor, regions: Tensor, min_voxels: int = 16) -> Tensor:
     """``Σ_regions |mean_R(ŷ − y)|`` per sample, averaged over the batch: the offset of ``pred`` vs
     ``target`` (``[B, C, *S]``) over each labelled region, the noise averaged out of both as in
@@ -834,10 +843,7 @@ def lesion_bias_loss(pred: Tensor, target: Tensor, regions: Tensor, min_voxels: 
     keys = torch.stack(
         [sample.expand_as(pred)[known].to(torch.float64), regions.expand_as(pred)[known].to(torch.float64)], 1
     )
-    _, group = torch.unique(keys, dim=0, return_inverse=True)
-    count = torch.bincount(group)
-    means = torch.zeros(count.shape[0], dtype=diff.dtype, device=diff.device).index_add(0, group, diff)
-    means = means / count.to(diff.dtype)
+    means, count = _group_means(diff, keys)
     return means.abs()[count >= min_voxels].sum() / pred.shape[0]
 
 
@@ -864,10 +870,7 @@ def t1_loss(t1_log: Tensor, target: Tensor, *, balance: bool = False) -> Tensor:
     err = (t1_log[known] - goal.clamp(-bound, bound)).abs()
     if not balance:
         return err.mean()
-    _, group = torch.unique(goal, return_inverse=True)
-    count = torch.bincount(group).to(err.dtype)
-    total = torch.zeros_like(count).index_add(0, group, err)
-    return (total / count).mean()
+    return _group_means(err, goal)[0].mean()
 
 
 def t1_class_loss(logits: Tensor, target: Tensor, rows: Tensor, *, balance: bool = False) -> Tensor:
@@ -906,9 +909,7 @@ def t1_class_loss(logits: Tensor, target: Tensor, rows: Tensor, *, balance: bool
     nll = -torch.logsumexp(logp.masked_fill(~member, float("-inf")), dim=1)[known]
     if not balance:
         return nll.mean()
-    _, group = torch.unique(target[:, 0][known], return_inverse=True)
-    count = torch.bincount(group).to(nll.dtype)
-    return (torch.zeros_like(count).index_add(0, group, nll) / count).mean()
+    return _group_means(nll, target[:, 0][known])[0].mean()
 
 
 def content_loss(
