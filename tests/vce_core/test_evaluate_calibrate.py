@@ -5,6 +5,7 @@ nothing."""
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +110,69 @@ def test_bad_input_writes_nothing(
     taken.mkdir()
     assert main([*args, "--model", str(model), "--out", str(taken)]) == 2
     assert list(taken.iterdir()) == []
+
+
+def test_the_native_slope_fit_leaves_no_slope_and_is_recorded(
+    setup: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--fit native-slope``: on the copy, a second fit finds no slope left on the fitted lesions at either
+    field strength, and its lesion error by full forward passes is the one the fit predicted from the split
+    passes (the output is linear in the slope); the card records it and keeps the parent's weights. A
+    generator without ``texture_sigma``, cases without the lesion type at a field strength, an unknown type
+    and real cases are refused and write nothing."""
+    from vce_core.evaluate.calibrate import fit_native_slope
+
+    _, cases3, _ = setup
+    cases = tmp_path / "cases"
+    shutil.copytree(cases3, cases)
+    case = make_case(15, resolution=2, sequence="achieva_1.5t", doses=(0.1, 0.33), lesions=LESIONS)
+    save_case(case, cases / "phantom-0015")
+    config = {**SMALL, "base": "physics", "texture_sigma": 2.0}
+    model = write_checkpoint(tmp_path / "hp", config, dose_visible=True, display_name="high-passed")
+    common = {"doses": [0.1, 0.33], "lesion_slices": 2, "extra_slices": 2, "device": "cpu"}
+    fit = fit_native_slope(model, [cases], **common, show_progress=False, lesion_type="metastasis")
+    assert fit["cases"] == 2 and fit["scans"] == 4 and fit["parent"] == [0.0, 0.0]
+    assert {k[0] for k in fit["brain_slope_per_dose"]} == {1.5, 3.0}
+    for field in (1.5, 3.0):
+        assert fit[field]["lesions"] == 2 and fit[field]["native_slope"] == round(
+            fit[field]["lesion_slope"], 5
+        )
+    assert max(abs(fit[f]["lesion_slope"]) for f in (1.5, 3.0)) > 1e-3  # untrained heads: something to fit
+
+    out = tmp_path / "sloped"
+    args = ["--model", str(model), "--data", str(cases), "--doses", "0.1", "0.33", *SLICES, "--device", "cpu"]
+    assert main([*args, "--fit", "native-slope", "--lesion-type", "metastasis", "--out", str(out)]) == 0
+    assert "checked by full forward passes" in capsys.readouterr().out
+    card, parent = read_card(out), read_card(model)
+    assert card.config["native_slope"] == fit["native_slope"]
+    assert {**card.config, "native_slope": 0} == {**parent.config, "native_slope": 0}
+    assert (out / WEIGHTS_FILE).read_bytes() == (model / WEIGHTS_FILE).read_bytes()
+    record = card.training["native_slope_fit"]
+    assert record["native_slope"] == card.config["native_slope"] and record["cases"] == 2
+    assert record["lesion_type"] == "metastasis" and set(record["per_field_strength"]) == {"1.5 T", "3 T"}
+    assert "--fit native-slope" in record["command"]
+    assert any("native contrast of metastasis" in line for line in card.training["config"]["deviations"])
+    assert card.default is False and card.held_out is None and card.display_name.startswith("high-passed, ")
+    again = fit_native_slope(out, [cases], **common, show_progress=False, lesion_type="metastasis")
+    for field in (1.5, 3.0):
+        assert abs(again[field]["lesion_slope"]) < 1e-3 * max(abs(fit[field]["lesion_slope"]), 1e-3)
+        assert again[field]["lesion_error"]["parent"] == pytest.approx(
+            fit[field]["lesion_error"]["fitted"], rel=1e-3, abs=1e-6
+        )
+
+    # refused, nothing written
+    plain = write_checkpoint(tmp_path / "plain", {**SMALL, "base": "physics"}, dose_visible=True)
+    real = tmp_path / "real"
+    write_tiny_cases(real, 1, shape=(24, 24, 14))  # real-style: no T1 sequence, so a linear base
+    linear = write_checkpoint(tmp_path / "linear", {**config, "base": "linear"}, dose_visible=True)
+    for bad, data, extra, message in (
+        (plain, cases, [], "texture_sigma"),
+        (model, cases, [], "no weakly enhancing lesion at 1.5 T"),  # the default type: none here
+        (model, cases3, ["--lesion-type", "metastasis"], "no metastasis lesion at 1.5 T"),
+        (model, cases, ["--lesion-type", "glioma"], "lesion type 'glioma'"),
+        (linear, real, [], "noise-free truth"),
+    ):
+        target = tmp_path / "refused"
+        bad_args = ["--model", str(bad), "--data", str(data), "--doses", "0.1", *SLICES, "--device", "cpu"]
+        assert main([*bad_args, "--fit", "native-slope", *extra, "--out", str(target)]) == 2
+        assert message in capsys.readouterr().err and not target.exists()

@@ -460,3 +460,54 @@ def test_wider_t1_head() -> None:
             build_model("ld_cgan_generator", base="physics", learn_t1=True, t1_hidden=bad, **kw)
     with pytest.raises(VCEInputError, match="t1_hidden"):
         build_model("ld_cgan_generator", base="physics", t1_hidden=8, **kw)
+
+
+def test_native_slope_adds_the_native_high_pass_per_field_strength() -> None:
+    """``native_slope``: the heads gain ``k · (x_NA − Gauss_σ(x_NA))`` (scipy's Gaussian as the reference),
+    ``k`` chosen by each sample's field strength, pooled to the coarser heads, before ``texture_scale``
+    (so the heads-off ablation removes it too); bad values are refused."""
+    import numpy as np
+    from scipy.ndimage import gaussian_filter
+
+    from vce_core.models.ld_cgan import sequence_tensor
+
+    kw = {"spatial_dims": 2, "base_channels": 4, "num_res_blocks": 1, "num_scales": 2, "output_heads": 2}
+    kw |= {"base": "physics", "texture_sigma": 2.0}
+    torch.manual_seed(0)
+    plain = build_model("ld_cgan_generator", **kw)
+    for head in plain.heads:  # non-zero heads, so that the correction is not all they output
+        torch.nn.init.normal_(head[-1].weight, std=0.1)
+    sloped = build_model("ld_cgan_generator", native_slope=[0.3, 0.1], **kw)
+    sloped.load_state_dict(plain.state_dict())
+    assert sloped.config["native_slope"] == [0.3, 0.1]
+    gen = torch.Generator().manual_seed(1)
+    native = 0.5 + 0.2 * torch.rand(2, 1, 16, 16, generator=gen)
+    sd = native + 0.3 * torch.rand(2, 1, 16, 16, generator=gen)
+    noise = torch.randn(2, 1, 16, 16, generator=gen)
+    args = (native, sd, torch.tensor([0.1, 0.33]), torch.tensor([1.5, 3.0]), noise)
+    seq = sequence_tensor(0.0, 7.3, 8.0)
+    x = native[:, 0].numpy().astype(np.float64)
+    hp = np.stack([xi - gaussian_filter(xi, 2.0, mode="nearest", truncate=3.0) for xi in x])
+    expected = torch.tensor(hp, dtype=torch.float32)[:, None] * torch.tensor([0.3, 0.1]).view(2, 1, 1, 1)
+    for scale in (1.0, 0.5, 0.0):
+        plain.texture_scale = sloped.texture_scale = scale
+        with torch.no_grad():
+            a, b = plain(*args, sequence=seq), sloped(*args, sequence=seq)
+        torch.testing.assert_close(b[0] - a[0], scale * expected, atol=1e-5, rtol=1e-4)
+        pooled = torch.nn.functional.avg_pool2d(scale * expected, 2)
+        torch.testing.assert_close(b[1] - a[1], pooled, atol=1e-5, rtol=1e-4)
+    assert expected.abs().max() > 0.01
+    # one number: both field strengths
+    both = build_model("ld_cgan_generator", native_slope=0.2, **kw)
+    both.load_state_dict(plain.state_dict())
+    plain.texture_scale = 1.0
+    with torch.no_grad():
+        diff = both(*args, sequence=seq)[0] - plain(*args, sequence=seq)[0]
+    torch.testing.assert_close(
+        diff, 0.2 * torch.tensor(hp, dtype=torch.float32)[:, None], atol=1e-5, rtol=1e-4
+    )
+    for bad in (float("inf"), float("nan"), True, "0.1", [0.1, 0.2, 0.3], [0.1, None]):
+        with pytest.raises(VCEInputError, match="native_slope"):
+            build_model("ld_cgan_generator", native_slope=bad, **kw)
+    with pytest.raises(VCEInputError, match="native_slope 0.1 without texture_sigma"):
+        build_model("ld_cgan_generator", **{**kw, "texture_sigma": 0.0}, native_slope=0.1)

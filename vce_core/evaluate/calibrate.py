@@ -1,9 +1,12 @@
-"""Noise calibration of a low-dose generator with a base: scale its heads so that its subtraction noise is
-the acquisition's by one measure, on cases it was not trained on.
+"""Calibrations of a low-dose generator with a base after training, on cases it was not trained on: scale
+its heads so that its subtraction noise is the acquisition's by one measure (``--fit noise``, the default),
+or remove the heads' copy of the native image's lesion contrast (``--fit native-slope``).
 
     python -m vce_core.evaluate.calibrate --model assets/models/<m> --data data/phantom/val \
         --doses 0.1 0.2 0.33 --noise-seeds 0 --measure sigma|residual --target 1.0 \
         --out assets/models/<m>_nc [--name ...]
+    python -m vce_core.evaluate.calibrate --model assets/models/<m> --data data/phantom/val \
+        --fit native-slope [--lesion-type "weakly enhancing"] --out runs/<m>_ns
 
 A generator with a base (``base="physics"`` or ``"linear"``) outputs ``x_NA + base + s · heads``, where the
 heads add the texture (noise) and ``s`` is its config's ``texture_scale`` (1 as trained). Two measures of the
@@ -28,8 +31,19 @@ per dose before and after, the command) and a line in the deviations; the parent
 copied (they describe the parent) and the copy is not the default. The written checkpoint is read back and
 its ratio measured again by full forward passes (printed as "checked").
 
-Choose the calibration cases outside every test set (the phantom's ``val`` split): the scale is fitted on
-them, so a report on them would not be held out.
+``--fit native-slope`` (:func:`fit_native_slope`, phantom cases only). Trained against noisy acquisitions,
+the heads (high-passed at ``texture_sigma``) copy part of minus the native image's high-pass
+``HP = x_NA − Gauss_σ(x_NA)``: the noise in it (what the acquired subtraction's ``−n_NA`` looks like from
+the native image) and the anatomy, so a lesion that stands out on the native image gets an offset in the
+synthetic subtraction. The command fits, per field strength, the slope of the heads' mean contribution on
+each lesion of ``--lesion-type`` against the lesion's mean ``−HP`` and writes a copy whose
+``config.native_slope`` adds that slope times ``HP`` back to the heads
+(:class:`~vce_core.models.ld_cgan.LowDoseGenerator`), with a ``training.native_slope_fit`` record. It prints
+the heads' slope over the whole brain (noise included) beside it, and the report's lesion error over all
+lesions before and after; the check refits on the written copy (the slope left is ~0).
+
+Choose the calibration cases outside every test set (the phantom's ``val`` split, or a draw made for the
+purpose): the scale or slope is fitted on them, so a report on them would not be held out.
 """
 
 from __future__ import annotations
@@ -39,7 +53,7 @@ import math
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -49,7 +63,15 @@ import numpy as np
 from vce_core.errors import VCEInputError
 from vce_core.evaluate.common import command_line, run_cli
 
-__all__ = ["NoiseScans", "calibrate_noise", "measure_scans", "ratio_at", "write_calibrated"]
+__all__ = [
+    "NoiseScans",
+    "calibrate_noise",
+    "fit_native_slope",
+    "measure_scans",
+    "ratio_at",
+    "write_calibrated",
+    "write_native_slope",
+]
 
 MAX_SCALE = 16.0
 """Largest texture scale searched: a generator whose heads need more than 16× is not a calibration case."""
@@ -147,6 +169,76 @@ def ratio_at(scans: NoiseScans, scale: float, measure: str = "sigma") -> dict[An
     return {**per_dose, "mean": float(np.mean(list(per_dose.values())))}
 
 
+def _split_scans(
+    model: str | PathLike,
+    data: Sequence[str | PathLike],
+    doses: Sequence[float],
+    *,
+    noise_seeds: Sequence[int],
+    lesion_slices: int,
+    extra_slices: int,
+    device: str,
+    split: bool,
+    show_progress: bool,
+) -> Iterator[dict[str, Any]]:
+    """Every scan (case, noise seed, dose) of the cases in ``data`` that acquired the dose, on the evaluated
+    slices, normalised with the percentile map of the scan's native image: ``case``, ``dose``,
+    ``field_strength``, ``native``, ``brain``, ``noise_mask``, ``acquired`` (``x_LD − x_NA``), ``truth``
+    (``T_d − T_0`` or None) and ``outputs``: the model's subtraction with its heads off and at scale 1
+    (``split``), or once as its card says. VCEInputError as :func:`measure_scans`."""
+    from tqdm import tqdm
+
+    from vce_core.checkpoint import read_card
+    from vce_core.data import apply_normalization, find_case_folders, fit_normalization
+    from vce_core.evaluate.heldout import load_eval_case
+    from vce_core.evaluate.lowdose import _check_doses, _check_seeds, heads_off_synthesizer
+    from vce_core.preprocess import brain_mask
+
+    doses, seeds = _check_doses(doses), _check_seeds(noise_seeds)
+    synth = heads_off_synthesizer(model, device=device)  # VCEInputError without a base
+    scales = (0.0, 1.0) if split else (float(read_card(model).config.get("texture_scale", 1.0)),)
+    any_scan = False
+    for folder in tqdm(find_case_folders(data), desc="cases", disable=not show_progress):
+        ec = load_eval_case(folder, lesion_slices=lesion_slices, extra_slices=extra_slices)
+        for seed in ec.noise_seeds(list(seeds)):
+            native, sd = ec.inputs(seed)
+            params = fit_normalization(native, np.asarray(brain_mask(native), dtype=bool), "percentile")
+            prep = synth.prepare(native, sd, sequence=ec.sequence)
+            norm = lambda a, p=params: apply_normalization(a, p)  # noqa: E731
+            nat = norm(native[:, :, ec.slices])
+            z = 0 if seed is None else int(seed)
+            for dose in doses:
+                acquired = ec.low_dose(dose, seed)
+                if acquired is None:
+                    continue
+                out = []
+                for scale in scales:
+                    synth.model.texture_scale = scale
+                    slices = [
+                        synth.synthesize_slice(prep, dose, ec.field_strength, index=int(k), seed=z)
+                        for k in ec.slices
+                    ]
+                    out.append(norm(np.stack(slices, axis=-1)) - nat)
+                t_d, t_0 = ec.truth(dose), ec.truth(0.0)
+                any_scan = True
+                yield {
+                    "case": ec.case_id,
+                    "dose": dose,
+                    "field_strength": float(ec.field_strength),
+                    "native": nat,
+                    "brain": ec.brain[:, :, ec.slices],
+                    "noise_mask": ec.noise_mask[:, :, ec.slices],
+                    "acquired": norm(acquired) - nat,
+                    "truth": None if t_d is None or t_0 is None else norm(t_d) - norm(t_0),
+                    "lesions": [(r.type, m) for r, m, _ in ec.lesion_masks()],
+                    "outputs": out,
+                }
+    if not any_scan:
+        raise VCEInputError(
+            f"no case acquired any of the doses {doses}", expected="phantom cases with these low doses"
+        )
+
+
 def measure_scans(
     model: str | PathLike,
     data: Sequence[str | PathLike],
@@ -166,48 +258,22 @@ def measure_scans(
     Raises :class:`VCEInputError` for a generator without a base (nothing to calibrate), bad doses or seeds,
     missing folders, or when no case acquired any of the doses.
     """
-    from tqdm import tqdm
-
-    from vce_core.checkpoint import read_card
-    from vce_core.data import apply_normalization, find_case_folders, fit_normalization
-    from vce_core.evaluate.heldout import load_eval_case
-    from vce_core.evaluate.lowdose import _check_doses, _check_seeds, heads_off_synthesizer
-    from vce_core.preprocess import brain_mask
-
-    doses, seeds = _check_doses(doses), _check_seeds(noise_seeds)
-    synth = heads_off_synthesizer(model, device=device)  # VCEInputError without a base
-    scales = (0.0, 1.0) if split else (float(read_card(model).config.get("texture_scale", 1.0)),)
     scans = NoiseScans()
-    for folder in tqdm(find_case_folders(data), desc="cases", disable=not show_progress):
-        ec = load_eval_case(folder, lesion_slices=lesion_slices, extra_slices=extra_slices)
-        for seed in ec.noise_seeds(list(seeds)):
-            native, sd = ec.inputs(seed)
-            params = fit_normalization(native, np.asarray(brain_mask(native), dtype=bool), "percentile")
-            prep = synth.prepare(native, sd, sequence=ec.sequence)
-            norm = lambda a, p=params: apply_normalization(a, p)  # noqa: E731
-            nat = norm(native[:, :, ec.slices])
-            mask = ec.noise_mask[:, :, ec.slices]
-            z = 0 if seed is None else int(seed)
-            for dose in doses:
-                acquired = ec.low_dose(dose, seed)
-                if acquired is None:
-                    continue
-                out = []
-                for scale in scales:
-                    synth.model.texture_scale = scale
-                    slices = [
-                        synth.synthesize_slice(prep, dose, ec.field_strength, index=int(k), seed=z)
-                        for k in ec.slices
-                    ]
-                    out.append(norm(np.stack(slices, axis=-1)) - nat)
-                t_d, t_0 = ec.truth(dose), ec.truth(0.0)
-                truth = None if t_d is None or t_0 is None else norm(t_d) - norm(t_0)
-                heads = out[1] - out[0] if split else np.zeros_like(out[0])
-                scans.add(ec.case_id, dose, out[0], heads, mask, norm(acquired) - nat, truth)
-    if not len(scans):
-        raise VCEInputError(
-            f"no case acquired any of the doses {doses}", expected="phantom cases with these low doses"
-        )
+    for scan in _split_scans(
+        model,
+        data,
+        doses,
+        noise_seeds=noise_seeds,
+        lesion_slices=lesion_slices,
+        extra_slices=extra_slices,
+        device=device,
+        split=split,
+        show_progress=show_progress,
+    ):
+        out = scan["outputs"]
+        heads = out[1] - out[0] if split else np.zeros_like(out[0])
+        mask, acquired, truth = scan["noise_mask"], scan["acquired"], scan["truth"]
+        scans.add(scan["case"], scan["dose"], out[0], heads, mask, acquired, truth)
     return scans
 
 
@@ -258,6 +324,126 @@ def calibrate_noise(scans: NoiseScans, target: float = 1.0, measure: str = "sigm
     return fit
 
 
+FIT_LESION_TYPE = "weakly enhancing"
+"""The lesions :func:`fit_native_slope` fits on by default: those that stand out on the native image (their
+mean ``−HP`` is several times a metastasis's on the bundled default) while they enhance little, so a copy
+of their native contrast is an error of the order of their enhancement."""
+
+
+def fit_native_slope(
+    model: str | PathLike,
+    data: Sequence[str | PathLike],
+    doses: Sequence[float] = (0.1, 0.2, 0.33),
+    *,
+    noise_seeds: Sequence[int] = (0,),
+    lesion_slices: int = 3,
+    extra_slices: int = 4,
+    device: str = "auto",
+    show_progress: bool = True,
+    lesion_type: str = FIT_LESION_TYPE,
+) -> dict[str, Any]:
+    """The ``native_slope`` per field strength at which the heads no longer copy the native contrast of
+    ``lesion_type`` lesions (phantom cases; :data:`FIT_LESION_TYPE`).
+
+    On every scan (as :func:`measure_scans`) the heads' contribution ``h`` (subtraction at scale 1 minus
+    heads off) and ``HP = x_NA − Gauss_σ(x_NA)`` (σ = the card's ``texture_sigma``) are taken on the
+    evaluated slices. Per field strength (pooled over doses), the least-squares slope through 0 of each
+    ``lesion_type`` lesion's mean ``h`` on its mean ``−HP`` is added to the card's ``native_slope``, which
+    makes that slope 0 on these scans. Beside it, as diagnostics: the same slope over the brain (how much
+    of the native detail, noise included, the heads copy), and the report's ``lesion_error`` over all
+    lesions (mean over scans of the mean ``|E − E_true|`` against the noise-free truth) with the parent's
+    slope and the fitted one, computed exactly from the split passes (the output is linear in the slope).
+
+    Returned: ``native_slope`` (``[1.5 T, 3 T]``), ``parent`` (the card's, as a pair), ``lesion_type``,
+    per field strength (``1.5``, ``3.0``): ``native_slope``, ``lesion_slope`` (the change), ``lesions``
+    (lesion-scans of the type), ``brain_slope``, ``lesion_error`` ``{"parent", "fitted"}``; and
+    ``brain_slope_per_dose`` (per (field strength, dose)), ``scans``, ``cases``. VCEInputError as
+    :func:`measure_scans`, for a generator without ``texture_sigma``, an unknown lesion type, cases without
+    noise-free truth, and when a field strength has no lesion of the type (its slope would be a guess)."""
+    import torch
+
+    from vce_core.checkpoint import read_card
+    from vce_core.evaluate.enhancement import LESION_LABELS
+    from vce_core.models.ld_cgan import _lowpass
+
+    if lesion_type not in LESION_LABELS.values():
+        raise VCEInputError(f"lesion type {lesion_type!r}", expected=" or ".join(LESION_LABELS.values()))
+    config = read_card(model).config
+    sigma, parent = float(config.get("texture_sigma", 0.0)), config.get("native_slope", 0.0)
+    parent = [float(v) for v in parent] if isinstance(parent, list) else [float(parent)] * 2
+    scale = float(config.get("texture_scale", 1.0))
+    if not sigma > 0:
+        raise VCEInputError(
+            "this generator's heads are not high-passed (texture_sigma 0), so there is no width to remove",
+            expected="a generator with texture_sigma > 0",
+        )
+    brain_sums: dict[tuple[float, float], np.ndarray] = {}
+    # per field strength, one row per lesion-scan: (offset E − E_true, its change per unit slope,
+    # weight 1 / lesions of the scan, scan index, mean h, mean −HP, of the fitted type)
+    rows: dict[float, list[tuple[float, ...]]] = {1.5: [], 3.0: []}
+    cases: set[str] = set()
+    n = 0
+    for scan in _split_scans(
+        model,
+        data,
+        doses,
+        noise_seeds=noise_seeds,
+        lesion_slices=lesion_slices,
+        extra_slices=extra_slices,
+        device=device,
+        split=True,
+        show_progress=show_progress,
+    ):
+        if scan["truth"] is None:
+            raise VCEInputError(
+                "the lesion fit needs the phantom's labels and noise-free truth, which a real case lacks",
+                path=scan["case"],
+                expected="phantom cases (the phantom's val split)",
+            )
+        nat = torch.from_numpy(np.ascontiguousarray(np.moveaxis(scan["native"], -1, 0)[:, None]))
+        hp = np.moveaxis((nat - _lowpass(nat, sigma)).numpy()[:, 0], 0, -1).astype(np.float64)
+        off, on = scan["outputs"]
+        heads, brain = (on - off).astype(np.float64), scan["brain"]
+        field = 1.5 if scan["field_strength"] < 2.25 else 3.0
+        key = (field, scan["dose"])
+        brain_sums[key] = brain_sums.get(key, np.zeros(2)) + [
+            float(heads[brain] @ -hp[brain]),
+            float(hp[brain] @ hp[brain]),
+        ]
+        sub = off + scale * heads
+        for kind, m in scan["lesions"]:
+            offset = float(sub[m].mean() - scan["truth"][m].mean(dtype=np.float64))
+            fitted = float(kind == lesion_type)
+            h, x = float(heads[m].mean()), float(-hp[m].mean())
+            rows[field].append((offset, -scale * x, 1.0 / len(scan["lesions"]), n, fitted, h, x))
+        cases.add(scan["case"])
+        n += 1
+    result: dict[str, Any] = {"parent": parent, "lesion_type": lesion_type, "scans": n, "cases": len(cases)}
+    for i, field in enumerate((1.5, 3.0)):
+        table = np.array(rows[field]).reshape(-1, 7)
+        offset, change, weight, index, fitted, h, x = table.T
+        fitted = fitted.astype(bool)
+        if not fitted.any() or not (x[fitted] ** 2).sum() > 0:
+            raise VCEInputError(
+                f"no {lesion_type} lesion at {field:g} T on the evaluated slices of the calibration cases",
+                expected=f"phantom cases with {lesion_type} lesions at both field strengths (the val split)",
+            )
+        slope = float(h[fitted] @ x[fitted] / (x[fitted] @ x[fitted]))
+        sums = [v for (f, _), v in brain_sums.items() if f == field]
+        scans = len(np.unique(index))
+        error = lambda c, o=offset, g=change, w=weight: float((w * np.abs(o + c * g)).sum())  # noqa: E731
+        result[field] = {
+            "native_slope": round(parent[i] + slope, 5),
+            "lesion_slope": slope,
+            "lesions": int(fitted.sum()),
+            "brain_slope": float(sum(v[0] for v in sums) / max(sum(v[1] for v in sums), 1e-30)),
+            "lesion_error": {"parent": error(0.0) / scans, "fitted": error(slope) / scans},
+        }
+    result["native_slope"] = [result[1.5]["native_slope"], result[3.0]["native_slope"]]
+    result["brain_slope_per_dose"] = {k: float(v[0] / v[1]) for k, v in sorted(brain_sums.items()) if v[1]}
+    return result
+
+
 def write_calibrated(
     model: str | PathLike,
     out: str | PathLike,
@@ -269,15 +455,7 @@ def write_calibrated(
     noise_seeds: Sequence[int] = (0,),
     command: str = "",
 ) -> Path:
-    """Write the calibrated copy of checkpoint ``model`` to ``out`` (a new folder; module docstring)."""
-    from vce_core.checkpoint import WEIGHTS_FILE, read_card, write_card
-
-    model, out = Path(model), Path(out)
-    if out.exists():
-        raise VCEInputError(
-            "the output folder exists", path=out, expected="a new folder for the calibrated copy"
-        )
-    card = read_card(model)
+    """Write the noise-calibrated copy of checkpoint ``model`` to ``out`` (a new folder; module docstring)."""
     scale = float(fit["texture_scale"])
     per_dose = lambda r: {f"{d:g}": round(v, 4) for d, v in r.items() if d != "mean"}  # noqa: E731
     label = MEASURES[fit["measure"]].split(" (")[0]
@@ -297,22 +475,106 @@ def write_calibrated(
         other = fit["other"]
         record[f"{other['measure']}_as_trained"] = per_dose(other["as_trained"])
         record[f"{other['measure']}_calibrated"] = per_dose(other["calibrated"])
-    training = dict(card.training)
-    training["noise_calibration"] = record
-    config_rec = dict(training.get("config", {}))
-    deviations = list(config_rec.get("deviations", []))
-    deviations.append(
+    deviation = (
         f"noise calibrated after training: heads × {scale:.3f} so that the subtraction's {label} is "
         f"{fit['target']:g} on {fit['cases']} cases of {', '.join(map(str, data))} "
         f"(as trained {fit['ratio_as_trained']['mean']:.3f})"
     )
-    config_rec["deviations"] = deviations
-    training["config"] = config_rec
-    name = name or out.name
-    new = card.with_changes(
+    return _write_copy(
+        model,
+        out,
+        {"texture_scale": scale},
+        ("noise_calibration", record, deviation),
         name=name,
-        display_name=display_name or f"{card.display_name}, noise calibrated",
-        config={**card.config, "texture_scale": scale},
+        display_name=display_name,
+        suffix="noise calibrated",
+    )
+
+
+def write_native_slope(
+    model: str | PathLike,
+    out: str | PathLike,
+    fit: dict[str, Any],
+    *,
+    name: str | None = None,
+    display_name: str | None = None,
+    data: Sequence[str | PathLike] = (),
+    noise_seeds: Sequence[int] = (0,),
+    command: str = "",
+) -> Path:
+    """Write the copy of checkpoint ``model`` with the fitted ``native_slope`` (:func:`fit_native_slope`)
+    to ``out`` (a new folder), with a ``training.native_slope_fit`` record and a line in the deviations."""
+    slopes = [float(v) for v in fit["native_slope"]]
+    fields = {
+        f"{field:g} T": {
+            "native_slope": fit[field]["native_slope"],
+            "lesion_error_parent": round(fit[field]["lesion_error"]["parent"], 6),
+            "lesion_error_fitted": round(fit[field]["lesion_error"]["fitted"], 6),
+            "lesion_slope": round(fit[field]["lesion_slope"], 5),
+            "lesions": fit[field]["lesions"],
+            "brain_slope": round(fit[field]["brain_slope"], 5),
+        }
+        for field in (1.5, 3.0)
+    }
+    record = {
+        "parent": str(model),
+        "native_slope": slopes,
+        "parent_native_slope": fit["parent"],
+        "lesion_type": fit["lesion_type"],
+        "per_field_strength": fields,
+        "brain_slope_per_dose": {
+            f"{f:g} T, {d:g}": round(v, 5) for (f, d), v in fit["brain_slope_per_dose"].items()
+        },
+        "data": [str(d) for d in data],
+        "cases": fit["cases"],
+        "noise_seeds": list(noise_seeds),
+        "command": command,
+    }
+    deviation = (
+        f"after training, the heads' copy of the native contrast of {fit['lesion_type']} lesions removed: "
+        f"native_slope {slopes[0]:.4f} (1.5 T) / {slopes[1]:.4f} (3 T), fitted on {fit['cases']} cases of "
+        f"{', '.join(map(str, data))}"
+    )
+    return _write_copy(
+        model,
+        out,
+        {"native_slope": slopes},
+        ("native_slope_fit", record, deviation),
+        name=name,
+        display_name=display_name,
+        suffix="native slope fitted",
+    )
+
+
+def _write_copy(
+    model: str | PathLike,
+    out: str | PathLike,
+    config: dict[str, Any],
+    record: tuple[str, dict[str, Any], str],
+    *,
+    name: str | None,
+    display_name: str | None,
+    suffix: str,
+) -> Path:
+    """The same weights in the new folder ``out`` with the card's ``config`` updated, the record
+    ``(key, record, deviation)`` under ``training`` and in its deviations, no held-out figures (they
+    describe the parent) and not the default; nothing is left of ``out`` on failure."""
+    from vce_core.checkpoint import WEIGHTS_FILE, read_card, write_card
+
+    model, out = Path(model), Path(out)
+    if out.exists():
+        raise VCEInputError("the output folder exists", path=out, expected="a new folder for the copy")
+    card = read_card(model)
+    key, entry, deviation = record
+    training = dict(card.training)
+    training[key] = entry
+    config_rec = dict(training.get("config", {}))
+    config_rec["deviations"] = [*config_rec.get("deviations", []), deviation]
+    training["config"] = config_rec
+    new = card.with_changes(
+        name=name or out.name,
+        display_name=display_name or f"{card.display_name}, {suffix}",
+        config={**card.config, **config},
         training=training,
         held_out=None,
         default=False,
@@ -364,6 +626,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="what is matched: " + "; ".join(f"{k}: {v}" for k, v in MEASURES.items()),
     )
     parser.add_argument("--target", type=float, default=1.0, help="ratio to reach (1: the real noise)")
+    parser.add_argument(
+        "--fit",
+        choices=["noise", "native-slope"],
+        default="noise",
+        help="noise: the texture scale (--measure, --target); native-slope: the heads' copy of the native "
+        "contrast of --lesion-type lesions per field strength, removed (native_slope; phantom cases)",
+    )
+    parser.add_argument(
+        "--lesion-type", default=FIT_LESION_TYPE, help=f"native-slope: lesions fitted on ({FIT_LESION_TYPE})"
+    )
     parser.add_argument("--out", help="write the calibrated copy to this new checkpoint folder")
     parser.add_argument("--name", help="its card's name (default: the folder's name)")
     parser.add_argument(
@@ -380,6 +652,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out and Path(args.out).exists():  # before minutes of measuring
         print(f"error: the output folder exists: {args.out}", file=sys.stderr)
         return 2
+    if args.fit == "native-slope":
+        return _native_slope_cli(args, command)
     t0 = time.perf_counter()
     scans = run_cli(measure_scans, args)
     fit = None if scans is None else run_cli(calibrate_noise, args, scans=scans)
@@ -416,6 +690,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         doses = " / ".join(f"{r[d]:.3f}" for d in r if d != "mean")
         label = MEASURES[args.measure].split(" (")[0]
         print(f"checked: {folder} gives {label} {doses} (mean {r['mean']:.3f}) by a full forward pass")
+    return 0
+
+
+def _native_slope_cli(args: argparse.Namespace, command: str) -> int:
+    """``--fit native-slope``: fit, print, write (``--out``) and check by fitting again on the copy."""
+    t0 = time.perf_counter()
+    fit = run_cli(fit_native_slope, args)
+    if fit is None:
+        return 2
+    print(f"{fit['cases']} cases, {fit['scans']} scans; the heads' contribution against minus the native HP")
+    doses = " / ".join(f"{100 * d:g} %" for d in args.doses)
+    print(f"| field strength | slope over the brain at {doses} | {fit['lesion_type']} lesion-scans | slope "
+          "over them | lesion error, all lesions (parent → fitted) | native_slope |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- |")
+    for field in (1.5, 3.0):
+        f = fit[field]
+        brain = " / ".join(
+            f"{fit['brain_slope_per_dose'].get((field, d), math.nan):+.3f}" for d in args.doses
+        )
+        error = f"{f['lesion_error']['parent']:.5f} → {f['lesion_error']['fitted']:.5f}"
+        print(
+            f"| {field:g} T | {brain} | {f['lesions']} | {f['lesion_slope']:+.4f} | {error} | "
+            f"{f['native_slope']:.4f} |"
+        )
+    print(f"measured in {time.perf_counter() - t0:.0f} s")
+    if not args.out:
+        return 0
+    folder = run_cli(write_native_slope, args, fit=fit, command=command)
+    if folder is None:
+        return 2
+    check = run_cli(fit_native_slope, args, model=folder, show_progress=False)
+    if check is None:
+        return 2
+    left = " / ".join(f"{check[f]['lesion_slope']:+.4f}" for f in (1.5, 3.0))
+    errors = " / ".join(f"{check[f]['lesion_error']['parent']:.5f}" for f in (1.5, 3.0))
+    print(f"checked by full forward passes of {folder}: slope left {left}, lesion error {errors} (1.5 / 3 T)")
     return 0
 
 

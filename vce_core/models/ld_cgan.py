@@ -153,6 +153,25 @@ def _check_texture_scale(texture_scale: object, base: object) -> float:
     return scale
 
 
+def _check_native_slope(native_slope: object, texture_sigma: object) -> float | list[float]:
+    """``native_slope`` as a finite float or a list of two (1.5 T, 3 T), all 0 without ``texture_sigma``
+    (the high-pass it removes is the heads' own width); VCEInputError otherwise."""
+    values = list(native_slope) if isinstance(native_slope, list | tuple) else [native_slope]
+    expected = "a number, or [1.5 T, 3 T] slopes (0: off)"
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+    if len(values) not in (1, 2) or not numbers:
+        raise VCEInputError(f"native_slope is {native_slope!r}", expected=expected)
+    slopes = [float(v) for v in values]
+    if not all(math.isfinite(v) for v in slopes):
+        raise VCEInputError(f"native_slope is {native_slope!r}", expected="finite " + expected)
+    if any(slopes) and not float(texture_sigma) > 0:  # type: ignore[arg-type]
+        raise VCEInputError(
+            f"native_slope {native_slope!r} without texture_sigma",
+            expected="texture_sigma > 0 (the width of the high-pass it removes), or native_slope 0",
+        )
+    return slopes if isinstance(native_slope, list | tuple) else slopes[0]
+
+
 def _lowpass(x: Tensor, sigma: float) -> Tensor:
     """Separable Gaussian filter (``sigma`` in voxels, ±3σ, edges replicated) of ``[B, C, *S]``, same size."""
     if sigma <= 0:
@@ -414,6 +433,18 @@ class LowDoseGenerator(nn.Module):
         (:mod:`vce_core.evaluate.calibrate`, which picks the factor that matches the acquired
         subtraction's noise by one measure on cases outside training); 0 leaves the base alone
         (``vce_core.evaluate --heads-off``).
+    native_slope:
+        0 (default), a slope ``k``, or ``[k_1.5T, k_3T]`` (below / from 2.25 T) (our option, with
+        ``texture_sigma``): before the heads are scaled, ``k · (x_NA − Gauss_σ(x_NA))`` (native centre
+        slice, σ = ``texture_sigma``; average-pooled to the coarser heads) is added to their outputs.
+        Trained on noisy acquisitions, the heads learn to copy minus the native image's high-pass, lesion
+        contrast included (on the bundled default a slope of about 0.15 at 1.5 T and 0.07 at 3 T, where
+        the native image is less noisy). The part of it that is noise cancels some of the native noise in
+        ``x̂_LD``; the part that is anatomy shifts the mean of every small lesion that stands out on the
+        native image. Not trained: set after training to the least-squares slope of the heads'
+        contribution on ``−HP(x_NA)`` over the brain of cases outside training
+        (:mod:`vce_core.evaluate.calibrate` ``--fit native-slope``), so that the corrected heads no longer
+        follow the native high-pass linearly.
     """
 
     objective = "ld_cgan"
@@ -436,10 +467,12 @@ class LowDoseGenerator(nn.Module):
         t1_hidden: int = 0,
         t1_classes: bool = False,
         texture_scale: float = 1.0,
+        native_slope: float | list[float] = 0.0,
     ):
         super().__init__()
         _check_physics_options(base, learn_t1, texture_sigma, t1_hidden, t1_classes)
         texture_scale = _check_texture_scale(texture_scale, base)
+        native_slope = _check_native_slope(native_slope, texture_sigma)
         in_slices = _check_generator_args(
             spatial_dims,
             in_slices,
@@ -490,6 +523,8 @@ class LowDoseGenerator(nn.Module):
         self.learn_t1, self.texture_sigma = bool(learn_t1), float(texture_sigma)
         # the heads' outputs are multiplied by it before the base is added (class docstring)
         self.texture_scale = texture_scale
+        # k · HP(x_NA) is added to the heads before they are scaled (class docstring)
+        self.native_slope = native_slope
         # log T1 factor of every voxel (t1_log_map), zero-initialised: the regression head starts at the
         # default T1, the class head at the mean of its table row
         self.t1_head: nn.Sequential | None = None
@@ -632,10 +667,22 @@ class LowDoseGenerator(nn.Module):
             return heads, None, dose_t, field_t
         if self.texture_sigma > 0:
             heads = [o - _lowpass(o, self.texture_sigma / 2**k) for k, o in enumerate(heads)]
+        if self.native_slope:
+            c = self.in_slices // 2
+            centre = native[:, c : c + 1] if self.out_channels == 1 else native
+            k = self._native_slopes(field_t).view(-1, *([1] * (centre.ndim - 1)))
+            detail = k.to(centre.dtype) * (centre - _lowpass(centre, self.texture_sigma))
+            heads = [o + self._pooled(detail.to(o.dtype), o) for o in heads]
         if self.texture_scale != 1.0:
             heads = [o * self.texture_scale for o in heads]
         t1_log = self._learned_t1(h, field_t, (native, standard_dose, dose, field_strength, noise))
         return heads, t1_log, dose_t, field_t
+
+    def _native_slopes(self, field_strength: Tensor) -> Tensor:
+        """``[B]``: each sample's ``native_slope`` (the 1.5 T value below 2.25 T when there are two)."""
+        slopes = self.native_slope if isinstance(self.native_slope, list) else [self.native_slope] * 2
+        low = field_strength.float() < 2.25
+        return torch.where(low, slopes[0], slopes[1]).to(field_strength.device)
 
     def _learned_t1(self, h: Tensor, field_strength: Tensor, inputs: tuple[Any, ...]) -> Tensor | None:
         """The learned T1 log map from the top decoder features ``h`` (None without ``learn_t1``).
