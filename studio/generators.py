@@ -80,9 +80,12 @@ def card_summary(card: ModelCard) -> str:
     effort = _training_effort(card.training)
     if effort:
         lines.append("Training: " + effort)
-    calibration = _calibration_line(card.training.get("noise_calibration"))
-    if calibration:
-        lines.append(calibration)
+    for line in (
+        _calibration_line(card.training.get("noise_calibration")),
+        _native_slope_line(card.training.get("native_slope_fit")),
+    ):
+        if line:
+            lines.append(line)
     held_out = _metrics_line(card.held_out)
     if held_out:
         figures = card.held_out or {}
@@ -159,6 +162,21 @@ def _calibration_line(record: Any) -> str:
     )
     figures = f" ({'; '.join(parts)}, 1 = the real noise)" if parts else ""
     return f"Noise calibrated after training: texture × {record['texture_scale']:.3f}{where}{figures}"
+
+
+def _native_slope_line(record: Any) -> str:
+    """The native-slope fit of :mod:`vce_core.evaluate.calibrate` in one line ('' without one)."""
+    slopes = record.get("native_slope") if isinstance(record, dict) else None
+    if not (isinstance(slopes, list) and len(slopes) == 2):
+        return ""
+    kind = record.get("lesion_type", "weakly enhancing")
+    where = (
+        f" on {record['cases']} cases of {', '.join(record.get('data') or [])}" if record.get("cases") else ""
+    )
+    return (
+        f"Native lesion contrast removed after training: the texture heads' copy of the native image's "
+        f"detail, slope {slopes[0]:.3f} at 1.5 T and {slopes[1]:.3f} at 3 T, fitted on {kind} lesions{where}"
+    )
 
 
 def _training_effort(training: dict[str, Any]) -> str:

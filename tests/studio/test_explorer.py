@@ -202,6 +202,15 @@ def test_card_summary_states_the_truth_figures() -> None:
     text = card_summary(card.with_changes(training={**card.training, "noise_calibration": by_residual}))
     assert "(residual SD ratio 0.93 → 1.00, 1 = the real noise)" in text  # σ̂ left out: not recorded
     assert "Noise calibrated" not in card_summary(card)
+    # a native-slope fit (calibrate --fit native-slope) says what was removed, where and on what
+    fit = {"native_slope": [0.0548, 0.0617], "lesion_type": "weakly enhancing", "cases": 34}
+    fit["data"] = ["data/phantom/val", "data/calib_s3131/val"]
+    assert (
+        "Native lesion contrast removed after training: the texture heads' copy of the native image's "
+        "detail, slope 0.055 at 1.5 T and 0.062 at 3 T, fitted on weakly enhancing lesions on 34 cases of "
+        "data/phantom/val, data/calib_s3131/val"
+    ) in card_summary(card.with_changes(training={**card.training, "native_slope_fit": fit}))
+    assert "Native lesion contrast" not in card_summary(card)
     # a fine-tuned card: the parent's training first, then the refit and what it trained
     models = Path(__file__).parents[2] / "assets" / "models"
     default = read_card(models / "ld_cgan_2d_np_physics_t1sup_lf25_w8k_t1h32")
