@@ -438,13 +438,14 @@ class LowDoseGenerator(nn.Module):
         ``texture_sigma``): before the heads are scaled, ``k · (x_NA − Gauss_σ(x_NA))`` (native centre
         slice, σ = ``texture_sigma``; average-pooled to the coarser heads) is added to their outputs.
         Trained on noisy acquisitions, the heads learn to copy minus the native image's high-pass, lesion
-        contrast included (on the bundled default a slope of about 0.15 at 1.5 T and 0.07 at 3 T, where
-        the native image is less noisy). The part of it that is noise cancels some of the native noise in
-        ``x̂_LD``; the part that is anatomy shifts the mean of every small lesion that stands out on the
-        native image. Not trained: set after training to the least-squares slope of the heads'
-        contribution on ``−HP(x_NA)`` over the brain of cases outside training
-        (:mod:`vce_core.evaluate.calibrate` ``--fit native-slope``), so that the corrected heads no longer
-        follow the native high-pass linearly.
+        contrast included (on the default's parent a slope over the brain of about 0.15 at 1.5 T and 0.07
+        at 3 T, where the native image is less noisy). The part of it that is noise cancels some of the
+        native noise in ``x̂_LD``; the part that is anatomy shifts the mean of every small lesion that
+        stands out on the native image. Not trained: set after training to the least-squares slope of the
+        heads' mean contribution on the mean ``−HP(x_NA)`` over the weakly enhancing lesions of phantom
+        cases outside training (:mod:`vce_core.evaluate.calibrate` ``--fit native-slope``; 0.055 at 1.5 T
+        and 0.062 at 3 T for the bundled default), so that the corrected heads no longer copy those
+        lesions' native contrast.
     """
 
     objective = "ld_cgan"
