@@ -70,7 +70,6 @@ __all__ = [
     "measure_scans",
     "ratio_at",
     "write_calibrated",
-    "write_native_slope",
 ]
 
 MAX_SCALE = 16.0
@@ -259,16 +258,9 @@ def measure_scans(
     missing folders, or when no case acquired any of the doses.
     """
     scans = NoiseScans()
+    options = {"noise_seeds": noise_seeds, "lesion_slices": lesion_slices, "extra_slices": extra_slices}
     for scan in _split_scans(
-        model,
-        data,
-        doses,
-        noise_seeds=noise_seeds,
-        lesion_slices=lesion_slices,
-        extra_slices=extra_slices,
-        device=device,
-        split=split,
-        show_progress=show_progress,
+        model, data, doses, split=split, show_progress=show_progress, device=device, **options
     ):
         out = scan["outputs"]
         heads = out[1] - out[0] if split else np.zeros_like(out[0])
@@ -330,20 +322,22 @@ mean ``−HP`` is several times a metastasis's on the bundled default) while the
 of their native contrast is an error of the order of their enhancement."""
 
 
+SCAN_OPTIONS = {"noise_seeds": (0,), "lesion_slices": 3, "extra_slices": 4, "device": "auto"}
+"""The scan options of :func:`fit_native_slope` and their defaults, as :func:`measure_scans` names them."""
+
+
 def fit_native_slope(
     model: str | PathLike,
     data: Sequence[str | PathLike],
     doses: Sequence[float] = (0.1, 0.2, 0.33),
     *,
-    noise_seeds: Sequence[int] = (0,),
-    lesion_slices: int = 3,
-    extra_slices: int = 4,
-    device: str = "auto",
-    show_progress: bool = True,
     lesion_type: str = FIT_LESION_TYPE,
+    show_progress: bool = True,
+    **options: Any,
 ) -> dict[str, Any]:
     """The ``native_slope`` per field strength at which the heads no longer copy the native contrast of
-    ``lesion_type`` lesions (phantom cases; :data:`FIT_LESION_TYPE`).
+    ``lesion_type`` lesions (phantom cases; :data:`FIT_LESION_TYPE`). ``options``: the scans' noise seeds,
+    slices and device as :func:`measure_scans` takes them (:data:`SCAN_OPTIONS`, with their defaults).
 
     On every scan (as :func:`measure_scans`) the heads' contribution ``h`` (subtraction at scale 1 minus
     heads off) and ``HP = x_NA − Gauss_σ(x_NA)`` (σ = the card's ``texture_sigma``) are taken on the
@@ -383,17 +377,11 @@ def fit_native_slope(
     rows: dict[float, list[tuple[float, ...]]] = {1.5: [], 3.0: []}
     cases: set[str] = set()
     n = 0
-    for scan in _split_scans(
-        model,
-        data,
-        doses,
-        noise_seeds=noise_seeds,
-        lesion_slices=lesion_slices,
-        extra_slices=extra_slices,
-        device=device,
-        split=True,
-        show_progress=show_progress,
-    ):
+    unknown = sorted(set(options) - set(SCAN_OPTIONS))
+    if unknown:
+        raise VCEInputError(f"unknown options {unknown}", expected=", ".join(SCAN_OPTIONS))
+    scan_options = {**SCAN_OPTIONS, **options, "show_progress": show_progress}
+    for scan in _split_scans(model, data, doses, split=True, **scan_options):
         if scan["truth"] is None:
             raise VCEInputError(
                 "the lesion fit needs the phantom's labels and noise-free truth, which a real case lacks",
@@ -455,21 +443,41 @@ def write_calibrated(
     noise_seeds: Sequence[int] = (0,),
     command: str = "",
 ) -> Path:
-    """Write the noise-calibrated copy of checkpoint ``model`` to ``out`` (a new folder; module docstring)."""
+    """Write the calibrated copy of checkpoint ``model`` to ``out`` (a new folder; module docstring):
+    with ``fit`` from :func:`calibrate_noise` the card's ``texture_scale`` and a
+    ``training.noise_calibration`` record, from :func:`fit_native_slope` its ``native_slope`` and a
+    ``training.native_slope_fit`` record; either with a line in the deviations."""
+    where = f"{fit['cases']} cases of {', '.join(map(str, data))}"
+    common = {"parent": str(model), "data": [str(d) for d in data], "cases": fit["cases"]}
+    common |= {"noise_seeds": list(noise_seeds), "command": command}
+    if "texture_scale" in fit:
+        config, key, record, deviation = _noise_record(fit, where)
+        suffix = "noise calibrated"
+    else:
+        config, key, record, deviation = _slope_record(fit, where)
+        suffix = "native slope fitted"
+    return _write_copy(
+        model,
+        out,
+        config,
+        (key, {**common, **record}, deviation),
+        name=name,
+        display_name=display_name,
+        suffix=suffix,
+    )
+
+
+def _noise_record(fit: dict[str, Any], where: str) -> tuple[dict, str, dict, str]:
+    """``(config changes, record key, record, deviation)`` of a noise calibration."""
     scale = float(fit["texture_scale"])
     per_dose = lambda r: {f"{d:g}": round(v, 4) for d, v in r.items() if d != "mean"}  # noqa: E731
     label = MEASURES[fit["measure"]].split(" (")[0]
     record = {
-        "parent": str(model),
         "texture_scale": scale,
         "measure": fit["measure"],
         "target": fit["target"],
-        "data": [str(d) for d in data],
-        "cases": fit["cases"],
-        "noise_seeds": list(noise_seeds),
         "ratio_as_trained": per_dose(fit["ratio_as_trained"]),
         "ratio_calibrated": per_dose(fit["ratio_calibrated"]),
-        "command": command,
     }
     if "other" in fit:
         other = fit["other"]
@@ -477,33 +485,13 @@ def write_calibrated(
         record[f"{other['measure']}_calibrated"] = per_dose(other["calibrated"])
     deviation = (
         f"noise calibrated after training: heads × {scale:.3f} so that the subtraction's {label} is "
-        f"{fit['target']:g} on {fit['cases']} cases of {', '.join(map(str, data))} "
-        f"(as trained {fit['ratio_as_trained']['mean']:.3f})"
+        f"{fit['target']:g} on {where} (as trained {fit['ratio_as_trained']['mean']:.3f})"
     )
-    return _write_copy(
-        model,
-        out,
-        {"texture_scale": scale},
-        ("noise_calibration", record, deviation),
-        name=name,
-        display_name=display_name,
-        suffix="noise calibrated",
-    )
+    return {"texture_scale": scale}, "noise_calibration", record, deviation
 
 
-def write_native_slope(
-    model: str | PathLike,
-    out: str | PathLike,
-    fit: dict[str, Any],
-    *,
-    name: str | None = None,
-    display_name: str | None = None,
-    data: Sequence[str | PathLike] = (),
-    noise_seeds: Sequence[int] = (0,),
-    command: str = "",
-) -> Path:
-    """Write the copy of checkpoint ``model`` with the fitted ``native_slope`` (:func:`fit_native_slope`)
-    to ``out`` (a new folder), with a ``training.native_slope_fit`` record and a line in the deviations."""
+def _slope_record(fit: dict[str, Any], where: str) -> tuple[dict, str, dict, str]:
+    """``(config changes, record key, record, deviation)`` of a native-slope fit."""
     slopes = [float(v) for v in fit["native_slope"]]
     fields = {
         f"{field:g} T": {
@@ -517,7 +505,6 @@ def write_native_slope(
         for field in (1.5, 3.0)
     }
     record = {
-        "parent": str(model),
         "native_slope": slopes,
         "parent_native_slope": fit["parent"],
         "lesion_type": fit["lesion_type"],
@@ -525,25 +512,12 @@ def write_native_slope(
         "brain_slope_per_dose": {
             f"{f:g} T, {d:g}": round(v, 5) for (f, d), v in fit["brain_slope_per_dose"].items()
         },
-        "data": [str(d) for d in data],
-        "cases": fit["cases"],
-        "noise_seeds": list(noise_seeds),
-        "command": command,
     }
     deviation = (
         f"after training, the heads' copy of the native contrast of {fit['lesion_type']} lesions removed: "
-        f"native_slope {slopes[0]:.4f} (1.5 T) / {slopes[1]:.4f} (3 T), fitted on {fit['cases']} cases of "
-        f"{', '.join(map(str, data))}"
+        f"native_slope {slopes[0]:.4f} (1.5 T) / {slopes[1]:.4f} (3 T), fitted on {where}"
     )
-    return _write_copy(
-        model,
-        out,
-        {"native_slope": slopes},
-        ("native_slope_fit", record, deviation),
-        name=name,
-        display_name=display_name,
-        suffix="native slope fitted",
-    )
+    return {"native_slope": slopes}, "native_slope_fit", record, deviation
 
 
 def _write_copy(
@@ -696,7 +670,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _native_slope_cli(args: argparse.Namespace, command: str) -> int:
     """``--fit native-slope``: fit, print, write (``--out``) and check by fitting again on the copy."""
     t0 = time.perf_counter()
-    fit = run_cli(fit_native_slope, args)
+    options = {k: getattr(args, k) for k in SCAN_OPTIONS}
+    fit = run_cli(fit_native_slope, args, **options)
     if fit is None:
         return 2
     print(f"{fit['cases']} cases, {fit['scans']} scans; the heads' contribution against minus the native HP")
@@ -717,10 +692,10 @@ def _native_slope_cli(args: argparse.Namespace, command: str) -> int:
     print(f"measured in {time.perf_counter() - t0:.0f} s")
     if not args.out:
         return 0
-    folder = run_cli(write_native_slope, args, fit=fit, command=command)
+    folder = run_cli(write_calibrated, args, fit=fit, command=command)
     if folder is None:
         return 2
-    check = run_cli(fit_native_slope, args, model=folder, show_progress=False)
+    check = run_cli(fit_native_slope, args, model=folder, show_progress=False, **options)
     if check is None:
         return 2
     left = " / ".join(f"{check[f]['lesion_slope']:+.4f}" for f in (1.5, 3.0))
