@@ -169,13 +169,12 @@ def _native_slope_line(record: Any) -> str:
     slopes = record.get("native_slope") if isinstance(record, dict) else None
     if not (isinstance(slopes, list) and len(slopes) == 2):
         return ""
-    kind = record.get("lesion_type", "weakly enhancing")
-    where = (
-        f" on {record['cases']} cases of {', '.join(record.get('data') or [])}" if record.get("cases") else ""
-    )
+    on = f" on {record['lesion_type']} lesions" if record.get("lesion_type") else ""
+    if record.get("cases"):
+        on += f" of {record['cases']} cases of {', '.join(record.get('data') or [])}"
     return (
         f"Native lesion contrast removed after training: the texture heads' copy of the native image's "
-        f"detail, slope {slopes[0]:.3f} at 1.5 T and {slopes[1]:.3f} at 3 T, fitted on {kind} lesions{where}"
+        f"detail, slope {slopes[0]:.3f} at 1.5 T and {slopes[1]:.3f} at 3 T, fitted{on}"
     )
 
 

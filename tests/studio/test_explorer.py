@@ -207,7 +207,7 @@ def test_card_summary_states_the_truth_figures() -> None:
     fit["data"] = ["data/phantom/val", "data/calib_s3131/val"]
     assert (
         "Native lesion contrast removed after training: the texture heads' copy of the native image's "
-        "detail, slope 0.055 at 1.5 T and 0.062 at 3 T, fitted on weakly enhancing lesions on 34 cases of "
+        "detail, slope 0.055 at 1.5 T and 0.062 at 3 T, fitted on weakly enhancing lesions of 34 cases of "
         "data/phantom/val, data/calib_s3131/val"
     ) in card_summary(card.with_changes(training={**card.training, "native_slope_fit": fit}))
     assert "Native lesion contrast" not in card_summary(card)

@@ -358,7 +358,7 @@ def fit_native_slope(
 
     from vce_core.checkpoint import read_card
     from vce_core.evaluate.enhancement import LESION_LABELS
-    from vce_core.models.ld_cgan import _lowpass
+    from vce_core.models.ld_cgan import LOW_FIELD_BELOW, _lowpass
 
     if lesion_type not in LESION_LABELS.values():
         raise VCEInputError(f"lesion type {lesion_type!r}", expected=" or ".join(LESION_LABELS.values()))
@@ -392,7 +392,7 @@ def fit_native_slope(
         hp = np.moveaxis((nat - _lowpass(nat, sigma)).numpy()[:, 0], 0, -1).astype(np.float64)
         off, on = scan["outputs"]
         heads, brain = (on - off).astype(np.float64), scan["brain"]
-        field = 1.5 if scan["field_strength"] < 2.25 else 3.0
+        field = 1.5 if scan["field_strength"] < LOW_FIELD_BELOW else 3.0
         key = (field, scan["dose"])
         brain_sums[key] = brain_sums.get(key, np.zeros(2)) + [
             float(heads[brain] @ -hp[brain]),

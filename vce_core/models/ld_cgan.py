@@ -86,6 +86,15 @@ T1_LOG_RANGE = 0.5
 """A learned T1 map (``learn_t1``) multiplies the assumed native T1 by ``exp(t)``, ``|t| ≤ T1_LOG_RANGE``
 (0.61–1.65 ×: the literature T1 of brain tissues and lesions at one field strength lie within it)."""
 
+LOW_FIELD_BELOW = 2.25
+"""Tesla: a sample below it takes the 1.5 T value of a per-field-strength setting (default native T1, T1
+class table row, ``native_slope``), from it the 3 T value."""
+
+
+def low_field(field_strength: Tensor) -> Tensor:
+    """Bool per sample: ``field_strength`` below :data:`LOW_FIELD_BELOW` (the 1.5 T values apply)."""
+    return field_strength.float() < LOW_FIELD_BELOW
+
 
 def t1_class_table() -> tuple[tuple[str, ...], Tensor]:
     """The classes of a tissue-class T1 head (``t1_classes``): the phantom's enhancing tissues
@@ -242,7 +251,7 @@ def physics_residual(
         nat, sd = native.float(), standard_dose.float()
         d = dose.float().view(shape)
         bg, tr, alpha = (sequence[:, i].float().view(shape) for i in range(3))
-        t1 = torch.where(field_strength.float() < 2.25, DEFAULT_T1_S[1.5], DEFAULT_T1_S[3.0]).view(shape)
+        t1 = torch.where(low_field(field_strength), DEFAULT_T1_S[1.5], DEFAULT_T1_S[3.0]).view(shape)
         if t1_log is not None:
             t1 = t1 * torch.exp(t1_log.float())
         r10 = 1.0 / t1
@@ -563,7 +572,7 @@ class LowDoseGenerator(nn.Module):
         """``[B, K]``: the class table's row of each sample's field strength (1.5 T row below 2.25 T)."""
         if self.t1_table is None:
             raise VCEInputError("this generator's T1 head has no tissue classes", expected="t1_classes: true")
-        low = field_strength.to(self.t1_table.device).float().view(-1, 1) < 2.25
+        low = low_field(field_strength.to(self.t1_table.device)).view(-1, 1)
         return torch.where(low, self.t1_table[0], self.t1_table[1])
 
     @property
@@ -682,8 +691,7 @@ class LowDoseGenerator(nn.Module):
     def _native_slopes(self, field_strength: Tensor) -> Tensor:
         """``[B]``: each sample's ``native_slope`` (the 1.5 T value below 2.25 T when there are two)."""
         slopes = self.native_slope if isinstance(self.native_slope, list) else [self.native_slope] * 2
-        low = field_strength.float() < 2.25
-        return torch.where(low, slopes[0], slopes[1]).to(field_strength.device)
+        return torch.where(low_field(field_strength), slopes[0], slopes[1]).to(field_strength.device)
 
     def _learned_t1(self, h: Tensor, field_strength: Tensor, inputs: tuple[Any, ...]) -> Tensor | None:
         """The learned T1 log map from the top decoder features ``h`` (None without ``learn_t1``).
