@@ -138,6 +138,17 @@ def test_the_native_slope_fit_leaves_no_slope_and_is_recorded(
             fit[field]["lesion_slope"], 5
         )
     assert max(abs(fit[f]["lesion_slope"]) for f in (1.5, 3.0)) > 1e-3  # untrained heads: something to fit
+    # the per-dose slopes are each dose's own fit; the pooled slope is their weighted mean, inside its CI
+    low_only = fit_native_slope(
+        model, [cases], **{**common, "doses": [0.1]}, show_progress=False, lesion_type="metastasis"
+    )
+    for field in (1.5, 3.0):
+        per_dose, slope = fit[field]["lesion_slope_per_dose"], fit[field]["lesion_slope"]
+        assert set(per_dose) == {0.1, 0.33}
+        assert per_dose[0.1] == pytest.approx(low_only[field]["lesion_slope"], rel=1e-9)
+        assert min(per_dose.values()) <= slope <= max(per_dose.values())
+        low, high = fit[field]["lesion_slope_ci"]
+        assert low <= slope <= high
 
     out = tmp_path / "sloped"
     args = ["--model", str(model), "--data", str(cases), "--doses", "0.1", "0.33", *SLICES, "--device", "cpu"]
@@ -150,6 +161,7 @@ def test_the_native_slope_fit_leaves_no_slope_and_is_recorded(
     record = card.training["native_slope_fit"]
     assert record["native_slope"] == card.config["native_slope"] and record["cases"] == 2
     assert record["lesion_type"] == "metastasis" and set(record["per_field_strength"]) == {"1.5 T", "3 T"}
+    assert set(record["per_field_strength"]["3 T"]["lesion_slope_per_dose"]) == {"0.1", "0.33"}
     assert "--fit native-slope" in record["command"]
     assert any("native contrast of metastasis" in line for line in card.training["config"]["deviations"])
     assert card.default is False and card.held_out is None and card.display_name.startswith("high-passed, ")

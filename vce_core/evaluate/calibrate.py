@@ -350,7 +350,8 @@ def fit_native_slope(
 
     Returned: ``native_slope`` (``[1.5 T, 3 T]``), ``parent`` (the card's, as a pair), ``lesion_type``,
     per field strength (``1.5``, ``3.0``): ``native_slope``, ``lesion_slope`` (the change), ``lesions``
-    (lesion-scans of the type), ``brain_slope``, ``lesion_error`` ``{"parent", "fitted"}``; and
+    (lesion-scans of the type), ``brain_slope``, ``lesion_error`` ``{"parent", "fitted"}``,
+    ``lesion_slope_ci`` and ``lesion_slope_per_dose`` (:func:`_slope_spread`); and
     ``brain_slope_per_dose`` (per (field strength, dose)), ``scans``, ``cases``. VCEInputError as
     :func:`measure_scans`, for a generator without ``texture_sigma``, an unknown lesion type, cases without
     noise-free truth, and when a field strength has no lesion of the type (its slope would be a guess)."""
@@ -373,9 +374,9 @@ def fit_native_slope(
         )
     brain_sums: dict[tuple[float, float], np.ndarray] = {}
     # per field strength, one row per lesion-scan: (offset E − E_true, its change per unit slope,
-    # weight 1 / lesions of the scan, scan index, mean h, mean −HP, of the fitted type)
+    # weight 1 / lesions of the scan, scan index, of the fitted type, mean h, mean −HP, dose, case index)
     rows: dict[float, list[tuple[float, ...]]] = {1.5: [], 3.0: []}
-    cases: set[str] = set()
+    cases: dict[str, int] = {}
     n = 0
     unknown = sorted(set(options) - set(SCAN_OPTIONS))
     if unknown:
@@ -403,13 +404,15 @@ def fit_native_slope(
             offset = float(sub[m].mean() - scan["truth"][m].mean(dtype=np.float64))
             fitted = float(kind == lesion_type)
             h, x = float(heads[m].mean()), float(-hp[m].mean())
-            rows[field].append((offset, -scale * x, 1.0 / len(scan["lesions"]), n, fitted, h, x))
-        cases.add(scan["case"])
+            case = cases.setdefault(scan["case"], len(cases))
+            rows[field].append(
+                (offset, -scale * x, 1.0 / len(scan["lesions"]), n, fitted, h, x, scan["dose"], case)
+            )
         n += 1
     result: dict[str, Any] = {"parent": parent, "lesion_type": lesion_type, "scans": n, "cases": len(cases)}
     for i, field in enumerate((1.5, 3.0)):
-        table = np.array(rows[field]).reshape(-1, 7)
-        offset, change, weight, index, fitted, h, x = table.T
+        table = np.array(rows[field]).reshape(-1, 9)
+        offset, change, weight, index, fitted, h, x, dose, case = table.T
         fitted = fitted.astype(bool)
         if not fitted.any() or not (x[fitted] ** 2).sum() > 0:
             raise VCEInputError(
@@ -426,10 +429,36 @@ def fit_native_slope(
             "lesions": int(fitted.sum()),
             "brain_slope": float(sum(v[0] for v in sums) / max(sum(v[1] for v in sums), 1e-30)),
             "lesion_error": {"parent": error(0.0) / scans, "fitted": error(slope) / scans},
+            **_slope_spread(h[fitted], x[fitted], dose[fitted], case[fitted], doses),
         }
     result["native_slope"] = [result[1.5]["native_slope"], result[3.0]["native_slope"]]
     result["brain_slope_per_dose"] = {k: float(v[0] / v[1]) for k, v in sorted(brain_sums.items()) if v[1]}
     return result
+
+
+def _slope_spread(
+    h: np.ndarray, x: np.ndarray, dose: np.ndarray, case: np.ndarray, doses: Sequence[float]
+) -> dict[str, Any]:
+    """How firmly the lesion-scans fix the slope of ``h`` on ``x`` through 0, and whether it moves with the
+    dose: ``lesion_slope_ci`` (bootstrap 95 % CI resampling cases, since a case's lesions and doses share
+    one native scan; 2,000 resamples, seed 0) and ``lesion_slope_per_dose`` (the slope on each dose's
+    lesion-scans alone, None where a dose has none). The pooled slope is the ``x·x``-weighted mean of the
+    per-dose ones."""
+    ids = np.unique(case)
+    rng = np.random.default_rng(0)
+    hx = np.array([h[case == c] @ x[case == c] for c in ids])
+    xx = np.array([x[case == c] @ x[case == c] for c in ids])
+    draws = rng.integers(0, len(ids), size=(2000, len(ids)))
+    sums = xx[draws].sum(axis=1)
+    boot = hx[draws].sum(axis=1)[sums > 0] / sums[sums > 0]
+    per_dose = {}
+    for d in doses:
+        at = np.isclose(dose, d)
+        per_dose[float(d)] = float(h[at] @ x[at] / (x[at] @ x[at])) if (x[at] @ x[at]) > 0 else None
+    return {
+        "lesion_slope_ci": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
+        "lesion_slope_per_dose": per_dose,
+    }
 
 
 def write_calibrated(
@@ -499,6 +528,11 @@ def _slope_record(fit: dict[str, Any], where: str) -> tuple[dict, str, dict, str
             "lesion_error_parent": round(fit[field]["lesion_error"]["parent"], 6),
             "lesion_error_fitted": round(fit[field]["lesion_error"]["fitted"], 6),
             "lesion_slope": round(fit[field]["lesion_slope"], 5),
+            "lesion_slope_ci": [round(v, 5) for v in fit[field]["lesion_slope_ci"]],
+            "lesion_slope_per_dose": {
+                f"{d:g}": None if v is None else round(v, 5)
+                for d, v in fit[field]["lesion_slope_per_dose"].items()
+            },
             "lesions": fit[field]["lesions"],
             "brain_slope": round(fit[field]["brain_slope"], 5),
         }
@@ -677,16 +711,19 @@ def _native_slope_cli(args: argparse.Namespace, command: str) -> int:
     print(f"{fit['cases']} cases, {fit['scans']} scans; the heads' contribution against minus the native HP")
     doses = " / ".join(f"{100 * d:g} %" for d in args.doses)
     print(f"| field strength | slope over the brain at {doses} | {fit['lesion_type']} lesion-scans | slope "
-          "over them | lesion error, all lesions (parent → fitted) | native_slope |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- |")
+          f"over them [95 % CI over cases] | the same at {doses} | lesion error, all lesions (parent → "
+          "fitted) | native_slope |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for field in (1.5, 3.0):
         f = fit[field]
         brain = " / ".join(
             f"{fit['brain_slope_per_dose'].get((field, d), math.nan):+.3f}" for d in args.doses
         )
         error = f"{f['lesion_error']['parent']:.5f} → {f['lesion_error']['fitted']:.5f}"
+        slope = "{:+.4f} [{:+.4f}, {:+.4f}]".format(f["lesion_slope"], *f["lesion_slope_ci"])
+        per_dose = " / ".join("–" if v is None else f"{v:+.4f}" for v in f["lesion_slope_per_dose"].values())
         print(
-            f"| {field:g} T | {brain} | {f['lesions']} | {f['lesion_slope']:+.4f} | {error} | "
+            f"| {field:g} T | {brain} | {f['lesions']} | {slope} | {per_dose} | {error} | "
             f"{f['native_slope']:.4f} |"
         )
     print(f"measured in {time.perf_counter() - t0:.0f} s")
