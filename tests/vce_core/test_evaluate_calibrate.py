@@ -127,11 +127,13 @@ def test_the_native_slope_fit_leaves_no_slope_and_is_recorded(
     shutil.copytree(cases3, cases)
     case = make_case(15, resolution=2, sequence="achieva_1.5t", doses=(0.1, 0.33), lesions=LESIONS)
     save_case(case, cases / "phantom-0015")
+    plain_case = make_case(16, resolution=2, sequence="achieva_1.5t", doses=(0.1, 0.33), lesions=[])
+    save_case(plain_case, cases / "phantom-0016")  # no lesion: a case all the same
     config = {**SMALL, "base": "physics", "texture_sigma": 2.0}
     model = write_checkpoint(tmp_path / "hp", config, dose_visible=True, display_name="high-passed")
     common = {"doses": [0.1, 0.33], "lesion_slices": 2, "extra_slices": 2, "device": "cpu"}
     fit = fit_native_slope(model, [cases], **common, show_progress=False, lesion_type="metastasis")
-    assert fit["cases"] == 2 and fit["scans"] == 4 and fit["parent"] == [0.0, 0.0]
+    assert fit["cases"] == 3 and fit["scans"] == 6 and fit["parent"] == [0.0, 0.0]
     assert {k[0] for k in fit["brain_slope_per_dose"]} == {1.5, 3.0}
     for field in (1.5, 3.0):
         assert fit[field]["lesions"] == 2 and fit[field]["native_slope"] == round(
@@ -159,7 +161,7 @@ def test_the_native_slope_fit_leaves_no_slope_and_is_recorded(
     assert {**card.config, "native_slope": 0} == {**parent.config, "native_slope": 0}
     assert (out / WEIGHTS_FILE).read_bytes() == (model / WEIGHTS_FILE).read_bytes()
     record = card.training["native_slope_fit"]
-    assert record["native_slope"] == card.config["native_slope"] and record["cases"] == 2
+    assert record["native_slope"] == card.config["native_slope"] and record["cases"] == 3
     assert record["lesion_type"] == "metastasis" and set(record["per_field_strength"]) == {"1.5 T", "3 T"}
     assert set(record["per_field_strength"]["3 T"]["lesion_slope_per_dose"]) == {"0.1", "0.33"}
     assert "--fit native-slope" in record["command"]

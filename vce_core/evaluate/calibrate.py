@@ -400,11 +400,11 @@ def fit_native_slope(
             float(hp[brain] @ hp[brain]),
         ]
         sub = off + scale * heads
+        case = cases.setdefault(scan["case"], len(cases))
         for kind, m in scan["lesions"]:
             offset = float(sub[m].mean() - scan["truth"][m].mean(dtype=np.float64))
             fitted = float(kind == lesion_type)
             h, x = float(heads[m].mean()), float(-hp[m].mean())
-            case = cases.setdefault(scan["case"], len(cases))
             rows[field].append(
                 (offset, -scale * x, 1.0 / len(scan["lesions"]), n, fitted, h, x, scan["dose"], case)
             )
