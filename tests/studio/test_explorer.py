@@ -210,6 +210,11 @@ def test_card_summary_states_the_truth_figures() -> None:
         "detail, slope 0.055 at 1.5 T and 0.062 at 3 T, fitted on weakly enhancing lesions of 34 cases of "
         "data/phantom/val, data/calib_s3131/val"
     ) in card_summary(card.with_changes(training={**card.training, "native_slope_fit": fit}))
+    with_ci = {**fit, "parent_native_slope": [0.01, 0.0]}  # the CI is of the change: shifted by the parent
+    with_ci["per_field_strength"] = {"1.5 T": {"lesion_slope_ci": [0.0273, 0.0834]}, "3 T": {}}
+    assert (
+        "slope 0.055 [0.037, 0.093] at 1.5 T and 0.062 at 3 T (95 % CI over cases), fitted on weakly"
+    ) in card_summary(card.with_changes(training={**card.training, "native_slope_fit": with_ci}))
     assert "Native lesion contrast" not in card_summary(card)
     # a fine-tuned card: the parent's training first, then the refit and what it trained
     models = Path(__file__).parents[2] / "assets" / "models"
