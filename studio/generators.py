@@ -174,12 +174,13 @@ def _native_slope_line(record: Any) -> str:
         on += f" of {record['cases']} cases of {', '.join(record.get('data') or [])}"
     fields = record.get("per_field_strength") or {}
     parents = record.get("parent_native_slope") or [0.0, 0.0]
-    at = []
+    at, cis = [], ""
     for slope, parent, field in zip(slopes, parents, ("1.5 T", "3 T"), strict=True):
         ci = (fields.get(field) or {}).get("lesion_slope_ci")  # of the change, so shifted by the parent's
-        spread = f" [{parent + ci[0]:.3f}, {parent + ci[1]:.3f}]" if ci else ""
-        at.append(f"{slope:.3f}{spread} at {field}")
-    cis = " (95 % CI over cases)" if any("[" in a for a in at) else ""
+        at.append(
+            f"{slope:.3f}" + (f" [{parent + ci[0]:.3f}, {parent + ci[1]:.3f}]" if ci else "") + f" at {field}"
+        )
+        cis = " (95 % CI over cases)" if ci else cis
     return (
         f"Native lesion contrast removed after training: the texture heads' copy of the native image's "
         f"detail, slope {' and '.join(at)}{cis}, fitted{on}"
