@@ -533,8 +533,8 @@ class LowDoseGenerator(nn.Module):
         self.learn_t1, self.texture_sigma = bool(learn_t1), float(texture_sigma)
         # the heads' outputs are multiplied by it before the base is added (class docstring)
         self.texture_scale = texture_scale
-        # k · HP(x_NA) is added to the heads before they are scaled (class docstring)
-        self.native_slope = native_slope
+        # k · HP(x_NA) is added to the heads before they are scaled (class docstring); (1.5 T, 3 T)
+        self._slope_pair = native_slope if isinstance(native_slope, list) else [native_slope] * 2
         # log T1 factor of every voxel (t1_log_map), zero-initialised: the regression head starts at the
         # default T1, the class head at the mean of its table row
         self.t1_head: nn.Sequential | None = None
@@ -677,7 +677,7 @@ class LowDoseGenerator(nn.Module):
             return heads, None, dose_t, field_t
         if self.texture_sigma > 0:
             heads = [o - _lowpass(o, self.texture_sigma / 2**k) for k, o in enumerate(heads)]
-        if self.native_slope:
+        if any(self._slope_pair):  # [0, 0] as well as 0: nothing to add
             c = self.in_slices // 2
             centre = native[:, c : c + 1] if self.out_channels == 1 else native
             k = self._native_slopes(field_t).view(-1, *([1] * (centre.ndim - 1)))
@@ -690,7 +690,7 @@ class LowDoseGenerator(nn.Module):
 
     def _native_slopes(self, field_strength: Tensor) -> Tensor:
         """``[B]``: each sample's ``native_slope`` (the 1.5 T value below 2.25 T when there are two)."""
-        slopes = self.native_slope if isinstance(self.native_slope, list) else [self.native_slope] * 2
+        slopes = self._slope_pair
         return torch.where(low_field(field_strength), slopes[0], slopes[1]).to(field_strength.device)
 
     def _learned_t1(self, h: Tensor, field_strength: Tensor, inputs: tuple[Any, ...]) -> Tensor | None:
