@@ -177,6 +177,9 @@ def _native_slope_line(record: Any) -> str:
     at, cis = [], ""
     for slope, parent, field in zip(slopes, parents, ("1.5 T", "3 T"), strict=True):
         ci = (fields.get(field) or {}).get("lesion_slope_ci")  # of the change, so shifted by the parent's
+        if (fields.get(field) or {}).get("fitted") is False:
+            at.append(f"{slope:.3f} at {field} (not fitted: the parent's)")
+            continue
         at.append(
             f"{slope:.3f}" + (f" [{parent + ci[0]:.3f}, {parent + ci[1]:.3f}]" if ci else "") + f" at {field}"
         )

@@ -174,6 +174,29 @@ def test_the_native_slope_fit_leaves_no_slope_and_is_recorded(
             fit[field]["lesion_error"]["fitted"], rel=1e-3, abs=1e-6
         )
 
+    # one field strength fitted (a hold-out trained without 3 T): its slope is the full fit's, the other
+    # keeps the parent's, its cases are skipped; card, record and deviation say so
+    one = fit_native_slope(
+        model, [cases], **common, show_progress=False, lesion_type="metastasis", field_strengths=[1.5]
+    )
+    assert one[3.0] == {"fitted": False, "native_slope": 0.0} and one["cases"] == 2 and one["scans"] == 4
+    assert one[1.5]["lesion_slope"] == pytest.approx(fit[1.5]["lesion_slope"], rel=1e-9)
+    assert one["native_slope"] == [fit[1.5]["native_slope"], 0.0]
+    assert {k[0] for k in one["brain_slope_per_dose"]} == {1.5}
+    out15 = tmp_path / "sloped_15"
+    assert main([*args, "--fit", "native-slope", "--lesion-type", "metastasis", "--field-strengths", "1.5",
+                 "--out", str(out15)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "| 3 T | not fitted (--field-strengths)" in printed and "(1.5 T)" in printed
+    card15 = read_card(out15)
+    assert card15.config["native_slope"] == one["native_slope"]
+    assert card15.training["native_slope_fit"]["per_field_strength"]["3 T"] == {
+        "fitted": False,
+        "native_slope": 0.0,
+    }
+    assert card15.training["native_slope_fit"]["cases"] == 2
+    assert any("at 3 T not fitted" in line for line in card15.training["config"]["deviations"])
+
     # refused, nothing written
     plain = write_checkpoint(tmp_path / "plain", {**SMALL, "base": "physics"}, dose_visible=True)
     real = tmp_path / "real"
@@ -185,6 +208,13 @@ def test_the_native_slope_fit_leaves_no_slope_and_is_recorded(
         (model, cases3, ["--lesion-type", "metastasis"], "no metastasis lesion at 1.5 T"),
         (model, cases, ["--lesion-type", "glioma"], "lesion type 'glioma'"),
         (linear, real, [], "noise-free truth"),
+        (model, cases, ["--lesion-type", "metastasis", "--field-strengths", "30"], "field strength"),
+        (
+            model,
+            cases3,
+            ["--lesion-type", "metastasis", "--field-strengths", "1.5"],
+            "no metastasis lesion at 1.5",
+        ),
     ):
         target = tmp_path / "refused"
         bad_args = ["--model", str(bad), "--data", str(data), "--doses", "0.1", *SLICES, "--device", "cpu"]

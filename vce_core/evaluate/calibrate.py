@@ -40,7 +40,9 @@ each lesion of ``--lesion-type`` against the lesion's mean ``−HP`` and writes 
 ``config.native_slope`` adds that slope times ``HP`` back to the heads
 (:class:`~vce_core.models.ld_cgan.LowDoseGenerator`), with a ``training.native_slope_fit`` record. It prints
 the heads' slope over the whole brain (noise included) beside it, and the report's lesion error over all
-lesions before and after; the check refits on the written copy (the slope left is ~0).
+lesions before and after; the check refits on the written copy (the slope left is ~0). ``--field-strengths
+1.5`` fits one field strength only and keeps the parent's slope at the other: for a generator trained
+without 3 T, whose 3 T slope could only be fitted on 3 T cases, which a hold-out must not see.
 
 Choose the calibration cases outside every test set (the phantom's ``val`` split, or a draw made for the
 purpose): the scale or slope is fitted on them, so a report on them would not be held out.
@@ -332,6 +334,7 @@ def fit_native_slope(
     doses: Sequence[float] = (0.1, 0.2, 0.33),
     *,
     lesion_type: str = FIT_LESION_TYPE,
+    field_strengths: Sequence[float] = (1.5, 3.0),
     show_progress: bool = True,
     **options: Any,
 ) -> dict[str, Any]:
@@ -348,21 +351,31 @@ def fit_native_slope(
     lesions (mean over scans of the mean ``|E − E_true|`` against the noise-free truth) with the parent's
     slope and the fitted one, computed exactly from the split passes (the output is linear in the slope).
 
+    ``field_strengths``: the field strengths fitted (each counts as 1.5 T or 3 T, the generator's two slopes).
+    Another keeps the parent's slope and its scans are skipped: for a generator trained without a field
+    strength, whose slope there could only be fitted on cases a hold-out must not see.
+
     Returned: ``native_slope`` (``[1.5 T, 3 T]``), ``parent`` (the card's, as a pair), ``lesion_type``,
-    per field strength (``1.5``, ``3.0``): ``native_slope``, ``lesion_slope`` (the change), ``lesions``
-    (lesion-scans of the type), ``brain_slope``, ``lesion_error`` ``{"parent", "fitted"}``,
-    ``lesion_slope_ci`` and ``lesion_slope_per_dose`` (:func:`_slope_spread`); and
-    ``brain_slope_per_dose`` (per (field strength, dose)), ``scans``, ``cases``. VCEInputError as
+    per field strength (``1.5``, ``3.0``): ``fitted`` and ``native_slope``; where fitted also
+    ``lesion_slope`` (the change), ``lesions`` (lesion-scans of the type), ``brain_slope``, ``lesion_error``
+    ``{"parent", "fitted"}``, ``lesion_slope_ci`` and ``lesion_slope_per_dose`` (:func:`_slope_spread`);
+    and ``brain_slope_per_dose`` (per (field strength, dose)), ``scans``, ``cases``. VCEInputError as
     :func:`measure_scans`, for a generator without ``texture_sigma``, an unknown lesion type, cases without
-    noise-free truth, and when a field strength has no lesion of the type (its slope would be a guess)."""
+    noise-free truth, no field strength to fit, and when a fitted field strength has no lesion of the type
+    (its slope would be a guess)."""
     import torch
 
     from vce_core.checkpoint import read_card
+    from vce_core.domain import check_field_strength
     from vce_core.evaluate.enhancement import LESION_LABELS
     from vce_core.models.ld_cgan import LOW_FIELD_BELOW, _lowpass
 
     if lesion_type not in LESION_LABELS.values():
         raise VCEInputError(f"lesion type {lesion_type!r}", expected=" or ".join(LESION_LABELS.values()))
+    group = lambda f: 1.5 if f < LOW_FIELD_BELOW else 3.0  # noqa: E731
+    fitted_fields = {group(check_field_strength(f)) for f in field_strengths}
+    if not fitted_fields:
+        raise VCEInputError("no field strength to fit", expected="1.5 and/or 3")
     config = read_card(model).config
     sigma, parent = float(config.get("texture_sigma", 0.0)), config.get("native_slope", 0.0)
     parent = [float(v) for v in parent] if isinstance(parent, list) else [float(parent)] * 2
@@ -389,11 +402,13 @@ def fit_native_slope(
                 path=scan["case"],
                 expected="phantom cases (the phantom's val split)",
             )
+        field = group(scan["field_strength"])
+        if field not in fitted_fields:
+            continue
         nat = torch.from_numpy(np.ascontiguousarray(np.moveaxis(scan["native"], -1, 0)[:, None]))
         hp = np.moveaxis((nat - _lowpass(nat, sigma)).numpy()[:, 0], 0, -1).astype(np.float64)
         off, on = scan["outputs"]
         heads, brain = (on - off).astype(np.float64), scan["brain"]
-        field = 1.5 if scan["field_strength"] < LOW_FIELD_BELOW else 3.0
         key = (field, scan["dose"])
         brain_sums[key] = brain_sums.get(key, np.zeros(2)) + [
             float(heads[brain] @ -hp[brain]),
@@ -411,6 +426,9 @@ def fit_native_slope(
         n += 1
     result: dict[str, Any] = {"parent": parent, "lesion_type": lesion_type, "scans": n, "cases": len(cases)}
     for i, field in enumerate((1.5, 3.0)):
+        if field not in fitted_fields:
+            result[field] = {"fitted": False, "native_slope": parent[i]}
+            continue
         table = np.array(rows[field]).reshape(-1, 9)
         offset, change, weight, index, fitted, h, x, dose, case = table.T
         fitted = fitted.astype(bool)
@@ -424,6 +442,7 @@ def fit_native_slope(
         scans = len(np.unique(index))
         error = lambda c, o=offset, g=change, w=weight: float((w * np.abs(o + c * g)).sum())  # noqa: E731
         result[field] = {
+            "fitted": True,
             "native_slope": round(parent[i] + slope, 5),
             "lesion_slope": slope,
             "lesions": int(fitted.sum()),
@@ -524,6 +543,7 @@ def _slope_record(fit: dict[str, Any], where: str) -> tuple[dict, str, dict, str
     slopes = [float(v) for v in fit["native_slope"]]
     fields = {
         f"{field:g} T": {
+            "fitted": True,
             "native_slope": fit[field]["native_slope"],
             "lesion_error_parent": round(fit[field]["lesion_error"]["parent"], 6),
             "lesion_error_fitted": round(fit[field]["lesion_error"]["fitted"], 6),
@@ -536,6 +556,8 @@ def _slope_record(fit: dict[str, Any], where: str) -> tuple[dict, str, dict, str
             "lesions": fit[field]["lesions"],
             "brain_slope": round(fit[field]["brain_slope"], 5),
         }
+        if fit[field].get("fitted", True)
+        else {"fitted": False, "native_slope": fit[field]["native_slope"]}
         for field in (1.5, 3.0)
     }
     record = {
@@ -547,9 +569,11 @@ def _slope_record(fit: dict[str, Any], where: str) -> tuple[dict, str, dict, str
             f"{f:g} T, {d:g}": round(v, 5) for (f, d), v in fit["brain_slope_per_dose"].items()
         },
     }
+    kept = [f"{f:g} T" for f in (1.5, 3.0) if not fit[f].get("fitted", True)]
     deviation = (
         f"after training, the heads' copy of the native contrast of {fit['lesion_type']} lesions removed: "
         f"native_slope {slopes[0]:.4f} (1.5 T) / {slopes[1]:.4f} (3 T), fitted on {where}"
+        + (f"; at {' and '.join(kept)} not fitted (the parent's slope kept)" if kept else "")
     )
     return {"native_slope": slopes}, "native_slope_fit", record, deviation
 
@@ -644,6 +668,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--lesion-type", default=FIT_LESION_TYPE, help=f"native-slope: lesions fitted on ({FIT_LESION_TYPE})"
     )
+    parser.add_argument(
+        "--field-strengths",
+        nargs="+",
+        type=float,
+        default=[1.5, 3.0],
+        help="native-slope: the field strengths fitted (T); another keeps the parent's slope and its cases "
+        "are skipped (a generator trained without that field strength)",
+    )
     parser.add_argument("--out", help="write the calibrated copy to this new checkpoint folder")
     parser.add_argument("--name", help="its card's name (default: the folder's name)")
     parser.add_argument(
@@ -716,6 +748,10 @@ def _native_slope_cli(args: argparse.Namespace, command: str) -> int:
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for field in (1.5, 3.0):
         f = fit[field]
+        if not f["fitted"]:
+            kept = f"{f['native_slope']:.4f} (the parent's)"
+            print(f"| {field:g} T | not fitted (--field-strengths) | | | | | {kept} |")
+            continue
         brain = " / ".join(
             f"{fit['brain_slope_per_dose'].get((field, d), math.nan):+.3f}" for d in args.doses
         )
@@ -735,9 +771,11 @@ def _native_slope_cli(args: argparse.Namespace, command: str) -> int:
     check = run_cli(fit_native_slope, args, model=folder, show_progress=False, **options)
     if check is None:
         return 2
-    left = " / ".join(f"{check[f]['lesion_slope']:+.4f}" for f in (1.5, 3.0))
-    errors = " / ".join(f"{check[f]['lesion_error']['parent']:.5f}" for f in (1.5, 3.0))
-    print(f"checked by full forward passes of {folder}: slope left {left}, lesion error {errors} (1.5 / 3 T)")
+    fields = [f for f in (1.5, 3.0) if check[f]["fitted"]]
+    left = " / ".join(f"{check[f]['lesion_slope']:+.4f}" for f in fields)
+    errors = " / ".join(f"{check[f]['lesion_error']['parent']:.5f}" for f in fields)
+    at = " / ".join(f"{f:g} T" for f in fields)
+    print(f"checked by full forward passes of {folder}: slope left {left}, lesion error {errors} ({at})")
     return 0
 
 
