@@ -56,8 +56,8 @@ def field_strength_caveat(card: Any, field_strength: float) -> str | None:
     return (
         f"**Caution:** {getattr(card, 'display_name', 'this generator')} was trained at {trained} only, "
         f"so its images at {float(field_strength):g} T are not validated. In this project's hold-out test "
-        "a generator trained without 3 T gave 3 T images about a fifth of the real noise (README, "
-        '"Generalisation").'
+        "generators trained without 3 T gave 3 T images a fifth to a quarter of the real noise (two runs; "
+        'README, "Generalisation").'
     )
 
 
