@@ -215,10 +215,8 @@ def test_card_summary_states_the_truth_figures() -> None:
     assert (
         "slope 0.055 [0.037, 0.093] at 1.5 T and 0.062 at 3 T (95 % CI over cases), fitted on weakly"
     ) in card_summary(card.with_changes(training={**card.training, "native_slope_fit": with_ci}))
-    one_field = {
-        **with_ci,
-        "native_slope": [0.0548, 0.0],
-    }  # a 3 T hold-out: 3 T not fitted (--field-strengths)
+    # a hold-out trained without 3 T: its 3 T slope not fitted (calibrate --field-strengths 1.5)
+    one_field = {**with_ci, "native_slope": [0.0548, 0.0]}
     one_field["per_field_strength"] = {**with_ci["per_field_strength"], "3 T": {"fitted": False}}
     assert (
         "slope 0.055 [0.037, 0.093] at 1.5 T and 0.000 at 3 T (not fitted: the parent's) (95 % CI over cases)"
