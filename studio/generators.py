@@ -176,8 +176,9 @@ def _native_slope_line(record: Any) -> str:
     parents = record.get("parent_native_slope") or [0.0, 0.0]
     at, cis = [], ""
     for slope, parent, field in zip(slopes, parents, ("1.5 T", "3 T"), strict=True):
-        ci = (fields.get(field) or {}).get("lesion_slope_ci")  # of the change, so shifted by the parent's
-        if (fields.get(field) or {}).get("fitted") is False:
+        entry = fields.get(field) or {}
+        ci = entry.get("lesion_slope_ci")  # of the change, so shifted by the parent's
+        if entry.get("fitted") is False:
             at.append(f"{slope:.3f} at {field} (not fitted: the parent's)")
             continue
         at.append(

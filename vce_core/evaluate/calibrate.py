@@ -55,7 +55,7 @@ import math
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -181,12 +181,14 @@ def _split_scans(
     device: str,
     split: bool,
     show_progress: bool,
+    keep_field: Callable[[float], bool] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Every scan (case, noise seed, dose) of the cases in ``data`` that acquired the dose, on the evaluated
     slices, normalised with the percentile map of the scan's native image: ``case``, ``dose``,
     ``field_strength``, ``native``, ``brain``, ``noise_mask``, ``acquired`` (``x_LD − x_NA``), ``truth``
     (``T_d − T_0`` or None) and ``outputs``: the model's subtraction with its heads off and at scale 1
-    (``split``), or once as its card says. VCEInputError as :func:`measure_scans`."""
+    (``split``), or once as its card says. With ``keep_field``, a case whose field strength it refuses is
+    skipped before any forward pass. VCEInputError as :func:`measure_scans`."""
     from tqdm import tqdm
 
     from vce_core.checkpoint import read_card
@@ -198,9 +200,12 @@ def _split_scans(
     doses, seeds = _check_doses(doses), _check_seeds(noise_seeds)
     synth = heads_off_synthesizer(model, device=device)  # VCEInputError without a base
     scales = (0.0, 1.0) if split else (float(read_card(model).config.get("texture_scale", 1.0)),)
-    any_scan = False
+    any_scan, skipped = False, set()
     for folder in tqdm(find_case_folders(data), desc="cases", disable=not show_progress):
         ec = load_eval_case(folder, lesion_slices=lesion_slices, extra_slices=extra_slices)
+        if keep_field is not None and not keep_field(float(ec.field_strength)):
+            skipped.add(f"{float(ec.field_strength):g} T")
+            continue
         for seed in ec.noise_seeds(list(seeds)):
             native, sd = ec.inputs(seed)
             params = fit_normalization(native, np.asarray(brain_mask(native), dtype=bool), "percentile")
@@ -234,6 +239,12 @@ def _split_scans(
                     "lesions": [(r.type, m) for r, m, _ in ec.lesion_masks()],
                     "outputs": out,
                 }
+    if not any_scan and skipped:
+        raise VCEInputError(
+            f"no case at a fitted field strength acquired the doses {doses} (cases skipped at a field "
+            f"strength not fitted: {', '.join(sorted(skipped))})",
+            expected="cases at the field strengths fitted (--field-strengths)",
+        )
     if not any_scan:
         raise VCEInputError(
             f"no case acquired any of the doses {doses}", expected="phantom cases with these low doses"
@@ -395,7 +406,8 @@ def fit_native_slope(
     if unknown:
         raise VCEInputError(f"unknown options {unknown}", expected=", ".join(SCAN_OPTIONS))
     scan_options = {**SCAN_OPTIONS, **options, "show_progress": show_progress}
-    for scan in _split_scans(model, data, doses, split=True, **scan_options):
+    keep = lambda f: group(f) in fitted_fields  # noqa: E731
+    for scan in _split_scans(model, data, doses, split=True, keep_field=keep, **scan_options):
         if scan["truth"] is None:
             raise VCEInputError(
                 "the lesion fit needs the phantom's labels and noise-free truth, which a real case lacks",
@@ -403,8 +415,6 @@ def fit_native_slope(
                 expected="phantom cases (the phantom's val split)",
             )
         field = group(scan["field_strength"])
-        if field not in fitted_fields:
-            continue
         nat = torch.from_numpy(np.ascontiguousarray(np.moveaxis(scan["native"], -1, 0)[:, None]))
         hp = np.moveaxis((nat - _lowpass(nat, sigma)).numpy()[:, 0], 0, -1).astype(np.float64)
         off, on = scan["outputs"]
@@ -556,7 +566,7 @@ def _slope_record(fit: dict[str, Any], where: str) -> tuple[dict, str, dict, str
             "lesions": fit[field]["lesions"],
             "brain_slope": round(fit[field]["brain_slope"], 5),
         }
-        if fit[field].get("fitted", True)
+        if fit[field]["fitted"]
         else {"fitted": False, "native_slope": fit[field]["native_slope"]}
         for field in (1.5, 3.0)
     }
@@ -569,7 +579,7 @@ def _slope_record(fit: dict[str, Any], where: str) -> tuple[dict, str, dict, str
             f"{f:g} T, {d:g}": round(v, 5) for (f, d), v in fit["brain_slope_per_dose"].items()
         },
     }
-    kept = [f"{f:g} T" for f in (1.5, 3.0) if not fit[f].get("fitted", True)]
+    kept = [f"{f:g} T" for f in (1.5, 3.0) if not fit[f]["fitted"]]
     deviation = (
         f"after training, the heads' copy of the native contrast of {fit['lesion_type']} lesions removed: "
         f"native_slope {slopes[0]:.4f} (1.5 T) / {slopes[1]:.4f} (3 T), fitted on {where}"
