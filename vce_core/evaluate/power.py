@@ -211,6 +211,77 @@ def _p(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}" if math.isfinite(p) else "n/a"
 
 
+def _test_method(
+    values: dict[str, dict[str, float]],
+    draw_of: dict[str, str],
+    names: Sequence[str],
+    method: str,
+    baselines: Sequence[str],
+    *,
+    sign: float,
+) -> dict[str, Any]:
+    """``per_report`` and ``pooled`` comparisons of ``method`` with each baseline, and ``diffs`` (``[cases,
+    baselines]``, oriented so that lower is better) for :func:`pooled_power`."""
+    keys = sorted(set(values[method]).intersection(*(values[b] for b in baselines)))
+    if len(keys) < 2:
+        raise VCEInputError(f"{method} shares fewer than 2 cases with the baselines", expected="≥ 2 cases")
+
+    def test(b: str, cases: list[str]) -> Any:
+        return compare(
+            [values[method][k] for k in cases], [values[b][k] for k in cases], lower_is_better=sign > 0
+        )
+
+    own = {name: [k for k in keys if draw_of[k] == name] for name in names}
+    return {
+        "per_report": {(n, b): test(b, own[n]) for n in names for b in baselines if len(own[n]) >= 2},
+        "pooled": {b: test(b, keys) for b in baselines},
+        "diffs": np.array([[sign * (values[method][k] - values[b][k]) for b in baselines] for k in keys]),
+    }
+
+
+def _method_lines(
+    method: str,
+    tested: dict[str, Any],
+    names: Sequence[str],
+    baselines: Sequence[str],
+    *,
+    alpha: float,
+    sign: float,
+) -> list[str]:
+    """The Markdown section of one method: per-report and pooled tests, draws passed, power per size."""
+    per_report, pooled = tested["per_report"], tested["pooled"]
+    lines = ["", f"## {method}", "", "| draw | baseline | n | better in | mean difference [95 % CI] | p |"]
+    lines.append("|---|---|---|---|---|---|")
+    rows = [(name, b, c, _p(c.p_value)) for (name, b), c in per_report.items()]
+    rows += [("**pooled**", b, c, f"{c.p_value:.2g}") for b, c in pooled.items()]
+    for name, b, c, p in rows:
+        lines.append(
+            f"| {name} | {b} | {c.n} | {c.wins} / {c.n} | {c.mean_difference:+.4f} "
+            f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}] | {p} |"
+        )
+    passed = [
+        name
+        for name in names
+        if all(
+            (name, b) in per_report
+            and per_report[name, b].p_value < alpha
+            and sign * per_report[name, b].mean_difference < 0
+            for b in baselines
+        )
+    ]
+    header = " | ".join(f"P(pass) vs {b}" for b in baselines)
+    lines += [
+        "",
+        f"Draws on which it is better than every baseline with p < {alpha:g}: {len(passed)} of {len(names)}.",
+        "",
+        f"| cases with a value in a draw | {header} | P(pass) vs all |",
+        "|---|" + "---|" * (len(baselines) + 1),
+    ]
+    for n, p in tested["power"].items():
+        lines.append(f"| {n} | " + " | ".join(f"{v:.3f}" for v in p["each"]) + f" | {p['all']:.3f} |")
+    return lines
+
+
 def analyse(
     reports: Sequence[str | PathLike],
     *,
@@ -260,66 +331,12 @@ def analyse(
         "the method.",
     ]
     for method in chosen:
-        keys = sorted(set(values[method]).intersection(*(values[b] for b in baselines)))
-        if len(keys) < 2:
-            raise VCEInputError(
-                f"{method} shares fewer than 2 cases with the baselines", expected="≥ 2 cases"
-            )
-        diffs = np.array([[sign * (values[method][k] - values[b][k]) for b in baselines] for k in keys])
-        per_report = {
-            (name, b): compare(
-                [values[method][k] for k in keys if draw_of[k] == name],
-                [values[b][k] for k in keys if draw_of[k] == name],
-                lower_is_better=sign > 0,
-            )
-            for name in names
-            for b in baselines
-            if sum(1 for k in keys if draw_of[k] == name) >= 2
-        }
-        pooled = {
-            b: compare(
-                [values[method][k] for k in keys], [values[b][k] for k in keys], lower_is_better=sign > 0
-            )
-            for b in baselines
-        }
-        power = pooled_power(diffs, sizes, resamples=resamples, alpha=alpha, seed=seed)
-        result["methods"][method] = {"per_report": per_report, "pooled": pooled, "power": power}
-        lines += [
-            "",
-            f"## {method}",
-            "",
-            "| draw | baseline | n | better in | mean difference [95 % CI] | p |",
-        ]
-        lines.append("|---|---|---|---|---|---|")
-        for (name, b), c in per_report.items():
-            lines.append(
-                f"| {name} | {b} | {c.n} | {c.wins} / {c.n} | {c.mean_difference:+.4f} "
-                f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}] | {_p(c.p_value)} |"
-            )
-        for b, c in pooled.items():
-            lines.append(
-                f"| **pooled** | {b} | {c.n} | {c.wins} / {c.n} | {c.mean_difference:+.4f} "
-                f"[{c.ci_low:+.4f}, {c.ci_high:+.4f}] | {c.p_value:.2g} |"
-            )
-        passes = sum(
-            1
-            for name in names
-            if all(
-                (name, b) in per_report
-                and per_report[name, b].p_value < alpha
-                and sign * per_report[name, b].mean_difference < 0
-                for b in baselines
-            )
+        tested = _test_method(values, draw_of, names, method, baselines, sign=sign)
+        tested["power"] = pooled_power(
+            tested.pop("diffs"), sizes, resamples=resamples, alpha=alpha, seed=seed
         )
-        lines += [
-            "",
-            f"Draws on which it is better than every baseline with p < {alpha:g}: {passes} of {len(names)}.",
-            "",
-            "| cases with a value in a draw | " + " | ".join(f"P(pass) vs {b}" for b in baselines) + " | P(pass) vs all |",
-            "|---|" + "---|" * (len(baselines) + 1),
-        ]
-        for n, p in power.items():
-            lines.append(f"| {n} | " + " | ".join(f"{v:.3f}" for v in p["each"]) + f" | {p['all']:.3f} |")
+        result["methods"][method] = tested
+        lines += _method_lines(method, tested, names, baselines, alpha=alpha, sign=sign)
     lines += ["", f"Wall time {time.perf_counter() - started:.1f} s."]
     text = "\n".join(lines) + "\n"
     result["text"] = text
