@@ -21,8 +21,11 @@ the same case twice is refused) and prints, per method present in every report:
   same resampled cases for each). This treats the pooled cases as the population future draws come from,
   which holds for phantom draws (independent cases of one generator) and says nothing about real data.
 
-Only the primary endpoint (``--metric``, default ``lesion_error``: the mean over a case's lesions of
-``|E − E_true|``) is read by default; any metric of ``results.csv`` can be given. With ``--out`` it writes
+One metric is read (``--metric``): by default the primary endpoint ``lesion_error``, the mean over a
+case's lesions of ``|E − E_true|``, recomputed from the report's ``lesions.csv`` (committed with every
+report; ``lesion_error:<type>`` likewise); any other metric comes from ``results.csv``, which the
+report's command writes but the repository does not keep. Only cases with a value count (a case without an
+enhancing lesion has no lesion error: a draw of 24 phantom cases gives about 22). With ``--out`` it writes
 ``power.md`` (what is printed, with the command) and ``cases.csv`` (draw, case_id, method, value: the
 per-case values every figure is computed from).
 """
@@ -364,7 +367,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--metric", default=PRIMARY, help=f"a metric of results.csv ({PRIMARY})")
     parser.add_argument("--baselines", nargs="+", default=list(BASELINES), help="the methods tested against")
     parser.add_argument("--methods", nargs="+", help="methods to test (default: every other method)")
-    parser.add_argument("--sizes", nargs="+", type=int, default=[24, 36, 48, 72], help="cases in a draw")
+    parser.add_argument(
+        "--sizes",
+        nargs="+",
+        type=int,
+        default=[24, 36, 48, 72],
+        help="cases with a value in a resampled draw",
+    )
     parser.add_argument("--resamples", type=int, default=2000, help="resampled draws per size (2000)")
     parser.add_argument("--alpha", type=float, default=0.05, help="level of the test (0.05)")
     parser.add_argument("--seed", type=int, default=0, help="resampling seed (0)")
