@@ -51,3 +51,11 @@ def test_holm_by_hand_and_direction() -> None:
     assert holm([0.9, 0.8]) == [1.0, 1.0]
     higher_better = compare([30.0, 31.0, 29.0], [29.0, 30.0, 30.0], lower_is_better=False)
     assert higher_better.wins == 2 and higher_better.mean_difference == pytest.approx(1 / 3)
+
+
+def test_p_values_print_alike_in_every_report() -> None:
+    from vce_core.evaluate.common import format_p
+
+    assert [format_p(p) for p in (0.0004, 0.04, 0.2)] == ["< 0.001", "0.040", "0.200"]
+    assert [format_p(p, star=True) for p in (0.0004, 0.0499, 0.05)] == ["< 0.001*", "0.050*", "0.050"]
+    assert format_p(float("nan")) == format_p(None, star=True) == "–"

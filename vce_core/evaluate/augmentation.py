@@ -57,6 +57,7 @@ from typing import Any
 import numpy as np
 
 from vce_core.errors import VCEInputError
+from vce_core.evaluate.common import format_p
 
 __all__ = [
     "ARMS",
@@ -727,10 +728,6 @@ def _f(v: Any, digits: int = 4) -> str:
     return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{digits}f}"
 
 
-def _p(p: float) -> str:
-    return "–" if not math.isfinite(p) else ("< 0.001" if p < 0.001 else f"{p:.3f}")
-
-
 def write_report(
     out: Path,
     rows: list[dict[str, Any]],
@@ -778,8 +775,8 @@ def _comparison_table(comparisons: list[dict[str, Any]]) -> list[str]:
         digits = 2 if c["metric"].endswith("psnr") else 4
         lines.append(
             f"| {LABELS[c['metric']]} | {c['a']} | {c['b']} | {_f(c['mean_difference'], digits)} "
-            f"[{_f(c['ci_low'], digits)}, {_f(c['ci_high'], digits)}] | {_p(c['p_value'])} | "
-            f"{_p(c['p_holm'])} | {c['a_better']}/{c['n']} |"
+            f"[{_f(c['ci_low'], digits)}, {_f(c['ci_high'], digits)}] | {format_p(c['p_value'])} | "
+            f"{format_p(c['p_holm'])} | {c['a_better']}/{c['n']} |"
         )
     return lines
 
@@ -824,7 +821,7 @@ def _reading(summary: list[dict[str, Any]], comparisons: list[dict[str, Any]]) -
         digits = 2 if metric.endswith("psnr") else 4
         vs = "; ".join(
             f"vs {c['b'] if c['a'] == best else c['a']}: "
-            f"{_f(abs(c['mean_difference']), digits)} (Holm p {_p(c['p_holm'])})"
+            f"{_f(abs(c['mean_difference']), digits)} (Holm p {format_p(c['p_holm'])})"
             for c in held
         )
         lines.append(
@@ -862,7 +859,7 @@ def _answers(comparisons: list[dict[str, Any]]) -> list[str]:
             d, lo, hi = -c["mean_difference"], -c["ci_high"], -c["ci_low"]
             parts.append(
                 f"{LABELS[metric]} {d:+.{digits}f}{unit} [{lo:+.{digits}f}, {hi:+.{digits}f}] "
-                f"(Holm p {_p(c['p_holm'])}, {c['n'] - c['a_better']}/{c['n']} cases better)"
+                f"(Holm p {format_p(c['p_holm'])}, {c['n'] - c['a_better']}/{c['n']} cases better)"
             )
             if metric == "brain_psnr":
                 significant = math.isfinite(c["p_holm"]) and c["p_holm"] < 0.05

@@ -78,6 +78,14 @@ def paired(a: dict[str, float], b: dict[str, float], *, lower_is_better: bool) -
     }
 
 
+def format_p(p: float | None, *, star: bool = False) -> str:
+    """A p-value as the reports print it: ``< 0.001`` or three decimals, ``–`` when undefined (None or
+    NaN); with ``star``, ``*`` after a p below 0.05."""
+    if p is None or not math.isfinite(p):
+        return "–"
+    return ("< 0.001" if p < 0.001 else f"{p:.3f}") + ("*" if star and p < 0.05 else "")
+
+
 def describe(values: np.ndarray) -> dict[str, float | int]:
     """``mean``, ``sd`` (ddof 1; NaN for one value) and ``n`` of a non-empty 1-D array."""
     return {

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -45,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from vce_core.errors import VCEInputError
-from vce_core.evaluate.common import command_line, run_cli, write_csv
+from vce_core.evaluate.common import command_line, format_p, run_cli, write_csv
 from vce_core.evaluate.lowdose import ALL_DOSES, BASELINES, LOWER_IS_BETTER, PRIMARY, per_case
 from vce_core.evaluate.stats import compare
 from vce_core.metrics import paired_test
@@ -210,10 +209,6 @@ def _check(sizes: Sequence[int], resamples: int, alpha: float) -> None:
         raise VCEInputError(f"--alpha {alpha}", expected="a level in (0, 1), e.g. 0.05")
 
 
-def _p(p: float) -> str:
-    return "< 0.001" if p < 0.001 else f"{p:.3f}" if math.isfinite(p) else "n/a"
-
-
 def _test_method(
     values: dict[str, dict[str, float]],
     draw_of: dict[str, str],
@@ -255,7 +250,7 @@ def _method_lines(
     per_report, pooled = tested["per_report"], tested["pooled"]
     lines = ["", f"## {method}", "", "| draw | baseline | n | better in | mean difference [95 % CI] | p |"]
     lines.append("|---|---|---|---|---|---|")
-    rows = [(name, b, c, _p(c.p_value)) for (name, b), c in per_report.items()]
+    rows = [(name, b, c, format_p(c.p_value)) for (name, b), c in per_report.items()]
     rows += [("**pooled**", b, c, f"{c.p_value:.2g}") for b, c in pooled.items()]
     for name, b, c, p in rows:
         lines.append(

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from vce_core.evaluate.common import write_csv
+from vce_core.evaluate.common import format_p, write_csv
 
 __all__ = ["markdown_report", "write_html", "write_report"]
 
@@ -97,12 +97,6 @@ def _num(v: Any, digits: int = 4) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
     return f"{v:.{digits}f}"
-
-
-def _p(p: Any) -> str:
-    if p is None or not math.isfinite(p):
-        return "–"
-    return ("< 0.001" if p < 0.001 else f"{p:.3f}") + ("*" if p < 0.05 else "")
 
 
 def _dose_label(d: Any) -> str:
@@ -252,10 +246,10 @@ def _comparison_table(result: dict[str, Any], metric: str, doses: list[Any], hol
             _num(r["model_mean"]),
             _num(r["baseline_mean"]),
             f"{_num(r['mean_difference'])} [{_num(r['ci_low'])}, {_num(r['ci_high'])}]",
-            _p(r["p_value"]),
+            format_p(r["p_value"], star=True),
         ]
         if holm:
-            cells.append(_p(r["p_holm"]))
+            cells.append(format_p(r["p_holm"], star=True))
         cells.append(f"{r['wins']}/{r['n']}")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
