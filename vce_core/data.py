@@ -1027,19 +1027,21 @@ class SliceDataset(CaseDataset):
 
 class PatchDataset(CaseDataset):
     """3-D patches of ``crop³`` voxels (seed 000: 64³), centred on a random brain voxel with probability
-    ``brain_probability`` and on a uniformly random voxel otherwise. ``patches_per_case`` index entries per
-    (case, dose) make an epoch. Shapes: native/standard_dose/residual/brain ``[1, D, H, W]``.
-    With ``crop=None`` the whole bounding-box volume is returned, padded to a multiple of 8 (validation).
+    :attr:`brain_probability` (seed 000's 0.9) and on a uniformly random voxel otherwise.
+    ``patches_per_case`` index entries per (case, dose) make an epoch. Shapes: native/standard_dose/residual/
+    brain ``[1, D, H, W]``. With ``crop=None`` the whole bounding-box volume is returned, padded to a multiple
+    of 8 (validation).
     """
 
     spatial_dims = 3
+    brain_probability = 0.9
+    """Share of the patches centred on a brain voxel (seed 000's; the training config does not set it)."""
 
     def __init__(
         self,
         folders: Sequence[str | PathLike],
         *,
         patches_per_case: int = 16,
-        brain_probability: float = 0.9,
         **kwargs: Any,
     ):
         if (
@@ -1051,11 +1053,7 @@ class PatchDataset(CaseDataset):
                 f"patches_per_case is {patches_per_case!r}",
                 expected="a whole number ≥ 1 (patches per case and dose)",
             )
-        if not 0.0 <= brain_probability <= 1.0:
-            raise VCEInputError(
-                f"brain_probability {brain_probability} is outside [0, 1]", expected="a probability"
-            )
-        self.patches_per_case, self.brain_probability = patches_per_case, float(brain_probability)
+        self.patches_per_case = patches_per_case
         super().__init__(folders, **kwargs)
 
     def _index_case(self, ci: int, case: PreparedCase) -> list[tuple[int, float, int]]:

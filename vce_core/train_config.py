@@ -3,8 +3,9 @@
     cfg = load_config("configs/ld_cgan_2d_np.yaml", ["iterations=2000", "generator_kwargs.base_channels=8"])
 
 :class:`TrainConfig` checks its values when built; :func:`config_from_dict` coerces YAML/CLI values to the
-field types and names the closest valid key for a typo; :func:`model_kwargs` derives the generator's and
-critic's ``spatial_dims`` / ``in_slices`` (and, for virtual contrast, ``in_modalities``) from the data mode.
+field types and names the closest valid key for a typo; :func:`model_kwargs` derives the generator's
+``spatial_dims`` / ``in_slices`` (and, for virtual contrast, ``in_modalities`` / ``out_channels``) from the
+data mode, and gives the critic the generator's geometry.
 
 Tasks. ``task: low_dose`` (seed 000) trains on ``(native, standard dose, dose, field strength) → residual of
 an acquired low dose``. ``task: virtual_contrast`` (seeds 001–004) trains ``inputs`` (names parsed by
@@ -297,17 +298,49 @@ def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -
 
 
 def model_kwargs(cfg: TrainConfig, which: str) -> dict[str, Any]:
-    """Generator/critic kwargs with ``spatial_dims`` and ``in_slices`` derived from the data mode.
+    """Generator/critic kwargs: ``generator_kwargs`` or ``critic_kwargs`` plus the image geometry.
 
-    For ``task: virtual_contrast`` also ``in_modalities`` (the number of inputs) and ``out_channels`` (the
-    target's slices: ``2·context + 1`` with ``target_context``, else 1).
+    The generator's ``spatial_dims`` and ``in_slices`` come from the data mode and, for ``task:
+    virtual_contrast``, ``in_modalities`` (the number of inputs) and ``out_channels`` (the target's slices:
+    ``2·context + 1`` with ``target_context``, else 1), unless ``generator_kwargs`` sets them. A critic judges
+    the generator's images, so it gets the generator's geometry (every one of ``spatial_dims``,
+    ``in_modalities``, ``in_slices``, ``out_channels`` its constructor takes, the generator's default where
+    the generator was not given one); a ``critic_kwargs`` value that differs from it is refused.
     """
-    kwargs = dict(cfg.generator_kwargs if which == "generator" else cfg.critic_kwargs)
-    kwargs.setdefault("spatial_dims", 3 if cfg.mode == "3d" else 2)
-    kwargs.setdefault("in_slices", 2 * cfg.context + 1 if cfg.mode == "2.5d" else 1)
+    generator = dict(cfg.generator_kwargs)
+    generator.setdefault("spatial_dims", 3 if cfg.mode == "3d" else 2)
+    generator.setdefault("in_slices", 2 * cfg.context + 1 if cfg.mode == "2.5d" else 1)
     if cfg.task == "virtual_contrast":
-        kwargs.setdefault("in_modalities", len(cfg.inputs))
-        kwargs.setdefault("out_channels", kwargs["in_slices"] if cfg.target_context else 1)
+        generator.setdefault("in_modalities", len(cfg.inputs))
+        generator.setdefault("out_channels", generator["in_slices"] if cfg.target_context else 1)
+    if which == "generator":
+        return generator
+    import inspect
+
+    from vce_core.models import model_class
+    from vce_core.models.blocks import GEOMETRY_ARGUMENTS
+
+    generator_parameters = inspect.signature(model_class(cfg.generator)).parameters
+    critic_parameters = inspect.signature(model_class(cfg.critic)).parameters
+    kwargs = dict(cfg.critic_kwargs)
+    for name in GEOMETRY_ARGUMENTS:
+        if name not in critic_parameters:
+            continue
+        if name in generator:
+            value = generator[name]
+        elif (
+            name in generator_parameters and generator_parameters[name].default is not inspect.Parameter.empty
+        ):
+            value = generator_parameters[name].default
+        else:  # a generator without this argument (e.g. no in_modalities): the critic's own default
+            continue
+        if name in kwargs and kwargs[name] != value:
+            raise VCEInputError(
+                f"critic_kwargs.{name}={kwargs[name]!r} differs from the generator's {name}={value!r}",
+                expected=f"no {name} in critic_kwargs: the critic judges the generator's images and takes "
+                "their geometry",
+            )
+        kwargs[name] = value
     return kwargs
 
 

@@ -88,8 +88,19 @@ def test_stack_and_patch_datasets(cases: list[Path]) -> None:
     for bad in ({"patches_per_case": 0}, {"patches_per_case": -2}, {"patches_per_case": 2.5}):
         with pytest.raises(VCEInputError, match="patches_per_case"):
             PatchDataset(cases[:1], crop=16, **bad)
-    with pytest.raises(VCEInputError, match="brain_probability"):
-        PatchDataset(cases[:1], crop=16, brain_probability=1.5)
+    # patch centres: on a brain voxel with brain_probability (seed 000's 0.9), else anywhere in the volume
+    assert PatchDataset.brain_probability == 0.9
+    case, rng = patches.case(0), np.random.default_rng(0)
+    half = patches.crop // 2
+
+    def in_brain_share(probability: float) -> float:
+        patches.brain_probability = probability
+        centres = [np.add(patches._window(case, rng)[0], half) for _ in range(200)]
+        return float(np.mean([case.brain[tuple(c)] for c in centres]))
+
+    assert in_brain_share(1.0) == 1.0
+    uniform = in_brain_share(0.0)
+    assert uniform < 0.9 and abs(uniform - case.brain.mean()) < 0.1  # a uniform voxel is brain by chance
 
 
 def test_split_by_case_and_sampler(cases: list[Path], tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ def test_models_build_run_and_rebuild_from_config(spatial_dims, in_slices, spati
     torch.manual_seed(0)
     kwargs = {"spatial_dims": spatial_dims, "in_slices": in_slices, "num_res_blocks": 1}
     gen_model = build_model("ld_cgan_generator", **kwargs)
-    critic = build_model("ld_cgan_critic", **kwargs)
+    critic = build_model("ld_cgan_critic", **kwargs, out_channels=1)
     native, sd, dose, field = _inputs(in_slices, spatial)
     noise = torch.randn(2, 1, *spatial)
     outputs = gen_model(native, sd, dose, field, noise)
@@ -104,9 +104,11 @@ def test_generator_rejects_bad_inputs() -> None:
     with pytest.raises(VCEInputError, match="in_slices"):
         build_model("ld_cgan_generator", spatial_dims=2, in_slices=2)
     with pytest.raises(VCEInputError, match="spatial_dims"):
-        build_model("ld_cgan_critic", spatial_dims=4)
+        build_model("ld_cgan_critic", spatial_dims=4, in_slices=1, out_channels=1)
     with pytest.raises(VCEInputError, match="residual"):
-        build_model("ld_cgan_critic", spatial_dims=2)(torch.zeros(2, 1, 8, 8), native, sd, dose, field)
+        build_model("ld_cgan_critic", spatial_dims=2, in_slices=1, out_channels=1)(
+            torch.zeros(2, 1, 8, 8), native, sd, dose, field
+        )
 
 
 @pytest.mark.parametrize(("spatial_dims", "in_slices", "spatial"), CASES)
@@ -174,7 +176,7 @@ def test_dose_reaches_every_residual_block_and_the_output(spatial_dims, spatial,
 
 def test_architecture_follows_the_paper() -> None:
     gen_model = build_model("ld_cgan_generator", spatial_dims=3)
-    critic = build_model("ld_cgan_critic", spatial_dims=3)
+    critic = build_model("ld_cgan_critic", spatial_dims=3, in_slices=1, out_channels=1)
     assert isinstance(gen_model, LowDoseGenerator) and isinstance(critic, LowDoseCritic)
     # 12 channels at the finest scale, doubled per scale; 128-feature two-layer metadata MLP
     assert [blocks[0][0].out_norm.num_channels for blocks in gen_model.encoder] == [12, 24, 48, 96]
@@ -199,7 +201,7 @@ def test_architecture_follows_the_paper() -> None:
 
 def test_critic_embedding_is_its_own_module() -> None:
     gen_model = build_model("ld_cgan_generator", spatial_dims=2, num_res_blocks=1)
-    critic = build_model("ld_cgan_critic", spatial_dims=2, num_res_blocks=1)
+    critic = build_model("ld_cgan_critic", spatial_dims=2, in_slices=1, out_channels=1, num_res_blocks=1)
     assert isinstance(critic.embedding, MetadataEmbedding) and critic.embedding is not gen_model.embedding
     gen_params = {p.data_ptr() for p in gen_model.parameters()}
     assert not any(p.data_ptr() in gen_params for p in critic.parameters())
@@ -223,7 +225,7 @@ def test_critic_embedding_is_its_own_module() -> None:
 
 def test_gradient_penalty_on_the_real_critic() -> None:
     torch.manual_seed(0)
-    critic = build_model("ld_cgan_critic", spatial_dims=2, num_res_blocks=1)
+    critic = build_model("ld_cgan_critic", spatial_dims=2, in_slices=1, out_channels=1, num_res_blocks=1)
     native, sd, dose, field = _inputs(1, (16, 16))
     real, fake = torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)
     cond_real = (native, sd, L.smooth_dose_labels(dose), field)

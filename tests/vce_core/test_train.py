@@ -19,8 +19,9 @@ from safetensors.torch import load_file
 from support import record_sequence, write_tiny_cases
 from vce_core.checkpoint import read_card
 from vce_core.errors import VCEInputError
+from vce_core.models import build_model
 from vce_core.train import Trainer, main, train
-from vce_core.train_config import TrainConfig, config_from_dict, load_config
+from vce_core.train_config import TrainConfig, config_from_dict, load_config, model_kwargs
 
 TINY = {
     "name": "tiny",
@@ -386,6 +387,58 @@ def test_task_configuration_is_checked() -> None:
     ):
         with pytest.raises(VCEInputError, match=match):
             config_from_dict(bad)
+
+
+def test_the_critic_takes_the_generator_geometry() -> None:
+    geometry = ("spatial_dims", "in_modalities", "in_slices", "out_channels")
+    vc = config_from_dict(
+        {
+            "task": "virtual_contrast",
+            "inputs": ["native", "t2", "flair"],
+            "mode": "2.5d",
+            "context": 2,
+            "target_context": True,
+            "generator": "amcgan_generator",
+            "generator_kwargs": {"ngf": 4, "msfc_channels": 4, "res_blocks": 1},
+            "critic": "patch_discriminator",
+            "critic_kwargs": {"base_channels": 4, "layers": 3, "strided": 1},
+        }
+    )
+    generator, critic = model_kwargs(vc, "generator"), model_kwargs(vc, "critic")
+    expected = {"spatial_dims": 2, "in_modalities": 3, "in_slices": 5, "out_channels": 5}
+    assert {k: generator[k] for k in geometry} == {k: critic[k] for k in geometry} == expected
+    assert critic["base_channels"] == 4 and "ngf" not in critic
+    # the pair built from them fits: the discriminator scores the generator's 5-slice output given its input
+    x = torch.randn(1, 15, 16, 16)
+    y = build_model(vc.generator, **generator)(x)
+    assert build_model(vc.critic, **critic)(y, x).shape[:2] == (1, 1)
+
+    # low dose: the generator was not given out_channels, so the critic gets the generator's default (1)
+    ld = config_from_dict({"mode": "2.5d", "context": 1, "critic_kwargs": {"num_res_blocks": 1}})
+    assert model_kwargs(ld, "critic") == {
+        "num_res_blocks": 1,
+        "spatial_dims": 2,
+        "in_slices": 3,
+        "out_channels": 1,
+    }
+    ld_out = config_from_dict({"generator_kwargs": {"out_channels": 2}})
+    assert model_kwargs(ld_out, "critic")["out_channels"] == 2
+
+    # a critic geometry that contradicts the generator's is refused, one that repeats it is accepted
+    with pytest.raises(
+        VCEInputError, match=r"critic_kwargs.in_slices=1 differs from the generator's in_slices=3"
+    ):
+        model_kwargs(
+            config_from_dict({"mode": "2.5d", "context": 1, "critic_kwargs": {"in_slices": 1}}), "critic"
+        )
+    assert (
+        model_kwargs(config_from_dict({"critic_kwargs": {"spatial_dims": 2}}), "critic")["spatial_dims"] == 2
+    )
+    # built without the geometry, a critic names what it needs; a typo names the closest argument
+    with pytest.raises(VCEInputError, match="needs spatial_dims, in_modalities, in_slices, out_channels"):
+        build_model("patch_discriminator")
+    with pytest.raises(VCEInputError, match="no argument 'num_res_block' .did you mean 'num_res_blocks'"):
+        build_model("ld_cgan_generator", num_res_block=1)
 
 
 def test_unknown_objective_and_vgg_content_loss(data: dict[str, list[str]], tmp_path: Path) -> None:

@@ -19,7 +19,9 @@ True
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
 import json
 import pkgutil
 from collections.abc import Callable
@@ -27,9 +29,9 @@ from typing import TypeVar
 
 from torch import nn
 
-from vce_core.errors import VCEModelError
+from vce_core.errors import VCEInputError, VCEModelError
 
-__all__ = ["build_model", "list_models", "register_model"]
+__all__ = ["build_model", "list_models", "model_class", "register_model"]
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _NOT_MODEL_MODULES = {"blocks", "objective"}
@@ -79,6 +81,36 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def model_class(name: str) -> Callable[..., nn.Module]:
+    """The class (factory) registered as ``name``; :class:`VCEModelError` for an unknown name."""
+    _discover()
+    if name not in _REGISTRY:
+        raise VCEModelError(
+            f"unknown model {name!r}", expected=f"one of: {', '.join(sorted(_REGISTRY)) or '(none)'}"
+        )
+    return _REGISTRY[name]
+
+
+def _check_arguments(name: str, factory: Callable[..., nn.Module], kwargs: dict[str, object]) -> None:
+    """:class:`VCEInputError` for an argument the constructor does not take (with the closest one it does)
+    or one it requires and ``kwargs`` lacks, instead of Python's ``TypeError``."""
+    parameters = inspect.signature(factory).parameters
+    try:
+        inspect.signature(factory).bind(**kwargs)
+    except TypeError as err:
+        unknown = [k for k in kwargs if k not in parameters]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], list(parameters), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problem = f"model {name!r} has no argument {unknown[0]!r}{hint}"
+        else:
+            missing = [
+                n for n, q in parameters.items() if q.default is inspect.Parameter.empty and n not in kwargs
+            ]
+            problem = f"model {name!r} needs {', '.join(missing)}" if missing else f"model {name!r}: {err}"
+        raise VCEInputError(problem, expected=f"arguments among: {', '.join(parameters)}") from err
+
+
 def build_model(name: str, **kwargs: object) -> nn.Module:
     """Build the model registered as ``name`` with constructor ``kwargs``.
 
@@ -90,14 +122,12 @@ def build_model(name: str, **kwargs: object) -> nn.Module:
     VCEModelError
         Unknown name, or a model whose ``config`` is missing or not JSON-serialisable.
     VCEInputError
-        Invalid constructor arguments (raised by the model itself).
+        An argument the model does not take or a required one missing, or invalid values (raised by the
+        model itself).
     """
-    _discover()
-    if name not in _REGISTRY:
-        raise VCEModelError(
-            f"unknown model {name!r}", expected=f"one of: {', '.join(sorted(_REGISTRY)) or '(none)'}"
-        )
-    model = _REGISTRY[name](**kwargs)
+    factory = model_class(name)
+    _check_arguments(name, factory, kwargs)
+    model = factory(**kwargs)
     config = getattr(model, "config", None)
     if not isinstance(config, dict):
         raise VCEModelError(f"model {name!r} has no config dict", expected="model.config = {kwargs}")

@@ -412,6 +412,9 @@ def positive_int(name: str, value: object, minimum: int = 1) -> int:
 CHANNEL_ARGUMENTS = ("in_modalities", "in_slices", "out_channels")
 """Constructor arguments that size a model's inputs and output; :func:`constructor_config` checks them."""
 
+GEOMETRY_ARGUMENTS = ("spatial_dims", *CHANNEL_ARGUMENTS)
+"""A model's image geometry: a critic takes its generator's (:func:`vce_core.train_config.model_kwargs`)."""
+
 
 def constructor_config(
     cls: type[nn.Module], arguments: Mapping[str, Any], positive: Iterable[str] = ()

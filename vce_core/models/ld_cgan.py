@@ -747,9 +747,15 @@ class LowDoseGenerator(nn.Module):
 class LowDoseCritic(nn.Module):
     """Conditional WGAN critic (seed 000): the generator's encoding side, 5 scales, no attention.
 
+    Every argument is keyword-only. The image geometry (``spatial_dims``, ``in_slices``, ``out_channels``)
+    has no default: a critic judges one generator's images and takes its geometry, which the trainer passes
+    (:func:`vce_core.train_config.model_kwargs`).
+
     Parameters
     ----------
-    spatial_dims, in_slices, out_channels, base_channels, num_res_blocks, emb_features, dropout:
+    spatial_dims, in_slices, out_channels:
+        As for :class:`LowDoseGenerator`.
+    base_channels, num_res_blocks, emb_features, dropout:
         As for :class:`LowDoseGenerator` (the paper uses identical hyperparameters).
     num_scales:
         Number of scales (5); pooling uses ``ceil_mode``, so any spatial size is accepted.
@@ -757,9 +763,10 @@ class LowDoseCritic(nn.Module):
 
     def __init__(
         self,
-        spatial_dims: int = 3,
-        in_slices: int = 1,
-        out_channels: int = 1,
+        *,
+        spatial_dims: int,
+        in_slices: int,
+        out_channels: int,
         base_channels: int = 12,
         num_scales: int = 5,
         num_res_blocks: int = 2,

@@ -27,6 +27,10 @@ __all__ = ["PatchDiscriminator"]
 class PatchDiscriminator(nn.Module):
     """Conditional PatchGAN ``D(y, x)``; raw (unbounded) scores per patch.
 
+    Every argument is keyword-only. The image geometry (``spatial_dims``, ``in_modalities``, ``in_slices``,
+    ``out_channels``) has no default: a discriminator judges one generator's images and takes its geometry,
+    which the trainer passes (:func:`vce_core.train_config.model_kwargs`).
+
     Parameters
     ----------
     spatial_dims:
@@ -47,10 +51,11 @@ class PatchDiscriminator(nn.Module):
 
     def __init__(
         self,
-        spatial_dims: int = 2,
-        in_modalities: int = 1,
-        in_slices: int = 1,
-        out_channels: int = 1,
+        *,
+        spatial_dims: int,
+        in_modalities: int,
+        in_slices: int,
+        out_channels: int,
         base_channels: int = 64,
         layers: int = 6,
         strided: int = 4,

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from vce_core.models import build_model
 from vce_core.models.amcgan import AMCGANGenerator, FeatureAttention, MultiScaleCapture, PixResBlock
+from vce_core.models.blocks import GEOMETRY_ARGUMENTS
 
 SMALL = {"msfc_channels": 2, "ngf": 4, "res_blocks": 2, "dropout": 0.0}
 CRITIC = {"base_channels": 4, "layers": 4, "strided": 2}
@@ -76,9 +77,8 @@ def test_pix_resblock_equation() -> None:
 @pytest.mark.parametrize(("spatial_dims", "spatial"), [(2, (16, 12)), (3, (8, 8, 12))])
 def test_shapes_2d_and_3d(spatial_dims: int, spatial: tuple[int, ...]) -> None:
     model = build_model("amcgan_generator", spatial_dims=spatial_dims, in_modalities=2, **SMALL)
-    critic = build_model(
-        "patch_discriminator", spatial_dims=spatial_dims, in_modalities=2, **{**CRITIC, "strided": 1}
-    )
+    geometry = {k: model.config[k] for k in GEOMETRY_ARGUMENTS}  # the critic takes the generator's
+    critic = build_model("patch_discriminator", **geometry, **{**CRITIC, "strided": 1})
     x = torch.randn(2, 2, *spatial)
     y = model(x)
     assert y.shape == (2, 1, *spatial)
