@@ -30,6 +30,7 @@ there is one stage with the config's learning rates and loss weights.
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
 import typing
 from collections.abc import Sequence
@@ -315,8 +316,6 @@ def model_kwargs(cfg: TrainConfig, which: str) -> dict[str, Any]:
         generator.setdefault("out_channels", generator["in_slices"] if cfg.target_context else 1)
     if which == "generator":
         return generator
-    import inspect
-
     from vce_core.models import model_class
     from vce_core.models.blocks import GEOMETRY_ARGUMENTS
 
@@ -332,7 +331,7 @@ def model_kwargs(cfg: TrainConfig, which: str) -> dict[str, Any]:
             name in generator_parameters and generator_parameters[name].default is not inspect.Parameter.empty
         ):
             value = generator_parameters[name].default
-        else:  # a generator without this argument (e.g. no in_modalities): the critic's own default
+        else:  # the generator has no such argument (LowDoseGenerator: in_modalities): critic_kwargs' own
             continue
         if name in kwargs and kwargs[name] != value:
             raise VCEInputError(

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import csv
 import shutil
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -112,27 +114,54 @@ def test_bad_input_writes_nothing(
     assert list(taken.iterdir()) == []
 
 
-def test_the_native_slope_fit_leaves_no_slope_and_is_recorded(
-    setup: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """``--fit native-slope``: on the copy, a second fit finds no slope left on the fitted lesions at either
-    field strength, and its lesion error by full forward passes is the one the fit predicted from the split
-    passes (the output is linear in the slope); the card records it and keeps the parent's weights. A
-    generator without ``texture_sigma``, cases without the lesion type at a field strength, an unknown type
-    and real cases are refused and write nothing."""
+SLOPE_OPTIONS = {"doses": [0.1, 0.33], "lesion_slices": 2, "extra_slices": 2, "device": "cpu"}
+HIGH_PASSED = {**SMALL, "base": "physics", "texture_sigma": 2.0}
+
+
+@pytest.fixture(scope="module")
+def slope_setup(setup: tuple[Path, Path, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The 3 T case of ``setup`` plus a 1.5 T case with a metastasis and one without lesions; an untrained
+    high-passed generator; its native-slope fit on all doses and on 0.1 alone."""
     from vce_core.evaluate.calibrate import fit_native_slope
 
-    _, cases3, _ = setup
-    cases = tmp_path / "cases"
-    shutil.copytree(cases3, cases)
+    root = tmp_path_factory.mktemp("native_slope")
+    cases = root / "cases"
+    shutil.copytree(setup[1], cases)
     case = make_case(15, resolution=2, sequence="achieva_1.5t", doses=(0.1, 0.33), lesions=LESIONS)
     save_case(case, cases / "phantom-0015")
     plain_case = make_case(16, resolution=2, sequence="achieva_1.5t", doses=(0.1, 0.33), lesions=[])
     save_case(plain_case, cases / "phantom-0016")  # no lesion: a case all the same
-    config = {**SMALL, "base": "physics", "texture_sigma": 2.0}
-    model = write_checkpoint(tmp_path / "hp", config, dose_visible=True, display_name="high-passed")
-    common = {"doses": [0.1, 0.33], "lesion_slices": 2, "extra_slices": 2, "device": "cpu"}
-    fit = fit_native_slope(model, [cases], **common, show_progress=False, lesion_type="metastasis")
+    model = write_checkpoint(root / "hp", HIGH_PASSED, dose_visible=True, display_name="high-passed")
+    fit = partial(fit_native_slope, show_progress=False, lesion_type="metastasis")
+    return {
+        "cases": cases,
+        "model": model,
+        "fit": fit(model, [cases], **SLOPE_OPTIONS),
+        "low_only": fit(model, [cases], **{**SLOPE_OPTIONS, "doses": [0.1]}),
+        "args": [
+            "--model",
+            str(model),
+            "--data",
+            str(cases),
+            "--doses",
+            "0.1",
+            "0.33",
+            *SLICES,
+            "--device",
+            "cpu",
+        ],
+    }
+
+
+def test_the_native_slope_fit_leaves_no_slope_and_is_recorded(
+    slope_setup: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--fit native-slope``: on the copy, a second fit finds no slope left on the fitted lesions at either
+    field strength, and its lesion error by full forward passes is the one the fit predicted from the split
+    passes (the output is linear in the slope); the card records it and keeps the parent's weights."""
+    from vce_core.evaluate.calibrate import fit_native_slope
+
+    cases, model, fit, args = (slope_setup[k] for k in ("cases", "model", "fit", "args"))
     assert fit["cases"] == 3 and fit["scans"] == 6 and fit["parent"] == [0.0, 0.0]
     assert {k[0] for k in fit["brain_slope_per_dose"]} == {1.5, 3.0}
     for field in (1.5, 3.0):
@@ -141,9 +170,7 @@ def test_the_native_slope_fit_leaves_no_slope_and_is_recorded(
         )
     assert max(abs(fit[f]["lesion_slope"]) for f in (1.5, 3.0)) > 1e-3  # untrained heads: something to fit
     # the per-dose slopes are each dose's own fit; the pooled slope is their weighted mean, inside its CI
-    low_only = fit_native_slope(
-        model, [cases], **{**common, "doses": [0.1]}, show_progress=False, lesion_type="metastasis"
-    )
+    low_only = slope_setup["low_only"]
     for field in (1.5, 3.0):
         per_dose, slope = fit[field]["lesion_slope_per_dose"], fit[field]["lesion_slope"]
         assert set(per_dose) == {0.1, 0.33}
@@ -153,7 +180,6 @@ def test_the_native_slope_fit_leaves_no_slope_and_is_recorded(
         assert low <= slope <= high
 
     out = tmp_path / "sloped"
-    args = ["--model", str(model), "--data", str(cases), "--doses", "0.1", "0.33", *SLICES, "--device", "cpu"]
     assert main([*args, "--fit", "native-slope", "--lesion-type", "metastasis", "--out", str(out)]) == 0
     assert "checked by full forward passes" in capsys.readouterr().out
     card, parent = read_card(out), read_card(model)
@@ -167,17 +193,24 @@ def test_the_native_slope_fit_leaves_no_slope_and_is_recorded(
     assert "--fit native-slope" in record["command"]
     assert any("native contrast of metastasis" in line for line in card.training["config"]["deviations"])
     assert card.default is False and card.held_out is None and card.display_name.startswith("high-passed, ")
-    again = fit_native_slope(out, [cases], **common, show_progress=False, lesion_type="metastasis")
+    again = fit_native_slope(out, [cases], **SLOPE_OPTIONS, show_progress=False, lesion_type="metastasis")
     for field in (1.5, 3.0):
         assert abs(again[field]["lesion_slope"]) < 1e-3 * max(abs(fit[field]["lesion_slope"]), 1e-3)
         assert again[field]["lesion_error"]["parent"] == pytest.approx(
             fit[field]["lesion_error"]["fitted"], rel=1e-3, abs=1e-6
         )
 
-    # one field strength fitted (a hold-out trained without 3 T): its slope is the full fit's, the other
-    # keeps the parent's, its cases are skipped; card, record and deviation say so
+
+def test_a_native_slope_fit_of_one_field_strength_keeps_the_other(
+    slope_setup: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One field strength fitted (a hold-out trained without 3 T): its slope is the full fit's, the other
+    keeps the parent's, its cases are skipped; card, record and deviation say so."""
+    from vce_core.evaluate.calibrate import fit_native_slope
+
+    cases, model, fit, args = (slope_setup[k] for k in ("cases", "model", "fit", "args"))
     one = fit_native_slope(
-        model, [cases], **common, show_progress=False, lesion_type="metastasis", field_strengths=[1.5]
+        model, [cases], **SLOPE_OPTIONS, show_progress=False, lesion_type="metastasis", field_strengths=[1.5]
     )
     assert one[3.0] == {"fitted": False, "native_slope": 0.0} and one["cases"] == 2 and one["scans"] == 4
     assert one[1.5]["lesion_slope"] == pytest.approx(fit[1.5]["lesion_slope"], rel=1e-9)
@@ -197,11 +230,20 @@ def test_the_native_slope_fit_leaves_no_slope_and_is_recorded(
     assert card15.training["native_slope_fit"]["cases"] == 2
     assert any("at 3 T not fitted" in line for line in card15.training["config"]["deviations"])
 
-    # refused, nothing written
+
+def test_a_native_slope_fit_that_cannot_be_made_is_refused_and_writes_nothing(
+    setup: tuple[Path, Path, Path],
+    slope_setup: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A generator without ``texture_sigma``, cases without the lesion type at a field strength, an unknown
+    type, real cases and a field strength without cases are refused and write nothing."""
+    cases3, cases, model = setup[1], slope_setup["cases"], slope_setup["model"]
     plain = write_checkpoint(tmp_path / "plain", {**SMALL, "base": "physics"}, dose_visible=True)
     real = tmp_path / "real"
     write_tiny_cases(real, 1, shape=(24, 24, 14))  # real-style: no T1 sequence, so a linear base
-    linear = write_checkpoint(tmp_path / "linear", {**config, "base": "linear"}, dose_visible=True)
+    linear = write_checkpoint(tmp_path / "linear", {**HIGH_PASSED, "base": "linear"}, dose_visible=True)
     for bad, data, extra, message in (
         (plain, cases, [], "texture_sigma"),
         (model, cases, [], "no weakly enhancing lesion at 1.5 T"),  # the default type: none here

@@ -591,38 +591,24 @@ def run(
     it evaluates (``{"info"}`` otherwise). Every input is checked before anything is written."""
     import torch
 
-    from vce_core.data import find_case_folders
-    from vce_core.domain import check_dose
-
     if threads > 0:
         torch.set_num_threads(int(threads))
         overrides = [f"threads={int(threads)}", *overrides]
-    dose = check_dose(dose, positive=True)
-    unknown = sorted(set(steps) - set(STEPS))
-    if unknown or not steps:
-        raise VCEInputError(f"steps {list(steps)}", expected=f"a non-empty subset of {', '.join(STEPS)}")
-    generator = Path(generator) if generator is not None else _default_generator()
-    folders, test_folders = find_case_folders(data), find_case_folders(test)
-    for folder in test_folders:
-        _require_low_dose(folder, dose)
-    for folder in folders:  # the real arm trains on the real low dose
-        _require_low_dose(folder, dose, "training")
+    dose, generator, folders, test_folders = _check_run(data, test, dose, steps, generator)
     work = Path(work)
     timings = _timings(work)
-    if "synthesize" in steps:
-        synthetic, seconds = write_synthetic_cases(
-            folders, work / "synthetic", generator, dose=dose, seed=seed, device=device, reuse=reuse, log=log
-        )
-        timings["synthesis_s"] = round(seconds, 1)
-        _save_timings(work, timings)
-    else:
-        synthetic = [work / "synthetic" / f.name for f in folders]
-        missing = [str(f) for f in synthetic if not _complete(f, dose)]
-        if missing:
-            raise VCEInputError(
-                f"{len(missing)} synthetic case(s) are missing, e.g. {missing[0]}",
-                expected="the synthesize step first (--steps synthesize,...)",
-            )
+    synthetic = _synthetic_twins(
+        folders,
+        work,
+        generator,
+        "synthesize" in steps,
+        timings,
+        dose=dose,
+        seed=seed,
+        device=device,
+        reuse=reuse,
+        log=log,
+    )
     arms = {"real": folders, "synthetic": synthetic, "real+synthetic": [*folders, *synthetic]}
     runs = {arm: work / RUN_NAMES[arm] for arm in ARMS}
     if "train" in steps:
@@ -660,6 +646,58 @@ def run(
     summary, comparisons = summarize(rows), compare_arms(rows)
     write_report(Path(out), rows, summary, comparisons, info)
     return {"rows": rows, "summary": summary, "comparisons": comparisons, "info": info}
+
+
+def _check_run(
+    data: Sequence[str | PathLike],
+    test: Sequence[str | PathLike],
+    dose: float,
+    steps: Sequence[str],
+    generator: str | PathLike | None,
+) -> tuple[float, Path, list[Path], list[Path]]:
+    """The checked dose, the generator folder (default: the bundled one), the training and test case
+    folders, each of which must hold an acquired scan at ``dose``; VCEInputError before anything is written.
+    """
+    from vce_core.data import find_case_folders
+    from vce_core.domain import check_dose
+
+    dose = check_dose(dose, positive=True)
+    unknown = sorted(set(steps) - set(STEPS))
+    if unknown or not steps:
+        raise VCEInputError(f"steps {list(steps)}", expected=f"a non-empty subset of {', '.join(STEPS)}")
+    generator = Path(generator) if generator is not None else _default_generator()
+    folders, test_folders = find_case_folders(data), find_case_folders(test)
+    for folder in test_folders:
+        _require_low_dose(folder, dose)
+    for folder in folders:  # the real arm trains on the real low dose
+        _require_low_dose(folder, dose, "training")
+    return dose, generator, folders, test_folders
+
+
+def _synthetic_twins(
+    folders: Sequence[Path],
+    work: Path,
+    generator: Path,
+    synthesize: bool,
+    timings: dict[str, Any],
+    **options: Any,
+) -> list[Path]:
+    """The synthetic twins of ``folders`` under ``work/synthetic``: written now (``synthesize``, timed in
+    ``timings``; ``options``: dose, seed, device, reuse, log of :func:`write_synthetic_cases`) or checked
+    complete from an earlier run (VCEInputError naming the first missing one)."""
+    if synthesize:
+        synthetic, seconds = write_synthetic_cases(folders, work / "synthetic", generator, **options)
+        timings["synthesis_s"] = round(seconds, 1)
+        _save_timings(work, timings)
+        return synthetic
+    synthetic = [work / "synthetic" / f.name for f in folders]
+    missing = [str(f) for f in synthetic if not _complete(f, options["dose"])]
+    if missing:
+        raise VCEInputError(
+            f"{len(missing)} synthetic case(s) are missing, e.g. {missing[0]}",
+            expected="the synthesize step first (--steps synthesize,...)",
+        )
+    return synthetic
 
 
 def _generator_info(root: Path, generator: Path) -> dict[str, Any]:

@@ -374,39 +374,80 @@ def fit_native_slope(
     :func:`measure_scans`, for a generator without ``texture_sigma``, an unknown lesion type, cases without
     noise-free truth, no field strength to fit, and when a fitted field strength has no lesion of the type
     (its slope would be a guess)."""
-    import torch
-
-    from vce_core.checkpoint import read_card
     from vce_core.domain import check_field_strength
     from vce_core.evaluate.enhancement import LESION_LABELS
-    from vce_core.models.ld_cgan import LOW_FIELD_BELOW, _lowpass
 
     if lesion_type not in LESION_LABELS.values():
         raise VCEInputError(f"lesion type {lesion_type!r}", expected=" or ".join(LESION_LABELS.values()))
-    group = lambda f: 1.5 if f < LOW_FIELD_BELOW else 3.0  # noqa: E731
-    fitted_fields = {group(check_field_strength(f)) for f in field_strengths}
+    fitted_fields = {_field_group(check_field_strength(f)) for f in field_strengths}
     if not fitted_fields:
         raise VCEInputError("no field strength to fit", expected="1.5 and/or 3")
+    unknown = sorted(set(options) - set(SCAN_OPTIONS))
+    if unknown:
+        raise VCEInputError(f"unknown options {unknown}", expected=", ".join(SCAN_OPTIONS))
+    sigma, scale, parent = _texture_parameters(model)
+    scan_options = {**SCAN_OPTIONS, **options, "show_progress": show_progress}
+    rows, brain_sums, cases, n = _lesion_rows(
+        model, data, doses, lesion_type, fitted_fields, sigma, scale, scan_options
+    )
+    result: dict[str, Any] = {"parent": parent, "lesion_type": lesion_type, "scans": n, "cases": len(cases)}
+    for i, field in enumerate((1.5, 3.0)):
+        if field not in fitted_fields:
+            result[field] = {"fitted": False, "native_slope": parent[i]}
+            continue
+        brain = [v for (f, _), v in brain_sums.items() if f == field]
+        result[field] = _fit_field(field, rows[field], brain, parent[i], lesion_type, doses)
+    result["native_slope"] = [result[1.5]["native_slope"], result[3.0]["native_slope"]]
+    result["brain_slope_per_dose"] = {k: float(v[0] / v[1]) for k, v in sorted(brain_sums.items()) if v[1]}
+    return result
+
+
+def _field_group(field_strength: float) -> float:
+    """The generator's slope a field strength uses: 1.5 (below ``LOW_FIELD_BELOW``) or 3."""
+    from vce_core.models.ld_cgan import LOW_FIELD_BELOW
+
+    return 1.5 if field_strength < LOW_FIELD_BELOW else 3.0
+
+
+def _texture_parameters(model: str | PathLike) -> tuple[float, float, list[float]]:
+    """The card's ``texture_sigma``, ``texture_scale`` and ``native_slope`` (as a 1.5 T / 3 T pair);
+    VCEInputError for heads that are not high-passed (``texture_sigma`` 0)."""
+    from vce_core.checkpoint import read_card
+
     config = read_card(model).config
     sigma, parent = float(config.get("texture_sigma", 0.0)), config.get("native_slope", 0.0)
     parent = [float(v) for v in parent] if isinstance(parent, list) else [float(parent)] * 2
-    scale = float(config.get("texture_scale", 1.0))
     if not sigma > 0:
         raise VCEInputError(
             "this generator's heads are not high-passed (texture_sigma 0), so there is no width to remove",
             expected="a generator with texture_sigma > 0",
         )
+    return sigma, float(config.get("texture_scale", 1.0)), parent
+
+
+def _lesion_rows(
+    model: str | PathLike,
+    data: Sequence[str | PathLike],
+    doses: Sequence[float],
+    lesion_type: str,
+    fitted_fields: set[float],
+    sigma: float,
+    scale: float,
+    scan_options: dict[str, Any],
+) -> tuple[dict[float, list[tuple[float, ...]]], dict[tuple[float, float], np.ndarray], dict[str, int], int]:
+    """One pass over the scans of the fitted field strengths: per field strength one row per lesion-scan
+    (offset ``E − E_true``, its change per unit slope, weight 1 / lesions of the scan, scan index, of the
+    fitted type, mean ``h``, mean ``−HP``, dose, case index); per (field strength, dose) the brain sums
+    ``(h · −HP, HP · HP)``; the case indices; the number of scans."""
+    import torch
+
+    from vce_core.models.ld_cgan import _lowpass
+
     brain_sums: dict[tuple[float, float], np.ndarray] = {}
-    # per field strength, one row per lesion-scan: (offset E − E_true, its change per unit slope,
-    # weight 1 / lesions of the scan, scan index, of the fitted type, mean h, mean −HP, dose, case index)
     rows: dict[float, list[tuple[float, ...]]] = {1.5: [], 3.0: []}
     cases: dict[str, int] = {}
     n = 0
-    unknown = sorted(set(options) - set(SCAN_OPTIONS))
-    if unknown:
-        raise VCEInputError(f"unknown options {unknown}", expected=", ".join(SCAN_OPTIONS))
-    scan_options = {**SCAN_OPTIONS, **options, "show_progress": show_progress}
-    keep = lambda f: group(f) in fitted_fields  # noqa: E731
+    keep = lambda f: _field_group(f) in fitted_fields  # noqa: E731
     for scan in _split_scans(model, data, doses, split=True, keep_field=keep, **scan_options):
         if scan["truth"] is None:
             raise VCEInputError(
@@ -414,7 +455,7 @@ def fit_native_slope(
                 path=scan["case"],
                 expected="phantom cases (the phantom's val split)",
             )
-        field = group(scan["field_strength"])
+        field = _field_group(scan["field_strength"])
         nat = torch.from_numpy(np.ascontiguousarray(np.moveaxis(scan["native"], -1, 0)[:, None]))
         hp = np.moveaxis((nat - _lowpass(nat, sigma)).numpy()[:, 0], 0, -1).astype(np.float64)
         off, on = scan["outputs"]
@@ -434,35 +475,38 @@ def fit_native_slope(
                 (offset, -scale * x, 1.0 / len(scan["lesions"]), n, fitted, h, x, scan["dose"], case)
             )
         n += 1
-    result: dict[str, Any] = {"parent": parent, "lesion_type": lesion_type, "scans": n, "cases": len(cases)}
-    for i, field in enumerate((1.5, 3.0)):
-        if field not in fitted_fields:
-            result[field] = {"fitted": False, "native_slope": parent[i]}
-            continue
-        table = np.array(rows[field]).reshape(-1, 9)
-        offset, change, weight, index, fitted, h, x, dose, case = table.T
-        fitted = fitted.astype(bool)
-        if not fitted.any() or not (x[fitted] ** 2).sum() > 0:
-            raise VCEInputError(
-                f"no {lesion_type} lesion at {field:g} T on the evaluated slices of the calibration cases",
-                expected=f"phantom cases with {lesion_type} lesions at both field strengths (the val split)",
-            )
-        slope = float(h[fitted] @ x[fitted] / (x[fitted] @ x[fitted]))
-        sums = [v for (f, _), v in brain_sums.items() if f == field]
-        scans = len(np.unique(index))
-        error = lambda c, o=offset, g=change, w=weight: float((w * np.abs(o + c * g)).sum())  # noqa: E731
-        result[field] = {
-            "fitted": True,
-            "native_slope": round(parent[i] + slope, 5),
-            "lesion_slope": slope,
-            "lesions": int(fitted.sum()),
-            "brain_slope": float(sum(v[0] for v in sums) / max(sum(v[1] for v in sums), 1e-30)),
-            "lesion_error": {"parent": error(0.0) / scans, "fitted": error(slope) / scans},
-            **_slope_spread(h[fitted], x[fitted], dose[fitted], case[fitted], doses),
-        }
-    result["native_slope"] = [result[1.5]["native_slope"], result[3.0]["native_slope"]]
-    result["brain_slope_per_dose"] = {k: float(v[0] / v[1]) for k, v in sorted(brain_sums.items()) if v[1]}
-    return result
+    return rows, brain_sums, cases, n
+
+
+def _fit_field(
+    field: float,
+    rows: list[tuple[float, ...]],
+    brain_sums: list[np.ndarray],
+    parent: float,
+    lesion_type: str,
+    doses: Sequence[float],
+) -> dict[str, Any]:
+    """The fit of one field strength from its lesion rows and brain sums (see :func:`fit_native_slope`)."""
+    table = np.array(rows).reshape(-1, 9)
+    offset, change, weight, index, fitted, h, x, dose, case = table.T
+    fitted = fitted.astype(bool)
+    if not fitted.any() or not (x[fitted] ** 2).sum() > 0:
+        raise VCEInputError(
+            f"no {lesion_type} lesion at {field:g} T on the evaluated slices of the calibration cases",
+            expected=f"phantom cases with {lesion_type} lesions at both field strengths (the val split)",
+        )
+    slope = float(h[fitted] @ x[fitted] / (x[fitted] @ x[fitted]))
+    scans = len(np.unique(index))
+    error = lambda c: float((weight * np.abs(offset + c * change)).sum())  # noqa: E731
+    return {
+        "fitted": True,
+        "native_slope": round(parent + slope, 5),
+        "lesion_slope": slope,
+        "lesions": int(fitted.sum()),
+        "brain_slope": float(sum(v[0] for v in brain_sums) / max(sum(v[1] for v in brain_sums), 1e-30)),
+        "lesion_error": {"parent": error(0.0) / scans, "fitted": error(slope) / scans},
+        **_slope_spread(h[fitted], x[fitted], dose[fitted], case[fitted], doses),
+    }
 
 
 def _slope_spread(
@@ -651,7 +695,7 @@ def _print_fit(fit: dict[str, Any]) -> None:
             )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m vce_core.evaluate.calibrate", description=__doc__.split("\n\n")[0]
     )
@@ -693,7 +737,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     command = command_line("vce_core.evaluate.calibrate", argv)
     if args.threads > 0:
         import torch
@@ -711,35 +759,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _print_fit(fit)
     print(f"measured in {time.perf_counter() - t0:.0f} s")
-    if args.out:
-        folder = run_cli(
-            write_calibrated,
-            model=args.model,
-            out=args.out,
-            fit=fit,
-            name=args.name,
-            display_name=args.display_name,
-            data=args.data,
-            noise_seeds=args.noise_seeds,
-            command=command,
-        )
-        if folder is None:
-            return 2
-        check = measure_scans(
-            folder,
-            args.data,
-            args.doses,
-            noise_seeds=args.noise_seeds,
-            lesion_slices=args.lesion_slices,
-            extra_slices=args.extra_slices,
-            device=args.device,
-            split=False,
-            show_progress=False,
-        )
-        r = ratio_at(check, 0.0, args.measure)
-        doses = " / ".join(f"{r[d]:.3f}" for d in r if d != "mean")
-        label = MEASURES[args.measure].split(" (")[0]
-        print(f"checked: {folder} gives {label} {doses} (mean {r['mean']:.3f}) by a full forward pass")
+    return _write_and_check_noise_fit(args, fit, command) if args.out else 0
+
+
+def _write_and_check_noise_fit(args: argparse.Namespace, fit: dict[str, Any], command: str) -> int:
+    """``--out`` of the noise fit: write the calibrated copy and measure it again by a full forward pass."""
+    folder = run_cli(
+        write_calibrated,
+        model=args.model,
+        out=args.out,
+        fit=fit,
+        name=args.name,
+        display_name=args.display_name,
+        data=args.data,
+        noise_seeds=args.noise_seeds,
+        command=command,
+    )
+    if folder is None:
+        return 2
+    check = measure_scans(
+        folder,
+        args.data,
+        args.doses,
+        noise_seeds=args.noise_seeds,
+        lesion_slices=args.lesion_slices,
+        extra_slices=args.extra_slices,
+        device=args.device,
+        split=False,
+        show_progress=False,
+    )
+    r = ratio_at(check, 0.0, args.measure)
+    doses = " / ".join(f"{r[d]:.3f}" for d in r if d != "mean")
+    label = MEASURES[args.measure].split(" (")[0]
+    print(f"checked: {folder} gives {label} {doses} (mean {r['mean']:.3f}) by a full forward pass")
     return 0
 
 

@@ -546,41 +546,26 @@ def evaluate(
     "info"}``. Raises :class:`VCEInputError` for bad doses or seeds, missing folders or models, or when no
     case acquired any of the doses.
     """
-    from tqdm import tqdm
-
     from vce_core.data import find_case_folders
-    from vce_core.evaluate.heldout import load_eval_case
     from vce_core.evaluate.report import write_report
-    from vce_core.synthesis import Synthesizer
 
     doses = _check_doses(doses)
     seeds = _check_seeds(noise_seeds)
-    synths = [Synthesizer.from_checkpoint(m, device=device) for m in models]
-    names = method_names(synths, reserved=(REFERENCE, *BASELINES))
-    if heads_off:
-        ablations = [heads_off_synthesizer(m, device=device) for m in models]
-        models = [*models, *models]
-        synths += ablations
-        names += [f"{n}{HEADS_OFF}" for n in names]
+    models, synths, names = _load_methods(models, heads_off, device)
     baselines = [*BASELINES, *(physics_variant(_check_scale(t)) for t in physics_t1_scales)]
     folders = find_case_folders(data)
-    results: list[dict[str, Any]] = []
-    lesions: list[dict[str, Any]] = []
-    spectra: list[tuple[str, float, Any]] = []
-    cases: list[dict[str, Any]] = []
-    no_slices: list[str] = []  # cases with nothing to evaluate: no enhancing lesion and extra_slices 0
     t0 = time.perf_counter()
-    for folder in tqdm(folders, desc="cases", disable=not show_progress):
-        ec = load_eval_case(folder, lesion_slices=lesion_slices, extra_slices=extra_slices)
-        if not len(ec.slices):
-            no_slices.append(ec.case_id)
-            continue
-        rows, les, spec = _evaluate_case(ec, synths, names, doses, seeds, physics_t1_scales)
-        results += rows
-        lesions += les
-        spectra += spec
-        if rows:
-            cases.append(_case_info(ec))
+    results, lesions, spectra, cases, no_slices = _evaluate_cases(
+        folders,
+        synths,
+        names,
+        doses,
+        seeds,
+        physics_t1_scales,
+        lesion_slices=lesion_slices,
+        extra_slices=extra_slices,
+        show_progress=show_progress,
+    )
     if no_slices and len(no_slices) == len(folders):
         raise VCEInputError(
             f"none of the {len(no_slices)} cases has a slice to evaluate (no enhancing lesion, and "
@@ -617,6 +602,60 @@ def evaluate(
     }
     write_report(Path(out), result, spectra)
     return result
+
+
+def _load_methods(
+    models: Sequence[str | PathLike], heads_off: bool, device: str
+) -> tuple[list[str | PathLike], list[Any], list[str]]:
+    """The models' synthesizers and report names; with ``heads_off`` each model's ablation after them (the
+    model list repeated so that it pairs with the synthesizers)."""
+    from vce_core.synthesis import Synthesizer
+
+    synths = [Synthesizer.from_checkpoint(m, device=device) for m in models]
+    names = method_names(synths, reserved=(REFERENCE, *BASELINES))
+    if not heads_off:
+        return list(models), synths, names
+    ablations = [heads_off_synthesizer(m, device=device) for m in models]
+    return [*models, *models], synths + ablations, names + [f"{n}{HEADS_OFF}" for n in names]
+
+
+def _evaluate_cases(
+    folders: Sequence[Path],
+    synths: Sequence[Any],
+    names: Sequence[str],
+    doses: list[float],
+    seeds: list[int],
+    physics_t1_scales: Sequence[float],
+    *,
+    lesion_slices: int,
+    extra_slices: int,
+    show_progress: bool,
+) -> tuple[
+    list[dict[str, Any]], list[dict[str, Any]], list[tuple[str, float, Any]], list[dict[str, Any]], list[str]
+]:
+    """Every case folder through :func:`_evaluate_case`: metric rows, lesion rows, spectra, the evaluated
+    cases' info and the cases with nothing to evaluate (no enhancing lesion and ``extra_slices`` 0)."""
+    from tqdm import tqdm
+
+    from vce_core.evaluate.heldout import load_eval_case
+
+    results: list[dict[str, Any]] = []
+    lesions: list[dict[str, Any]] = []
+    spectra: list[tuple[str, float, Any]] = []
+    cases: list[dict[str, Any]] = []
+    no_slices: list[str] = []
+    for folder in tqdm(folders, desc="cases", disable=not show_progress):
+        ec = load_eval_case(folder, lesion_slices=lesion_slices, extra_slices=extra_slices)
+        if not len(ec.slices):
+            no_slices.append(ec.case_id)
+            continue
+        rows, les, spec = _evaluate_case(ec, synths, names, doses, seeds, physics_t1_scales)
+        results += rows
+        lesions += les
+        spectra += spec
+        if rows:
+            cases.append(_case_info(ec))
+    return results, lesions, spectra, cases, no_slices
 
 
 def heads_off_synthesizer(folder: str | PathLike, device: str = "auto") -> Any:

@@ -380,6 +380,23 @@ def _unet_level(
     return blocks
 
 
+def _t1_head(spatial_dims: int, in_channels: int, hidden: int, out_channels: int) -> nn.Sequential:
+    """The T1 head: the log T1 factor of every voxel (:meth:`LowDoseGenerator.t1_log_map`), zero-initialised
+    (the regression head starts at the default T1, the class head at the mean of its table row). With
+    ``hidden`` channels it is wider and deeper: 3x3 convolutions dilated 1, 2, 4 (and the 3x3 output) reach
+    ±8 voxels; without, one convolution."""
+    d = spatial_dims
+    if not hidden:
+        return nn.Sequential(
+            group_norm(in_channels), nn.SiLU(), zero_module(conv_nd(d, in_channels, out_channels))
+        )
+    layers: list[nn.Module] = [group_norm(in_channels), nn.SiLU(), conv_nd(d, in_channels, hidden)]
+    for dilation in (2, 4):
+        layers += [group_norm(hidden), nn.SiLU(), conv_nd(d, hidden, hidden, dilation=dilation)]
+    layers += [group_norm(hidden), nn.SiLU(), zero_module(conv_nd(d, hidden, out_channels))]
+    return nn.Sequential(*layers)
+
+
 @register_model("ld_cgan_generator")
 class LowDoseGenerator(nn.Module):
     """Conditional U-Net generator of residual low-dose images (seed 000, Fig. 5). Trained by
@@ -535,28 +552,11 @@ class LowDoseGenerator(nn.Module):
         self.texture_scale = texture_scale
         # k · HP(x_NA) is added to the heads before they are scaled (class docstring); (1.5 T, 3 T)
         self._slope_pair = native_slope if isinstance(native_slope, list) else [native_slope] * 2
-        # log T1 factor of every voxel (t1_log_map), zero-initialised: the regression head starts at the
-        # default T1, the class head at the mean of its table row
-        self.t1_head: nn.Sequential | None = None
         # t1_classes: the class table (a buffer, saved with the weights); None otherwise
         table = t1_class_table()[1] if t1_classes else None
         self.register_buffer("t1_table", table)
         t1_out = 1 if table is None else table.shape[1]
-        if learn_t1 and t1_hidden:
-            # wider and deeper: 3x3 convolutions dilated 1, 2, 4 (and the 3x3 output) reach ±8 voxels
-            layers: list[nn.Module] = [group_norm(widths[0]), nn.SiLU(), conv_nd(d, widths[0], t1_hidden)]
-            for dilation in (2, 4):
-                layers += [
-                    group_norm(t1_hidden),
-                    nn.SiLU(),
-                    conv_nd(d, t1_hidden, t1_hidden, dilation=dilation),
-                ]
-            layers += [group_norm(t1_hidden), nn.SiLU(), zero_module(conv_nd(d, t1_hidden, t1_out))]
-            self.t1_head = nn.Sequential(*layers)
-        elif learn_t1:
-            self.t1_head = nn.Sequential(
-                group_norm(widths[0]), nn.SiLU(), zero_module(conv_nd(d, widths[0], t1_out))
-            )
+        self.t1_head = _t1_head(d, widths[0], t1_hidden, t1_out) if learn_t1 else None
 
     def t1_log_map(self, head_out: Tensor, field_strength: Tensor) -> Tensor:
         """The native-T1 log factor ``t`` ``[B, 1, *S]`` from the T1 head's output ``head_out``:
