@@ -1,7 +1,7 @@
 """Tissue, contrast-agent and sequence tables, signal equations and Rician noise for the phantom.
 
-Every number comes from ``shared/design/phantom-physics.md`` (sources in ``docs/phantom.md``); rows
-marked *assumed* there are modelling choices and are flagged ``assumed=True`` here.
+Every number is listed with its source in ``docs/phantom.md`` (taken from the team's phantom-physics design
+note); rows marked *assumed* there are modelling choices and are flagged ``assumed=True`` here.
 
 Units
 -----
