@@ -1,4 +1,5 @@
-"""The packages depend on each other one way only (docs/architecture.md)."""
+"""The layout: packages depend on each other one way only, app.py stays thin, functions stay readable
+(docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -44,3 +45,25 @@ def test_reader_study_core_has_no_gradio() -> None:
 
 def test_app_is_thin() -> None:
     assert len((ROOT / "app.py").read_text(encoding="utf-8").splitlines()) <= 200
+
+
+LONGEST_FUNCTION = 85
+"""Lines a function of the product may take, signature and docstring included (the structure issue's ~80:
+past that it is split along its seams)."""
+
+
+def function_lengths(path: Path) -> dict[str, int]:
+    """``file:line name`` → lines of every function and method defined in ``path``."""
+    return {
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.name}": node.end_lineno - node.lineno + 1
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno is not None
+    }
+
+
+def test_no_function_of_the_product_is_too_long_to_read() -> None:
+    files = [ROOT / "app.py", *(p for package in FORBIDDEN for p in sorted((ROOT / package).rglob("*.py")))]
+    lengths = {k: v for path in files for k, v in function_lengths(path).items()}
+    assert len(lengths) > 500  # every package was read
+    too_long = {k: v for k, v in lengths.items() if v > LONGEST_FUNCTION}
+    assert not too_long, f"split these along their seams (at most {LONGEST_FUNCTION} lines): {too_long}"
