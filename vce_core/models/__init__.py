@@ -94,9 +94,10 @@ def model_class(name: str) -> Callable[..., nn.Module]:
 def _check_arguments(name: str, factory: Callable[..., nn.Module], kwargs: dict[str, object]) -> None:
     """:class:`VCEInputError` for an argument the constructor does not take (with the closest one it does)
     or one it requires and ``kwargs`` lacks, instead of Python's ``TypeError``."""
-    parameters = inspect.signature(factory).parameters
+    signature = inspect.signature(factory)
+    parameters = signature.parameters
     try:
-        inspect.signature(factory).bind(**kwargs)
+        signature.bind(**kwargs)
     except TypeError as err:
         unknown = [k for k in kwargs if k not in parameters]
         if unknown:
